@@ -1,0 +1,37 @@
+"""Exception types, one per category. The CLI prints them in one or two lines, no traceback."""
+
+from __future__ import annotations
+
+
+class EvalkitError(Exception):
+    """Base of every error evalkit raises on purpose (bad input, missing package, ...)."""
+
+    exit_code = 2
+
+
+class ConfigError(EvalkitError):
+    """An eval config is invalid. Message: ``file: field: what is wrong; how to fix``."""
+
+
+class TaskError(EvalkitError):
+    """A task definition (``tasks/*.yaml``) is invalid or unknown."""
+
+
+class HaystackError(EvalkitError):
+    """A haystack source cannot supply the text asked of it."""
+
+
+class PlacementError(EvalkitError):
+    """A prompt cannot be built as requested (needle longer than the context, ...)."""
+
+
+class ModelLoadError(EvalkitError):
+    """A model or tokenizer cannot be found, installed or loaded."""
+
+
+class CaptureError(EvalkitError):
+    """Attention capture is not possible for this model family or kernel."""
+
+
+class RunDirError(EvalkitError):
+    """The run directory is held by another run or belongs to a different config."""

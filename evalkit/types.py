@@ -1,0 +1,156 @@
+"""Typed values that cross module boundaries (see ARCHITECTURE.md for the flow).
+
+configs -> EvalConfig -> [Trial]; tasks -> TaskSpec; Trial + TaskSpec + tokenizer -> BuiltPrompt;
+BuiltPrompt -> backend -> TrialOutput; TrialOutput -> score -> TrialRecord -> run directory.
+
+Positions are token indices into the final ``input_ids`` (after the chat template); every
+name holding an offset says ``token`` or ``char``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Region names of a built prompt, in prompt order. They tile [0, prompt_tokens) exactly.
+REGION_PREAMBLE = "preamble"  # chat template head, system prompt, instructions
+REGION_CONTEXT_BEFORE = "context_before"  # haystack before the needle
+REGION_NEEDLE = "needle"
+REGION_CONTEXT_AFTER = "context_after"  # haystack after the needle
+REGION_QUESTION = "question"  # question, template tail, generation prompt, answer prefix
+REGION_NAMES = (
+    REGION_PREAMBLE,
+    REGION_CONTEXT_BEFORE,
+    REGION_NEEDLE,
+    REGION_CONTEXT_AFTER,
+    REGION_QUESTION,
+)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One cell sample of the grid: what to build and run. ``trial_id`` is stable for equal inputs."""
+
+    trial_id: str
+    model: str  # the model entry's name (alias, hub id or path) as written in the config
+    task: str
+    context_length: int  # requested total prompt tokens
+    depth: float  # requested fraction of the haystack (in tokens) that precedes the needle
+    sample: int  # 0-based sample index within the (model, task, length, depth) cell
+    seed: int  # per-trial seed derived from the config seed and the trial's defining values
+
+
+@dataclass(frozen=True)
+class NeedleInstance:
+    """A task's needle made concrete for one trial (value drawn from the trial seed)."""
+
+    needle: str  # the sentence inserted into the haystack
+    question: str
+    answer: str  # gold answer text, as the model should produce it
+    value: str  # the generated value (pass key, word, ...) the needle carries
+
+
+@dataclass(frozen=True)
+class PromptParts:
+    """Text pieces the prompt builder assembles; produced from a TaskSpec for one trial."""
+
+    instructions: str
+    needle: str
+    question: str
+    answer_prefix: str  # text the assistant turn starts with ("" for none)
+    system_prompt: str | None  # None: the template's default (if any)
+    use_chat_template: bool
+
+
+@dataclass(frozen=True)
+class TokenSpan:
+    """Half-open token interval ``[token_start, token_end)`` in the final input_ids."""
+
+    token_start: int
+    token_end: int
+
+    @property
+    def length(self) -> int:
+        return self.token_end - self.token_start
+
+
+@dataclass(frozen=True)
+class BuiltPrompt:
+    """A prompt in the model's own tokens with exact region spans.
+
+    ``regions`` maps each name of REGION_NAMES to its span; the spans tile the prompt in order.
+    """
+
+    input_ids: tuple[int, ...]
+    regions: dict[str, TokenSpan]
+    needle_text: str
+    requested_context_length: int
+    length_tolerance_tokens: int  # |achieved - requested| allowed (0 = exact)
+    requested_depth: float
+    achieved_depth: float  # context_before tokens / (context_before + context_after) tokens
+    prompt_sha256: str  # hash of the input_ids, for determinism checks
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def needle_span(self) -> TokenSpan:
+        return self.regions[REGION_NEEDLE]
+
+
+@dataclass(frozen=True)
+class TrialOutput:
+    """What the backend returns for one prompt (one prefill serves all of it)."""
+
+    generated_text: str
+    generated_token_ids: tuple[int, ...]
+    gold_token_ids: tuple[int, ...]
+    gold_logprob_sum: float
+    gold_logprob_mean: float  # per gold token
+    gold_first_token_is_argmax: bool
+    elapsed_s: float
+    # [layers, heads, rows, regions] attention mass, when capture is on (see models/capture.py)
+    attention: object | None = None
+
+
+@dataclass(frozen=True)
+class Score:
+    """Answer scoring of one trial."""
+
+    correct: bool  # normalised gold answer contained in the normalised output
+    exact_match: bool  # normalised output (answer prefix stripped) equals normalised gold
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One line of ``trials.jsonl``. Field names are the columns of ``load_results``."""
+
+    trial_id: str
+    status: str  # "ok" or "skipped"
+    model: str
+    model_revision: str
+    task: str
+    context_length: int
+    prompt_tokens: int
+    length_tolerance_tokens: int
+    depth: float
+    achieved_depth: float
+    sample: int
+    seed: int
+    needle: str
+    question: str
+    gold_answer: str
+    generated: str
+    correct: bool
+    exact_match: bool
+    gold_logprob_sum: float
+    gold_logprob_mean: float
+    gold_first_token_is_argmax: bool
+    gold_tokens: int
+    regions: dict[str, list[int]]  # name -> [token_start, token_end]
+    needle_token_start: int
+    needle_token_end: int
+    prompt_sha256: str
+    elapsed_s: float
+    skip_reason: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
