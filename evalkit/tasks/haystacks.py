@@ -1,0 +1,146 @@
+"""Haystack sources: deterministic, endless streams of filler sentences.
+
+Every sentence ends with terminal punctuation (``.``, ``!`` or ``?``, possibly followed by a closing
+quote or bracket) and holds no newline, so the prompt builder can cut and place at sentence boundaries.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import random
+import re
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from evalkit.errors import HaystackError
+from evalkit.tasks.prose import generate_sentences
+from evalkit.tasks.spec import FilesHaystackSpec, GeneratedHaystackSpec, TaskSpec
+
+# a sentence: the shortest run of text up to . ! ? (and closing quotes/brackets) that whitespace or the end follows
+_SENTENCE_RE = re.compile(r"\S.*?[.!?]+[\"'\u201d\u2019)\]]*(?=\s|$)")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+@runtime_checkable
+class HaystackSource(Protocol):
+    """Anything that yields filler sentences for a seed; the same seed gives the same stream."""
+
+    def sentences(self, seed: int) -> Iterator[str]:
+        """Endless stream of sentences (terminal punctuation, no newline), deterministic in ``seed``."""
+        ...
+
+
+class GeneratedHaystack:
+    """evalkit's own essay-like prose (see ``prose.py``): varied, no digits, no task vocabulary."""
+
+    def sentences(self, seed: int) -> Iterator[str]:
+        """Endless generated sentences for ``seed``."""
+        return generate_sentences(seed)
+
+
+class FileHaystack:
+    """Sentences of the user's text files, cycled from a seed-dependent starting sentence.
+
+    ``paths`` are files or glob patterns (relative to the cwd unless absolute), read as UTF-8 in sorted
+    order per pattern. Whitespace and newlines collapse to single spaces before splitting.
+    """
+
+    def __init__(self, paths: str | Path | Sequence[str | Path]):
+        items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+        if not items:
+            raise HaystackError("files haystack: no path given; name at least one text file or glob")
+        self.files: tuple[Path, ...] = tuple(f for item in items for f in expand_paths(item))
+        self._sentences: tuple[str, ...] = tuple(s for f in self.files for s in read_sentences(f))
+
+    def sentences(self, seed: int) -> Iterator[str]:
+        """Endless cycle through the files' sentences, starting at an offset drawn from ``seed``."""
+        start = random.Random(f"evalkit.files:{seed}").randrange(len(self._sentences))
+        ordered = self._sentences[start:] + self._sentences[:start]
+        return itertools.cycle(ordered)
+
+
+def expand_paths(item: str | Path) -> list[Path]:
+    """The files a path or glob names (sorted); HaystackError when none exists."""
+    text = str(Path(item).expanduser())
+    if _GLOB_CHARS.search(text):
+        files = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+        if not files:
+            raise HaystackError(f"{text}: no file matches this pattern; check the path or glob")
+        return files
+    path = Path(text)
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "file not found"
+        raise HaystackError(f"{text}: {what}; give the path of a text file (or a glob such as texts/*.txt)")
+    return [path]
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split prose into sentences on . ! ? followed by whitespace; whitespace collapses to single spaces.
+
+    Trailing text without terminal punctuation becomes a last sentence ending in ``.``.
+    """
+    flat = " ".join(text.split())
+    found: list[str] = []
+    end = 0
+    for match in _SENTENCE_RE.finditer(flat):  # matches are separated by whitespace only
+        found.append(match.group(0))
+        end = match.end()
+    tail = flat[end:].strip()
+    if tail:
+        found.append(tail + ".")
+    return found
+
+
+def read_sentences(path: Path) -> list[str]:
+    """Sentences of one UTF-8 text file; HaystackError naming the file when it has fewer than two."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise HaystackError(f"{path}: not UTF-8 text; save the file as UTF-8") from None
+    except OSError as exc:
+        raise HaystackError(f"{path}: cannot read the file ({exc.strerror}); check its permissions") from None
+    sentences = split_sentences(text)
+    if not sentences:
+        raise HaystackError(f"{path}: file is empty; put at least two sentences of prose in it")
+    if len(sentences) < 2:
+        raise HaystackError(f"{path}: only one sentence found; put at least two sentences (ending in . ! or ?)")
+    return sentences
+
+
+# ---------------------------------------------------------------- registry
+
+# builder(the task's `haystack:` spec, the task file's folder) -> source
+HaystackBuilder = Callable[[Any, Path], HaystackSource]
+
+
+def _build_generated(spec: GeneratedHaystackSpec, task_dir: Path) -> HaystackSource:
+    return GeneratedHaystack()
+
+
+def _build_files(spec: FilesHaystackSpec, task_dir: Path) -> HaystackSource:
+    # a relative path is relative to the task file; an absolute one replaces task_dir in the join
+    return FileHaystack(task_dir / Path(spec.path).expanduser())
+
+
+# `source:` value of a task's haystack -> builder(spec, task file folder)
+HAYSTACK_SOURCES: dict[str, HaystackBuilder] = {
+    "generated": _build_generated,
+    "files": _build_files,
+}
+
+
+def haystack_from_spec(spec: GeneratedHaystackSpec | FilesHaystackSpec, task_file_dir: str | Path) -> HaystackSource:
+    """Build the haystack source a task's ``haystack:`` block describes (paths relative to ``task_file_dir``)."""
+    source = getattr(spec, "source", None)
+    builder = HAYSTACK_SOURCES.get(source) if isinstance(source, str) else None
+    if builder is None:
+        known = ", ".join(sorted(HAYSTACK_SOURCES))
+        raise HaystackError(f"haystack.source: {source!r} is not a known source; use one of {known}")
+    return builder(spec, Path(task_file_dir))
+
+
+def haystack_for_task(task: TaskSpec) -> HaystackSource:
+    """The haystack source of a loaded task (a ``files`` path is relative to the task's file)."""
+    return haystack_from_spec(task.haystack, task.source_dir)

@@ -1,0 +1,142 @@
+"""Task specs: the pydantic schema of ``tasks/*.yaml``.
+
+A task says what fact to hide (``needle`` with a generated ``value``), what to ask (``question``),
+what counts as the answer (``answer``), and where the filler text comes from (``haystack``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import string
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+# A task name is one path component: no separators, so a name can never walk out of a search folder.
+TASK_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+
+_SPEC = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class IntegerValue(BaseModel):
+    """A random decimal integer with exactly ``digits`` digits (first digit nonzero)."""
+
+    model_config = _SPEC
+    kind: Literal["integer"]
+    digits: int = Field(5, ge=1, le=40)
+
+
+class ChoiceValue(BaseModel):
+    """One of the listed ``values``, drawn uniformly."""
+
+    model_config = _SPEC
+    kind: Literal["choice"]
+    values: list[Annotated[str, Field(min_length=1)]] = Field(min_length=2)
+
+    @field_validator("values")
+    @classmethod
+    def _unique(cls, values: list[str]) -> list[str]:
+        seen = {v: i for i, v in reversed(list(enumerate(values)))}
+        for index, item in enumerate(values):
+            if seen[item] != index:
+                raise ValueError(f"{item!r} appears twice (values[{seen[item]}] and values[{index}]); list it once")
+        return values
+
+
+class WordValue(BaseModel):
+    """A concrete noun from the built-in list (``evalkit.tasks.needles.WORDS``)."""
+
+    model_config = _SPEC
+    kind: Literal["word"]
+
+
+class UuidValue(BaseModel):
+    """A random UUID4 string (36 chars, lower-case hex)."""
+
+    model_config = _SPEC
+    kind: Literal["uuid"]
+
+
+ValueSpec = Annotated[Union[IntegerValue, ChoiceValue, WordValue, UuidValue], Field(discriminator="kind")]
+
+
+class GeneratedHaystackSpec(BaseModel):
+    """Filler prose from evalkit's built-in generator (no digits, no task words)."""
+
+    model_config = _SPEC
+    source: Literal["generated"]
+
+
+class FilesHaystackSpec(BaseModel):
+    """Filler text from the user's files: a path or glob relative to the task file."""
+
+    model_config = _SPEC
+    source: Literal["files"]
+    path: str = Field(min_length=1)
+
+
+HaystackSpec = Annotated[Union[GeneratedHaystackSpec, FilesHaystackSpec], Field(discriminator="source")]
+
+
+class TaskSpec(BaseModel):
+    """One task file. Templates (``needle``, ``question``, ``answer``) may use ``{value}``; write ``{{``
+    for a literal brace. ``instructions`` and ``answer_prefix`` are used verbatim."""
+
+    model_config = _SPEC
+
+    name: str = Field(pattern=TASK_NAME_PATTERN, description="must equal the file name without .yaml")
+    description: str = ""
+    needle: str = Field(min_length=1, description="sentence hidden in the haystack; must contain {value}")
+    value: ValueSpec
+    question: str = Field(min_length=1)
+    answer: str = Field("{value}", min_length=1, description="gold answer template")
+    instructions: str = ""
+    answer_prefix: str = Field("", description="text the assistant turn starts with")
+    haystack: HaystackSpec = Field(default_factory=lambda: GeneratedHaystackSpec(source="generated"))
+
+    _source_path: Path | None = PrivateAttr(None)
+
+    @field_validator("needle")
+    @classmethod
+    def _needle_has_value(cls, text: str) -> str:
+        if "value" not in template_fields(text):
+            raise ValueError(f"{text!r} has no {{value}}; put {{value}} where the generated value goes")
+        return text
+
+    @field_validator("question", "answer")
+    @classmethod
+    def _valid_template(cls, text: str) -> str:
+        template_fields(text)
+        return text
+
+    @property
+    def source_path(self) -> Path | None:
+        """The YAML file this task was loaded from (None when built in code)."""
+        return self._source_path
+
+    @property
+    def source_dir(self) -> Path:
+        """Folder that a relative ``haystack.path`` is relative to (the task file's, else cwd)."""
+        return self._source_path.parent if self._source_path is not None else Path.cwd()
+
+    def content_hash(self) -> str:
+        """16 hex chars of sha256 over the canonical JSON of the spec (part of every trial id).
+
+        Covers the spec as written; for a ``files`` haystack that is the path, not the text in the files.
+        """
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def template_fields(text: str) -> set[str]:
+    """Names of the ``{fields}`` in a template; raise ValueError unless they are all ``value``."""
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a valid template ({exc}); write {{{{ and }}}} for literal braces") from None
+    unknown = sorted(n for n in names if n != "value")
+    if unknown:
+        raise ValueError(f"{text!r} uses {{{unknown[0]}}}; only {{value}} is available (write {{{{ for a brace)")
+    return names
