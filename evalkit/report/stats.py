@@ -1,0 +1,65 @@
+"""Binomial confidence intervals for retrieval accuracy (Wilson score interval).
+
+Wilson is used rather than the normal approximation because cells are small (often 5-20 trials)
+and accuracies sit near 0% or 100%, where the normal interval leaves [0, 1] or collapses to a point.
+"""
+
+from __future__ import annotations
+
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+
+
+def _z(confidence: float) -> float:
+    """Two-sided standard normal quantile for ``confidence`` (0.95 -> 1.95996...)."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be between 0 and 1 (exclusive), got {confidence!r}")
+    return NormalDist().inv_cdf(0.5 + confidence / 2.0)
+
+
+def wilson_intervals(successes, n, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised Wilson score interval: arrays ``(low, high)`` of proportions in [0, 1].
+
+    ``successes`` and ``n`` are array-likes of equal shape (or scalars); where ``n == 0`` both
+    bounds are NaN. Raises ``ValueError`` for negative counts or ``successes > n``.
+    """
+    k = np.asarray(successes, dtype=float)
+    m = np.asarray(n, dtype=float)
+    if np.any(k < 0) or np.any(m < 0) or np.any(k > m):
+        raise ValueError("wilson_intervals: need 0 <= successes <= n for every cell")
+    z = _z(confidence)
+    z2 = z * z
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = k / m
+        denom = 1.0 + z2 / m
+        center = (p + z2 / (2.0 * m)) / denom
+        margin = z * np.sqrt(p * (1.0 - p) / m + z2 / (4.0 * m * m)) / denom
+        # the formula gives exactly 0 / 1 at the ends only up to rounding: pin them
+        low = np.where(k == 0, 0.0, np.clip(center - margin, 0.0, 1.0))
+        high = np.where(k == m, 1.0, np.clip(center + margin, 0.0, 1.0))
+    empty = m == 0
+    return np.where(empty, np.nan, low), np.where(empty, np.nan, high)
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval ``(low, high)`` for ``successes`` out of ``n`` trials.
+
+    ``wilson_interval(8, 10)`` is about ``(0.4902, 0.9433)``; ``n == 0`` gives ``(nan, nan)``.
+    """
+    low, high = wilson_intervals(successes, n, confidence)
+    return float(low), float(high)
+
+
+def add_wilson_columns(
+    frame: pd.DataFrame,
+    successes: str = "correct",
+    n: str = "n",
+    confidence: float = 0.95,
+    low: str = "ci_low",
+    high: str = "ci_high",
+) -> pd.DataFrame:
+    """Return a copy of ``frame`` with Wilson bounds of ``successes / n`` in columns ``low``, ``high``."""
+    lows, highs = wilson_intervals(frame[successes].to_numpy(), frame[n].to_numpy(), confidence)
+    return frame.assign(**{low: lows, high: highs})
