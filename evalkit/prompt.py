@@ -117,7 +117,9 @@ class PromptBuilder:
         """Build the prompt of ``context_length`` tokens with the needle at ``depth`` of the haystack.
 
         ``sentences`` is consumed only as far as the haystack needs. With ``length_tolerance_tokens``
-        0 the last sentence is cut at token level so the prompt has exactly ``context_length`` tokens;
+        0 one sentence is cut at token level so the prompt has exactly ``context_length`` tokens: its
+        tail opens the haystack (as if reading from the middle of a text), and the haystack ends on a
+        whole sentence;
         with a tolerance the prompt may end up to that many tokens short, on a sentence boundary,
         instead of cutting a sentence (it is never longer than ``context_length``). Raises
         PlacementError when the fixed parts do not fit or a check fails, HaystackError when
@@ -202,7 +204,7 @@ class PromptBuilder:
     def _take_haystack(
         self, sentences: Iterator[str], budget_tokens: int, tolerance_tokens: int, context_length: int
     ) -> list[tuple[int, ...]]:
-        """Fragments of whole sentences filling ``budget_tokens``; the last one cut to fit exactly.
+        """Fragments of whole sentences filling ``budget_tokens``, led by the tail of one cut to fit exactly.
 
         Within the tolerance the haystack ends short on a sentence boundary rather than cutting.
         """
@@ -225,7 +227,9 @@ class PromptBuilder:
             elif remaining_tokens <= tolerance_tokens:
                 break
             else:
-                pieces.append(sentence_ids[:remaining_tokens])
+                # the haystack opens mid-sentence (the tail of this sentence) so that it ends on a
+                # whole sentence: a needle at depth 1.0 then follows a full stop, not a cut-off clause
+                pieces.insert(0, sentence_ids[len(sentence_ids) - remaining_tokens :])
                 total_tokens = budget_tokens
         return pieces
 

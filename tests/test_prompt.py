@@ -125,11 +125,12 @@ def test_exact_offsets_without_template(word_level, depth, expected_before_token
     assert _decode(word_level, prompt.input_ids) == _HEAD + "".join(pieces) + _TAIL
 
 
-def test_last_sentence_cut_at_token_level_or_dropped_within_tolerance(word_level):
+def test_cut_sentence_opens_the_haystack_or_is_dropped_within_tolerance(word_level):
     prompt = build_prompt(word_level, _parts(), iter(_SENTENCES), 34, 1.0)
     assert prompt.prompt_tokens == 34
-    assert _spans(prompt)[2:] == [(14, 19), (19, 19), (19, 34)]  # 4+3 tokens, then 3 of " Six seven eight nine."
-    assert _decode(word_level, prompt.input_ids[4:19]) == " One two three. Four five. Six seven eight The key is red."
+    assert _spans(prompt)[2:] == [(14, 19), (19, 19), (19, 34)]  # 3 of " Six seven eight nine.", then 4+3 tokens
+    # the needle at depth 1.0 follows a whole sentence, never a cut-off clause
+    assert _decode(word_level, prompt.input_ids[4:19]) == " eight nine. One two three. Four five. The key is red."
     short = build_prompt(word_level, _parts(), iter(_SENTENCES), 34, 1.0, length_tolerance_tokens=3)
     assert short.prompt_tokens == 31 and short.length_tolerance_tokens == 3
     assert _spans(short)[2:] == [(11, 16), (16, 16), (16, 31)]
@@ -327,19 +328,26 @@ def _check_scenario(family: Family, builder: PromptBuilder, scenario: dict[str, 
 
 
 def _check_context(family: Family, prompt: BuiltPrompt, consumed: list[str], needle_text: str, depth: float) -> None:
-    """The context is the reference encoding of the sentences, cut to length, the needle at the best boundary."""
+    """The context is the reference encoding of the sentences fitted to length, the needle at the best boundary.
+
+    When a sentence had to be cut, the tail of the last consumed sentence opens the haystack.
+    """
     _, before, _, after, _ = _spans(prompt)
     ids = prompt.input_ids
-    lengths = [len(family.reference_ids(sentence)) for sentence in consumed]
-    haystack = list(itertools.chain.from_iterable(family.reference_ids(sentence) for sentence in consumed))
     before_tokens, haystack_tokens = before[1] - before[0], (before[1] - before[0]) + (after[1] - after[0])
+    pieces = [family.reference_ids(sentence) for sentence in consumed]
+    whole_tokens = sum(len(piece) for piece in pieces[:-1])
+    assert not pieces or haystack_tokens == 0 or whole_tokens < haystack_tokens <= whole_tokens + len(pieces[-1])
+    if pieces and whole_tokens + len(pieces[-1]) > haystack_tokens:  # cut: its tail goes first
+        cut = pieces.pop()
+        pieces.insert(0, cut[len(cut) - (haystack_tokens - whole_tokens) :])
+    haystack = list(itertools.chain.from_iterable(pieces))
+    assert len(haystack) == haystack_tokens
     needle_ids = family.reference_ids(needle_text)
     assert list(ids[before[0] : after[1]]) == (
         haystack[:before_tokens] + needle_ids + haystack[before_tokens:haystack_tokens]
     )
-    assert sum(lengths[:-1]) < haystack_tokens <= sum(lengths) or haystack_tokens == 0
-    offsets = itertools.accumulate(lengths, initial=0)
-    boundaries = sorted({offset for offset in offsets if offset < haystack_tokens} | {haystack_tokens})
+    boundaries = sorted(set(itertools.accumulate((len(p) for p in pieces), initial=0)))
     assert before_tokens in boundaries
     target = depth * haystack_tokens
     assert all(abs(before_tokens - target) <= abs(b - target) + 1e-9 for b in boundaries)  # the closest boundary
