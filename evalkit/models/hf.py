@@ -1,0 +1,242 @@
+"""Load Hugging Face transformers models: built-in aliases, local folders and Hub ids, one code path.
+
+Every name ends in an ordinary ``from_pretrained(path_or_id, revision=..., dtype=..., device_map=...)``;
+a built-in alias first becomes its cached converted folder (see ``builtin.py``). Failures raise
+``ModelLoadError`` saying what was looked for and how to fix it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from evalkit.config import ModelConfig
+from evalkit.errors import ModelLoadError
+from evalkit.models import builtin
+from evalkit.models.registry import BUILTIN_MODELS, builtin_names, get_builtin
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+# config attributes that hold the trained context length, in order of preference
+_CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
+_SANE_TOKENIZER_LIMIT = 10_000_000  # tokenizers without a limit report ~1e30
+# what from_pretrained raises for a missing repo, no network, an unknown architecture, a missing package,
+# or running out of memory; anything else is a bug and keeps its traceback
+_LOAD_ERRORS = (OSError, ValueError, ImportError, KeyError, RuntimeError)
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A model ready for the backend: weights in eval mode, tokenizer, and what records need."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str  # as written in the config (alias, Hub id or path)
+    revision: str  # Hub commit hash, built-in package+GGUF hash, the requested revision, or "unknown"
+    max_context_tokens: int | None  # trained context length; None when the model does not say
+    device: str  # device of the input embeddings: where input_ids go ("cpu", "cuda:0", ...)
+    dtype: str  # parameter dtype name ("float32", "bfloat16", ...)
+    stop_token_ids: tuple[int, ...]  # tokenizer eos + generation_config eos ids (e.g. <|im_end|>)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where from_pretrained reads a model from."""
+
+    location: str  # local folder or Hub id
+    revision: str | None  # passed to from_pretrained (None for local folders)
+    recorded_revision: str | None  # known before loading (built-ins), else None
+    kind: str  # "built-in", "local" or "hub"
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> cuda if available, else mps if available, else cpu; other names are checked."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        return "mps" if mps is not None and mps.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(
+            f"device {device!r}: torch.cuda.is_available() is False (CPU-only torch build or no GPU visible); "
+            "use device: cpu or auto"
+        )
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError("device 'mps': torch.backends.mps.is_available() is False; use device: cpu or auto")
+    return device
+
+
+def max_context_tokens_of(config: PretrainedConfig, tokenizer: Any = None) -> int | None:
+    """The model's trained context length from its config, else a sane ``tokenizer.model_max_length``."""
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for holder in (text_config, config):
+        for key in _CONTEXT_KEYS:
+            value = getattr(holder, key, None)
+            if isinstance(value, int) and value > 0:
+                return value
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < _SANE_TOKENIZER_LIMIT:
+        return limit
+    return None
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~", ".\\", "..\\")) or "\\" in name or os.path.isabs(name)
+
+
+def _resolve_source(cfg: ModelConfig) -> _Source:
+    spec = get_builtin(cfg.name)
+    if spec is not None:
+        if cfg.revision is not None:
+            raise ModelLoadError(
+                f"model {cfg.name!r} is built in: 'revision' does not apply (the installed {spec.package} "
+                "fixes the weights); remove it"
+            )
+        cached = builtin.ensure_builtin(spec)
+        return _Source(str(cached.path), None, cached.revision, "built-in")
+    path = Path(cfg.name).expanduser()
+    if path.exists():
+        return _Source(str(path), None, None, "local")
+    if _looks_like_path(cfg.name):
+        raise ModelLoadError(
+            f"model {cfg.name!r}: no such local folder; built-in aliases: {builtin_names()}"
+        )
+    return _Source(cfg.name, cfg.revision, None, "hub")
+
+
+def _load_error(cfg: ModelConfig, source: _Source, what: str, exc: BaseException) -> ModelLoadError:
+    """A one-paragraph error saying what was looked for, why it failed and what to try."""
+    reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    if source.kind == "hub":
+        rev = f" at revision {cfg.revision!r}" if cfg.revision else ""
+        close = difflib.get_close_matches(cfg.name, list(BUILTIN_MODELS), n=1)
+        hint = (
+            (f"did you mean the built-in {close[0]!r}? " if close else "")
+            + f"it is not a built-in alias ({builtin_names()}) nor a local folder, so it was looked up as a "
+            f"Hugging Face Hub id{rev}; check the name and 'revision', network access (or HF_HUB_OFFLINE "
+            "with a filled cache), and HF_TOKEN for gated models"
+        )
+    elif source.kind == "local":
+        hint = "the folder should hold config.json, weights and tokenizer files (as written by save_pretrained)"
+    else:
+        hint = f"delete the cached copy {source.location} to convert it again"
+    if any(word in reason.lower() for word in ("attn", "attention", "sdpa", "flash")):
+        hint += f"; attn_implementation={cfg.attn_implementation!r} may be unsupported: try 'eager'"
+    return ModelLoadError(f"model {cfg.name!r}: loading the {what} from {source.location!r} failed ({reason}); {hint}")
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return "auto" if name == "auto" else getattr(torch, name)
+
+
+def _load_weights(cfg: ModelConfig, source: _Source, device: str | None) -> PreTrainedModel:
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            source.location,
+            revision=source.revision,
+            dtype=_torch_dtype(cfg.dtype),
+            # a single device is given as a device map too, so weights load straight onto it
+            device_map=cfg.device_map if cfg.device_map is not None else device,
+            trust_remote_code=cfg.trust_remote_code,
+            attn_implementation=cfg.attn_implementation,
+        )
+    except _LOAD_ERRORS as exc:
+        raise _load_error(cfg, source, "model", exc) from exc
+
+
+def _load_tokenizer(cfg: ModelConfig, source: _Source) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(
+            source.location, revision=source.revision, trust_remote_code=cfg.trust_remote_code
+        )
+    except _LOAD_ERRORS as exc:
+        raise _load_error(cfg, source, "tokenizer", exc) from exc
+
+
+def load_model(cfg: ModelConfig) -> LoadedModel:
+    """Load the model and tokenizer a config entry names, in eval mode on the requested device."""
+    source = _resolve_source(cfg)
+    device = None if cfg.device_map is not None else resolve_device(cfg.device)
+    model = _load_weights(cfg, source, device)
+    tokenizer = _load_tokenizer(cfg, source)
+    revision = source.recorded_revision or getattr(model.config, "_commit_hash", None) or cfg.revision
+    logger.info("loaded %s (%s) revision %s", cfg.name, source.kind, revision or "unknown")
+    return load_from_objects(model, tokenizer, name=cfg.name, revision=revision or "unknown")
+
+
+def load_from_objects(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str = "in-memory", revision: str = "unknown"
+) -> LoadedModel:
+    """Wrap an in-memory model and tokenizer (tests, notebooks); puts the model in eval mode."""
+    model.eval()
+    embeddings = model.get_input_embeddings()
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        name=name,
+        revision=revision,
+        max_context_tokens=max_context_tokens_of(model.config, tokenizer),
+        device=str(embeddings.weight.device),
+        dtype=str(model.dtype).removeprefix("torch."),
+        stop_token_ids=default_stop_token_ids(model, tokenizer),
+    )
+
+
+def default_stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> tuple[int, ...]:
+    """Token ids that end greedy decoding: the tokenizer's eos plus the generation config's eos id(s)."""
+    ids: list[int] = []
+    generation_config = getattr(model, "generation_config", None)
+    for value in (getattr(tokenizer, "eos_token_id", None), getattr(generation_config, "eos_token_id", None)):
+        for token_id in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(token_id, int) and token_id not in ids:
+                ids.append(token_id)
+    return tuple(ids)
+
+
+@dataclass(frozen=True, eq=False)
+class ModelInfo:
+    """What checks before a run need to know about a model, from its config alone (no weights)."""
+
+    name: str
+    revision: str  # same rules as LoadedModel.revision
+    max_context_tokens: int | None
+    config: PretrainedConfig
+
+
+def describe_model(cfg: ModelConfig) -> ModelInfo:
+    """Revision and context limit of the model a config entry names, without loading weights."""
+    source = _resolve_source(cfg)  # a built-in is converted here if it has no cached copy yet (~20 s, once)
+    config = _load_config(cfg, source)
+    revision = source.recorded_revision or getattr(config, "_commit_hash", None) or cfg.revision or "unknown"
+    return ModelInfo(cfg.name, revision, max_context_tokens_of(config), config)
+
+
+def load_model_config(cfg: ModelConfig) -> PretrainedConfig:
+    """Only the model's HF config (no weights), e.g. to check a context length before loading."""
+    return describe_model(cfg).config
+
+
+def _load_config(cfg: ModelConfig, source: _Source) -> PretrainedConfig:
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(
+            source.location, revision=source.revision, trust_remote_code=cfg.trust_remote_code
+        )
+    except _LOAD_ERRORS as exc:
+        raise _load_error(cfg, source, "config", exc) from exc

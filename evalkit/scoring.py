@@ -1,0 +1,89 @@
+"""Answer scoring: SQuAD-style normalisation, whole-token containment and exact match.
+
+``normalize_answer`` follows SQuAD (lowercase, no punctuation, no articles a/an/the, single spaces)
+with one change: punctuation becomes a space instead of vanishing, except between two digits, where
+it is dropped. So "key:123" is the tokens ``key 123`` (SQuAD would give ``key123``), while digit
+groups written with separators still read as one number: "12,345", "12.345", "12'345" and "12-345"
+all normalise to ``12345``. Digits split by whitespace ("12 345") stay two tokens and do not match
+``12345``. Punctuation is any Unicode punctuation (category P*) or ASCII ``string.punctuation``.
+
+``correct``: the normalised gold tokens appear as a contiguous run of whole tokens in the
+normalised output, so gold "123" is not found in "91234" nor "1234".
+
+``exact_match``: the output's first non-empty line, cut after its first sentence end (". ", "! ",
+"? "), with an echoed answer prefix removed (the model repeating text the prompt already put at the
+start of its turn), must equal the normalised gold. The whole first line is tried as well, so a
+gold with an inner period ("Dr. Who") can still match exactly. Later lines never count.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+
+from evalkit.types import Score
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")  # a period inside "3.14" is followed by a digit, not space
+
+
+def _is_punctuation(char: str) -> bool:
+    return char in string.punctuation or unicodedata.category(char).startswith("P")
+
+
+def _replace_punctuation(text: str) -> str:
+    """Drop punctuation between two digits, turn every other punctuation mark into a space."""
+    out: list[str] = []
+    for index, char in enumerate(text):
+        if not _is_punctuation(char):
+            out.append(char)
+            continue
+        before = text[index - 1] if index > 0 else ""
+        after = text[index + 1] if index + 1 < len(text) else ""
+        out.append("" if before.isdigit() and after.isdigit() else " ")
+    return "".join(out)
+
+
+def normalize_answer(text: str) -> str:
+    """Lowercase, remove punctuation (kept out of digit groups) and articles, collapse whitespace."""
+    text = _replace_punctuation(text.lower())
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def _contains_tokens(haystack: list[str], needle: list[str]) -> bool:
+    width = len(needle)
+    return any(haystack[start : start + width] == needle for start in range(len(haystack) - width + 1))
+
+
+def _answer_candidates(text: str) -> tuple[str, str]:
+    """The first non-empty line of ``text`` cut after its first sentence end, and that whole line."""
+    for line in text.splitlines():
+        if line.strip():
+            return _SENTENCE_END.split(line.strip(), maxsplit=1)[0], line
+    return "", ""
+
+
+def _strip_prefix_tokens(tokens: list[str], prefix: list[str]) -> list[str]:
+    if prefix and tokens[: len(prefix)] == prefix:
+        return tokens[len(prefix) :]
+    return tokens
+
+
+def score_answer(generated: str, gold: str, answer_prefix: str = "") -> Score:
+    """Score a model output against the gold answer (see the module docstring for the rules).
+
+    Raises ValueError when ``gold`` normalises to nothing (e.g. "The." or ""): such a task cannot be
+    scored and should be rejected when tasks are loaded.
+    """
+    gold_tokens = normalize_answer(gold).split()
+    if not gold_tokens:
+        raise ValueError(f"gold answer {gold!r} is empty after normalisation; it cannot be scored")
+    correct = _contains_tokens(normalize_answer(generated).split(), gold_tokens)
+    prefix_tokens = normalize_answer(answer_prefix).split()
+    exact = any(
+        _strip_prefix_tokens(normalize_answer(candidate).split(), prefix_tokens) == gold_tokens
+        for candidate in _answer_candidates(generated)
+    )
+    return Score(correct=correct, exact_match=exact)
