@@ -81,3 +81,44 @@ def write_grid_run(run_dir: Path, model: str = MODEL, task: str = TASK) -> Path:
     write_header(run_dir, models={model: "abc123"})
     write_records(run_dir, grid_records(model, task))
     return run_dir
+
+
+HOSTILE_NEEDLE = "<script>document.title='pwned'</script>The pass key is 12345."
+HOSTILE_OUTPUT = "<img src=x onerror=\"document.body.setAttribute('data-pwned','1')\"> no idea"
+DEMO_DEPTHS = (0.0, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.9, 1.0)
+DEMO_LENGTHS = (1024, 2048, 4096, 8192)
+
+
+def demo_grid(middle_loss: float, samples: int = 20) -> dict[tuple[int, float], tuple[int, int]]:
+    """A "lost in the middle" grid: accuracy falls towards 50% depth, more at longer lengths."""
+    grid = {}
+    for step, length in enumerate(DEMO_LENGTHS):
+        strength = step / (len(DEMO_LENGTHS) - 1)
+        for depth in DEMO_DEPTHS:
+            closeness = 1.0 - abs(depth - 0.5) * 2.0  # 1 at the middle, 0 at both ends
+            accuracy = max(0.0, 1.0 - middle_loss * strength * closeness - 0.05 * strength)
+            grid[(length, depth)] = (round(accuracy * samples), samples)
+    return grid
+
+
+def write_demo_runs(base: Path) -> list[Path]:
+    """Two run directories (two models) for a full report: hostile text, controls, a trust_remote_code run."""
+    runs = []
+    for name, model, loss in (("smollm2-run", "HuggingFaceTB/SmolLM2-135M-Instruct", 0.9),
+                              ("qwen-run", "Qwen/Qwen2.5-0.5B-Instruct", 0.4)):
+        run_dir = base / name
+        write_header(run_dir, models={model: "main"}, trust_remote_code={model: model.startswith("Qwen")},
+                     config={"models": [model], "tasks": [TASK]})
+        records = grid_records(model, TASK, demo_grid(loss))
+        # the example-trials table shows wrong answers from the longest length near 50% depth first
+        hostile = next(i for i, r in enumerate(records) if not r["correct"] and r["context_length"] == DEMO_LENGTHS[-1]
+                       and r["depth"] == 0.5)
+        records[hostile] = {**records[hostile], "needle": HOSTILE_NEEDLE, "generated": HOSTILE_OUTPUT}
+        for control, right in (("closed_book", 1), ("oracle", 19)):
+            for sample in range(20):
+                records.append(make_record(
+                    trial_id=f"{model}|{control}|{sample}", model=model, context_length=1024, depth=0.0,
+                    sample=sample, correct=sample < right, extra={"control": control}))
+        write_records(run_dir, records)
+        runs.append(run_dir)
+    return runs

@@ -227,7 +227,7 @@ def test_heatmap_annotates_percentages_with_depth_rows_from_zero(tmp_path):
     texts = {t.get_text() for t in ax.texts}
     assert {"100%", "90%", "40%"} <= texts
     assert [t.get_text() for t in ax.get_yticklabels()] == ["0%", "50%", "100%"]  # first row drawn at top
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["1024", "2048"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1,024", "2,048"]
     assert "depth" in ax.get_ylabel() and "tokens" in ax.get_xlabel() and MODEL in ax.get_title()
     mesh = ax.collections[0]
     assert mesh.get_clim() == (0.0, 100.0)
@@ -241,7 +241,7 @@ def test_accuracy_vs_depth_has_one_line_per_length_with_bands(tmp_path):
     assert len(ax.lines) == 2 and len(ax.collections) == 2  # lines + fill_between bands
     assert ax.get_ylim() == (0.0, 100.0)
     assert ax.get_legend().get_title().get_text() == "context length (tokens)"
-    line_2048 = next(line for line in ax.lines if line.get_label() == "2048")
+    line_2048 = next(line for line in ax.lines if line.get_label() == "2,048")
     assert list(line_2048.get_ydata()) == pytest.approx([100.0, 40.0, 90.0])
     assert "%" in ax.get_ylabel() and "%" in ax.get_xlabel()
     with pytest.raises(ValueError, match="several models"):
@@ -279,9 +279,10 @@ def test_write_report_writes_every_file_with_a_correct_finding(tmp_path):
     out = tmp_path / "out"
     paths = write_report([run], out)
     stem = "org-tiny-model_passkey"
-    expected = {"report.md", "summary.md", "summary.csv"} | {
+    expected = {"report.md", "report.html", "summary.md", "summary.csv", "position_indices.csv", "depth_bands.csv",
+                "effective_length.csv"} | {
         f"{kind}_{stem}.{ext}" for kind in ("heatmap", "accuracy_vs_depth") for ext in ("png", "svg")
-    }
+    }  # one variant, no controls: no comparison or controls tables, and no Parquet without pyarrow
     assert {p.name for p in out.iterdir()} == expected == {p.name for p in paths.files}
     _assert_valid_chart_files(paths.charts)
 
@@ -290,7 +291,7 @@ def test_write_report_writes_every_file_with_a_correct_finding(tmp_path):
     assert "40.0% [16.8-68.7] (n=10)" in paths.summary_md.read_text()
 
     report = paths.report_md.read_text()
-    assert ("At 2048 tokens, facts at 50% depth were found 40% of the time (95% CI 17–69%) "
+    assert ("At 2,048 tokens, facts at 50% depth were found 40% of the time (95% CI 17–69%) "
             "vs 100% at 0% depth (95% CI 72–100%).") in report
     assert "Over 60 trials the fact was found 87% of the time" in report
     assert "lost in the middle" in report
@@ -310,7 +311,10 @@ def test_hostile_model_names_stay_inside_out_dir(tmp_path):
     written = {p for p in base.rglob("*") if p.is_file()} - {p for r in runs for p in r.rglob("*")}
     assert written == set(paths.files) and all(p.parent == out for p in written)
     # "a/b" and "a b" both slug to "a-b" yet get files of their own
-    assert len(set(paths.charts)) == 4 * len(names) and len(list(out.glob("*.png"))) == 2 * len(names)
+    per_variant = {p for p in paths.charts if p.name.startswith(("heatmap_", "accuracy_vs_depth_"))}
+    assert len(per_variant) == 4 * len(names)
+    differences = {p for p in paths.charts if p.name.startswith("difference_") and p.suffix == ".png"}
+    assert len(differences) == len(names) - 1  # one per variant against the baseline
     with pytest.raises(ValueError, match="would leave"):
         _inside(out, "../escape.png")
     assert "heatmap_HuggingFaceTB-SmolLM2-135M-Instruct_passkey.png" in {p.name for p in paths.charts}
@@ -326,10 +330,10 @@ def test_finding_names_the_worst_depth_where_depth_matters_most():
     grid = {(1024, 0.0): (10, 10), (1024, 0.5): (9, 10), (1024, 1.0): (2, 10),
             (4096, 0.0): (10, 10), (4096, 0.5): (10, 10), (4096, 1.0): (8, 10)}
     text = finding_text(summary_table(pd.DataFrame(grid_records(grid=grid))))
-    assert ("At 1024 tokens, facts at 100% depth were found 20% of the time (95% CI 6–51%) "
+    assert ("At 1,024 tokens, facts at 100% depth were found 20% of the time (95% CI 6–51%) "
             "vs 100% at 0% depth (95% CI 72–100%).") in text
     assert "do not overlap" in text and "lost in the middle" not in text
-    assert "Pooled over depths, accuracy was 70% at 1024 tokens and 93% at 4096 tokens." in text
+    assert "Pooled over depths, accuracy was 70% at 1,024 tokens and 93% at 4,096 tokens." in text
     flat = {(1024, 0.0): (5, 10), (1024, 1.0): (5, 10)}
     text = finding_text(summary_table(pd.DataFrame(grid_records(grid=flat))))
     assert "Needle depth made no difference" in text and "overlap" not in text

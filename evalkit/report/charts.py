@@ -20,7 +20,9 @@ from matplotlib.ticker import FixedLocator, PercentFormatter
 from evalkit.report.tables import depth_length_matrix, summary_table
 
 HEATMAP_CMAP = "viridis"  # perceptually uniform and readable with the common colour-vision deficiencies
-LINE_PALETTE = "colorblind"  # seaborn's Okabe-Ito-like qualitative palette
+LINE_PALETTE = "colorblind"  # seaborn's Okabe-Ito-like qualitative palette: one colour per model/variant
+# ordered light (short) to dark (long) so lengths never look like models; markers differ too
+LENGTH_PALETTE = "flare"
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 _MISSING_CELL = "#e6e6e6"
 
@@ -78,9 +80,9 @@ def depth_label(depth: float) -> str:
 
 
 def length_colors(lengths) -> dict[int, tuple[float, float, float]]:
-    """A fixed colour per context length (sorted), so every chart of one report agrees."""
+    """A fixed colour per context length (sorted, light to dark), so every chart of one report agrees."""
     ordered = sorted({int(x) for x in lengths})
-    palette = sns.color_palette(LINE_PALETTE, max(len(ordered), 1))
+    palette = sns.color_palette(LENGTH_PALETTE, max(len(ordered), 1))
     return {length: palette[i % len(palette)] for i, length in enumerate(ordered)}
 
 
@@ -93,46 +95,50 @@ def _cell_counts(summary: pd.DataFrame) -> str:
     return f"n = {low} per cell" if low == high else f"n = {low}–{high} per cell"
 
 
-def plot_heatmap(df: pd.DataFrame, ax: Axes, model: str | None = None, task: str | None = None) -> Axes:
+def plot_heatmap(
+    df: pd.DataFrame, ax: Axes, model: str | None = None, task: str | None = None, by: str = "model"
+) -> Axes:
     """Accuracy heatmap: needle depth (rows, 0% at top) x context length (columns, tokens).
 
     Cells are annotated with the accuracy in percent on a fixed 0-100% colour scale; cells with no
     completed trial are grey. ``model``/``task`` may be None when ``df`` holds only one.
+    ``by="variant"`` selects ``model`` among the variants of ``add_variants`` instead of models.
     """
-    model = select_one(df, "model", model)
+    model = select_one(df, by, model)
     task = select_one(df, "task", task)
-    matrix = depth_length_matrix(df, model, task) * 100.0  # [depths, lengths] in percent
+    matrix = depth_length_matrix(df, model, task, by=by) * 100.0  # [depths, lengths] in percent
     labels = np.vectorize(lambda v: "" if np.isnan(v) else f"{v:.0f}%", otypes=[object])(matrix.to_numpy())
     ax.set_facecolor(_MISSING_CELL)
     sns.heatmap(
         matrix, ax=ax, vmin=0.0, vmax=100.0, cmap=HEATMAP_CMAP, annot=labels, fmt="",
         annot_kws={"fontsize": 9}, linewidths=0.8, linecolor="white",
         cbar_kws={"label": "accuracy (%)", "format": PercentFormatter(100, decimals=0)},
-        xticklabels=[str(int(c)) for c in matrix.columns],
+        xticklabels=[f"{int(c):,}" for c in matrix.columns],
         yticklabels=[depth_label(d) for d in matrix.index],
     )
     ax.tick_params(axis="y", labelrotation=0)
     ax.tick_params(axis="x", labelrotation=0)
     ax.set_xlabel("context length (tokens)")
     ax.set_ylabel("needle depth (% of context)")
-    sub = df[(df["model"] == model) & (df["task"] == task)]
-    counts = _cell_counts(summary_table(sub))
+    sub = df[(df[by].astype("str") == model) & (df["task"] == task)]
+    counts = _cell_counts(summary_table(sub, by=by))
     ax.set_title(f"Retrieval accuracy by needle depth and context length\n{model} · {task} ({counts})",
                  fontsize=11)
     return ax
 
 
 def plot_accuracy_vs_depth(
-    df: pd.DataFrame, ax: Axes, model: str | None = None, task: str | None = None
+    df: pd.DataFrame, ax: Axes, model: str | None = None, task: str | None = None, by: str = "model"
 ) -> Axes:
     """Accuracy (%) vs needle depth (%): one line per context length with Wilson 95% bands.
 
     Colours follow ``length_colors`` of every length in ``df``, so charts of one report agree.
+    ``by="variant"`` selects ``model`` among the variants of ``add_variants`` instead of models.
     """
-    model = select_one(df, "model", model)
+    model = select_one(df, by, model)
     task = select_one(df, "task", task)
     colors = length_colors(df["context_length"].unique())
-    summary = summary_table(df[(df["model"] == model) & (df["task"] == task)])
+    summary = summary_table(df[(df[by].astype("str") == model) & (df["task"] == task)], by=by)
     summary = summary[summary["n"] > 0]
     markers = itertools.cycle(_MARKERS)
     # fainter bands when many overlap, so they stay readable instead of turning grey
@@ -144,7 +150,7 @@ def plot_accuracy_vs_depth(
         ax.fill_between(x, cells["ci_low"] * 100.0, cells["ci_high"] * 100.0, color=color, alpha=alpha,
                         linewidth=0)
         ax.plot(x, cells["accuracy"] * 100.0, color=color, marker=next(markers), markersize=6,
-                linewidth=2, label=str(int(length)), clip_on=False, zorder=3)
+                linewidth=2, label=f"{int(length):,}", clip_on=False, zorder=3)
     depths = sorted(summary["depth"].unique().tolist())
     if 0 < len(depths) <= 11:
         ax.xaxis.set_major_locator(FixedLocator([d * 100.0 for d in depths]))

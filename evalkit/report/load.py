@@ -85,7 +85,8 @@ def load_results(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> pd.D
     - ``gold_logprob_sum``, ``gold_logprob_mean`` (float), ``gold_tokens`` (int)
     - ``regions`` (object: dict name -> [token_start, token_end]),
       ``needle_token_start``, ``needle_token_end`` (int)
-    - ``elapsed_s`` (float), ``extra`` (object: dict)
+    - ``elapsed_s`` (float), ``extra`` (object: dict; reports read ``extra["control"]``, e.g.
+      "closed_book" or "oracle", and ``extra["layout"]``: see ``control_labels`` and ``add_variants``)
     - ``run_dir`` (str, the directory as given), ``config_hash`` (str, from its header)
 
     An int or bool column holding a null becomes pandas' nullable ``Int64`` / ``boolean``.

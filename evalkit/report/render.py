@@ -1,8 +1,9 @@
-"""Write a report folder: summary tables, charts per model x task, and ``report.md``."""
+"""Write a report folder: tables (CSV, Parquet), charts (PNG, SVG), ``report.md`` and ``report.html``."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
 from collections.abc import Sequence
@@ -12,9 +13,28 @@ from pathlib import Path
 import pandas as pd
 
 from evalkit.report.charts import new_figure, plot_accuracy_vs_depth, plot_heatmap, save_figure
+from evalkit.report.compare import comparison_table, control_rates, length_comparison
+from evalkit.report.compare_charts import plot_accuracy_difference, plot_variants_by_length, plot_variants_vs_depth
+from evalkit.report.doc import Heading, Link, Para, to_markdown_doc
+from evalkit.report.findings import finding_text
+from evalkit.report.html import render_html
+from evalkit.report.indices import (
+    DEFAULT_THRESHOLD,
+    band_table,
+    check_threshold,
+    effective_context_length,
+    position_indices,
+)
+from evalkit.report.labels import add_variants, placement_trials, variant_order
 from evalkit.report.load import load_header, load_results
-from evalkit.report.stats import wilson_interval
+from evalkit.report.results import controls_blocks, examples_blocks, glossary_blocks, variant_blocks
+from evalkit.report.sections import ReportData, comparison_blocks, positions_blocks, runs_blocks, summary_blocks
 from evalkit.report.tables import summary_table, to_markdown
+
+__all__ = ["ReportPaths", "chart_stems", "finding_text", "slug", "write_report"]
+
+TITLE = "evalkit report: where in the prompt is the fact still found?"
+_FACETS_PER_ROW = 4
 
 
 @dataclass(frozen=True)
@@ -25,45 +45,76 @@ class ReportPaths:
     report_md: Path
     summary_md: Path
     summary_csv: Path
-    charts: tuple[Path, ...]  # heatmap_*.png/.svg and accuracy_vs_depth_*.png/.svg
+    charts: tuple[Path, ...]  # heatmap_*, accuracy_vs_depth_*, compare_*, difference_* (.png and .svg)
+    report_html: Path | None = None  # self-contained: charts embedded, no external URL
+    tables: tuple[Path, ...] = ()  # every table file: summary.csv, position_indices.csv, ... (+ .parquet)
 
     @property
     def files(self) -> tuple[Path, ...]:
         """Every written file."""
-        return (self.report_md, self.summary_md, self.summary_csv, *self.charts)
+        html = (self.report_html,) if self.report_html is not None else ()
+        extra = tuple(p for p in self.tables if p != self.summary_csv)
+        return (self.report_md, *html, self.summary_md, self.summary_csv, *extra, *self.charts)
 
 
-def write_report(run_dirs: Sequence[str | Path] | str | Path, out_dir: str | Path) -> ReportPaths:
+def write_report(
+    run_dirs: Sequence[str | Path] | str | Path, out_dir: str | Path, *, threshold: float = DEFAULT_THRESHOLD
+) -> ReportPaths:
     """Read ``run_dirs`` and write the report into ``out_dir`` (created if needed).
 
-    Writes ``summary.csv`` and ``summary.md`` (``summary_table``), per model x task
-    ``heatmap_<model>_<task>.png/.svg`` and ``accuracy_vs_depth_<model>_<task>.png/.svg`` (names
-    slugged so nothing lands outside ``out_dir``), and ``report.md`` tying them together.
+    Tables: ``summary.csv``/``summary.md`` (``summary_table`` per variant), ``position_indices.csv``,
+    ``depth_bands.csv``, ``effective_length.csv`` and, when present, ``comparison.csv``,
+    ``length_comparison.csv``, ``controls.csv``; each also as ``.parquet`` when pyarrow is installed.
+    Charts (PNG + SVG, names slugged so nothing lands outside ``out_dir``): per variant x task
+    ``heatmap_*`` and ``accuracy_vs_depth_*``; with several variants per task ``compare_by_length_*``,
+    ``compare_by_depth_*`` and ``difference_*``. Then ``report.md`` and ``report.html``.
+    ``threshold`` (fraction, default 0.856) sets the effective context length.
     """
+    threshold = check_threshold(threshold)
     dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, os.PathLike)) else [Path(d) for d in run_dirs]
-    df = load_results(dirs)
-    headers = [load_header(d) for d in dirs]
+    data = _compute(dirs, [load_header(d) for d in dirs], load_results(dirs), threshold)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = summary_table(df)
 
-    summary_csv = _inside(out, "summary.csv")
-    summary.to_csv(summary_csv, index=False)
+    tables = _write_tables(data, out)
     summary_md = _inside(out, "summary.md")
-    summary_md.write_text("# Summary: accuracy by model, task, context length and depth\n\n"
-                          + to_markdown(summary), encoding="utf-8")
+    summary_md.write_text("# Summary: accuracy by variant, task, context length and depth\n\n"
+                          + to_markdown(data.summary), encoding="utf-8")
+    variant_charts = _write_variant_charts(data, out)
+    compare_charts = _write_comparison_charts(data, out)
 
-    charts: list[Path] = []
-    sections: list[str] = []
-    for (model, task), stem in chart_stems(summary).items():
-        written = _write_charts(df, out, model, task, stem)
-        charts += written
-        sections.append(_section(summary, df, model, task, [p.name for p in written if p.suffix == ".png"]))
-
+    body = [*runs_blocks(data), *comparison_blocks(data, compare_charts), *positions_blocks(data),
+            *controls_blocks(data), *variant_blocks(data, variant_charts), *examples_blocks(data),
+            *glossary_blocks(data, [p for p in tables if p.suffix == ".csv"])]
+    summary = summary_blocks(data)
+    links = Para(("Tables: ", Link("summary.md", "summary.md"), " · ", Link("summary.csv", "summary.csv"),
+                  ". A self-contained version of this report is ", Link("report.html", "report.html"), "."))
     report_md = _inside(out, "report.md")
-    text = "\n".join([*_preamble(dirs, headers, df), *sections, *_glossary()])
-    report_md.write_text(text, encoding="utf-8")
-    return ReportPaths(out, report_md, summary_md, summary_csv, tuple(charts))
+    report_md.write_text(to_markdown_doc([Heading(1, TITLE), *summary, links, *body]), encoding="utf-8")
+    report_html = _inside(out, "report.html")
+    report_html.write_text(render_html(TITLE, summary, body, footer=f"Written by evalkit from {len(dirs)} run "
+                                       "directories." if len(dirs) > 1 else "Written by evalkit."), encoding="utf-8")
+    charts = tuple(p for paths in [*variant_charts.values(), *compare_charts.values()] for p in paths)
+    return ReportPaths(out, report_md, summary_md, tables[0], charts, report_html, tuple(tables))
+
+
+def _compute(dirs: list[Path], headers: list[dict], records: pd.DataFrame, threshold: float) -> ReportData:
+    """Every table of the report, from the records of ``dirs``."""
+    df = add_variants(records)
+    main = placement_trials(df)
+    model_of = dict(zip(df["variant"].astype("str"), df["model"]))
+    summary = summary_table(main, by="variant")
+    summary.insert(1, "model", summary["variant"].map(model_of))
+    variants = variant_order(df)
+    compares = main["variant"].nunique() > 1
+    return ReportData(
+        dirs=tuple(dirs), headers=tuple(headers), df=df, summary=summary, bands=band_table(main),
+        indices=position_indices(main), effective=effective_context_length(main, threshold),
+        lengths=length_comparison(main) if compares else pd.DataFrame(columns=["variant", "task"]),
+        cells=comparison_table(main) if compares else pd.DataFrame(columns=["variant", "task"]),
+        controls=control_rates(df), threshold=threshold, variants=tuple(variants),
+        tasks=tuple(sorted(map(str, main["task"].unique()))),
+    )
 
 
 # ---------------------------------------------------------------------------- file names
@@ -76,19 +127,23 @@ def slug(name: str) -> str:
     return text or "x"
 
 
-def chart_stems(summary: pd.DataFrame) -> dict[tuple[str, str], str]:
-    """``(model, task) -> "<model>_<task>"`` slugs, made unique with a short hash on collision."""
-    pairs = sorted({(str(m), str(t)) for m, t in zip(summary["model"], summary["task"])})
-    stems: dict[tuple[str, str], str] = {}
+def unique_stems(keys: Sequence[tuple[str, ...]]) -> dict[tuple[str, ...], str]:
+    """``key -> "<slug>_<slug>..."``, made unique with a short hash when two keys slug alike."""
+    stems: dict[tuple[str, ...], str] = {}
     used: set[str] = set()
-    for model, task in pairs:
-        stem = f"{slug(model)}_{slug(task)}"
+    for key in keys:
+        stem = "_".join(slug(part) for part in key)
         if stem in used:
-            digest = hashlib.sha1(f"{model}\0{task}".encode()).hexdigest()[:8]
-            stem = f"{stem}-{digest}"
+            stem = f"{stem}-{hashlib.sha1(chr(0).join(key).encode()).hexdigest()[:8]}"
         used.add(stem)
-        stems[(model, task)] = stem
+        stems[key] = stem
     return stems
+
+
+def chart_stems(summary: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """``(variant or model, task) -> "<name>_<task>"`` slugs, made unique with a short hash on collision."""
+    column = "variant" if "variant" in summary.columns else "model"
+    return unique_stems(sorted({(str(m), str(t)) for m, t in zip(summary[column], summary["task"])}))
 
 
 def _inside(out_dir: Path, name: str) -> Path:
@@ -99,139 +154,98 @@ def _inside(out_dir: Path, name: str) -> Path:
     return path
 
 
-def _write_charts(df: pd.DataFrame, out: Path, model: str, task: str, stem: str) -> list[Path]:
-    """Heatmap and line chart of one model x task; nothing when it has no completed trial."""
-    sub = df[(df["model"] == model) & (df["task"] == task)]
-    if not (sub["status"] == "ok").any():
-        return []
-    n_depths, n_lengths = sub["depth"].nunique(), sub["context_length"].nunique()
-    fig = new_figure(max(6.0, 2.8 + 1.0 * n_lengths), max(4.0, 1.8 + 0.42 * n_depths))
-    plot_heatmap(df, fig.add_subplot(), model, task)
-    written = save_figure(fig, _inside(out, f"heatmap_{stem}"))
-    fig = new_figure(8.5, 4.6)
-    plot_accuracy_vs_depth(df, fig.add_subplot(), model, task)
-    return written + save_figure(fig, _inside(out, f"accuracy_vs_depth_{stem}"))
+# ---------------------------------------------------------------------------- tables
 
 
-# ---------------------------------------------------------------------------- report.md
+def parquet_available() -> bool:
+    """Whether ``DataFrame.to_parquet`` can work here (pyarrow importable; it is not a dependency)."""
+    return importlib.util.find_spec("pyarrow") is not None
 
 
-def _count(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
+def _write_tables(data: ReportData, out: Path) -> list[Path]:
+    """Each table as CSV, and as Parquet when pyarrow can be imported (it is not a dependency)."""
+    named = [("summary", data.summary), ("position_indices", data.indices), ("depth_bands", data.bands),
+             ("effective_length", data.effective)]
+    if data.compares:
+        named += [("length_comparison", data.lengths), ("comparison", data.cells)]
+    if not data.controls.empty:
+        named.append(("controls", data.controls))
+    parquet = parquet_available()
+    written = []
+    for name, table in named:
+        path = _inside(out, f"{name}.csv")
+        table.to_csv(path, index=False)
+        written.append(path)
+        if parquet:
+            path = _inside(out, f"{name}.parquet")
+            table.assign(**{c: table[c].astype("str") for c in table.columns if table[c].dtype == "category"}) \
+                .to_parquet(path, index=False)
+            written.append(path)
+    return written
 
 
-def _pct(value: float) -> str:
-    return f"{value * 100:.0f}%"
+# ---------------------------------------------------------------------------- charts
 
 
-def _ci(low: float, high: float) -> str:
-    return f"95% CI {low * 100:.0f}–{high * 100:.0f}%"
+def _write_variant_charts(data: ReportData, out: Path) -> dict[tuple[str, str], list[Path]]:
+    """Heatmap and depth curves per variant x task that has a completed trial."""
+    main = placement_trials(data.df)
+    done = data.summary[data.summary["n"] > 0]
+    charts: dict[tuple[str, str], list[Path]] = {}
+    for (variant, task), stem in chart_stems(done).items():
+        sub = main[(main["variant"].astype("str") == variant) & (main["task"] == task)]
+        n_depths, n_lengths = sub["depth"].nunique(), sub["context_length"].nunique()
+        fig = new_figure(max(6.0, 2.8 + 1.0 * n_lengths), max(4.0, 1.8 + 0.42 * n_depths))
+        plot_heatmap(main, fig.add_subplot(), variant, task, by="variant")
+        written = save_figure(fig, _inside(out, f"heatmap_{stem}"))
+        fig = new_figure(8.5, 4.6)
+        plot_accuracy_vs_depth(main, fig.add_subplot(), variant, task, by="variant")
+        charts[(variant, task)] = written + save_figure(fig, _inside(out, f"accuracy_vs_depth_{stem}"))
+    return charts
 
 
-def _depth(value: float) -> str:
-    return f"{value * 100:.4g}%"
+def _write_comparison_charts(data: ReportData, out: Path) -> dict[str, list[Path]]:
+    """Per task with several variants: accuracy by length, faceted depth curves, difference heatmaps."""
+    main = placement_trials(data.df)
+    main = main[(main["status"] == "ok").to_numpy()]
+    charts: dict[str, list[Path]] = {}
+    if not data.compares:
+        return charts
+    task_stems = unique_stems([(t,) for t in data.tasks])
+    for task in data.tasks:
+        sub = main[main["task"] == task]
+        if sub["variant"].nunique() < 2:
+            continue
+        stem = task_stems[(task,)]
+        fig = new_figure(8.5, 4.6 + 0.25 * sub["variant"].nunique())
+        plot_variants_by_length(main, fig.add_subplot(), task, data.threshold)
+        written = save_figure(fig, _inside(out, f"compare_by_length_{stem}"))
+        written += save_figure(_facet_figure(main, task), _inside(out, f"compare_by_depth_{stem}"))
+        others = [v for v in data.variants[1:] if v in set(data.cells.loc[data.cells["task"] == task, "variant"])]
+        for (variant,), vstem in unique_stems([(v,) for v in others]).items():
+            n_depths, n_lengths = sub["depth"].nunique(), sub["context_length"].nunique()
+            fig = new_figure(max(6.5, 3.0 + 1.0 * n_lengths), max(4.0, 1.9 + 0.42 * n_depths))
+            plot_accuracy_difference(main, fig.add_subplot(), variant, data.variants[0], task)
+            written += save_figure(fig, _inside(out, f"difference_{vstem}_{stem}"))
+        charts[task] = written
+    return charts
 
 
-def finding_text(summary: pd.DataFrame) -> str:
-    """A plain-language paragraph on one model x task from its rows of ``summary_table``.
-
-    Reports overall accuracy, the context length where depth matters most (worst vs best depth,
-    ties going to the shallower depth), whether the two intervals overlap, and the length trend.
-    """
-    done = summary[summary["n"] > 0]
-    skipped = int(summary["skipped"].sum())
-    if done.empty:
-        return f"No completed trials: {_count(skipped, 'trial was', 'trials were')} skipped."
-    n, correct = int(done["n"].sum()), int(done["correct"].sum())
-    sentences = [f"Over {n} trials the fact was found {_pct(correct / n)} of the time "
-                 f"({_ci(*wilson_interval(correct, n))})."]
-    sentences += _depth_sentences(done)
-    by_length = done.groupby("context_length")[["correct", "n"]].sum().sort_index()
-    if len(by_length) > 1:
-        first, last = by_length.iloc[0], by_length.iloc[-1]
-        sentences.append(
-            f"Pooled over depths, accuracy was {_pct(first['correct'] / first['n'])} at "
-            f"{by_length.index[0]} tokens and {_pct(last['correct'] / last['n'])} at {by_length.index[-1]} tokens."
-        )
-    if skipped:
-        sentences.append(f"{_count(skipped, 'trial was', 'trials were')} skipped and not counted.")
-    return " ".join(sentences)
-
-
-def _depth_sentences(done: pd.DataFrame) -> list[str]:
-    """Worst vs best depth at the length where depth changes accuracy most."""
-    spreads = done.groupby("context_length")["accuracy"].agg(lambda a: a.max() - a.min() if len(a) > 1 else -1.0)
-    if spreads.empty or spreads.max() < 0:
-        return []
-    if spreads.max() == 0:
-        return ["Needle depth made no difference: at each context length, accuracy was the same at every depth."]
-    length = max(spreads[spreads == spreads.max()].index)  # ties: the longest context
-    cells = done[done["context_length"] == length].sort_values("depth")
-    worst = cells.loc[cells["accuracy"].idxmin()]  # idxmin/idxmax take the first: the shallower depth
-    best = cells.loc[cells["accuracy"].idxmax()]
-    out = [
-        f"At {length} tokens, facts at {_depth(worst['depth'])} depth were found {_pct(worst['accuracy'])} "
-        f"of the time ({_ci(worst['ci_low'], worst['ci_high'])}) vs {_pct(best['accuracy'])} at "
-        f"{_depth(best['depth'])} depth ({_ci(best['ci_low'], best['ci_high'])})."
-    ]
-    if worst["ci_high"] < best["ci_low"]:
-        out.append("The two 95% intervals do not overlap, so the gap is unlikely to be sampling noise.")
-    else:
-        out.append("The two 95% intervals overlap, so the gap may be sampling noise; more samples per cell would tell.")
-    edges = cells.iloc[[0, -1]]
-    if worst["depth"] not in edges["depth"].tolist() and (edges["accuracy"] > worst["accuracy"]).all():
-        out.append("Both ends of the context did better than the middle: the \"lost in the middle\" pattern.")
-    return out
-
-
-def _preamble(dirs: list[Path], headers: list[dict], df: pd.DataFrame) -> list[str]:
-    """Title, links to the tables, and one metadata block per run directory."""
-    lines = ["# evalkit report: where in the prompt is the fact still found?", "",
-             "Tables: [summary.md](summary.md) · [summary.csv](summary.csv). "
-             "Definitions are at the end.", "", "## Runs", ""]
-    for run_dir, header in zip(dirs, headers):
-        rows = df[df["run_dir"] == str(run_dir)]
-        ok = int((rows["status"] == "ok").sum())
-        versions = header.get("versions") or {}
-        models = header.get("models") or {}
-        lines += [
-            f"### `{run_dir}`", "",
-            f"- trials: {ok} ok, {len(rows) - ok} skipped",
-            f"- config: `{header.get('config_path', '?')}` (hash `{header.get('config_hash', '?')}`), "
-            f"seed {header.get('seed', '?')}, started {header.get('started_at', '?')}",
-            "- models: " + (", ".join(f"`{m}` @ `{r or 'default'}`" for m, r in sorted(models.items())) or "?"),
-            f"- evalkit {header.get('evalkit_version', '?')}; "
-            + (", ".join(f"{k} {v}" for k, v in sorted(versions.items())) or "versions unknown"),
-            "",
-        ]
-    if len({h.get("config_hash") for h in headers}) > 1:
-        lines += ["These runs use different configs; rows of the same model and task are pooled.", ""]
-    return lines
-
-
-def _section(summary: pd.DataFrame, df: pd.DataFrame, model: str, task: str, pngs: list[str]) -> str:
-    """Finding, both charts and the table rows of one model x task."""
-    rows = summary[(summary["model"] == model) & (summary["task"] == task)]
-    lines = [f"## `{model}` · `{task}`", "", finding_text(rows), ""]
-    skipped = df[(df["model"] == model) & (df["task"] == task) & (df["status"] != "ok")]
-    if not skipped.empty:
-        reasons = skipped["skip_reason"].replace("", "no reason given").value_counts()
-        lines += ["Skip reasons: " + "; ".join(f"{r} ({c})" for r, c in reasons.items()) + ".", ""]
-    for name in pngs:
-        kind = "Accuracy heatmap" if name.startswith("heatmap_") else "Accuracy vs needle depth"
-        lines += [f"![{kind}: {model} · {task}]({name})", ""]
-    lines += [to_markdown(rows.drop(columns=["model", "task"]).reset_index(drop=True)), ""]
-    return "\n".join(lines)
-
-
-def _glossary() -> list[str]:
-    return [
-        "## How to read this", "",
-        "- **accuracy**: share of completed trials whose output contains the gold answer (normalised).",
-        "- **95% CI**: Wilson score interval of that share; wide intervals mean too few samples per cell.",
-        "- **depth**: share of the haystack's tokens placed before the needle (0% = start of the context, "
-        "100% = right before the question); *achieved depth* is where the needle landed after snapping "
-        "to a sentence boundary.",
-        "- **context length**: total prompt tokens the model saw, chat template and question included.",
-        "",
-    ]
+def _facet_figure(main: pd.DataFrame, task: str):
+    """One accuracy-vs-depth panel per context length (shared y), one legend below."""
+    lengths = sorted(main.loc[main["task"] == task, "context_length"].unique().tolist())
+    cols = min(len(lengths), _FACETS_PER_ROW)
+    rows = -(-len(lengths) // cols)
+    variants = main.loc[main["task"] == task, "variant"].nunique()
+    fig = new_figure(max(6.0, 3.3 * cols), 3.4 * rows + 0.9 + 0.25 * variants)
+    axes = fig.subplots(rows, cols, sharey=True, squeeze=False).ravel()
+    for i, (ax, length) in enumerate(zip(axes, lengths)):
+        plot_variants_vs_depth(main, ax, length, task, legend=False)
+        if i % cols:
+            ax.set_ylabel("")
+    for ax in axes[len(lengths):]:
+        ax.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=1 if variants > 3 else 2, frameon=False)
+    fig.suptitle(f"Accuracy by needle depth at each context length (shaded: 95% CI) · {task}", fontsize=11)
+    return fig

@@ -63,3 +63,25 @@ def add_wilson_columns(
     """Return a copy of ``frame`` with Wilson bounds of ``successes / n`` in columns ``low``, ``high``."""
     lows, highs = wilson_intervals(frame[successes].to_numpy(), frame[n].to_numpy(), confidence)
     return frame.assign(**{low: lows, high: highs})
+
+
+def difference_interval(
+    successes_a, n_a, successes_b, n_b, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Difference of two proportions ``p_a - p_b`` with Newcombe's hybrid score interval.
+
+    Returns arrays ``(difference, low, high)`` (all NaN where either ``n`` is 0). Newcombe's
+    interval (his method 10) combines the two Wilson intervals, so it behaves at 0% and 100% where
+    the normal approximation does not: ``low = d - sqrt((p_a - l_a)^2 + (u_b - p_b)^2)`` and
+    ``high = d + sqrt((u_a - p_a)^2 + (p_b - l_b)^2)``.
+    """
+    k_a, m_a = np.asarray(successes_a, dtype=float), np.asarray(n_a, dtype=float)
+    k_b, m_b = np.asarray(successes_b, dtype=float), np.asarray(n_b, dtype=float)
+    low_a, high_a = wilson_intervals(k_a, m_a, confidence)
+    low_b, high_b = wilson_intervals(k_b, m_b, confidence)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_a, p_b = k_a / m_a, k_b / m_b
+    diff = p_a - p_b
+    low = diff - np.sqrt((p_a - low_a) ** 2 + (high_b - p_b) ** 2)
+    high = diff + np.sqrt((high_a - p_a) ** 2 + (p_b - low_b) ** 2)
+    return diff, low, high

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from evalkit.report.labels import placement_trials
 from evalkit.report.stats import add_wilson_columns
 
 GROUP_KEYS: tuple[str, ...] = ("model", "task", "context_length", "depth")
@@ -40,25 +41,31 @@ _MISSING = "–"
 def _require(df: pd.DataFrame, columns: Iterable[str]) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise ValueError(f"records lack columns {missing}; pass the DataFrame from load_results()")
+        hint = "add_variants(load_results(...))" if "variant" in missing else "load_results()"
+        raise ValueError(f"records lack columns {missing}; pass the DataFrame from {hint}")
 
 
-def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+def summary_table(df: pd.DataFrame, by: str = "model") -> pd.DataFrame:
     """Per model x task x context_length x depth: counts, accuracy with Wilson 95% CI, means.
 
     ``df`` is the frame of ``load_results``. Only ``status == "ok"`` trials count in ``n`` and the
-    rates and means; the others are counted in ``skipped``. Columns: ``SUMMARY_COLUMNS``.
+    rates and means; the others are counted in ``skipped``. Control trials (``extra["control"]``,
+    see ``control_labels``) are left out: they place no needle at a depth. ``by`` names the column
+    of the series, e.g. ``"variant"`` after ``add_variants``; it replaces ``model`` in the output.
+    Columns: ``SUMMARY_COLUMNS`` (with ``by`` first).
     """
-    _require(df, (*GROUP_KEYS, "status", "correct", "exact_match", "gold_logprob_mean",
+    keys = [by, *GROUP_KEYS[1:]]
+    _require(df, (*keys, "status", "correct", "exact_match", "gold_logprob_mean",
                   "achieved_depth", "prompt_tokens"))
+    df = placement_trials(df)
     ok = (df["status"] == "ok").to_numpy(dtype=bool)
-    work = pd.DataFrame({key: df[key].to_numpy() for key in GROUP_KEYS})
+    work = pd.DataFrame({key: df[key].astype("object").to_numpy() for key in keys})
     work["_ok"] = ok
     work["_correct"] = ok & df["correct"].fillna(False).to_numpy(dtype=bool)
     work["_exact"] = ok & df["exact_match"].fillna(False).to_numpy(dtype=bool)
     for source, target in (("gold_logprob_mean", "_lp"), ("achieved_depth", "_ad"), ("prompt_tokens", "_pt")):
         work[target] = np.where(ok, df[source].to_numpy(dtype=float, na_value=np.nan), np.nan)
-    grouped = work.groupby(list(GROUP_KEYS), sort=True).agg(
+    grouped = work.groupby(keys, sort=True).agg(
         n=("_ok", "sum"),
         total=("_ok", "size"),
         correct=("_correct", "sum"),
@@ -76,20 +83,24 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     table = add_wilson_columns(table, successes="correct", n="n")
     for column in ("n", "skipped", "correct", "context_length"):
         table[column] = table[column].astype("int64")
-    return table[list(SUMMARY_COLUMNS)]
+    table["depth"] = table["depth"].astype("float64")
+    return table[[by, *SUMMARY_COLUMNS[1:]]]
 
 
-def depth_length_matrix(df: pd.DataFrame, model: str, task: str, value: str = "accuracy") -> pd.DataFrame:
+def depth_length_matrix(
+    df: pd.DataFrame, model: str, task: str, value: str = "accuracy", by: str = "model"
+) -> pd.DataFrame:
     """Pivot of ``value`` (default accuracy) for one model and task: depth rows x context_length columns.
 
     Rows are sorted by depth (0.0 first), columns by length; a cell with no ok trial is NaN.
+    ``by="variant"`` picks ``model`` from the ``variant`` column instead (see ``add_variants``).
     """
-    for column, name in (("model", model), ("task", task)):
-        known = sorted(df[column].unique().tolist())
+    for column, name in ((by, model), ("task", task)):
+        known = sorted(map(str, df[column].unique().tolist()))
         if name not in known:
-            raise ValueError(f"unknown {column} {name!r}; the records hold: {', '.join(map(str, known))}")
-    sub = df[(df["model"] == model) & (df["task"] == task)]
-    table = summary_table(sub)
+            raise ValueError(f"unknown {column} {name!r}; the records hold: {', '.join(known)}")
+    sub = df[(df[by].astype("str") == model) & (df["task"] == task)]
+    table = summary_table(sub, by=by)
     if value not in table.columns:
         raise ValueError(f"unknown value {value!r}; choose one of {', '.join(SUMMARY_COLUMNS[4:])}")
     matrix = table.pivot(index="depth", columns="context_length", values=value)
