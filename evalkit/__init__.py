@@ -16,6 +16,35 @@ from evalkit.types import BuiltPrompt, PromptParts, TokenSpan, Trial, TrialOutpu
 
 __version__ = "0.1.0"
 
+# Heavy parts (torch, transformers, pandas, seaborn) load on first use, so ``import evalkit``
+# and the CLI's ``--help`` stay fast.
+_LAZY = {
+    "EvalConfig": "evalkit.config",
+    "ModelConfig": "evalkit.config",
+    "load_config": "evalkit.config",
+    "run_eval": "evalkit.runner",
+    "RunSummary": "evalkit.runner",
+    "PromptBuilder": "evalkit.prompt",
+    "load_model": "evalkit.models",
+    "run_prompt": "evalkit.models",
+    "score_answer": "evalkit.scoring",
+    "AttentionCapture": "evalkit.models.capture",
+    "load_results": "evalkit.report",
+    "write_report": "evalkit.report",
+    "plot_heatmap": "evalkit.report",
+    "plot_accuracy_vs_depth": "evalkit.report",
+    "summary_table": "evalkit.report",
+    "wilson_interval": "evalkit.report",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'evalkit' has no attribute {name!r}")
+
 __all__ = [
     "BuiltPrompt",
     "CaptureError",
@@ -32,4 +61,5 @@ __all__ = [
     "TrialOutput",
     "TrialRecord",
     "__version__",
+    *_LAZY,
 ]

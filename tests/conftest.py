@@ -24,3 +24,30 @@ def smollm2_tokenizer():
 
     gguf = smollm2_gguf_path()
     return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, smollm2_tokenizer):
+    """A tiny random-init Llama saved with the SmolLM2 tokenizer: loads through plain from_pretrained."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(smollm2_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+        bos_token_id=smollm2_tokenizer.bos_token_id, eos_token_id=smollm2_tokenizer.eos_token_id,
+    )
+    model = AutoModelForCausalLM.from_config(config)
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(folder)
+    smollm2_tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_config(path: Path, **fields) -> Path:
+    """Write an eval config YAML with the given top-level fields."""
+    import yaml
+
+    path.write_text(yaml.safe_dump(fields, sort_keys=False))
+    return path

@@ -1,0 +1,172 @@
+"""Command line: ``evalkit run | validate | report | list``.
+
+Errors evalkit raises on purpose print as one line and exit 2; nothing else prints a traceback
+unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from evalkit.errors import EvalkitError
+
+log = logging.getLogger("evalkit")
+
+EXAMPLES = """examples:
+  evalkit run configs/quickstart.yaml
+  evalkit run configs/quickstart.yaml --set depths=[0,0.5,1] --set samples=1 --limit 10
+  evalkit run configs/quickstart.yaml --output-dir reports/runs/try2
+  evalkit validate configs/quickstart.yaml
+  evalkit report reports/runs/quickstart
+  evalkit list
+"""
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, help="eval config (YAML), e.g. configs/quickstart.yaml")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config field, VALUE in YAML: --set depths=[0,0.5,1] --set models.0.dtype=bfloat16",
+    )
+    parser.add_argument("--output-dir", type=Path, help="run directory (overrides output_dir)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(
+        prog="evalkit", description="Needle-position evals: where in a prompt can a model still find a fact?",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run (or resume) an eval config", epilog=EXAMPLES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_config_options(run)
+    run.add_argument("--limit", type=int, metavar="N", help="run only the first N planned trials")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
+
+    validate = sub.add_parser("validate", help="check a config, its tasks and model limits without running")
+    _add_config_options(validate)
+
+    report = sub.add_parser(
+        "report", help="write report.html, report.md, tables and charts for run directories",
+        epilog="examples:\n  evalkit report reports/runs/quickstart\n"
+               "  evalkit report reports/runs/a reports/runs/b --out reports/compare --threshold 90%",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    report.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/report for one run)")
+    report.add_argument(
+        "--threshold", default=None, metavar="T",
+        help="accuracy the effective context length must keep: a fraction (0.856) or a percentage (85.6%%); "
+             "default 85.6%% as in RULER",
+    )
+
+    listing = sub.add_parser("list", help="list tasks and built-in models")
+    listing.add_argument("what", nargs="?", choices=("tasks", "models"), help="only tasks or only models")
+    return parser
+
+
+def _load(args: argparse.Namespace):
+    from evalkit.config import load_config
+
+    overrides = list(args.overrides)
+    if args.output_dir is not None:
+        overrides.append(f"output_dir={args.output_dir}")
+    return load_config(args.config, overrides)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from evalkit.runner import run_eval
+
+    if args.limit is not None and args.limit < 1:
+        raise EvalkitError(f"--limit: {args.limit} is not a positive number of trials; use --limit 1 or more")
+    config = _load(args)
+    if args.quiet:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # the weight-loading bar
+    summary = run_eval(config, args.config, limit=args.limit, quiet=args.quiet, write_report=not args.no_report)
+    print(
+        f"{summary.run_dir}: {summary.ran} trials run, {summary.already_done} already done, "
+        f"{summary.planned} planned ({summary.elapsed_s:.1f} s)"
+    )
+    if summary.report_dir is not None:
+        print(f"report: {summary.report_dir / 'report.md'}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from evalkit.plan import expand
+    from evalkit.preflight import check_model_limits, prepare_tasks
+
+    config = _load(args)
+    tasks = prepare_tasks(config, args.config)
+    revisions = check_model_limits(config, args.config)
+    trials = expand(config, {name: t.spec for name, t in tasks.items()}, revisions)
+    print(f"{args.config}: ok ({len(config.models)} models x {len(tasks)} tasks, {len(trials)} trials)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``evalkit report``: write report.html, report.md, tables and charts of RUN_DIRs (see ``write_report``)."""
+    from evalkit.report import DEFAULT_THRESHOLD, parse_threshold, write_report
+
+    out = args.out
+    if out is None:
+        if len(args.run_dirs) != 1:
+            raise EvalkitError("report: several run directories need --out DIR for the merged report")
+        out = args.run_dirs[0] / "report"
+    try:
+        threshold = DEFAULT_THRESHOLD if args.threshold is None else parse_threshold(args.threshold)
+    except ValueError as err:
+        raise EvalkitError(f"--threshold: {err}") from None
+    paths = write_report(args.run_dirs, out, threshold=threshold)
+    print(f"report: {paths.report_html}")
+    print(f"markdown: {paths.report_md}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from evalkit.models import list_builtin_models
+    from evalkit.tasks import list_tasks
+
+    if args.what in (None, "tasks"):
+        print("tasks:")
+        for task in list_tasks():
+            print(f"  {task.name:<20} {task.description}")
+    if args.what in (None, "models"):
+        print("built-in models:")
+        for alias, description in list_builtin_models().items():
+            print(f"  {alias:<24} {description}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report, "list": cmd_list}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``evalkit`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if not getattr(args, "quiet", False) else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except EvalkitError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: finished trials are saved; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
