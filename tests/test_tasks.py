@@ -51,8 +51,8 @@ def take(source: HaystackSource, seed: int, n: int) -> list[str]:
 
 def test_builtin_tasks_load_and_are_listed():
     passkey, fact = load_task("passkey"), load_task("fact")
-    assert passkey.question == "What is the pass key?" and passkey.answer == "{value}"
-    assert passkey.answer_prefix == "The pass key is" and "memorize" in passkey.instructions
+    assert passkey.question == "What is the pass key? The pass key is a number." and passkey.answer == "{value}"
+    assert passkey.answer_prefix == "The pass key is the number" and "memorize" in passkey.instructions
     assert (passkey.value.kind, passkey.value.digits, passkey.haystack.source) == ("integer", 5, "generated")
     assert fact.value.kind == "choice" and len(fact.value.values) >= 20 and fact.haystack.source == "generated"
     assert {"passkey", "fact"} <= {t.name for t in list_tasks()}
@@ -67,7 +67,7 @@ def test_needles_are_deterministic_per_seed_and_vary_across_seeds():
         needle = instantiate_needle(task, seed)
         assert re.fullmatch(r"[1-9][0-9]{4}", value)
         assert needle.needle == f"The pass key is {value}. Remember it. {value} is the pass key."
-        assert needle.answer == value and needle.question == "What is the pass key?"
+        assert needle.answer == value and needle.question == "What is the pass key? The pass key is a number."
 
 
 def test_choice_word_and_uuid_values():
@@ -95,7 +95,7 @@ def test_prompt_parts_take_system_prompt_and_template_use_from_the_model():
     needle = instantiate_needle(task, 0)
     parts = prompt_parts(task, needle, ModelConfig(name="m", system_prompt="Be brief.", chat_template=False))
     assert (parts.system_prompt, parts.use_chat_template) == ("Be brief.", False)
-    assert (parts.needle, parts.question, parts.answer_prefix) == (needle.needle, task.question, "The pass key is")
+    assert (parts.needle, parts.question, parts.answer_prefix) == (needle.needle, task.question, "The pass key is the number")
     assert parts.instructions == task.instructions
     assert prompt_parts(task, needle, ModelConfig(name="m")).system_prompt is None
 
@@ -136,7 +136,7 @@ def test_task_name_field_must_be_a_plain_name_matching_the_file(tmp_path):
 def test_search_dirs_env_and_paths(tmp_path, monkeypatch):
     write_task(tmp_path / "mine", "passkey", question="Which code?")
     assert load_task("passkey", [tmp_path / "mine"]).question == "Which code?"  # given dirs shadow built-ins
-    assert load_task("passkey").question == "What is the pass key?"
+    assert load_task("passkey").question == "What is the pass key? The pass key is a number."
     write_task(tmp_path / "env", "envtask")
     monkeypatch.setenv("EVALKIT_TASKS_PATH", str(tmp_path / "env"))
     assert load_task("envtask").name == "envtask" and "envtask" in {t.name for t in list_tasks()}
