@@ -105,10 +105,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from evalkit.plan import expand
     from evalkit.preflight import check_model_limits, prepare_tasks
+    from evalkit.prompt_checks import check_prompts_fit
 
     config = _load(args)
     tasks = prepare_tasks(config, args.config)
     revisions = check_model_limits(config, args.config)
+    check_prompts_fit(config, args.config, tasks)
     trials = expand(config, {name: t.spec for name, t in tasks.items()}, revisions)
     print(f"{args.config}: ok ({len(config.models)} models x {len(tasks)} tasks, {len(trials)} trials)")
     return 0

@@ -18,6 +18,7 @@ from evalkit.errors import ConfigError
 from evalkit.plan import expand, limit_trials
 from evalkit.preflight import PreparedTask, check_model_limits, prepare_tasks, run_header
 from evalkit.prompt import PromptBuilder
+from evalkit.prompt_checks import check_prompts_fit
 from evalkit.store import RunStore
 from evalkit.types import REGION_NEEDLE, Trial, TrialOutput, TrialRecord
 
@@ -58,6 +59,7 @@ def run_eval(
     config_path = Path(config_path)
     tasks = prepare_tasks(config, config_path)
     revisions = check_model_limits(config, config_path)
+    check_prompts_fit(config, config_path, tasks)  # before the run directory exists
     trials = expand(config, {name: t.spec for name, t in tasks.items()}, revisions)
     if limit is not None:
         trials = limit_trials(trials, limit)
