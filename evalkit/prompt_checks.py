@@ -42,19 +42,34 @@ def _largest_fixed_part(
     from evalkit.plan import trial_seed
 
     smallest = min(config.context_lengths)
-    largest_fixed = 0
+    longest_needle: tuple[int, Any] | None = None
     for sample in range(config.samples):
         parts, needle = task.parts_for(seed=trial_seed(config.seed, task.spec.name, sample), model_cfg=model_cfg)
-        # a stand-in haystack: only the fixed parts are measured here
         try:
-            prompt = builder.build_prompt(parts, iter(["Filler."] * (smallest + 1)), smallest, 0.0,
-                                          config.length_tolerance_tokens)
             builder.gold_continuation_ids(parts, needle.answer)
-        except (PlacementError, HaystackError) as err:
-            raise ConfigError(f"{config_path}: context_lengths: {err} {where}") from None
-        haystack = prompt.regions["context_before"].length + prompt.regions["context_after"].length
-        largest_fixed = max(largest_fixed, prompt.prompt_tokens - haystack)
-    return largest_fixed
+        except PlacementError as err:
+            raise ConfigError(f"{config_path}: tasks: {err} {where}") from None
+        needle_tokens = len(builder.fragment_ids(parts.needle))  # the frame is the same for every sample
+        if longest_needle is None or needle_tokens > longest_needle[0]:
+            longest_needle = (needle_tokens, parts)
+    assert longest_needle is not None  # samples >= 1
+    # a stand-in haystack: only the fixed parts are measured here
+    try:
+        prompt = builder.build_prompt(longest_needle[1], iter(["Filler."] * (smallest + 1)), smallest, 0.0,
+                                      config.length_tolerance_tokens)
+    except (PlacementError, HaystackError) as err:
+        raise ConfigError(f"{config_path}: context_lengths: {err} {where}") from None
+    haystack_tokens = prompt.regions["context_before"].length + prompt.regions["context_after"].length
+    fixed_tokens = prompt.prompt_tokens - haystack_tokens
+    if config.length_tolerance_tokens >= smallest - fixed_tokens:
+        # within the tolerance the builder may stop short: at this size the haystack could be empty
+        raise ConfigError(
+            f"{config_path}: length_tolerance_tokens: {config.length_tolerance_tokens} is not below the "
+            f"{smallest - fixed_tokens} haystack tokens of context_length {smallest} (template, needle and "
+            f"question take {fixed_tokens}), so a prompt could hold no haystack; use a tolerance below "
+            f"{smallest - fixed_tokens} {where}"
+        )
+    return fixed_tokens
 
 
 def _check_file_haystack(
