@@ -46,8 +46,28 @@ def _pid_alive(pid: int) -> bool:
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())  # the data is on disk before the rename makes it the file
     os.replace(tmp, path)
+
+
+def _field_of(line: str, name: str) -> Any:
+    """Field ``name`` of one JSON line; None for a line that is not a JSON object."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record.get(name) if isinstance(record, dict) else None
+
+
+def _status_of(line: str) -> str | None:
+    return _field_of(line, "status")
+
+
+def _trial_id_of(line: str) -> str | None:
+    return _field_of(line, "trial_id")
 
 
 class RunLock:
@@ -138,7 +158,9 @@ class RunStore:
             for path in [*sorted(self.run_dir.glob(RECORDS_GLOB)), self.prompts_path]:
                 if path.exists():
                     repair_torn_tail(path)
-            return self.finished_ids()
+            finished = self.finished_ids()
+            self._keep_prompts_of(finished)
+            return finished
         except BaseException:
             self.lock.release()
             raise
@@ -166,6 +188,38 @@ class RunStore:
         for path in sorted(self.run_dir.glob(RECORDS_GLOB)):
             ids.update(rec["trial_id"] for rec in read_record_lines(path) if "trial_id" in rec)
         return ids
+
+    def skipped_ids(self) -> set[str]:
+        """Ids of trials recorded with a status other than "ok" (e.g. skipped for lack of memory)."""
+        ids: set[str] = set()
+        for path in sorted(self.run_dir.glob(RECORDS_GLOB)):
+            ids.update(r["trial_id"] for r in read_record_lines(path) if "trial_id" in r and r.get("status") != "ok")
+        return ids
+
+    def forget_skipped(self) -> int:
+        """Drop the records of skipped trials so they run again; return how many were dropped.
+
+        Each records file is rewritten to a temporary file and renamed over the old one, so a kill
+        leaves either the old or the new file, and every trial id stays on one line.
+        """
+        dropped = 0
+        for path in sorted(self.run_dir.glob(RECORDS_GLOB)):
+            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+            keep = [line for line in lines if _status_of(line) in ("ok", None)]
+            if len(keep) != len(lines):
+                dropped += len(lines) - len(keep)
+                _write_atomic(path, "".join(keep))
+        self._keep_prompts_of(self.finished_ids())
+        return dropped
+
+    def _keep_prompts_of(self, finished: set[str]) -> None:
+        """Drop saved prompts of trials without a record (killed, or forgotten), so a rerun saves each once."""
+        if not self.prompts_path.exists():
+            return
+        lines = self.prompts_path.read_text(encoding="utf-8").splitlines(keepends=True)
+        keep = [line for line in lines if _trial_id_of(line) in finished]
+        if len(keep) != len(lines):
+            _write_atomic(self.prompts_path, "".join(keep))
 
     def append(self, record: TrialRecord) -> None:
         """Append one record and force it to disk before returning."""
