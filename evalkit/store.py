@@ -22,6 +22,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from evalkit.errors import RunDirError
+
+try:
+    import fcntl
+except ImportError:  # Windows: RunLock falls back to a pid file
+    fcntl = None  # type: ignore[assignment]
 from evalkit.types import BuiltPrompt, TrialRecord
 
 log = logging.getLogger(__name__)
@@ -71,23 +76,50 @@ def _trial_id_of(line: str) -> str | None:
 
 
 class RunLock:
-    """An exclusive pid lock file; a lock left by a dead process is taken over."""
+    """An exclusive lock on a run directory, held by one live process.
+
+    The kernel holds it (``flock`` on ``run.lock``) and drops it when the holder dies however it
+    dies, so a lock left by a killed run is free, a reused pid cannot keep it, and of several runs
+    racing for a stale lock exactly one wins. The file holds the holder's pid for the error message.
+    Where ``flock`` is missing (Windows) a pid file with a liveness check is used instead.
+    """
 
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / LOCK_FILE
         self.held = False
+        self._fd: int | None = None
 
     def acquire(self) -> None:
+        if fcntl is None:
+            return self._acquire_pid_file()
+        for _ in range(10):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = self._holder_pid()
+                os.close(fd)
+                raise self._held_error(holder) from None
+            if not _same_file(fd, self.path):  # the holder released (removed) it between our open and lock
+                os.close(fd)
+                continue
+            stale = self._holder_pid()
+            if stale is not None and stale != os.getpid():
+                log.warning("taking over the lock %s of pid %s (that process is gone)", self.path, stale)
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            self._fd, self.held = fd, True
+            return None
+        raise RunDirError(f"{self.path}: could not take the lock; remove the file if no run uses it")
+
+    def _acquire_pid_file(self) -> None:
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self._holder_pid()
                 if holder is not None and holder != os.getpid() and _pid_alive(holder):
-                    raise RunDirError(
-                        f"{self.path.parent}: held by a running evalkit process (pid {holder}); "
-                        "wait for it to finish or choose another output_dir"
-                    ) from None
+                    raise self._held_error(holder) from None
                 log.warning("taking over stale lock %s (pid %s is gone)", self.path, holder)
                 self.path.unlink(missing_ok=True)
                 continue
@@ -97,6 +129,13 @@ class RunLock:
             return
         raise RunDirError(f"{self.path}: could not take the lock; remove the file if no run uses it")
 
+    def _held_error(self, holder: int | None) -> RunDirError:
+        who = f"pid {holder}" if holder is not None else "pid unknown"
+        return RunDirError(
+            f"{self.path.parent}: held by a running evalkit process ({who}); "
+            "wait for it to finish or choose another output_dir"
+        )
+
     def _holder_pid(self) -> int | None:
         try:
             return int(self.path.read_text().strip() or "-1")
@@ -105,8 +144,20 @@ class RunLock:
 
     def release(self) -> None:
         if self.held:
+            # remove the file while still holding it, so no one can lock the old file afterwards
             self.path.unlink(missing_ok=True)
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
             self.held = False
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def repair_torn_tail(path: Path) -> int:
