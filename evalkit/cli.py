@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=int, metavar="N", help="run only the first N planned trials")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
+    run.add_argument("--retry-skipped", action="store_true",
+                     help="run again the trials a previous run skipped (out of memory); by default they stay skipped")
 
     validate = sub.add_parser("validate", help="check a config, its tasks and model limits without running")
     _add_config_options(validate)
@@ -92,11 +94,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # the weight-loading bar
-    summary = run_eval(config, args.config, limit=args.limit, quiet=args.quiet, write_report=not args.no_report)
+    summary = run_eval(config, args.config, limit=args.limit, quiet=args.quiet, write_report=not args.no_report,
+                       retry_skipped=args.retry_skipped)
     print(
         f"{summary.run_dir}: {summary.ran} trials run, {summary.already_done} already done, "
         f"{summary.planned} planned ({summary.elapsed_s:.1f} s)"
     )
+    if summary.skipped:
+        print(f"{summary.skipped} trials skipped (out of memory, see skip_reason); "
+              "rerun with --retry-skipped to try them again")
     if summary.report_dir is not None:
         print(f"report: {summary.report_dir / 'report.md'}")
     return 0
@@ -105,10 +111,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from evalkit.plan import expand
     from evalkit.preflight import check_model_limits, prepare_tasks
+    from evalkit.prompt_checks import check_prompts_fit
 
     config = _load(args)
     tasks = prepare_tasks(config, args.config)
     revisions = check_model_limits(config, args.config)
+    check_prompts_fit(config, args.config, tasks)
     trials = expand(config, {name: t.spec for name, t in tasks.items()}, revisions)
     print(f"{args.config}: ok ({len(config.models)} models x {len(tasks)} tasks, {len(trials)} trials)")
     return 0

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from evalkit.errors import ConfigError
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+MAX_TRIALS = 10_000_000  # per run: far above any real grid, low enough to refuse a typo before planning it
 
 
 class ModelConfig(BaseModel):
@@ -92,6 +93,19 @@ class EvalConfig(BaseModel):
                 where = f"{info.field_name}[{seen[key]}] and {info.field_name}[{index}]"
                 raise ValueError(f"{_show(key)} appears twice ({where}); list it once")
             seen[key] = index
+        return value
+
+    @field_validator("samples")
+    @classmethod
+    def _grid_size(cls, value: int, info: ValidationInfo) -> int:
+        # a typo such as `samples: 1000000` would plan (and hold in memory) billions of trials
+        sizes = [len(info.data.get(key) or [0]) for key in ("models", "tasks", "context_lengths", "depths")]
+        trials = value * sizes[0] * sizes[1] * sizes[2] * sizes[3]
+        if trials > MAX_TRIALS:
+            raise ValueError(
+                f"{value} samples make a grid of {trials:,} trials, above evalkit's limit of {MAX_TRIALS:,} per run; "
+                "use fewer samples, lengths or depths, or split the grid over several configs"
+            )
         return value
 
     @property

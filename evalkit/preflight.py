@@ -57,7 +57,10 @@ def check_model_limits(config: EvalConfig, config_path: Path) -> dict[str, str]:
     revisions: dict[str, str] = {}
     longest = max(config.context_lengths)
     for index, model_cfg in enumerate(config.models):
-        info = describe_model(model_cfg)
+        try:
+            info = describe_model(model_cfg)
+        except EvalkitError as err:  # say which config entry named the model
+            raise type(err)(f"{config_path}: models[{index}].name: {err}") from None
         needed = longest + model_cfg.max_new_tokens
         if info.max_context_tokens is not None and needed > info.max_context_tokens:
             raise ConfigError(

@@ -15,9 +15,11 @@ from tqdm.auto import tqdm
 
 from evalkit.config import EvalConfig, ModelConfig
 from evalkit.errors import ConfigError
+from evalkit.memory import run_or_skip
 from evalkit.plan import expand, limit_trials
 from evalkit.preflight import PreparedTask, check_model_limits, prepare_tasks, run_header
 from evalkit.prompt import PromptBuilder
+from evalkit.prompt_checks import check_prompts_fit
 from evalkit.store import RunStore
 from evalkit.types import REGION_NEEDLE, Trial, TrialOutput, TrialRecord
 
@@ -34,6 +36,7 @@ class RunSummary:
     ran: int  # recorded by this call
     elapsed_s: float
     report_dir: Path | None
+    skipped: int = 0  # trials of the run dir recorded as skipped (out of memory); see --retry-skipped
 
 
 @dataclass
@@ -52,23 +55,29 @@ def run_eval(
     limit: int | None = None,
     quiet: bool = False,
     write_report: bool = True,
+    retry_skipped: bool = False,
 ) -> RunSummary:
     """Run (or resume) every trial of ``config`` and write the report; see README "Runs"."""
     started = time.perf_counter()
     config_path = Path(config_path)
     tasks = prepare_tasks(config, config_path)
     revisions = check_model_limits(config, config_path)
+    check_prompts_fit(config, config_path, tasks)  # before the run directory exists
     trials = expand(config, {name: t.spec for name, t in tasks.items()}, revisions)
     if limit is not None:
         trials = limit_trials(trials, limit)
     run_dir = Path(config.output_dir)
     with RunStore(run_dir) as store:
         done = store.open(run_header(config, config_path, revisions))
+        if retry_skipped and store.forget_skipped():
+            done = store.finished_ids()
         todo = [t for t in trials if t.trial_id not in done]
         log.info("%s: %d trials planned, %d already done, %d to run", run_dir, len(trials), len(trials) - len(todo), len(todo))
         ran = _run_trials(config, config_path, tasks, todo, store, quiet)
+        skipped = len(store.skipped_ids() & {t.trial_id for t in trials})
     report_dir = _write_report(run_dir) if write_report else None
-    return RunSummary(run_dir, len(trials), len(trials) - len(todo), ran, time.perf_counter() - started, report_dir)
+    return RunSummary(run_dir, len(trials), len(trials) - len(todo), ran, time.perf_counter() - started, report_dir,
+                      skipped)
 
 
 def _run_trials(
@@ -88,7 +97,8 @@ def _run_trials(
                 continue
             session = _open_model(model_cfg, config, config_path, tasks)
             for trial in model_trials:
-                record = run_trial(session, tasks[trial.task], trial, config, store)
+                record = run_or_skip(trial, session.loaded.revision,
+                                     lambda: run_trial(session, tasks[trial.task], trial, config, store))
                 store.append(record)
                 ran += 1
                 progress.update(1)

@@ -22,6 +22,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from evalkit.errors import RunDirError
+
+try:
+    import fcntl
+except ImportError:  # Windows: RunLock falls back to a pid file
+    fcntl = None  # type: ignore[assignment]
 from evalkit.types import BuiltPrompt, TrialRecord
 
 log = logging.getLogger(__name__)
@@ -46,28 +51,75 @@ def _pid_alive(pid: int) -> bool:
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())  # the data is on disk before the rename makes it the file
     os.replace(tmp, path)
 
 
+def _field_of(line: str, name: str) -> Any:
+    """Field ``name`` of one JSON line; None for a line that is not a JSON object."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record.get(name) if isinstance(record, dict) else None
+
+
+def _status_of(line: str) -> str | None:
+    return _field_of(line, "status")
+
+
+def _trial_id_of(line: str) -> str | None:
+    return _field_of(line, "trial_id")
+
+
 class RunLock:
-    """An exclusive pid lock file; a lock left by a dead process is taken over."""
+    """An exclusive lock on a run directory, held by one live process.
+
+    The kernel holds it (``flock`` on ``run.lock``) and drops it when the holder dies however it
+    dies, so a lock left by a killed run is free, a reused pid cannot keep it, and of several runs
+    racing for a stale lock exactly one wins. The file holds the holder's pid for the error message.
+    Where ``flock`` is missing (Windows) a pid file with a liveness check is used instead.
+    """
 
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / LOCK_FILE
         self.held = False
+        self._fd: int | None = None
 
     def acquire(self) -> None:
+        if fcntl is None:
+            return self._acquire_pid_file()
+        for _ in range(10):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = self._holder_pid()
+                os.close(fd)
+                raise self._held_error(holder) from None
+            if not _same_file(fd, self.path):  # the holder released (removed) it between our open and lock
+                os.close(fd)
+                continue
+            stale = self._holder_pid()
+            if stale is not None and stale != os.getpid():
+                log.warning("taking over the lock %s of pid %s (that process is gone)", self.path, stale)
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            self._fd, self.held = fd, True
+            return None
+        raise RunDirError(f"{self.path}: could not take the lock; remove the file if no run uses it")
+
+    def _acquire_pid_file(self) -> None:
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self._holder_pid()
                 if holder is not None and holder != os.getpid() and _pid_alive(holder):
-                    raise RunDirError(
-                        f"{self.path.parent}: held by a running evalkit process (pid {holder}); "
-                        "wait for it to finish or choose another output_dir"
-                    ) from None
+                    raise self._held_error(holder) from None
                 log.warning("taking over stale lock %s (pid %s is gone)", self.path, holder)
                 self.path.unlink(missing_ok=True)
                 continue
@@ -77,6 +129,13 @@ class RunLock:
             return
         raise RunDirError(f"{self.path}: could not take the lock; remove the file if no run uses it")
 
+    def _held_error(self, holder: int | None) -> RunDirError:
+        who = f"pid {holder}" if holder is not None else "pid unknown"
+        return RunDirError(
+            f"{self.path.parent}: held by a running evalkit process ({who}); "
+            "wait for it to finish or choose another output_dir"
+        )
+
     def _holder_pid(self) -> int | None:
         try:
             return int(self.path.read_text().strip() or "-1")
@@ -85,8 +144,20 @@ class RunLock:
 
     def release(self) -> None:
         if self.held:
+            # remove the file while still holding it, so no one can lock the old file afterwards
             self.path.unlink(missing_ok=True)
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
             self.held = False
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def repair_torn_tail(path: Path) -> int:
@@ -138,7 +209,9 @@ class RunStore:
             for path in [*sorted(self.run_dir.glob(RECORDS_GLOB)), self.prompts_path]:
                 if path.exists():
                     repair_torn_tail(path)
-            return self.finished_ids()
+            finished = self.finished_ids()
+            self._keep_prompts_of(finished)
+            return finished
         except BaseException:
             self.lock.release()
             raise
@@ -166,6 +239,38 @@ class RunStore:
         for path in sorted(self.run_dir.glob(RECORDS_GLOB)):
             ids.update(rec["trial_id"] for rec in read_record_lines(path) if "trial_id" in rec)
         return ids
+
+    def skipped_ids(self) -> set[str]:
+        """Ids of trials recorded with a status other than "ok" (e.g. skipped for lack of memory)."""
+        ids: set[str] = set()
+        for path in sorted(self.run_dir.glob(RECORDS_GLOB)):
+            ids.update(r["trial_id"] for r in read_record_lines(path) if "trial_id" in r and r.get("status") != "ok")
+        return ids
+
+    def forget_skipped(self) -> int:
+        """Drop the records of skipped trials so they run again; return how many were dropped.
+
+        Each records file is rewritten to a temporary file and renamed over the old one, so a kill
+        leaves either the old or the new file, and every trial id stays on one line.
+        """
+        dropped = 0
+        for path in sorted(self.run_dir.glob(RECORDS_GLOB)):
+            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+            keep = [line for line in lines if _status_of(line) in ("ok", None)]
+            if len(keep) != len(lines):
+                dropped += len(lines) - len(keep)
+                _write_atomic(path, "".join(keep))
+        self._keep_prompts_of(self.finished_ids())
+        return dropped
+
+    def _keep_prompts_of(self, finished: set[str]) -> None:
+        """Drop saved prompts of trials without a record (killed, or forgotten), so a rerun saves each once."""
+        if not self.prompts_path.exists():
+            return
+        lines = self.prompts_path.read_text(encoding="utf-8").splitlines(keepends=True)
+        keep = [line for line in lines if _trial_id_of(line) in finished]
+        if len(keep) != len(lines):
+            _write_atomic(self.prompts_path, "".join(keep))
 
     def append(self, record: TrialRecord) -> None:
         """Append one record and force it to disk before returning."""

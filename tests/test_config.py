@@ -55,6 +55,8 @@ BAD = [
     ("duplicate model", changed(models=["m", {"name": "m", "dtype": "float16"}]), (),
      ["grid.yaml: models: 'm' appears twice (models[0] and models[1])"]),
     ("samples zero", changed(samples=0), (), ["grid.yaml: samples: 0 is below the minimum 1; use a value >= 1"]),
+    ("grid too large", changed(samples=10**7), (),
+     ["grid.yaml: samples: 10000000 samples make a grid of 60,000,000 trials, above evalkit's limit of 10,000,000"]),
     ("wrong type", changed(samples="many"), (), ["grid.yaml: samples: 'many' is not a whole number; write an integer"]),
     ("bool is not a number", changed(depths=[True]), (), ["grid.yaml: depths[0]: true is not a number"]),
     ("scalar instead of list", changed(context_lengths=512), (),

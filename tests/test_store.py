@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -74,14 +75,31 @@ def test_different_config_is_refused_with_a_way_out(tmp_path):
 
 
 def test_live_lock_is_refused_naming_the_holder(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from evalkit.store import RunLock; "
+         "RunLock(Path(sys.argv[1])).acquire(); print('held', flush=True); time.sleep(30)", str(tmp_path)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     try:
-        (tmp_path / "run.lock").write_text(str(holder.pid))
+        assert holder.stdout.readline().strip() == "held"
         with pytest.raises(RunDirError, match=f"pid {holder.pid}"):
             RunStore(tmp_path).open(HEADER)
+        assert not (tmp_path / "header.json").exists()
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_lock_file_naming_a_live_pid_but_not_locked_is_stale(tmp_path):
+    # after a crash the pid in run.lock may belong to an unrelated live process: the kernel lock decides
+    unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / "run.lock").write_text(str(unrelated.pid))
+        with RunStore(tmp_path) as store:
+            store.open(HEADER)
+            assert (tmp_path / "run.lock").read_text() == str(os.getpid())
+    finally:
+        unrelated.kill()
+        unrelated.wait()
 
 
 def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):

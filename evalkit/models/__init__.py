@@ -15,6 +15,7 @@ from evalkit.models.hf import (
     load_from_objects,
     load_model,
     load_model_config,
+    load_tokenizer,
     max_context_tokens_of,
     resolve_device,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "load_from_objects",
     "load_model",
     "load_model_config",
+    "load_tokenizer",
     "max_context_tokens_of",
     "prefill",
     "resolve_device",

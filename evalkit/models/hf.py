@@ -125,6 +125,9 @@ def _load_error(cfg: ModelConfig, source: _Source, what: str, exc: BaseException
             f"Hugging Face Hub id{rev}; check the name and 'revision', network access (or HF_HUB_OFFLINE "
             "with a filled cache), and HF_TOKEN for gated models"
         )
+        if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+            # offline, only the local cache was searched: say how to fill it
+            hint += f"; HF_HUB_OFFLINE is set, so fetch it first where there is network: hf download {cfg.name}"
     elif source.kind == "local":
         hint = "the folder should hold config.json, weights and tokenizer files (as written by save_pretrained)"
     else:
@@ -177,6 +180,11 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
     revision = source.recorded_revision or getattr(model.config, "_commit_hash", None) or cfg.revision
     logger.info("loaded %s (%s) revision %s", cfg.name, source.kind, revision or "unknown")
     return load_from_objects(model, tokenizer, name=cfg.name, revision=revision or "unknown")
+
+
+def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
+    """Only the tokenizer a config entry names (no weights), e.g. to check prompts before a run."""
+    return _load_tokenizer(cfg, _resolve_source(cfg))
 
 
 def load_from_objects(

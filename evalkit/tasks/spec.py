@@ -139,4 +139,8 @@ def template_fields(text: str) -> set[str]:
     unknown = sorted(n for n in names if n != "value")
     if unknown:
         raise ValueError(f"{text!r} uses {{{unknown[0]}}}; only {{value}} is available (write {{{{ for a brace)")
+    try:  # conversions and format specs ("{value!x}", "{value:d}") fail only when filled: try it now
+        text.format(value="0")
+    except (ValueError, IndexError, KeyError, AttributeError) as exc:
+        raise ValueError(f"{text!r} cannot be filled in ({exc}); write plain {{value}}") from None
     return names
