@@ -46,7 +46,8 @@ class ModelConfig(BaseModel):
 
 
 # Fields that say where things live, not what is measured: left out of ``config_hash``.
-HASH_EXCLUDED_FIELDS = frozenset({"output_dir", "task_dirs"})
+# How trials are scheduled (reuse, batch size) does not change results beyond float noise either.
+HASH_EXCLUDED_FIELDS = frozenset({"output_dir", "task_dirs", "reuse_prefix", "batch_size"})
 
 
 class EvalConfig(BaseModel):
@@ -71,6 +72,10 @@ class EvalConfig(BaseModel):
     save_prompts: bool = False
     length_tolerance_tokens: int = Field(0, ge=0, description="allowed |prompt tokens - context length|")
     task_dirs: list[str] = Field(default_factory=list, description="extra task folders, relative to the config file")
+    reuse_prefix: bool = Field(True, description="share the KV cache of the prompt prefix across depths")
+    batch_size: int | str = Field(
+        1, description="prompts per forward when reuse_prefix is false; auto: largest that fits"
+    )
 
     _source_path: Path | None = PrivateAttr(None)
 
@@ -105,6 +110,19 @@ class EvalConfig(BaseModel):
             raise ValueError(
                 f"{value} samples make a grid of {trials:,} trials, above evalkit's limit of {MAX_TRIALS:,} per run; "
                 "use fewer samples, lengths or depths, or split the grid over several configs"
+            )
+        return value
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch_needs_no_reuse(cls, value: Any, info: ValidationInfo) -> int | str:
+        if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{_show(value)} is not a whole number >= 1 or auto; write e.g. 8 or auto")
+        # a reuse group runs its depths one after another on one cache: batching applies without reuse
+        if value != 1 and info.data.get("reuse_prefix", True):
+            raise ValueError(
+                f"{_show(value)} needs reuse_prefix: false (batches run without prefix reuse); "
+                "set reuse_prefix: false, or batch_size: 1 to keep reuse"
             )
         return value
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,16 @@ from evalkit.preflight import PreparedTask, check_model_limits, prepare_tasks, r
 from evalkit.prompt import PromptBuilder
 from evalkit.prompt_checks import check_prompts_fit
 from evalkit.store import RunStore
-from evalkit.types import REGION_NEEDLE, Trial, TrialOutput, TrialRecord
+from evalkit.types import (
+    REGION_CONTEXT_BEFORE,
+    REGION_NEEDLE,
+    BuiltPrompt,
+    NeedleInstance,
+    PromptParts,
+    Trial,
+    TrialOutput,
+    TrialRecord,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +106,49 @@ def _run_trials(
             if not model_trials:
                 continue
             session = _open_model(model_cfg, config, config_path, tasks)
-            for trial in model_trials:
-                record = run_or_skip(trial, session.loaded.revision,
-                                     lambda: run_trial(session, tasks[trial.task], trial, config, store))
+            for record in _scheduled(session, tasks, model_trials, config, store):
                 store.append(record)
                 ran += 1
                 progress.update(1)
-                progress.set_postfix_str(f"{model_cfg.name} L={trial.context_length} d={trial.depth:g}")
+                progress.set_postfix_str(f"{model_cfg.name} L={record.context_length} d={record.depth:g}")
     return ran
+
+
+def _scheduled(
+    session: _ModelSession, tasks: dict[str, PreparedTask], trials: list[Trial], config: EvalConfig, store: RunStore
+) -> Iterator[TrialRecord]:
+    """The model's records in the order ``schedule.py`` runs them (reuse groups or batches)."""
+    from evalkit import schedule
+
+    if config.reuse_prefix or config.batch_size == 1:
+        from evalkit.models.prefix import PrefixCache
+
+        prefix = PrefixCache(session.loaded) if config.reuse_prefix else None
+
+        def run_one(trial: Trial, cache: object) -> TrialRecord:
+            def attempt() -> TrialRecord:
+                try:
+                    return run_trial(session, tasks[trial.task], trial, config, store, prefix=cache)
+                except BaseException:
+                    if cache is not None:
+                        cache.reset()  # a failed extension leaves the shared cache in an unknown state
+                    raise
+
+            return run_or_skip(trial, session.loaded.revision, attempt)
+
+        return schedule.run_with_reuse(trials, prefix, run_one)
+    loaded = session.loaded
+
+    def run_many(batch: list[Trial]) -> list[TrialRecord]:
+        if len(batch) > 1:  # schedule.run_in_batches halves a batch that runs out of memory
+            return run_batch_of_trials(session, tasks, batch, config, store)
+        # a single trial that still does not fit is recorded as skipped and the run goes on
+        return [run_or_skip(batch[0], loaded.revision, lambda: run_batch_of_trials(session, tasks, batch, config, store)[0])]
+
+    return schedule.run_in_batches(
+        trials, config.batch_size, run_many,
+        lambda length, count: schedule.auto_batch_size(loaded.model, loaded.device, length, count),
+    )
 
 
 def _open_model(model_cfg: ModelConfig, config: EvalConfig, config_path: Path, tasks: dict[str, PreparedTask]) -> _ModelSession:
@@ -129,11 +174,52 @@ def _check_smallest_prompt(session: _ModelSession, config: EvalConfig, config_pa
             raise ConfigError(f"{config_path}: context_lengths: {err} (task {name}, model {session.config.name})") from None
 
 
-def run_trial(session: _ModelSession, task: PreparedTask, trial: Trial, config: EvalConfig, store: RunStore) -> TrialRecord:
-    """Build, run and score one trial; the record is returned, not yet stored."""
-    from evalkit.models import run_prompt
-    from evalkit.scoring import score_answer
+@dataclass(frozen=True)
+class _PreparedTrial:
+    """A trial's prompt and gold ids, built and (optionally) saved, ready for the backend."""
 
+    trial: Trial
+    prompt: BuiltPrompt
+    parts: PromptParts
+    needle: NeedleInstance
+    gold_ids: list[int]
+
+
+def run_trial(
+    session: _ModelSession, task: PreparedTask, trial: Trial, config: EvalConfig, store: RunStore,
+    prefix: object | None = None,
+) -> TrialRecord:
+    """Build, run and score one trial; the record is returned, not yet stored.
+
+    ``prefix`` (a ``models.prefix.PrefixCache``): reuse its cache for the tokens before the needle.
+    """
+    from evalkit.models import run_prompt
+
+    prepared = _prepare_trial(session, task, trial, config, store)
+    reuse = {} if prefix is None else {"prefix": prefix, "prefix_tokens": prepared.prompt.regions[REGION_CONTEXT_BEFORE].token_end}
+    output: TrialOutput = run_prompt(
+        session.loaded, prepared.prompt.input_ids, prepared.gold_ids, max_new_tokens=session.config.max_new_tokens, **reuse
+    )
+    return _trial_record(session, prepared, output)
+
+
+def run_batch_of_trials(
+    session: _ModelSession, tasks: dict[str, PreparedTask], trials: list[Trial], config: EvalConfig, store: RunStore
+) -> list[TrialRecord]:
+    """Build the trials' prompts, run them as one batch (``models/batch.py``) and score each."""
+    from evalkit.models.batch import run_batch
+
+    prepared = [_prepare_trial(session, tasks[t.task], t, config, store) for t in trials]
+    outputs = run_batch(
+        session.loaded, [p.prompt.input_ids for p in prepared], [p.gold_ids for p in prepared],
+        max_new_tokens=session.config.max_new_tokens,
+    )
+    return [_trial_record(session, p, out) for p, out in zip(prepared, outputs)]
+
+
+def _prepare_trial(
+    session: _ModelSession, task: PreparedTask, trial: Trial, config: EvalConfig, store: RunStore
+) -> _PreparedTrial:
     parts, needle = task.parts_for(seed=trial.seed, model_cfg=session.config)
     prompt = session.builder.build_prompt(
         parts, task.sentences(trial.seed), trial.context_length, trial.depth, config.length_tolerance_tokens
@@ -141,9 +227,13 @@ def run_trial(session: _ModelSession, task: PreparedTask, trial: Trial, config: 
     if config.save_prompts:
         store.save_prompt(trial.trial_id, prompt, session.loaded.tokenizer.decode(prompt.input_ids))
     gold_ids = session.builder.gold_continuation_ids(parts, needle.answer)
-    output: TrialOutput = run_prompt(
-        session.loaded, prompt.input_ids, gold_ids, max_new_tokens=session.config.max_new_tokens
-    )
+    return _PreparedTrial(trial, prompt, parts, needle, gold_ids)
+
+
+def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: TrialOutput) -> TrialRecord:
+    from evalkit.scoring import score_answer
+
+    trial, prompt, parts, needle = prepared.trial, prepared.prompt, prepared.parts, prepared.needle
     score = score_answer(output.generated_text, needle.answer, parts.answer_prefix)
     needle_span = prompt.regions[REGION_NEEDLE]
     return TrialRecord(

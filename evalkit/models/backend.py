@@ -26,6 +26,8 @@ from evalkit.types import TrialOutput
 if TYPE_CHECKING:
     import torch
 
+    from evalkit.models.prefix import PrefixCache
+
 
 @dataclass
 class PrefillState:
@@ -65,17 +67,33 @@ def _output_cache(out: Any) -> Any:
 
 
 def prefill(
-    loaded: LoadedModel, input_ids: Sequence[int], context: AbstractContextManager[Any] | None = None
+    loaded: LoadedModel,
+    input_ids: Sequence[int],
+    context: AbstractContextManager[Any] | None = None,
+    past_cache: Any = None,
 ) -> PrefillState:
-    """Run the prompt once with a cache; ``context`` is entered around exactly this one forward."""
+    """Run the prompt once with a cache; ``context`` is entered around exactly this one forward.
+
+    ``past_cache`` (optional) already holds the first ``past_cache.get_seq_length()`` tokens of
+    ``input_ids`` (a shared prefix, see ``models/prefix.py``): only the rest is fed, as an extension
+    of it, and the returned state owns that cache. A context with ``set_query_start(start)`` (an
+    attention recording) is told where the forward's first query sits in the prompt.
+    """
     import torch
 
     model = loaded.model
     ids = torch.tensor([list(input_ids)], dtype=torch.long, device=loaded.device)  # [1, L]
+    start = 0 if past_cache is None else int(past_cache.get_seq_length())
+    if not 0 <= start < ids.shape[1]:
+        raise ValueError(f"prefill: the past cache holds {start} tokens, the prompt has {ids.shape[1]}")
     # only the last position's logits: [1, L, V] would not fit at 100k+ tokens
     extra = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
+    if past_cache is not None:
+        extra.update(_with_cache(model, past_cache))
+    if context is not None and hasattr(context, "set_query_start"):
+        context.set_query_start(start)
     with context if context is not None else nullcontext():
-        out = model(input_ids=ids, use_cache=True, **extra)
+        out = model(input_ids=ids[:, start:], use_cache=True, **extra)
     cache = _output_cache(out)
     if cache is None:
         raise ModelLoadError(f"model {loaded.name!r} returned no KV cache with use_cache=True; evalkit needs one")
@@ -177,6 +195,8 @@ def run_prompt(
     max_new_tokens: int,
     stop_token_ids: Sequence[int] | None = None,
     prefill_context: AbstractContextManager[Any] | None = None,
+    prefix: PrefixCache | None = None,
+    prefix_tokens: int = 0,
 ) -> TrialOutput:
     """Prefill ``input_ids`` once, score ``gold_ids`` on that cache, then decode greedily.
 
@@ -185,6 +205,12 @@ def run_prompt(
     id when one was hit (as ``generate`` does); the text skips special tokens.
     ``prefill_context`` is entered around the prompt forward only (one forward: the slot for
     attention capture, e.g. ``capture.record(rows, spans)``; read its result after the call).
+
+    Prefix reuse: with ``prefix`` (a ``PrefixCache``) the first ``prefix_tokens`` tokens of the prompt
+    come from that shared cache (grown or cut to them first); the prompt forward feeds only the rest,
+    and the cache is cropped back to the prefix afterwards, ready for the next trial. Capture rows
+    given to an ``AttentionCapture.record`` stay prompt positions (the recording is shifted); they
+    must lie after the prefix.
     """
     import torch
 
@@ -195,9 +221,16 @@ def run_prompt(
     stops = loaded.stop_token_ids if stop_token_ids is None else tuple(stop_token_ids)
     started = time.perf_counter()
     with torch.inference_mode():
-        state = prefill(loaded, input_ids, prefill_context)
-        gold = score_gold(loaded, state, gold_ids)
-        generated = greedy_decode(loaded, state, max_new_tokens, stops)
+        past = None
+        if prefix is not None:  # None when the model's cache cannot be cut back: a plain prefill then
+            past = prefix.acquire(input_ids[:prefix_tokens], len(input_ids) + len(gold_ids) + max_new_tokens)
+        try:
+            state = prefill(loaded, input_ids, prefill_context, past_cache=past)
+            gold = score_gold(loaded, state, gold_ids)
+            generated = greedy_decode(loaded, state, max_new_tokens, stops)
+        finally:
+            if past is not None:
+                prefix.rollback()  # the trial's own tokens leave the shared cache, even on error
     return TrialOutput(
         generated_text=loaded.tokenizer.decode(generated, skip_special_tokens=True),
         generated_token_ids=tuple(generated),

@@ -134,6 +134,25 @@ class AttentionRecording:
         self._token = None
         self._on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
+    def set_query_start(self, start: int) -> None:
+        """Read ``rows`` as positions of the whole sequence whose forward starts at token ``start``.
+
+        For a prompt run as an extension of a cached prefix (``run_prompt(..., prefix=...)`` calls
+        this): row ``r`` becomes query ``r - start`` of that forward; rows inside the prefix are refused.
+        """
+        if start == 0:
+            return
+        if self._token is not None or self.mass is not None:
+            raise CaptureError("set_query_start must be called before the recorded forward")
+        if self._row_span[0] < start:
+            raise CaptureError(
+                f"capture row {self._row_span[0]} lies in the reused prefix (tokens [0, {start})); "
+                "rows must come after it (needle onward), or turn reuse_prefix off"
+            )
+        self.rows = self.rows - start
+        self._row_span = (self._row_span[0] - start, self._row_span[1] - start)
+        self._on_device.clear()
+
     def __enter__(self) -> AttentionRecording:
         if self._token is not None or self.remainder is not None:
             raise CaptureError("a recording covers one forward call; ask capture.record(...) for a new one")
