@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 
 from evalkit.errors import ConfigError
+from evalkit.layouts import LayoutGrid
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
@@ -46,6 +47,8 @@ class ModelConfig(BaseModel):
 
 # Fields that say where things live, not what is measured: left out of ``config_hash``.
 HASH_EXCLUDED_FIELDS = frozenset({"output_dir", "task_dirs"})
+# Fields added after runs existed: left out of ``config_hash`` while at their default, so old runs resume.
+HASH_OMITTED_AT_DEFAULT = frozenset({"controls", "layout"})
 
 
 class EvalConfig(BaseModel):
@@ -70,6 +73,10 @@ class EvalConfig(BaseModel):
     save_prompts: bool = False
     length_tolerance_tokens: int = Field(0, ge=0, description="allowed |prompt tokens - context length|")
     task_dirs: list[str] = Field(default_factory=list, description="extra task folders, relative to the config file")
+    controls: list[Literal["closed_book", "oracle", "dummy_needle"]] = Field(
+        default_factory=list, description="control trials per sample (see evalkit/controls.py)"
+    )
+    layout: LayoutGrid = Field(default_factory=LayoutGrid, description="prompt layout axes (see evalkit/layouts.py)")
 
     _source_path: Path | None = PrivateAttr(None)
 
@@ -81,7 +88,7 @@ class EvalConfig(BaseModel):
             return [{"name": item} if isinstance(item, str) else item for item in value]
         return value
 
-    @field_validator("models", "tasks", "context_lengths", "depths")
+    @field_validator("models", "tasks", "context_lengths", "depths", "controls")
     @classmethod
     def _no_repeats(cls, value: list[Any], info: ValidationInfo) -> list[Any]:
         # a repeated entry would plan the same trial twice (same trial id)
@@ -217,6 +224,9 @@ def config_hash(cfg: EvalConfig) -> str:
     task contents enter trial ids through ``TaskSpec.content_hash`` instead.
     """
     data = cfg.model_dump(mode="json", exclude=set(HASH_EXCLUDED_FIELDS))
+    for name in HASH_OMITTED_AT_DEFAULT:
+        if getattr(cfg, name) == EvalConfig.model_fields[name].get_default(call_default_factory=True):
+            data.pop(name, None)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 

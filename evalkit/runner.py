@@ -110,31 +110,34 @@ def _check_smallest_prompt(session: _ModelSession, config: EvalConfig, config_pa
     """Refuse before any trial runs if the smallest context cannot hold the fixed parts."""
     from evalkit.errors import PlacementError
 
+    from evalkit.controls import build_trial_prompt
+
     smallest = min(config.context_lengths)
     for name, task in tasks.items():
-        parts, _ = task.parts_for(seed=config.seed, model_cfg=session.config)
-        try:
-            session.builder.build_prompt(parts, task.sentences(config.seed), smallest, 0.0, config.length_tolerance_tokens)
-        except PlacementError as err:
-            raise ConfigError(f"{config_path}: context_lengths: {err} (task {name}, model {session.config.name})") from None
+        for layout in config.layout.layouts():  # a layout with the question twice needs more room
+            probe = Trial("", session.config.name, name, smallest, 0.0, 0, config.seed, "", layout.id_pairs())
+            try:
+                build_trial_prompt(session.builder, task, probe, session.config, config)
+            except PlacementError as err:
+                where = f"task {name}, model {session.config.name}, {layout.label()}"
+                raise ConfigError(f"{config_path}: context_lengths: {err} ({where})") from None
 
 
 def run_trial(session: _ModelSession, task: PreparedTask, trial: Trial, config: EvalConfig, store: RunStore) -> TrialRecord:
     """Build, run and score one trial; the record is returned, not yet stored."""
     from evalkit.models import run_prompt
-    from evalkit.scoring import score_answer
 
-    parts, needle = task.parts_for(seed=trial.seed, model_cfg=session.config)
-    prompt = session.builder.build_prompt(
-        parts, task.sentences(trial.seed), trial.context_length, trial.depth, config.length_tolerance_tokens
-    )
+    from evalkit.controls import build_trial_prompt, score_trial
+
+    built = build_trial_prompt(session.builder, task, trial, session.config, config)
+    parts, needle, prompt = built.parts, built.needle, built.prompt
     if config.save_prompts:
         store.save_prompt(trial.trial_id, prompt, session.loaded.tokenizer.decode(prompt.input_ids))
     gold_ids = session.builder.gold_continuation_ids(parts, needle.answer)
     output: TrialOutput = run_prompt(
         session.loaded, prompt.input_ids, gold_ids, max_new_tokens=session.config.max_new_tokens
     )
-    score = score_answer(output.generated_text, needle.answer, parts.answer_prefix)
+    score, score_extra = score_trial(output.generated_text, built)
     needle_span = prompt.regions[REGION_NEEDLE]
     return TrialRecord(
         trial_id=trial.trial_id,
@@ -164,6 +167,7 @@ def run_trial(session: _ModelSession, task: PreparedTask, trial: Trial, config: 
         needle_token_end=needle_span.token_end,
         prompt_sha256=prompt.prompt_sha256,
         elapsed_s=round(output.elapsed_s, 4),
+        extra={**built.extra, **score_extra},
     )
 
 
