@@ -295,9 +295,16 @@ def _annotated_metadata(annotation: Any) -> list[Any]:
 
 
 def _strip_annotated(annotation: Any) -> Any:
-    while typing.get_origin(annotation) is Annotated:
-        annotation = typing.get_args(annotation)[0]
-    return annotation
+    while True:
+        if typing.get_origin(annotation) is Annotated:
+            annotation = typing.get_args(annotation)[0]
+            continue
+        # an optional field (`X | None`) is described as X: the error is about the value given
+        args = typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args and len(args) == 2:
+            annotation = next(a for a in args if a is not type(None))
+            continue
+        return annotation
 
 
 def _union_members(annotation: Any) -> list[type[BaseModel]]:

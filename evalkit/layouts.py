@@ -127,7 +127,10 @@ def apply_layout(parts: PromptParts, layout: Layout, model_system_prompt: str | 
         changes["use_chat_template"] = layout.chat_template
     if layout.system_prompt is not None:
         changes["system_prompt"] = (model_system_prompt or DEFAULT_SYSTEM_PROMPT) if layout.system_prompt else None
-    changes["context_open"], changes["context_close"] = CONTEXT_MARKERS[layout.context_markers]
+    if layout.context_markers != "none":  # markers go outside any text the task puts around its context
+        opener, closer = CONTEXT_MARKERS[layout.context_markers]
+        changes["context_open"] = f"{opener}\n{parts.context_open}".strip()
+        changes["context_close"] = f"{parts.context_close}\n{closer}".strip()
     if not layout.answer_prefix:
         changes["answer_prefix"] = ""
     return dataclasses.replace(parts, **changes)

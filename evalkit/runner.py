@@ -121,6 +121,18 @@ def _check_smallest_prompt(session: _ModelSession, config: EvalConfig, config_pa
             except PlacementError as err:
                 where = f"task {name}, model {session.config.name}, {layout.label()}"
                 raise ConfigError(f"{config_path}: context_lengths: {err} ({where})") from None
+        _check_haystack_fills(session, config, config_path, name, task)
+
+
+def _check_haystack_fills(session: _ModelSession, config: EvalConfig, config_path: Path, name: str,
+                          task: PreparedTask) -> None:
+    """Refuse a files or dataset haystack too small for the longest context (it would repeat itself)."""
+    from evalkit.tasks.sources import check_fills
+
+    parts, _ = task.parts_for(seed=config.seed, model_cfg=session.config)
+    needed = max(config.context_lengths) - session.builder.fixed_tokens(parts) - config.length_tolerance_tokens
+    check_fills(task.haystack, lambda text: len(session.builder.fragment_ids(text)), needed,
+                f"{config_path}: tasks: {name}")
 
 
 def run_trial(session: _ModelSession, task: PreparedTask, trial: Trial, config: EvalConfig, store: RunStore) -> TrialRecord:
