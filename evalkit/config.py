@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 
 from evalkit.errors import ConfigError
+from evalkit.layouts import LayoutGrid
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 MAX_TRIALS = 10_000_000  # per run: far above any real grid, low enough to refuse a typo before planning it
@@ -48,6 +49,8 @@ class ModelConfig(BaseModel):
 # Fields that say where things live, not what is measured: left out of ``config_hash``.
 # How trials are scheduled (reuse, batch size) does not change results beyond float noise either.
 HASH_EXCLUDED_FIELDS = frozenset({"output_dir", "task_dirs", "reuse_prefix", "batch_size"})
+# Fields added after runs existed: left out of ``config_hash`` while at their default, so old runs resume.
+HASH_OMITTED_AT_DEFAULT = frozenset({"controls", "layout"})
 
 
 class EvalConfig(BaseModel):
@@ -76,6 +79,10 @@ class EvalConfig(BaseModel):
     batch_size: int | str = Field(
         1, description="prompts per forward when reuse_prefix is false; auto: largest that fits"
     )
+    controls: list[Literal["closed_book", "oracle", "dummy_needle"]] = Field(
+        default_factory=list, description="control trials per sample (see evalkit/controls.py)"
+    )
+    layout: LayoutGrid = Field(default_factory=LayoutGrid, description="prompt layout axes (see evalkit/layouts.py)")
 
     _source_path: Path | None = PrivateAttr(None)
 
@@ -87,7 +94,7 @@ class EvalConfig(BaseModel):
             return [{"name": item} if isinstance(item, str) else item for item in value]
         return value
 
-    @field_validator("models", "tasks", "context_lengths", "depths")
+    @field_validator("models", "tasks", "context_lengths", "depths", "controls")
     @classmethod
     def _no_repeats(cls, value: list[Any], info: ValidationInfo) -> list[Any]:
         # a repeated entry would plan the same trial twice (same trial id)
@@ -249,6 +256,9 @@ def config_hash(cfg: EvalConfig) -> str:
     task contents enter trial ids through ``TaskSpec.content_hash`` instead.
     """
     data = cfg.model_dump(mode="json", exclude=set(HASH_EXCLUDED_FIELDS))
+    for name in HASH_OMITTED_AT_DEFAULT:
+        if getattr(cfg, name) == EvalConfig.model_fields[name].get_default(call_default_factory=True):
+            data.pop(name, None)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
@@ -317,9 +327,16 @@ def _annotated_metadata(annotation: Any) -> list[Any]:
 
 
 def _strip_annotated(annotation: Any) -> Any:
-    while typing.get_origin(annotation) is Annotated:
-        annotation = typing.get_args(annotation)[0]
-    return annotation
+    while True:
+        if typing.get_origin(annotation) is Annotated:
+            annotation = typing.get_args(annotation)[0]
+            continue
+        # an optional field (`X | None`) is described as X: the error is about the value given
+        args = typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args and len(args) == 2:
+            annotation = next(a for a in args if a is not type(None))
+            continue
+        return annotation
 
 
 def _union_members(annotation: Any) -> list[type[BaseModel]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -29,14 +30,20 @@ def trial_seed(config_seed: int, task: str, sample: int) -> int:
 
 
 def trial_id(
-    *, model: str, revision: str, task: str, task_hash: str, context_length: int, depth: float,
-    sample: int, config_seed: int,
+    *, model: str, revision: str, task: str, task_hash: str, context_length: int, depth: float | None,
+    sample: int, config_seed: int, variant: Mapping[str, object] | None = None,
 ) -> str:
-    """16 hex chars of sha256 over what defines a trial (other config fields enter ``config_hash``)."""
-    payload = {
+    """16 hex chars of sha256 over what defines a trial (other config fields enter ``config_hash``).
+
+    ``variant`` holds what sets a trial apart beyond the grid cell (a control kind, layout axes off their
+    default); it enters the hash only when non-empty, so trials of older configs keep their ids.
+    """
+    payload: dict[str, object] = {
         "model": model, "revision": revision, "task": task, "task_hash": task_hash,
         "context_length": context_length, "depth": depth, "sample": sample, "seed": config_seed,
     }
+    if variant:
+        payload["variant"] = dict(variant)
     return _digest(payload)[:16]
 
 
@@ -68,7 +75,11 @@ def _ordered_tasks(cfg: EvalConfig, tasks: Mapping[str, TaskSpec]) -> list[TaskS
 def expand(
     cfg: EvalConfig, tasks: Mapping[str, TaskSpec], model_revisions: Mapping[str, str] | None = None
 ) -> list[Trial]:
-    """Every trial of the grid, model-major, then task, sample, context length, depth.
+    """Every trial of the grid, model-major, then task, sample, layout, context length, depth.
+
+    Control trials (``cfg.controls``) follow the placement trials of their sample and layout:
+    closed-book per length, oracle once (no haystack: no length, no depth), dummy needle per length
+    and depth. A control without a needle position has depth NaN; the oracle has context length 0.
 
     ``tasks`` maps each config ``tasks`` entry (or its task name) to its loaded spec.
     ``model_revisions`` maps model names to resolved revisions (e.g. commit hashes); a model
@@ -83,17 +94,34 @@ def expand(
             task_hash = spec.content_hash()
             for sample in range(cfg.samples):
                 seed = trial_seed(cfg.seed, spec.name, sample)
-                for length in cfg.context_lengths:
-                    for depth in cfg.depths:
+                for layout in cfg.layout.layouts():
+                    pairs = layout.id_pairs()
+                    for control, length, depth in _cells(cfg):
+                        variant = {"control": control, "layout": [list(p) for p in pairs]} if control else (
+                            {"layout": [list(p) for p in pairs]} if pairs else None)
                         tid = trial_id(
                             model=model.name, revision=revision, task=spec.name, task_hash=task_hash,
-                            context_length=length, depth=depth, sample=sample, config_seed=cfg.seed,
+                            context_length=length, depth=None if math.isnan(depth) else depth, sample=sample,
+                            config_seed=cfg.seed, variant=variant,
                         )
-                        trials.append(Trial(tid, model.name, spec.name, length, depth, sample, seed))
+                        trials.append(Trial(tid, model.name, spec.name, length, depth, sample, seed, control, pairs))
     # config validation rejects repeated models, tasks, lengths and depths, so ids cannot collide
     if len({t.trial_id for t in trials}) != len(trials):
         raise ConfigError(f"{cfg.source_label}: the grid repeats a trial; list each model, task, length and depth once")
     return trials
+
+
+def _cells(cfg: EvalConfig) -> list[tuple[str, int, float]]:
+    """(control, context length, depth) of one sample and layout: the grid, then its controls."""
+    cells = [("", length, depth) for length in cfg.context_lengths for depth in cfg.depths]
+    for control in cfg.controls:
+        if control == "closed_book":
+            cells += [(control, length, math.nan) for length in cfg.context_lengths]
+        elif control == "oracle":
+            cells.append((control, 0, math.nan))
+        else:
+            cells += [(control, length, depth) for length in cfg.context_lengths for depth in cfg.depths]
+    return cells
 
 
 def limit_trials(trials: Sequence[Trial], n: int | None) -> list[Trial]:

@@ -21,10 +21,11 @@ haystack_tokens`` with ``haystack_tokens = context_before_tokens + context_after
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, chain
 from typing import Any
@@ -80,7 +81,7 @@ class PromptBuilder:
         special_ids = set(getattr(tokenizer, "all_special_ids", ()) or ())
         self._special_ids = frozenset(special_ids - {getattr(tokenizer, "unk_token_id", None)})
         self._fragments: dict[str, tuple[int, ...]] = {}
-        self._frames: dict[tuple[object, ...], _Frame] = {}
+        self._frames: dict[PromptParts, _Frame] = {}
         self._max_cached_fragments = max_cached_fragments
         self._max_cached_frames = max_cached_frames
 
@@ -113,8 +114,13 @@ class PromptBuilder:
         context_length: int,
         depth: float,
         length_tolerance_tokens: int = 0,
+        extra_needles: Sequence[tuple[str, float]] = (),
     ) -> BuiltPrompt:
         """Build the prompt of ``context_length`` tokens with the needle at ``depth`` of the haystack.
+
+        ``extra_needles`` are further (text, depth) pairs (multi-needle tasks); each goes at the boundary
+        nearest its own depth of the haystack, and its span is in ``extra_needle_spans`` (inside the
+        context regions). Depths are fractions of the haystack alone, needles not counted.
 
         ``sentences`` is consumed only as far as the haystack needs. With ``length_tolerance_tokens``
         0 one sentence is cut at token level so the prompt has exactly ``context_length`` tokens: its
@@ -126,8 +132,11 @@ class PromptBuilder:
         ``sentences`` runs dry.
         """
         _check_request(context_length, depth, length_tolerance_tokens)
+        for _, extra_depth in extra_needles:
+            _check_request(context_length, extra_depth, length_tolerance_tokens)
         frame, needle_ids = self._frame(parts), self._needle_ids(parts.needle)
-        fixed_tokens = len(frame.head_ids) + len(needle_ids) + len(frame.tail_ids)
+        extra_ids = [self._needle_ids(text) for text, _ in extra_needles]
+        fixed_tokens = len(frame.head_ids) + len(needle_ids) + len(frame.tail_ids) + sum(map(len, extra_ids))
         if fixed_tokens > context_length:
             raise PlacementError(
                 f"context_length {context_length} is too small: template, instructions, needle and question "
@@ -141,6 +150,10 @@ class PromptBuilder:
         needle_index = closest_boundary(boundary_token_offsets, depth)
         before_tokens = boundary_token_offsets[needle_index]
         haystack_tokens = boundary_token_offsets[-1]
+        if extra_needles:
+            return self._build_multi(parts, frame, pieces, boundary_token_offsets, [needle_ids, *extra_ids],
+                                     [depth, *(d for _, d in extra_needles)], [t for t, _ in extra_needles],
+                                     context_length, length_tolerance_tokens)
         input_ids = tuple(
             chain(frame.head_ids, *pieces[:needle_index], needle_ids, *pieces[needle_index:], frame.tail_ids)
         )
@@ -155,6 +168,80 @@ class PromptBuilder:
             length_tolerance_tokens=length_tolerance_tokens,
             requested_depth=float(depth),
             achieved_depth=_achieved_depth(before_tokens, haystack_tokens, depth),
+            prompt_sha256=ids_sha256(input_ids),
+        )
+
+    def _build_multi(
+        self, parts: PromptParts, frame: _Frame, pieces: list[tuple[int, ...]], offsets: list[int],
+        needles: list[tuple[int, ...]], depths: list[float], extra_texts: list[str],
+        context_length: int, tolerance_tokens: int,
+    ) -> BuiltPrompt:
+        """Several needles, each at the boundary nearest its depth; the first is the ``needle`` region."""
+        at_boundary = [closest_boundary(offsets, d) for d in depths]
+        # at a shared boundary needles go in order of requested depth, then in the order given
+        order = sorted(range(len(needles)), key=lambda i: (at_boundary[i], depths[i], i))
+        chunks: list[tuple[int, ...]] = [frame.head_ids]
+        starts: dict[int, int] = {}
+        position, next_piece = len(frame.head_ids), 0
+        for i in order:
+            for piece in pieces[next_piece : at_boundary[i]]:
+                chunks.append(piece)
+                position += len(piece)
+            next_piece = max(next_piece, at_boundary[i])
+            starts[i] = position
+            chunks.append(needles[i])
+            position += len(needles[i])
+        chunks += [*pieces[next_piece:], frame.tail_ids]
+        input_ids = tuple(chain(*chunks))
+        head, tail = len(frame.head_ids), len(frame.tail_ids)
+        main_start, main_end = starts[0], starts[0] + len(needles[0])
+        lengths = (head, main_start - head, len(needles[0]), len(input_ids) - tail - main_end)
+        regions = _tile_regions(*lengths, tail)
+        self._verify(input_ids, regions, parts.needle, context_length, tolerance_tokens)
+        extra_spans = tuple(TokenSpan(starts[i], starts[i] + len(needles[i])) for i in range(1, len(needles)))
+        for span, text in zip(extra_spans, extra_texts):
+            if decode_exact(self._tokenizer, input_ids[span.token_start : span.token_end]).strip() != text.strip():
+                raise PlacementError(f"needle {text.strip()!r} does not decode back from its tokens; "
+                                     "use a needle this tokenizer can represent")
+        haystack_tokens = offsets[-1]
+        return BuiltPrompt(
+            input_ids=input_ids, regions=regions, needle_text=parts.needle.strip(),
+            requested_context_length=context_length, length_tolerance_tokens=tolerance_tokens,
+            requested_depth=float(depths[0]),
+            achieved_depth=_achieved_depth(offsets[at_boundary[0]], haystack_tokens, depths[0]),
+            prompt_sha256=ids_sha256(input_ids), extra_needle_spans=extra_spans,
+            extra_needle_depths=tuple(_achieved_depth(offsets[at_boundary[i]], haystack_tokens, depths[i])
+                                      for i in range(1, len(needles))),
+        )
+
+    def fixed_tokens(self, parts: PromptParts) -> int:
+        """Tokens of everything but the haystack: template, instructions, question and needle."""
+        frame = self._frame(parts)
+        return len(frame.head_ids) + len(self._needle_ids(parts.needle)) + len(frame.tail_ids)
+
+    def build_without_needle(
+        self, parts: PromptParts, sentences: Iterable[str], context_length: int, length_tolerance_tokens: int = 0
+    ) -> BuiltPrompt:
+        """The prompt of ``context_length`` tokens with haystack only (the closed-book control).
+
+        The ``needle`` region is empty at the start of the context; depths are NaN.
+        """
+        _check_request(context_length, 0.0, length_tolerance_tokens)
+        frame = self._frame(parts)
+        fixed_tokens = len(frame.head_ids) + len(frame.tail_ids)
+        if fixed_tokens > context_length:
+            raise PlacementError(f"context_length {context_length} is too small: template, instructions and "
+                                 f"question take {fixed_tokens} tokens; use at least {fixed_tokens}")
+        pieces = self._take_haystack(iter(sentences), context_length - fixed_tokens, length_tolerance_tokens,
+                                     context_length)
+        input_ids = tuple(chain(frame.head_ids, *pieces, frame.tail_ids))
+        regions = _tile_regions(len(frame.head_ids), 0, 0, len(input_ids) - fixed_tokens, len(frame.tail_ids))
+        if not context_length - length_tolerance_tokens <= len(input_ids) <= context_length:
+            raise PlacementError(f"built {len(input_ids)} tokens for context_length {context_length}; "
+                                 "this is a placement bug, please report it")
+        return BuiltPrompt(
+            input_ids=input_ids, regions=regions, needle_text="", requested_context_length=context_length,
+            length_tolerance_tokens=length_tolerance_tokens, requested_depth=math.nan, achieved_depth=math.nan,
             prompt_sha256=ids_sha256(input_ids),
         )
 
@@ -187,7 +274,7 @@ class PromptBuilder:
 
     def _frame(self, parts: PromptParts) -> _Frame:
         """Head and tail ids for ``parts`` (cached; the needle does not enter the frame)."""
-        key = (parts.instructions, parts.question, parts.answer_prefix, parts.system_prompt, parts.use_chat_template)
+        key = dataclasses.replace(parts, needle="")  # every field but the needle shapes the frame
         frame = self._frames.get(key)
         if frame is None:
             text = frame_text(self._tokenizer, parts, self._adds_bos)

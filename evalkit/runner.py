@@ -15,6 +15,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from evalkit.config import EvalConfig, ModelConfig
+from evalkit.controls import TrialPrompt
 from evalkit.errors import ConfigError
 from evalkit.memory import run_or_skip
 from evalkit.plan import expand, limit_trials
@@ -26,8 +27,6 @@ from evalkit.types import (
     REGION_CONTEXT_BEFORE,
     REGION_NEEDLE,
     BuiltPrompt,
-    NeedleInstance,
-    PromptParts,
     Trial,
     TrialOutput,
     TrialRecord,
@@ -165,13 +164,29 @@ def _check_smallest_prompt(session: _ModelSession, config: EvalConfig, config_pa
     """Refuse before any trial runs if the smallest context cannot hold the fixed parts."""
     from evalkit.errors import PlacementError
 
+    from evalkit.controls import build_trial_prompt
+
     smallest = min(config.context_lengths)
     for name, task in tasks.items():
-        parts, _ = task.parts_for(seed=config.seed, model_cfg=session.config)
-        try:
-            session.builder.build_prompt(parts, task.sentences(config.seed), smallest, 0.0, config.length_tolerance_tokens)
-        except PlacementError as err:
-            raise ConfigError(f"{config_path}: context_lengths: {err} (task {name}, model {session.config.name})") from None
+        for layout in config.layout.layouts():  # a layout with the question twice needs more room
+            probe = Trial("", session.config.name, name, smallest, 0.0, 0, config.seed, "", layout.id_pairs())
+            try:
+                build_trial_prompt(session.builder, task, probe, session.config, config)
+            except PlacementError as err:
+                where = f"task {name}, model {session.config.name}, {layout.label()}"
+                raise ConfigError(f"{config_path}: context_lengths: {err} ({where})") from None
+        _check_haystack_fills(session, config, config_path, name, task)
+
+
+def _check_haystack_fills(session: _ModelSession, config: EvalConfig, config_path: Path, name: str,
+                          task: PreparedTask) -> None:
+    """Refuse a files or dataset haystack too small for the longest context (it would repeat itself)."""
+    from evalkit.tasks.sources import check_fills
+
+    parts, _ = task.parts_for(seed=config.seed, model_cfg=session.config)
+    needed = max(config.context_lengths) - session.builder.fixed_tokens(parts) - config.length_tolerance_tokens
+    check_fills(task.haystack, lambda text: len(session.builder.fragment_ids(text)), needed,
+                f"{config_path}: tasks: {name}")
 
 
 @dataclass(frozen=True)
@@ -179,10 +194,12 @@ class _PreparedTrial:
     """A trial's prompt and gold ids, built and (optionally) saved, ready for the backend."""
 
     trial: Trial
-    prompt: BuiltPrompt
-    parts: PromptParts
-    needle: NeedleInstance
+    built: TrialPrompt  # parts (task, model entry, layout), needle, prompt and record extras
     gold_ids: list[int]
+
+    @property
+    def prompt(self) -> BuiltPrompt:
+        return self.built.prompt
 
 
 def run_trial(
@@ -220,21 +237,21 @@ def run_batch_of_trials(
 def _prepare_trial(
     session: _ModelSession, task: PreparedTask, trial: Trial, config: EvalConfig, store: RunStore
 ) -> _PreparedTrial:
-    parts, needle = task.parts_for(seed=trial.seed, model_cfg=session.config)
-    prompt = session.builder.build_prompt(
-        parts, task.sentences(trial.seed), trial.context_length, trial.depth, config.length_tolerance_tokens
-    )
+    from evalkit.controls import build_trial_prompt
+
+    built = build_trial_prompt(session.builder, task, trial, session.config, config)
     if config.save_prompts:
-        store.save_prompt(trial.trial_id, prompt, session.loaded.tokenizer.decode(prompt.input_ids))
-    gold_ids = session.builder.gold_continuation_ids(parts, needle.answer)
-    return _PreparedTrial(trial, prompt, parts, needle, gold_ids)
+        store.save_prompt(trial.trial_id, built.prompt, session.loaded.tokenizer.decode(built.prompt.input_ids))
+    gold_ids = session.builder.gold_continuation_ids(built.parts, built.needle.answer)
+    return _PreparedTrial(trial, built, gold_ids)
 
 
 def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: TrialOutput) -> TrialRecord:
-    from evalkit.scoring import score_answer
+    from evalkit.controls import score_trial
 
-    trial, prompt, parts, needle = prepared.trial, prepared.prompt, prepared.parts, prepared.needle
-    score = score_answer(output.generated_text, needle.answer, parts.answer_prefix)
+    trial, built = prepared.trial, prepared.built
+    prompt, needle = built.prompt, built.needle
+    score, score_extra = score_trial(output.generated_text, built)
     needle_span = prompt.regions[REGION_NEEDLE]
     return TrialRecord(
         trial_id=trial.trial_id,
@@ -264,6 +281,7 @@ def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: Tria
         needle_token_end=needle_span.token_end,
         prompt_sha256=prompt.prompt_sha256,
         elapsed_s=round(output.elapsed_s, 4),
+        extra={**built.extra, **score_extra},
     )
 
 

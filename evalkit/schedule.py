@@ -26,9 +26,13 @@ AUTO_MAX_BATCH = 256  # auto never starts above this many prompts per forward
 _MEMORY_SHARE = 0.8  # share of free memory auto plans to use (the estimate is rough)
 
 
-def group_key(trial: Trial) -> tuple[str, str, int, int]:
-    """Trials with equal keys share haystack tokens up to their needle: one reuse group."""
-    return (trial.model, trial.task, trial.seed, trial.context_length)
+def group_key(trial: Trial) -> tuple[object, ...]:
+    """Trials with equal keys share haystack tokens up to their needle: one reuse group.
+
+    Layout and control change the tokens before the needle, so they split groups (``PrefixCache``
+    stays correct either way: it keeps only the tokens two prompts really share).
+    """
+    return (trial.model, trial.task, trial.seed, trial.context_length, trial.layout, trial.control)
 
 
 def reuse_groups(trials: Sequence[Trial]) -> list[list[Trial]]:
@@ -37,7 +41,7 @@ def reuse_groups(trials: Sequence[Trial]) -> list[list[Trial]]:
     The needle goes at the sentence boundary nearest ``depth * haystack`` (``prompt.closest_boundary``),
     which never decreases with depth: ascending depth is ascending shared-prefix length.
     """
-    groups: dict[tuple[str, str, int, int], list[Trial]] = {}
+    groups: dict[tuple[object, ...], list[Trial]] = {}
     for trial in trials:
         groups.setdefault(group_key(trial), []).append(trial)
     return [sorted(group, key=lambda t: t.depth) for group in groups.values()]

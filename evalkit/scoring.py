@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
+from collections.abc import Sequence
 
 from evalkit.types import Score
 
@@ -87,3 +88,19 @@ def score_answer(generated: str, gold: str, answer_prefix: str = "") -> Score:
         for candidate in _answer_candidates(generated)
     )
     return Score(correct=correct, exact_match=exact)
+
+
+def values_found(generated: str, values: Sequence[str]) -> tuple[bool, ...]:
+    """Per value: whether its normalised tokens appear as a whole-token run in the normalised output.
+
+    Scores tasks whose answer has several required values (multi-value, multi-query): the trial is
+    correct when all are found, and the share found is its partial credit.
+    """
+    output_tokens = normalize_answer(generated).split()
+    found = []
+    for value in values:
+        tokens = normalize_answer(value).split()
+        if not tokens:
+            raise ValueError(f"required value {value!r} is empty after normalisation; it cannot be scored")
+        found.append(_contains_tokens(output_tokens, tokens))
+    return tuple(found)

@@ -104,9 +104,11 @@ def frame_text(tokenizer: Any, parts: PromptParts, adds_bos: bool) -> FrameText:
     if not parts.use_chat_template:
         # no system role without a template: a system prompt opens the text, before the instructions
         system_prompt = (parts.system_prompt or "").strip()
-        head_text = "".join(f"{text}\n\n" for text in (system_prompt, instructions) if text)
-        question_line = f"Question: {question}\n" if question else ""
-        tail_text = f"\n\n{question_line}Answer:" + (f" {answer_prefix}" if answer_prefix else "")
+        before, after = _layout_pieces(parts, instructions, f"Question: {question}" if question else "")
+        head_text = "".join(f"{text}\n\n" for text in (system_prompt, *before) if text)
+        question_line = f"Question: {question}\n" if question and parts.question_position != "before" else ""
+        after_text = "".join(f"{text}\n\n" for text in after[:-1] if text)  # the question line comes last
+        tail_text = f"\n\n{after_text}{question_line}Answer:" + (f" {answer_prefix}" if answer_prefix else "")
         return FrameText(head_text=head_text, tail_text=tail_text, bos_prefix=adds_bos)
     rendered = _render_chat(tokenizer, parts, instructions, question)
     head_text, tail_text = rendered.split(CONTEXT_MARKER)
@@ -118,6 +120,20 @@ def frame_text(tokenizer: Any, parts: PromptParts, adds_bos: bool) -> FrameText:
     return FrameText(head_text=head_text.rstrip(" \t"), tail_text=tail_text, bos_prefix=False)
 
 
+def _layout_pieces(parts: PromptParts, instructions: str, question: str) -> tuple[list[str], list[str]]:
+    """Texts before the context and after it, in order, as the layout fields of ``parts`` place them.
+
+    The question (if placed after the context) is always the last text after it; empty texts are kept
+    so the caller can tell; the defaults give ``[instructions]`` and ``["", "", question]``.
+    """
+    instructions_before = instructions if parts.instruction_position == "before" else ""
+    instructions_after = "" if parts.instruction_position == "before" else instructions
+    question_before = question if parts.question_position in ("before", "both") else ""
+    question_after = question if parts.question_position in ("after", "both") else ""
+    before = [instructions_before, question_before, parts.context_open.strip()]
+    return before, [parts.context_close.strip(), instructions_after, question_after]
+
+
 def _render_chat(tokenizer: Any, parts: PromptParts, instructions: str, question: str) -> str:
     """Render the chat template once with CONTEXT_MARKER in place of the context."""
     if not getattr(tokenizer, "chat_template", None):
@@ -125,7 +141,8 @@ def _render_chat(tokenizer: Any, parts: PromptParts, instructions: str, question
             "use_chat_template is on but this tokenizer has no chat template; "
             "set `chat_template: false` in the model entry"
         )
-    content = "\n\n".join(text for text in (instructions, CONTEXT_MARKER, question) if text)
+    before, after = _layout_pieces(parts, instructions, question)
+    content = "\n\n".join(text for text in (*before, CONTEXT_MARKER, *after) if text)
     messages = [{"role": "user", "content": content}]
     if parts.system_prompt is not None:
         messages.insert(0, {"role": "system", "content": parts.system_prompt})

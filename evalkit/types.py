@@ -37,6 +37,8 @@ class Trial:
     depth: float  # requested fraction of the haystack (in tokens) that precedes the needle
     sample: int  # 0-based sample index within the (model, task, length, depth) cell
     seed: int  # per-trial seed derived from the config seed and the trial's defining values
+    control: str = ""  # "" for a placement trial, else "closed_book", "oracle" or "dummy_needle" (controls.py)
+    layout: tuple[tuple[str, object], ...] = ()  # (axis, value) pairs that differ from the default layout
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,14 @@ class NeedleInstance:
     question: str
     answer: str  # gold answer text, as the model should produce it
     value: str  # the generated value (pass key, word, ...) the needle carries
+    # multi-needle tasks (tasks/kinds.py): further sentences placed in the haystack at their own depths
+    extra_needles: tuple[str, ...] = ()
+    extra_depths: tuple[float, ...] = ()
+    # values the answer must contain, in order of the needles carrying them; () = ``answer`` alone
+    required_values: tuple[str, ...] = ()
+    # which value each placed needle carries (main needle first, then extra_needles); for per-needle recall
+    needle_values: tuple[str, ...] = ()
+    facts: dict[str, object] = field(default_factory=dict)  # kind-specific facts recorded in ``extra``
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,11 @@ class PromptParts:
     answer_prefix: str  # text the assistant turn starts with ("" for none)
     system_prompt: str | None  # None: the template's default (if any)
     use_chat_template: bool
+    # layout (evalkit/layouts.py): where the question and instructions go, text around the context
+    question_position: str = "after"  # "after" the context, "before" it, or "both"
+    instruction_position: str = "before"  # "before" or "after" the context
+    context_open: str = ""  # text right before the context (e.g. "<document>"), in the preamble region
+    context_close: str = ""  # text right after the context, in the question region
 
 
 @dataclass(frozen=True)
@@ -88,6 +103,9 @@ class BuiltPrompt:
     requested_depth: float
     achieved_depth: float  # context_before tokens / (context_before + context_after) tokens
     prompt_sha256: str  # hash of the input_ids, for determinism checks
+    # spans of further needles (multi-needle tasks), in the order they were given; inside the context regions
+    extra_needle_spans: tuple[TokenSpan, ...] = ()
+    extra_needle_depths: tuple[float, ...] = ()  # achieved depth of each further needle
 
     @property
     def prompt_tokens(self) -> int:

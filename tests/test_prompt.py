@@ -11,6 +11,7 @@ to itself.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import re
@@ -264,11 +265,16 @@ def _scenarios(draw, with_chat_template: bool) -> dict[str, Any]:
     parts = PromptParts(
         instructions=draw(st.sampled_from(["", "Read the text below and answer the question."])),
         needle=draw(_SENTENCE),
-        question=draw(_PLAIN_SENTENCE),
+        question="Quxq " + draw(_PLAIN_SENTENCE),  # a word no other text has: the question is found only where it is
         answer_prefix=draw(st.sampled_from(["", "The answer is"])),
         system_prompt=draw(st.sampled_from([None, "Be brief."])),
         use_chat_template=draw(st.booleans()) if with_chat_template else False,
+        # layout axes (evalkit/layouts.py): spans must stay exact wherever the question and markers go
+        question_position=draw(st.sampled_from(["after", "before", "both"])),
+        instruction_position=draw(st.sampled_from(["before", "after"])),
     )
+    opener, closer = draw(st.sampled_from([("", ""), ("<document>", "</document>"), ("[BEGIN TEXT]", "[END TEXT]")]))
+    parts = dataclasses.replace(parts, context_open=opener, context_close=closer)
     return dict(
         parts=parts,
         sentences=draw(st.lists(_SENTENCE, min_size=1, max_size=12)),
@@ -312,10 +318,16 @@ def _check_scenario(family: Family, builder: PromptBuilder, scenario: dict[str, 
     assert set(ids[before[0] : after[1]]).isdisjoint(tokenizer.all_special_ids)
     if tokenizer.encode("a")[0] == tokenizer.bos_token_id:  # a BOS tokenizer: one BOS, first
         assert ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1
-    if parts.instructions:
-        assert parts.instructions in _decode(tokenizer, ids[preamble[0] : preamble[1]])
+    preamble_text = _decode(tokenizer, ids[preamble[0] : preamble[1]])
     question_text = _decode(tokenizer, ids[question[0] : question[1]]).strip()
-    assert parts.question in question_text and question_text.endswith(parts.answer_prefix)
+    if parts.instructions:
+        region_text = preamble_text if parts.instruction_position == "before" else question_text
+        assert parts.instructions in region_text
+    # the question sits in the region(s) its position names, and only there
+    assert (parts.question in question_text) == (parts.question_position != "before")
+    assert (parts.question in preamble_text) == (parts.question_position != "after")
+    assert question_text.endswith(parts.answer_prefix)
+    assert preamble_text.rstrip().endswith(parts.context_open) and parts.context_close in question_text
 
     # the gold answer as it follows the prompt: after a newline at line start, else after a space
     gold = builder.gold_continuation_ids(parts, scenario["answer"])
@@ -377,3 +389,20 @@ def test_placement_properties(families, family_name):
     check()
     print(f"{family_name}: {len(examples)} hypothesis examples")
     assert len(examples) >= EXAMPLES_PER_FAMILY
+
+
+def test_layouts_move_the_question_instructions_and_markers_only(smollm2_tokenizer):
+    """Hand-checked text of each layout without a template; the default layout is the original prompt."""
+    sentences = ["One two three."]
+
+    def text(**layout: str) -> str:
+        parts = dataclasses.replace(_parts(), **layout)
+        prompt = PromptBuilder(smollm2_tokenizer).build_prompt(parts, iter(sentences), 200, 0.0, 200)
+        return _decode(smollm2_tokenizer, prompt.input_ids)
+
+    assert text() == _HEAD + " The key is red. One two three." + _TAIL
+    assert text(question_position="before") == (
+        "Read this.\n\nQuestion: What is the key?\n\n The key is red. One two three.\n\nAnswer: The key is")
+    assert text(question_position="both", instruction_position="after", context_open="<d>", context_close="</d>") == (
+        "Question: What is the key?\n\n<d>\n\n The key is red. One two three.\n\n</d>\n\nRead this.\n\n"
+        "Question: What is the key?\nAnswer: The key is")

@@ -155,7 +155,7 @@ BAD_TASKS = [
     ({"needle": "Nothing to find here."}, "needle: 'Nothing to find here.' has no {value}"),
     ({"question": "What is {key}?"}, "question: 'What is {key}?' uses {key}; only {value} is available"),
     ({"answer": "{value"}, "answer: '{value' is not a valid template"),
-    ({"haystack": {"source": "web"}}, "haystack.source: 'web' is not one of generated, files"),
+    ({"haystack": {"source": "web"}}, "haystack.source: 'web' is not one of generated, files, noise, kv_pairs, documents, dataset"),
     ({"haystack": {"source": "files"}}, "haystack.path: required key is missing"),
     ({"questoin": "x"}, "questoin: unknown key 'questoin'; did you mean 'question'?"),
 ]
@@ -257,5 +257,5 @@ def test_files_haystack_of_a_task_is_relative_to_the_task_file(tmp_path, monkeyp
 
 
 def test_unknown_haystack_source_lists_the_known_ones(tmp_path):
-    with pytest.raises(HaystackError, match="'web' is not a known source; use one of files, generated"):
+    with pytest.raises(HaystackError, match="'web' is not a known source; use one of dataset, documents, files, generated, kv_pairs, noise"):
         haystack_from_spec(SimpleNamespace(source="web"), tmp_path)

@@ -27,6 +27,7 @@ from evalkit.report.indices import (
 )
 from evalkit.report.labels import add_variants, placement_trials, variant_order
 from evalkit.report.load import load_header, load_results
+from evalkit.report.recommend_section import recommendation_blocks
 from evalkit.report.results import controls_blocks, examples_blocks, glossary_blocks, variant_blocks
 from evalkit.report.sections import ReportData, comparison_blocks, positions_blocks, runs_blocks, summary_blocks
 from evalkit.report.tables import summary_table, to_markdown
@@ -83,7 +84,8 @@ def write_report(
     variant_charts = _write_variant_charts(data, out)
     compare_charts = _write_comparison_charts(data, out)
 
-    body = [*runs_blocks(data), *comparison_blocks(data, compare_charts), *positions_blocks(data),
+    body = [*runs_blocks(data), *recommendation_blocks(data), *comparison_blocks(data, compare_charts),
+            *positions_blocks(data),
             *controls_blocks(data), *variant_blocks(data, variant_charts), *examples_blocks(data),
             *glossary_blocks(data, [p for p in tables if p.suffix == ".csv"])]
     summary = summary_blocks(data)

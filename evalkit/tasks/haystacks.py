@@ -70,6 +70,11 @@ def expand_paths(item: str | Path) -> list[Path]:
             raise HaystackError(f"{text}: no file matches this pattern; check the path or glob")
         return files
     path = Path(text)
+    if path.is_dir():  # a folder: every .txt and .md file in it and below, in sorted order
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".txt", ".md"))
+        if not files:
+            raise HaystackError(f"{text}: folder holds no .txt or .md file; put text files in it or give a glob")
+        return files
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "file not found"
         raise HaystackError(f"{text}: {what}; give the path of a text file (or a glob such as texts/*.txt)")
@@ -124,10 +129,38 @@ def _build_files(spec: FilesHaystackSpec, task_dir: Path) -> HaystackSource:
     return FileHaystack(task_dir / Path(spec.path).expanduser())
 
 
+def _build_noise(spec: Any, task_dir: Path) -> HaystackSource:
+    from evalkit.tasks.sources import NoiseHaystack
+
+    return NoiseHaystack()
+
+
+def _build_kv_pairs(spec: Any, task_dir: Path) -> HaystackSource:
+    from evalkit.tasks.sources import KvPairsHaystack
+
+    return KvPairsHaystack()
+
+
+def _build_documents(spec: Any, task_dir: Path) -> HaystackSource:
+    from evalkit.tasks.sources import DocumentsHaystack
+
+    return DocumentsHaystack(spec.similarity)
+
+
+def _build_dataset(spec: Any, task_dir: Path) -> HaystackSource:
+    from evalkit.tasks.sources import DatasetHaystack
+
+    return DatasetHaystack(task_dir / Path(spec.path).expanduser(), spec.column, spec.split)
+
+
 # `source:` value of a task's haystack -> builder(spec, task file folder)
 HAYSTACK_SOURCES: dict[str, HaystackBuilder] = {
     "generated": _build_generated,
     "files": _build_files,
+    "noise": _build_noise,
+    "kv_pairs": _build_kv_pairs,
+    "documents": _build_documents,
+    "dataset": _build_dataset,
 }
 
 

@@ -10,7 +10,7 @@ import random
 import uuid
 from typing import TYPE_CHECKING
 
-from evalkit.tasks.spec import ChoiceValue, IntegerValue, TaskSpec, UuidValue, WordValue
+from evalkit.tasks.spec import ChoiceValue, IntegerValue, KvGenerator, TaskSpec, UuidValue, WordValue
 from evalkit.types import NeedleInstance, PromptParts
 
 if TYPE_CHECKING:
@@ -58,6 +58,10 @@ def draw_value(spec: IntegerValue | ChoiceValue | WordValue | UuidValue, rng: ra
 def instantiate_needle(task: TaskSpec, seed: int) -> NeedleInstance:
     """The task's needle, question and answer for one trial seed (same seed, same value)."""
     # a string seed is hashed with sha512 by `random`: stable across processes and PYTHONHASHSEED
+    if task.generator is not None:
+        from evalkit.tasks.kinds import generate
+
+        return generate(task.generator, seed)
     rng = random.Random(f"evalkit.needle:{seed}")
     value = draw_value(task.value, rng)
     return NeedleInstance(
@@ -77,4 +81,6 @@ def prompt_parts(task: TaskSpec, needle: NeedleInstance, model_cfg: ModelConfig)
         answer_prefix=task.answer_prefix,
         system_prompt=model_cfg.system_prompt,
         use_chat_template=model_cfg.chat_template,
+        # key-value retrieval: the pairs form one JSON object
+        **({"context_open": "{", "context_close": "}"} if isinstance(task.generator, KvGenerator) else {}),
     )

@@ -12,7 +12,7 @@ import string
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 # A task name is one path component: no separators, so a name can never walk out of a search folder.
 TASK_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
@@ -77,7 +77,92 @@ class FilesHaystackSpec(BaseModel):
     path: str = Field(min_length=1)
 
 
-HaystackSpec = Annotated[Union[GeneratedHaystackSpec, FilesHaystackSpec], Field(discriminator="source")]
+class NoiseHaystackSpec(BaseModel):
+    """RULER's noise haystack: the same five short sentences repeated (no information at all)."""
+
+    model_config = _SPEC
+    source: Literal["noise"]
+
+
+class KvPairsHaystackSpec(BaseModel):
+    """Random ``"uuid": "uuid",`` pairs: the body of Liu et al.'s key-value retrieval JSON object."""
+
+    model_config = _SPEC
+    source: Literal["kv_pairs"]
+
+
+class DocumentsHaystackSpec(BaseModel):
+    """Short documents about fictional entities (the distractors of multi-document QA).
+
+    ``similarity`` is the share of distractors that state the asked relation (who founded what) about
+    another entity, so they look like answers; the rest describe other facts.
+    """
+
+    model_config = _SPEC
+    source: Literal["documents"]
+    similarity: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class DatasetHaystackSpec(BaseModel):
+    """Text of a Hugging Face dataset saved with ``save_to_disk`` (needs ``pip install evalkit[datasets]``)."""
+
+    model_config = _SPEC
+    source: Literal["dataset"]
+    path: str = Field(min_length=1, description="folder written by Dataset.save_to_disk, relative to the task file")
+    column: str = Field("text", min_length=1)
+    split: str | None = Field(None, description="split of a DatasetDict (None for a plain Dataset)")
+
+
+HaystackSpec = Annotated[
+    Union[GeneratedHaystackSpec, FilesHaystackSpec, NoiseHaystackSpec, KvPairsHaystackSpec, DocumentsHaystackSpec,
+          DatasetHaystackSpec],
+    Field(discriminator="source"),
+]
+
+
+class KvGenerator(BaseModel):
+    """Key-value retrieval (Liu et al.): find the value of one UUID key among UUID pairs."""
+
+    model_config = _SPEC
+    kind: Literal["kv_retrieval"]
+
+
+class MultiNeedleGenerator(BaseModel):
+    """RULER's multi-needle tasks with ``needles`` needles ("special magic numbers" for word keys).
+
+    ``multikey``: one needle answers, the others carry other keys (distractors); ``multivalue``: every
+    needle carries a value of the same key, all must be returned; ``multiquery``: every needle has its
+    own key, the question asks all of them. The first needle goes at the trial's depth, the others at
+    depths drawn from the sample's seed.
+    """
+
+    model_config = _SPEC
+    kind: Literal["multikey", "multivalue", "multiquery"]
+    needles: int = Field(4, ge=2, le=16)
+    digits: int = Field(7, ge=2, le=12)
+
+
+class DocQaGenerator(BaseModel):
+    """Multi-document QA: the gold document about a fictional entity is the needle (pair with a
+    ``documents`` haystack); its depth is the gold document's position among the documents."""
+
+    model_config = _SPEC
+    kind: Literal["doc_qa"]
+
+
+class LowOverlapGenerator(BaseModel):
+    """NoLiMa-like: the needle names a landmark, the question asks about its city (few shared words).
+
+    The share of the question's content words found in the needle is recorded per trial.
+    """
+
+    model_config = _SPEC
+    kind: Literal["low_overlap"]
+
+
+GeneratorSpec = Annotated[
+    Union[KvGenerator, MultiNeedleGenerator, DocQaGenerator, LowOverlapGenerator], Field(discriminator="kind")
+]
 
 
 class TaskSpec(BaseModel):
@@ -88,28 +173,42 @@ class TaskSpec(BaseModel):
 
     name: str = Field(pattern=TASK_NAME_PATTERN, description="must equal the file name without .yaml")
     description: str = ""
-    needle: str = Field(min_length=1, description="sentence hidden in the haystack; must contain {value}")
-    value: ValueSpec
-    question: str = Field(min_length=1)
+    needle: str | None = Field(None, min_length=1, description="sentence hidden in the haystack; must contain {value}")
+    value: ValueSpec | None = None
+    question: str | None = Field(None, min_length=1)
     answer: str = Field("{value}", min_length=1, description="gold answer template")
     instructions: str = ""
     answer_prefix: str = Field("", description="text the assistant turn starts with")
     haystack: HaystackSpec = Field(default_factory=lambda: GeneratedHaystackSpec(source="generated"))
 
+    generator: GeneratorSpec | None = Field(
+        None, description="a built-in needle kind (tasks/kinds.py) instead of needle, value and question"
+    )
+
     _source_path: Path | None = PrivateAttr(None)
 
     @field_validator("needle")
     @classmethod
-    def _needle_has_value(cls, text: str) -> str:
-        if "value" not in template_fields(text):
+    def _needle_has_value(cls, text: str | None) -> str | None:
+        if text is not None and "value" not in template_fields(text):
             raise ValueError(f"{text!r} has no {{value}}; put {{value}} where the generated value goes")
         return text
 
     @field_validator("question", "answer")
     @classmethod
-    def _valid_template(cls, text: str) -> str:
-        template_fields(text)
+    def _valid_template(cls, text: str | None) -> str | None:
+        if text is not None:
+            template_fields(text)
         return text
+
+    @model_validator(mode="after")
+    def _needle_or_generator(self) -> "TaskSpec":
+        # a generator writes needle, question and answer itself; otherwise the templates are required
+        if self.generator is None:
+            for name in ("needle", "value", "question"):
+                if getattr(self, name) is None:
+                    raise ValueError(f"required key is missing; add `{name}:` (or a `generator:` block)")
+        return self
 
     @property
     def source_path(self) -> Path | None:
@@ -126,7 +225,11 @@ class TaskSpec(BaseModel):
 
         Covers the spec as written; for a ``files`` haystack that is the path, not the text in the files.
         """
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        data = self.model_dump(mode="json")
+        for name in ("generator", "needle", "value", "question"):  # unset optional keys: older tasks keep their hash
+            if data.get(name) is None:
+                data.pop(name, None)
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
