@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 
-from evalkit.errors import ConfigError
+from evalkit.errors import ConfigError, FieldError
 from evalkit.layouts import LayoutGrid
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -276,7 +276,11 @@ def describe_validation_error(
     """
     errors = exc.errors(include_url=False)
     first = errors[0]
-    field, parent, annotation, meta = _walk(root, first["loc"])
+    loc = tuple(first["loc"])
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, FieldError):  # a whole-model check that names the field it is about
+        loc = (*loc, cause.field)
+    field, parent, annotation, meta = _walk(root, loc)
     field, text = _explain(first, field, parent, annotation, meta)
     if any(field == p or field.startswith(p + ".") or field.startswith(p + "[") for p in set_paths):
         field += " (from --set)"

@@ -35,3 +35,14 @@ class CaptureError(EvalkitError):
 
 class RunDirError(EvalkitError):
     """The run directory is held by another run or belongs to a different config."""
+
+
+class FieldError(ValueError):
+    """Raised inside a pydantic model validator about one field (e.g. a missing key).
+
+    Pydantic locates whole-model errors at the top level; the one-line error names ``field`` instead.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field

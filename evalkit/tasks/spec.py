@@ -14,6 +14,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from evalkit.errors import FieldError
+
 # A task name is one path component: no separators, so a name can never walk out of a search folder.
 TASK_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 
@@ -207,7 +209,7 @@ class TaskSpec(BaseModel):
         if self.generator is None:
             for name in ("needle", "value", "question"):
                 if getattr(self, name) is None:
-                    raise ValueError(f"required key is missing; add `{name}:` (or a `generator:` block)")
+                    raise FieldError(name, f"required key is missing; add `{name}:` (or a `generator:` block)")
         return self
 
     @property
