@@ -83,7 +83,19 @@ def build_trial_prompt(builder: PromptBuilder, task: Any, trial: Trial, model_cf
             extra["dummy"] = dummy
         prompt = builder.build_prompt(parts, task.sentences(trial.seed), trial.context_length, trial.depth,
                                       tolerance, extra_needles=extras)
+    if "entity" in needle.facts and not trial.control:  # doc_qa: the gold document's index among the documents
+        extra.update(_document_position(builder, prompt))
     return TrialPrompt(parts, needle, prompt, extra)
+
+
+def _document_position(builder: PromptBuilder, prompt: BuiltPrompt) -> dict[str, int]:
+    """Whole documents before the gold one (its 0-based index) and in all (the haystack may open mid-document)."""
+    def titles(region: str) -> int:
+        span = prompt.regions[region]
+        return builder.tokenizer.decode(list(prompt.input_ids[span.token_start : span.token_end])).count("(Title: ")
+
+    before = titles("context_before")
+    return {"gold_index": before, "documents": before + 1 + titles("context_after")}
 
 
 def score_trial(generated: str, built: TrialPrompt) -> tuple[Score, dict[str, Any]]:

@@ -151,7 +151,9 @@ class PromptBuilder:
         before_tokens = boundary_token_offsets[needle_index]
         haystack_tokens = boundary_token_offsets[-1]
         if extra_needles:
-            return self._build_multi(parts, frame, pieces, boundary_token_offsets, [needle_ids, *extra_ids],
+            from evalkit.multi_needle import place_needles
+
+            return place_needles(self, parts, frame, pieces, boundary_token_offsets, [needle_ids, *extra_ids],
                                      [depth, *(d for _, d in extra_needles)], [t for t, _ in extra_needles],
                                      context_length, length_tolerance_tokens)
         input_ids = tuple(
@@ -169,49 +171,6 @@ class PromptBuilder:
             requested_depth=float(depth),
             achieved_depth=_achieved_depth(before_tokens, haystack_tokens, depth),
             prompt_sha256=ids_sha256(input_ids),
-        )
-
-    def _build_multi(
-        self, parts: PromptParts, frame: _Frame, pieces: list[tuple[int, ...]], offsets: list[int],
-        needles: list[tuple[int, ...]], depths: list[float], extra_texts: list[str],
-        context_length: int, tolerance_tokens: int,
-    ) -> BuiltPrompt:
-        """Several needles, each at the boundary nearest its depth; the first is the ``needle`` region."""
-        at_boundary = [closest_boundary(offsets, d) for d in depths]
-        # at a shared boundary needles go in order of requested depth, then in the order given
-        order = sorted(range(len(needles)), key=lambda i: (at_boundary[i], depths[i], i))
-        chunks: list[tuple[int, ...]] = [frame.head_ids]
-        starts: dict[int, int] = {}
-        position, next_piece = len(frame.head_ids), 0
-        for i in order:
-            for piece in pieces[next_piece : at_boundary[i]]:
-                chunks.append(piece)
-                position += len(piece)
-            next_piece = max(next_piece, at_boundary[i])
-            starts[i] = position
-            chunks.append(needles[i])
-            position += len(needles[i])
-        chunks += [*pieces[next_piece:], frame.tail_ids]
-        input_ids = tuple(chain(*chunks))
-        head, tail = len(frame.head_ids), len(frame.tail_ids)
-        main_start, main_end = starts[0], starts[0] + len(needles[0])
-        lengths = (head, main_start - head, len(needles[0]), len(input_ids) - tail - main_end)
-        regions = _tile_regions(*lengths, tail)
-        self._verify(input_ids, regions, parts.needle, context_length, tolerance_tokens)
-        extra_spans = tuple(TokenSpan(starts[i], starts[i] + len(needles[i])) for i in range(1, len(needles)))
-        for span, text in zip(extra_spans, extra_texts):
-            if decode_exact(self._tokenizer, input_ids[span.token_start : span.token_end]).strip() != text.strip():
-                raise PlacementError(f"needle {text.strip()!r} does not decode back from its tokens; "
-                                     "use a needle this tokenizer can represent")
-        haystack_tokens = offsets[-1]
-        return BuiltPrompt(
-            input_ids=input_ids, regions=regions, needle_text=parts.needle.strip(),
-            requested_context_length=context_length, length_tolerance_tokens=tolerance_tokens,
-            requested_depth=float(depths[0]),
-            achieved_depth=_achieved_depth(offsets[at_boundary[0]], haystack_tokens, depths[0]),
-            prompt_sha256=ids_sha256(input_ids), extra_needle_spans=extra_spans,
-            extra_needle_depths=tuple(_achieved_depth(offsets[at_boundary[i]], haystack_tokens, depths[i])
-                                      for i in range(1, len(needles))),
         )
 
     def fixed_tokens(self, parts: PromptParts) -> int:

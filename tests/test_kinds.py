@@ -156,3 +156,13 @@ def test_dataset_haystack_reads_a_dataset_saved_to_disk(tmp_path, smollm2_tokeni
         DatasetHaystack(tmp_path / "ds", "body", "train")
     with pytest.raises(HaystackError, match="no such folder"):
         DatasetHaystack(tmp_path / "missing", "text", None)
+
+
+def test_doc_qa_records_the_gold_documents_index(smollm2_tokenizer):
+    task = load_task("doc_qa")
+    cfg = EvalConfig.model_validate(dict(models=["m"], tasks=["doc_qa"], context_lengths=[600], depths=[0.0, 0.5, 1.0],
+                                         samples=1, output_dir="o", length_tolerance_tokens=60))
+    builder, prepared = PromptBuilder(smollm2_tokenizer), PreparedTask(task, haystack_for_task(task))
+    built = [build_trial_prompt(builder, prepared, t, cfg.models[0], cfg).extra for t in expand(cfg, {"doc_qa": task})]
+    assert built[0]["gold_index"] == 0 and built[2]["gold_index"] == built[2]["documents"] - 1
+    assert 0 < built[1]["gold_index"] < built[1]["documents"] - 1 and built[1]["documents"] >= 10

@@ -78,3 +78,5 @@ def test_report_states_the_layout_to_use_with_intervals_and_controls(tmp_path):
     assert "Use: question both." in section and "McNemar p = 0.002" in section  # 10 discordant: 2/2**10
     assert "95% CI" in section and "closed book 0% (n=1), oracle 100% (n=1)" in section
     assert "no band is reliable" in section and "35 are needed" in section
+    assert "every band scored 100% (n=10 in the smallest)" in section  # bands of the recommended layout
+    assert "the filler costs 0 pts" in section  # oracle 100%, best layout 100%

@@ -45,6 +45,12 @@ def recommendation_blocks(data: ReportData) -> list[Block]:
             blocks.append(Bullets(tuple(items)))
         blocks.append(Para(_band_text(bands[(bands["model"] == model) & (bands["layout"] == best["layout"])], need)))
         control = _control_text(data.controls, model, str(best["layout"]))
+        oracle = data.controls[(data.controls["variant"] == model + VARIANT_SEPARATOR + str(best["layout"]))
+                               & (data.controls["control"] == "oracle")]
+        if not oracle.empty and oracle["n"].sum() > 0:
+            ceiling = oracle["correct"].sum() / oracle["n"].sum()
+            control += (f" With the fact alone the model answered {pct(ceiling)}; placed in filler text, "
+                        f"{pct(best['accuracy'])}: the filler costs {points(max(ceiling - best['accuracy'], 0.0)).lstrip('+')}.")
         if control:
             blocks.append(Para(control))
         blocks.append(_layout_table(data.controls, model, ranked))
@@ -73,9 +79,13 @@ def _band_text(bands: pd.DataFrame, need: int) -> str:
     sentences = []
     for task, rows in bands.groupby("task", sort=False):
         reliable = [_band_label(r) for r in rows.itertuples(index=False) if r.reliable]
-        worst = rows.loc[rows["accuracy"].idxmin()]
-        worst_text = (f"worst band {_band_label(worst)}: {pct(worst['accuracy'])} "
-                      f"({ci(worst['ci_low'], worst['ci_high'])}, n={worst['n']})")
+        worst, best = rows.loc[rows["accuracy"].idxmin()], rows.loc[rows["accuracy"].idxmax()]
+        if worst["accuracy"] == best["accuracy"]:
+            worst_text = f"every band scored {pct(worst['accuracy'])} (n={worst['n']} in the smallest)"
+        else:
+            worst_text = (f"best band {_band_label(best)}: {pct(best['accuracy'])} "
+                          f"({ci(best['ci_low'], best['ci_high'])}, n={best['n']}); worst band {_band_label(worst)}: "
+                          f"{pct(worst['accuracy'])} ({ci(worst['ci_low'], worst['ci_high'])}, n={worst['n']})")
         if reliable:
             sentences.append(f"{task}: reliable {', '.join(reliable)}; {worst_text}.")
         else:
