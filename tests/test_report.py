@@ -37,7 +37,7 @@ from evalkit.report import (
     wilson_intervals,
     write_report,
 )
-from evalkit.report.render import _inside, finding_text, slug
+from evalkit.report.render import _inside, finding_text, parquet_available, slug
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -283,6 +283,8 @@ def test_write_report_writes_every_file_with_a_correct_finding(tmp_path):
                 "effective_length.csv"} | {
         f"{kind}_{stem}.{ext}" for kind in ("heatmap", "accuracy_vs_depth") for ext in ("png", "svg")
     }  # one variant, no controls: no comparison or controls tables, and no Parquet without pyarrow
+    if parquet_available():
+        expected |= {name.replace(".csv", ".parquet") for name in expected if name.endswith(".csv")}
     assert {p.name for p in out.iterdir()} == expected == {p.name for p in paths.files}
     _assert_valid_chart_files(paths.charts)
 
