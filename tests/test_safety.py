@@ -13,6 +13,8 @@ from conftest import write_config
 from evalkit.cli import main
 from report_fixtures import grid_records, make_record, write_header, write_records
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models: one thread is fastest
+
 REPO = Path(__file__).resolve().parent.parent
 HOSTILE_MODEL = "<img src=x onerror=alert(1)>/../../../evil"
 HOSTILE_TASK = "<b>bold</b>&amp;"
