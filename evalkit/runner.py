@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -97,8 +98,9 @@ def _run_trials(
                 continue
             session = _open_model(model_cfg, config, config_path, tasks)
             for trial in model_trials:
-                record = run_or_skip(trial, session.loaded.revision,
-                                     lambda: run_trial(session, tasks[trial.task], trial, config, store))
+                record = run_or_skip(
+                    trial, session.loaded.revision, partial(run_trial, session, tasks[trial.task], trial, config, store)
+                )
                 store.append(record)
                 ran += 1
                 progress.update(1)

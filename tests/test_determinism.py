@@ -40,7 +40,7 @@ def test_same_config_and_seed_give_identical_prompts_and_records(tmp_path, tiny_
     strip = lambda rs: [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in rs]  # noqa: E731
     assert strip(a) == strip(b)
     # the recorded hash is the hash of the very ids the model saw
-    for saved, record in zip(rows(first, "prompts.jsonl"), a):
+    for saved, record in zip(rows(first, "prompts.jsonl"), a, strict=True):
         ids = saved["input_ids"]
         assert saved["trial_id"] == record["trial_id"]
         assert hashlib.sha256(struct.pack(f"<{len(ids)}i", *ids)).hexdigest() == record["prompt_sha256"]

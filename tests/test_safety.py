@@ -35,7 +35,7 @@ def test_yaml_tags_that_build_objects_are_refused_and_never_run(tmp_path, capsys
     marker = tmp_path / "pwned"
     evil = tag.format(marker=marker)
     task = tmp_path / "evil.yaml"
-    task.write_text(f"name: evil\nneedle: 'The code is {{value}}.'\nvalue: {{kind: word}}\nquestion: q\n"
+    task.write_text("name: evil\nneedle: 'The code is {value}.'\nvalue: {kind: word}\nquestion: q\n"
                     + (f"description: {evil}\n" if where == "task" else ""))
     config = tmp_path / "cfg.yaml"
     config.write_text(f"models: [m]\ntasks: ['{task}']\ncontext_lengths: [128]\ndepths: [0.5]\noutput_dir: out\n"
