@@ -138,8 +138,9 @@ def test_a_model_named_with_dotdots_writes_only_inside_the_output_dir(tmp_path, 
 
 def test_hostile_model_and_task_names_stay_inside_the_report_dir_and_are_escaped(tmp_path):
     run_dir = tmp_path / "runs" / "r1"
-    write_header(run_dir, models={HOSTILE_MODEL: "abc"}, trust_remote_code={HOSTILE_MODEL: True})
-    records = grid_records(model=HOSTILE_MODEL, task=HOSTILE_TASK)
+    absolute = "/etc/../../abs-model"  # a second model, so comparison charts are named after both
+    write_header(run_dir, models={HOSTILE_MODEL: "abc", absolute: "def"}, trust_remote_code={HOSTILE_MODEL: True})
+    records = grid_records(model=HOSTILE_MODEL, task=HOSTILE_TASK) + grid_records(model=absolute, task=HOSTILE_TASK)
     records.append(make_record(trial_id="extra", model=HOSTILE_MODEL, task=HOSTILE_TASK, correct=False,
                                generated="<script>alert('model output')</script>"))
     write_records(run_dir, records)
@@ -148,6 +149,8 @@ def test_hostile_model_and_task_names_stay_inside_the_report_dir_and_are_escaped
     assert main(["report", str(run_dir), "--out", str(out)]) == 0
     written = files_under(tmp_path) - before
     assert written and all(out.resolve() in p.resolve().parents for p in written)
+    names = sorted(p.name for p in written if p.suffix == ".png")
+    assert any(n.startswith("difference_") for n in names) and all(".." not in n for n in names), names
     html = (out / "report.html").read_text()
     for raw in ("<img src=x", "<b>bold</b>", "<script>alert("):
         assert raw not in html, raw
