@@ -200,6 +200,9 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or "malformed YAML"
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    if isinstance(exc, yaml.constructor.ConstructorError):
+        # e.g. !!python/object: safe_load builds plain data only and never runs code a file names
+        return f"{where}invalid YAML ({problem}; tags that build Python objects are refused, write plain values)"
     return f"{where}invalid YAML ({problem})"
 
 

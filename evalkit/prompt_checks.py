@@ -27,7 +27,7 @@ def check_prompts_fit(config: EvalConfig, config_path: str | Path, tasks: Mappin
     from evalkit.models import load_tokenizer
     from evalkit.prompt import PromptBuilder
 
-    for index, model_cfg in enumerate(config.models):
+    for model_cfg in config.models:
         builder = PromptBuilder(load_tokenizer(model_cfg))
         for name, task in tasks.items():
             where = f"(task {name}, model {model_cfg.name})"

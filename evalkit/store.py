@@ -137,10 +137,12 @@ class RunLock:
         )
 
     def _holder_pid(self) -> int | None:
+        """The pid written in the lock file; None for a missing, new (empty) or unreadable file."""
         try:
-            return int(self.path.read_text().strip() or "-1")
+            pid = int(self.path.read_text().strip() or "0")
         except (OSError, ValueError):
             return None
+        return pid if pid > 0 else None
 
     def release(self) -> None:
         if self.held:

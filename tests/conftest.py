@@ -51,3 +51,14 @@ def write_config(path: Path, **fields) -> Path:
 
     path.write_text(yaml.safe_dump(fields, sort_keys=False))
     return path
+
+
+@pytest.fixture
+def single_thread():
+    """Run torch on one CPU thread for this test (tiny models on a shared machine: threads only contend)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -48,7 +48,7 @@ ANY_VALUE = st.one_of(
 )
 KEY = st.text("abcdefghijklmnopqrstuvwxyz_-.0123456789", min_size=1, max_size=12)
 
-# (text to write, or None to leave the file out) -> broken YAML that safe_load must refuse
+# fragments that break the YAML they are inserted into (``broken_yaml`` keeps only placements PyYAML refuses)
 BROKEN_YAML = [
     "depths: [0.0, 0.5\n", "models: {name: x\n", 'output_dir: "unterminated\n', "\tsamples: 2\n",
     "- a list item in a mapping\n", "samples: 2\n  nested: under a scalar\n", "x: !!python/object/apply:os.system [echo hi]\n",
@@ -251,12 +251,6 @@ def cases(base: dict) -> st.SearchStrategy[Case]:
 
 
 # ---------------------------------------------------------------- running one case
-
-
-def _write(path: Path, content: dict | str | None) -> None:
-    if content is not None:
-        path.write_text(content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False),
-                        encoding="utf-8")
 
 
 def _materialise(case: Case, folder: Path) -> tuple[Path, Path, Path]:

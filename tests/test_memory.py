@@ -13,6 +13,8 @@ from evalkit.config import load_config
 from evalkit.memory import is_out_of_memory
 from evalkit.runner import run_eval
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models: one thread is fastest
+
 
 def tiny_config(tmp_path: Path, model_dir: Path, **changes) -> Path:
     fields = dict(

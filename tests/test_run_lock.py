@@ -8,10 +8,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import write_config
 from evalkit.cli import main
 from evalkit.errors import RunDirError
 from evalkit.store import LOCK_FILE, RunLock
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models: one thread is fastest
 
 REPO = Path(__file__).resolve().parent.parent
 

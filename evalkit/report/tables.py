@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Iterable
 
@@ -182,7 +183,8 @@ def _format_cell(value: object, as_percent: bool) -> str:
 
 
 def _escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    # HTML-escaped too: Markdown viewers render raw tags, and names and answers come from users and models
+    return html.escape(text, quote=False).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def _layout(headers: list[str], cells: list[list[str]], numeric: list[bool]) -> str:
