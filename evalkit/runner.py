@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from evalkit.attention.preflight import check_capture
 from evalkit.config import EvalConfig, ModelConfig
 from evalkit.errors import ConfigError
 from evalkit.plan import expand, limit_trials
@@ -43,6 +44,7 @@ class _ModelSession:
     config: ModelConfig
     loaded: object  # evalkit.models.LoadedModel
     builder: PromptBuilder
+    capture: object | None = None  # evalkit.models.capture.AttentionCapture when attention.capture is on
 
 
 def run_eval(
@@ -58,6 +60,7 @@ def run_eval(
     config_path = Path(config_path)
     tasks = prepare_tasks(config, config_path)
     revisions = check_model_limits(config, config_path)
+    check_capture(config, config_path)  # an uncapturable family is refused before the run dir is written
     trials = expand(config, {name: t.spec for name, t in tasks.items()}, revisions)
     if limit is not None:
         trials = limit_trials(trials, limit)
@@ -102,6 +105,10 @@ def _open_model(model_cfg: ModelConfig, config: EvalConfig, config_path: Path, t
     loaded = load_model(model_cfg)
     builder = PromptBuilder(loaded.tokenizer)
     session = _ModelSession(model_cfg, loaded, builder)
+    if config.attention.capture:
+        from evalkit.attention.trial import attach_capture
+
+        session.capture = attach_capture(loaded.model, config.attention)
     _check_smallest_prompt(session, config, config_path, tasks)
     return session
 
@@ -131,9 +138,12 @@ def run_trial(session: _ModelSession, task: PreparedTask, trial: Trial, config: 
     if config.save_prompts:
         store.save_prompt(trial.trial_id, prompt, session.loaded.tokenizer.decode(prompt.input_ids))
     gold_ids = session.builder.gold_continuation_ids(parts, needle.answer)
-    output: TrialOutput = run_prompt(
-        session.loaded, prompt.input_ids, gold_ids, max_new_tokens=session.config.max_new_tokens
-    )
+    if session.capture is not None:
+        output = _run_with_capture(session, prompt, gold_ids, config, store, trial.trial_id)
+    else:
+        output: TrialOutput = run_prompt(
+            session.loaded, prompt.input_ids, gold_ids, max_new_tokens=session.config.max_new_tokens
+        )
     score = score_answer(output.generated_text, needle.answer, parts.answer_prefix)
     needle_span = prompt.regions[REGION_NEEDLE]
     return TrialRecord(
@@ -165,6 +175,18 @@ def run_trial(session: _ModelSession, task: PreparedTask, trial: Trial, config: 
         prompt_sha256=prompt.prompt_sha256,
         elapsed_s=round(output.elapsed_s, 4),
     )
+
+
+def _run_with_capture(session: _ModelSession, prompt, gold_ids, config: EvalConfig, store: RunStore,
+                      trial_id: str) -> TrialOutput:
+    """Run with attention capture; its arrays are on disk before the caller appends the record."""
+    from evalkit.attention.storage import save_trial_attention
+    from evalkit.attention.trial import run_captured
+
+    output, attention = run_captured(session.loaded, session.capture, prompt, gold_ids,
+                                     session.config.max_new_tokens, config.attention)
+    save_trial_attention(store.run_dir, trial_id, attention)
+    return output
 
 
 def _write_report(run_dir: Path) -> Path:

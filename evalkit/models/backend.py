@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -150,9 +150,17 @@ def score_gold(loaded: LoadedModel, state: PrefillState, gold_ids: Sequence[int]
 
 
 def greedy_decode(
-    loaded: LoadedModel, state: PrefillState, max_new_tokens: int, stop_token_ids: Sequence[int]
+    loaded: LoadedModel,
+    state: PrefillState,
+    max_new_tokens: int,
+    stop_token_ids: Sequence[int],
+    step_context: Callable[[int], AbstractContextManager[Any] | None] | None = None,
 ) -> list[int]:
-    """Argmax tokens from the prefill distribution on; the stop token, if hit, is the last id returned."""
+    """Argmax tokens from the prefill distribution on; the stop token, if hit, is the last id returned.
+
+    ``step_context(k)``, if given, is entered around the forward that feeds generated token ``k - 1``
+    (``k = 1, 2, ...``; None: no context): the slot for capturing attention at decode steps.
+    """
     import torch
 
     stops = set(stop_token_ids)
@@ -164,7 +172,9 @@ def greedy_decode(
         if token in stops or len(generated) == max_new_tokens:
             break
         step = torch.tensor([[token]], dtype=torch.long, device=state.input_ids.device)  # [1, 1]
-        out = loaded.model(input_ids=step, use_cache=True, **_with_cache(loaded.model, state.cache))
+        context = step_context(len(generated)) if step_context is not None else None
+        with context if context is not None else nullcontext():
+            out = loaded.model(input_ids=step, use_cache=True, **_with_cache(loaded.model, state.cache))
         state.cache = _output_cache(out)
         logits = out.logits[0, -1].float()  # float32 like generate(), so ties break the same way
     return generated
@@ -177,6 +187,7 @@ def run_prompt(
     max_new_tokens: int,
     stop_token_ids: Sequence[int] | None = None,
     prefill_context: AbstractContextManager[Any] | None = None,
+    decode_context: Callable[[int], AbstractContextManager[Any] | None] | None = None,
 ) -> TrialOutput:
     """Prefill ``input_ids`` once, score ``gold_ids`` on that cache, then decode greedily.
 
@@ -185,6 +196,7 @@ def run_prompt(
     id when one was hit (as ``generate`` does); the text skips special tokens.
     ``prefill_context`` is entered around the prompt forward only (one forward: the slot for
     attention capture, e.g. ``capture.record(rows, spans)``; read its result after the call).
+    ``decode_context(k)`` is entered around decode forward ``k`` (see ``greedy_decode``).
     """
     import torch
 
@@ -197,7 +209,7 @@ def run_prompt(
     with torch.inference_mode():
         state = prefill(loaded, input_ids, prefill_context)
         gold = score_gold(loaded, state, gold_ids)
-        generated = greedy_decode(loaded, state, max_new_tokens, stops)
+        generated = greedy_decode(loaded, state, max_new_tokens, stops, decode_context)
     return TrialOutput(
         generated_text=loaded.tokenizer.decode(generated, skip_special_tokens=True),
         generated_token_ids=tuple(generated),
