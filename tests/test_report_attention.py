@@ -38,6 +38,14 @@ def test_auroc_is_the_mann_whitney_statistic_by_hand():
     np.testing.assert_allclose(auroc_columns(scores, [True, True, True, False, False]), [5 / 6, 0.5])
 
 
+def test_chance_auroc_by_hand():
+    from evalkit.report.attention import chance_auroc
+
+    # n1 = 3, n0 = 2: spread sqrt(6 / 72); one test at 5%: z = 1.6449 -> 0.5 + 1.6449 * 0.288675
+    assert chance_auroc(3, 2, 1) == pytest.approx(0.5 + 1.644854 * np.sqrt(6 / 72), abs=1e-6)
+    assert chance_auroc(3, 2, 100) > chance_auroc(3, 2, 1) and np.isnan(chance_auroc(3, 0, 10))
+
+
 def test_mean_interval_is_the_t_interval_by_hand():
     mean, low, high = mean_interval([1.0, 2.0, 3.0])  # sd 1, t(2) = 4.303
     assert mean == 2.0 and high - mean == pytest.approx(4.303 / np.sqrt(3), abs=1e-9) and low == 4 - high

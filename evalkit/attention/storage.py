@@ -132,10 +132,10 @@ def _with_attention(paths) -> tuple[pd.DataFrame, list[TrialAttention]]:
     return records[keep].reset_index(drop=True), [a for a in arrays if a is not None]
 
 
-def _long(records: pd.DataFrame, arrays: list[TrialAttention], values: dict[str, list[np.ndarray]],
-          shapes: list[tuple[int, ...]], names: tuple[str, ...]) -> pd.DataFrame:
+def _long(records: pd.DataFrame, values: dict[str, list[np.ndarray]], shapes: list[tuple[int, ...]],
+          names: tuple[str, ...]) -> pd.DataFrame:
     """Broadcast trial columns and index columns over flattened per-trial arrays."""
-    import pandas as pd
+    import pandas as pd  # noqa: F811 (the module-level name is for type checking only)
 
     columns: dict[str, object] = {}
     counts = [int(np.prod(s)) for s in shapes]
@@ -181,7 +181,7 @@ def load_attention(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> pd
         partition.append(np.broadcast_to(flags, mass.shape))
         shapes.append(mass.shape)
         names_per_trial.append(np.broadcast_to(np.array([*att.region_names, "remainder"]), mass.shape))
-    frame = _long(records, arrays, {"mass": masses, "region_token_start": starts, "region_token_end": ends,
+    frame = _long(records, {"mass": masses, "region_token_start": starts, "region_token_end": ends,
                                     "partition": partition, "region": names_per_trial},
                   shapes, ("layer", "head", "row", "region_index"))
     order = list(dict.fromkeys(n for a in arrays for n in (*a.region_names[: a.partition_size], "remainder",
@@ -211,7 +211,7 @@ def load_attention_argmax(paths: str | os.PathLike | Sequence[str | os.PathLike]
         values["row_in_needle"].append(np.broadcast_to(att.row_in_needle, shape))
         values["argmax_in_needle"].append((att.argmax_position >= start) & (att.argmax_position < end))
         values["copies_needle"].append(copy)
-    return _long(records, arrays, values, [a.argmax_position.shape for a in arrays], ("layer", "head", "row"))
+    return _long(records, values, [a.argmax_position.shape for a in arrays], ("layer", "head", "row"))
 
 
 def copy_events(att: TrialAttention) -> np.ndarray:

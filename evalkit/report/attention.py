@@ -195,6 +195,17 @@ def head_table(data: AttentionData) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def chance_auroc(n_correct: int, n_wrong: int, tests: int, alpha: float = 0.05) -> float:
+    """The AUROC one of ``tests`` heads reaches by chance with probability ``alpha`` (Bonferroni), from the
+    normal approximation of the Mann-Whitney statistic with no effect: 0.5 + z * sqrt((n1 + n0 + 1) / (12 n1 n0))."""
+    from statistics import NormalDist
+
+    if n_correct < 1 or n_wrong < 1 or tests < 1:
+        return float("nan")
+    spread = np.sqrt((n_correct + n_wrong + 1) / (12.0 * n_correct * n_wrong))
+    return float(0.5 + NormalDist().inv_cdf(1.0 - alpha / tests) * spread)
+
+
 def top_heads(heads: pd.DataFrame, column: str, n: int = TOP_HEADS) -> pd.DataFrame:
     """The ``n`` heads with the largest ``column`` per model x task (NaN last)."""
     if heads.empty:

@@ -20,6 +20,7 @@ from evalkit.report.attention import (
     layer_depth_table,
     needle_mass_table,
     prediction_table,
+    chance_auroc,
     top_heads,
 )
 from evalkit.report.attention_charts import (
@@ -160,6 +161,7 @@ def _series_blocks(tables: dict[str, pd.DataFrame], pngs: list[Path], model: str
                                    "correct vs wrong trials"),
         Heading(4, "Retrieval heads"),
         Image(heads_png, f"Per-head AUROC and retrieval score · {model} · {task}", wide=True),
+        Para(_chance_text(heads), kind="note"),
         _head_table(top_heads(heads, "auroc"), "Top 10 heads by AUROC (needle mass separating correct from "
                                                "wrong trials, all lengths and depths)"),
         _head_table(top_heads(heads, "retrieval_score"), "Top 10 heads by retrieval score (Wu et al. 2024: share "
@@ -167,6 +169,19 @@ def _series_blocks(tables: dict[str, pd.DataFrame], pngs: list[Path], model: str
                     f"needle; {int(heads['eligible_rows'].iloc[0]) if not heads.empty else 0} eligible steps)"),
     ]
     return blocks
+
+
+def _chance_text(heads: pd.DataFrame) -> str:
+    """How high a top head's AUROC gets by chance alone (the heads are picked on the same trials)."""
+    if heads.empty:
+        return "No heads."
+    n1, n0 = int(heads["n_correct"].iloc[0]), int(heads["n_wrong"].iloc[0])
+    level = chance_auroc(n1, n0, len(heads))
+    if pd.isna(level):
+        return "AUROC needs both correct and wrong trials; this series has only one kind."
+    return (f"The top heads are picked from {len(heads)} on the same {n1 + n0} trials: without any real effect one "
+            f"of them exceeds AUROC {level:.2f} with probability 5% (Bonferroni, normal approximation). Pooled over "
+            "lengths and depths, a head's AUROC also reflects where the wrong trials sit (depth, length).")
 
 
 def _pick(table: pd.DataFrame, model: str, task: str) -> pd.DataFrame:
