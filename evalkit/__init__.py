@@ -29,6 +29,8 @@ _LAZY = {
     "run_prompt": "evalkit.models",
     "score_answer": "evalkit.scoring",
     "AttentionCapture": "evalkit.models.capture",
+    "load_attention": "evalkit.attention",
+    "load_attention_argmax": "evalkit.attention",
     "load_results": "evalkit.report",
     "write_report": "evalkit.report",
     "plot_heatmap": "evalkit.report",

@@ -117,6 +117,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     tasks = prepare_tasks(config, args.config)
     revisions = check_model_limits(config, args.config)
     check_prompts_fit(config, args.config, tasks)
+    from evalkit.attention.preflight import check_capture
+
+    check_capture(config, args.config)
     trials = expand(config, {name: t.spec for name, t in tasks.items()}, revisions)
     print(f"{args.config}: ok ({len(config.models)} models x {len(tasks)} tasks, {len(trials)} trials)")
     return 0

@@ -46,6 +46,25 @@ class ModelConfig(BaseModel):
     attn_implementation: str = "sdpa"
 
 
+class AttentionConfig(BaseModel):
+    """The ``attention:`` section: per-trial attention mass on prompt regions (see evalkit/attention/).
+
+    ``inner`` is the kernel that still computes the model's output under capture; ``auto`` is sdpa, or the
+    family's eager kernel where it needs one (softcap, sinks). It replaces ``models[*].attn_implementation``
+    while capture is on.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    capture: bool = Field(False, description="record attention mass per region for every trial")
+    decode_steps: int = Field(
+        0, ge=0, le=64, description="extra rows: the first generated tokens (0 = last prompt token only)"
+    )
+    bins: int = Field(20, ge=1, le=512, description="equal positional bins of the haystack (context) span")
+    sink_tokens: int = Field(1, ge=0, le=64, description="first prompt tokens counted as the `sink` region")
+    inner: Literal["auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3"] = "sdpa"
+
+
 # Fields that say where things live, not what is measured: left out of ``config_hash``.
 # How trials are scheduled (reuse, batch size) does not change results beyond float noise either.
 HASH_EXCLUDED_FIELDS = frozenset({"output_dir", "task_dirs", "reuse_prefix", "batch_size"})
@@ -83,6 +102,7 @@ class EvalConfig(BaseModel):
         default_factory=list, description="control trials per sample (see evalkit/controls.py)"
     )
     layout: LayoutGrid = Field(default_factory=LayoutGrid, description="prompt layout axes (see evalkit/layouts.py)")
+    attention: AttentionConfig = Field(default_factory=AttentionConfig, description="attention capture")
 
     _source_path: Path | None = PrivateAttr(None)
 
@@ -131,6 +151,26 @@ class EvalConfig(BaseModel):
                 f"{_show(value)} needs reuse_prefix: false (batches run without prefix reuse); "
                 "set reuse_prefix: false, or batch_size: 1 to keep reuse"
             )
+        return value
+
+    @field_validator("attention")
+    @classmethod
+    def _decode_steps_fit(cls, value: AttentionConfig, info: ValidationInfo) -> AttentionConfig:
+        # decode row t is the forward that feeds generated token t; greedy decoding runs max_new_tokens - 1 of them
+        if value.capture and info.data.get("batch_size", 1) != 1:
+            raise ValueError(
+                "capture: true runs one prompt per forward; set batch_size: 1 (prefix reuse stays on) "
+                "or attention.capture: false"
+            )
+        if not value.capture or value.decode_steps == 0:
+            return value
+        for index, model in enumerate(info.data.get("models") or []):
+            if value.decode_steps > model.max_new_tokens - 1:
+                raise ValueError(
+                    f"decode_steps {value.decode_steps} needs max_new_tokens >= {value.decode_steps + 1}, but "
+                    f"models[{index}] ({model.name}) has {model.max_new_tokens}; lower attention.decode_steps "
+                    f"or raise models[{index}].max_new_tokens"
+                )
         return value
 
     @property
@@ -258,7 +298,10 @@ def config_hash(cfg: EvalConfig) -> str:
     ``HASH_EXCLUDED_FIELDS`` (where the run is written, where tasks are searched) are left out;
     task contents enter trial ids through ``TaskSpec.content_hash`` instead.
     """
-    data = cfg.model_dump(mode="json", exclude=set(HASH_EXCLUDED_FIELDS))
+    excluded = set(HASH_EXCLUDED_FIELDS)
+    if not cfg.attention.capture:  # its settings change nothing then (and configs from before it hash alike)
+        excluded.add("attention")
+    data = cfg.model_dump(mode="json", exclude=excluded)
     for name in HASH_OMITTED_AT_DEFAULT:
         if getattr(cfg, name) == EvalConfig.model_fields[name].get_default(call_default_factory=True):
             data.pop(name, None)

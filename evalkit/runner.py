@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from evalkit.attention.preflight import check_capture
 from evalkit.config import EvalConfig, ModelConfig
 from evalkit.controls import TrialPrompt
 from evalkit.errors import ConfigError
@@ -55,6 +56,7 @@ class _ModelSession:
     config: ModelConfig
     loaded: object  # evalkit.models.LoadedModel
     builder: PromptBuilder
+    capture: object | None = None  # evalkit.models.capture.AttentionCapture when attention.capture is on
 
 
 def run_eval(
@@ -72,6 +74,7 @@ def run_eval(
     tasks = prepare_tasks(config, config_path)
     revisions = check_model_limits(config, config_path)
     check_prompts_fit(config, config_path, tasks)  # before the run directory exists
+    check_capture(config, config_path)  # an uncapturable family is refused before the run dir is written
     trials = expand(config, {name: t.spec for name, t in tasks.items()}, revisions)
     if limit is not None:
         trials = limit_trials(trials, limit)
@@ -156,6 +159,10 @@ def _open_model(model_cfg: ModelConfig, config: EvalConfig, config_path: Path, t
     loaded = load_model(model_cfg)
     builder = PromptBuilder(loaded.tokenizer)
     session = _ModelSession(model_cfg, loaded, builder)
+    if config.attention.capture:
+        from evalkit.attention.trial import attach_capture
+
+        session.capture = attach_capture(loaded.model, config.attention)
     _check_smallest_prompt(session, config, config_path, tasks)
     return session
 
@@ -214,9 +221,13 @@ def run_trial(
 
     prepared = _prepare_trial(session, task, trial, config, store)
     reuse = {} if prefix is None else {"prefix": prefix, "prefix_tokens": prepared.prompt.regions[REGION_CONTEXT_BEFORE].token_end}
-    output: TrialOutput = run_prompt(
-        session.loaded, prepared.prompt.input_ids, prepared.gold_ids, max_new_tokens=session.config.max_new_tokens, **reuse
-    )
+    if session.capture is not None:
+        output = _run_with_capture(session, prepared, config, store, reuse)
+    else:
+        output = run_prompt(
+            session.loaded, prepared.prompt.input_ids, prepared.gold_ids, max_new_tokens=session.config.max_new_tokens,
+            **reuse,
+        )
     return _trial_record(session, prepared, output)
 
 
@@ -283,6 +294,19 @@ def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: Tria
         elapsed_s=round(output.elapsed_s, 4),
         extra={**built.extra, **score_extra},
     )
+
+
+def _run_with_capture(
+    session: _ModelSession, prepared: _PreparedTrial, config: EvalConfig, store: RunStore, reuse: dict
+) -> TrialOutput:
+    """Run with attention capture; its arrays are on disk before the caller appends the record."""
+    from evalkit.attention.storage import save_trial_attention
+    from evalkit.attention.trial import run_captured
+
+    output, attention = run_captured(session.loaded, session.capture, prepared.prompt, prepared.gold_ids,
+                                     session.config.max_new_tokens, config.attention, **reuse)
+    save_trial_attention(store.run_dir, prepared.trial.trial_id, attention)
+    return output
 
 
 def _write_report(run_dir: Path) -> Path:

@@ -100,6 +100,58 @@ def test_prefill_left_padded_batch_matches_eager(family_model, prompts):
     torch.testing.assert_close(rec.mass, expected, atol=TOL, rtol=0)
 
 
+@pytest.mark.parametrize("padded", [False, True], ids=["single", "left_padded"])
+def test_argmax_position_matches_eager_at_prefill_and_decode(family_model, prompts, padded):
+    """Each row's strongest key (absolute position) is where eager's weights peak, at prefill and first decode."""
+    from transformers import DynamicCache
+
+    family, model = family_model
+    if padded:
+        (ids, mask), pads = _padded_batch(prompts), [0, PAD]
+    else:
+        ids, mask, pads = prompts[:1, :LONG], None, [0]
+    new_token = prompts[: len(pads), LONG:]  # [B, 1]
+    full_ids = torch.cat([ids, new_token], 1)
+    full_mask = None if mask is None else torch.cat([mask, torch.ones_like(new_token)], 1)
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        weights = torch.stack(model(full_ids, attention_mask=full_mask, output_attentions=True).attentions, 1)
+    # weights: [B, layers, heads, Lq, Lk]; prefill rows ROWS, decode row LONG
+
+    capture = AttentionCapture.attach(model, chunk_tokens=5)  # several chunks: the running argmax is exercised
+    try:
+        cache = DynamicCache(config=model.config)
+        with torch.no_grad():
+            with capture.record(torch.tensor([ROWS] * len(pads)), _spans(pads)) as prefill:
+                model(ids, attention_mask=mask, use_cache=True, **_with_cache(model, cache))
+            with capture.record(torch.zeros((len(pads), 1), dtype=torch.long), _spans(pads)) as decode:
+                model(new_token, attention_mask=full_mask, use_cache=True, **_with_cache(model, cache))
+    finally:
+        capture.detach()
+    for rec, rows in ((prefill, ROWS), (decode, [LONG])):
+        assert rec.argmax.shape == rec.mass.shape[:-1] and int(rec.argmax.min()) >= 0
+        for q, row in enumerate(rows):
+            row_weights = weights[:, :, :, row]  # [B, layers, heads, Lk]
+            at_argmax = row_weights.gather(-1, rec.argmax[..., q, None])[..., 0]
+            # the captured position carries the row's largest weight (ties aside, it is eager's argmax)
+            torch.testing.assert_close(at_argmax, row_weights.max(-1).values, atol=1e-6, rtol=0)
+            agree = (rec.argmax[..., q] == row_weights.argmax(-1)).float().mean()
+            assert agree > 0.95
+
+
+def test_region_mass_argmax_by_hand():
+    """Argmax over chunks keeps the first index on ties and skips masked keys."""
+    from evalkit.models.capture_math import region_mass_argmax
+
+    query = torch.ones(1, 1, 1, 1)  # [B, H, Q, D]
+    key = torch.tensor([1.0, 3.0, 2.0, 3.0, 5.0]).view(1, 1, 5, 1)  # [B, Hkv, Lk, D]
+    bounds = torch.tensor([[[0, 5]]])
+    masked_last = torch.tensor([0.0, 0.0, 0.0, 0.0, float("-inf")])
+    bias = lambda s, e: masked_last[s:e].view(1, 1, 1, -1)  # noqa: E731
+    _, argmax = region_mass_argmax(query, key, bounds, 1.0, bias, chunk_tokens=2)
+    assert argmax.tolist() == [[[1]]]  # keys 1 and 3 tie (in different chunks); key 4 is masked
+
+
 @pytest.mark.parametrize("cache_kind", ["dynamic", "static"])
 @pytest.mark.parametrize("padded", [False, True], ids=["single", "left_padded"])
 def test_first_decode_step_matches_eager_last_row(family_model, prompts, padded, cache_kind):

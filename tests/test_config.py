@@ -145,3 +145,42 @@ def test_hash_is_stable_ignores_location_and_changes_with_results(tmp_path):
                 changed(context_lengths=[256, 1024])]
     hashes = {config_hash(EvalConfig.model_validate(v)) for v in variants}
     assert base not in hashes and len(hashes) == len(variants)
+
+
+# the attention section: (id, attention mapping, substrings of the one-line message)
+BAD_ATTENTION = [
+    ("unknown key", {"capture": True, "bin": 10}, ["grid.yaml: attention.bin: unknown key 'bin'", "did you mean 'bins'?"]),
+    ("capture not a bool", {"capture": "yes"}, ["grid.yaml: attention.capture: 'yes' is not true or false"]),
+    ("zero bins", {"capture": True, "bins": 0}, ["grid.yaml: attention.bins: 0 is not within [1, 512]"]),
+    ("negative sink", {"sink_tokens": -1}, ["grid.yaml: attention.sink_tokens: -1 is not within [0, 64]"]),
+    ("decode steps as text", {"decode_steps": "4"}, ["grid.yaml: attention.decode_steps: '4' is not a whole number"]),
+    ("unknown kernel", {"capture": True, "inner": "flash"},
+     ["grid.yaml: attention.inner: 'flash' is not one of auto, sdpa, eager, flash_attention_2"]),
+    ("decode steps past the answer", {"capture": True, "decode_steps": 16},
+     ["grid.yaml: attention: decode_steps 16 needs max_new_tokens >= 17, but models[0] (smollm2-135m-instruct) "
+      "has 16; lower attention.decode_steps or raise models[0].max_new_tokens"]),
+    ("not a mapping", [True], ["grid.yaml: attention: [True] is not a mapping"]),
+]
+
+
+@pytest.mark.parametrize("attention, parts", [c[1:] for c in BAD_ATTENTION], ids=[c[0] for c in BAD_ATTENTION])
+def test_bad_attention_section_is_one_line_with_field_and_fix(tmp_path, attention, parts):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, changed(attention=attention)))
+    assert "\n" not in str(info.value)
+    for part in parts:
+        assert part in str(info.value)
+
+
+def test_attention_defaults_and_hash(tmp_path):
+    from evalkit.config import AttentionConfig
+
+    cfg = load_config(write(tmp_path, GOOD))
+    assert cfg.attention == AttentionConfig(capture=False, decode_steps=0, bins=20, sink_tokens=1, inner="sdpa")
+    base = config_hash(cfg)
+    # settings without capture change no result, so they do not change the hash; with capture each one does
+    assert config_hash(EvalConfig.model_validate(changed(attention={"bins": 5}))) == base
+    on = [changed(attention={"capture": True, **extra}) for extra in
+          ({}, {"bins": 5}, {"sink_tokens": 0}, {"decode_steps": 2}, {"inner": "eager"})]
+    hashes = {config_hash(EvalConfig.model_validate(v)) for v in on}
+    assert base not in hashes and len(hashes) == len(on)

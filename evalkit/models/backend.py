@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -168,9 +168,17 @@ def score_gold(loaded: LoadedModel, state: PrefillState, gold_ids: Sequence[int]
 
 
 def greedy_decode(
-    loaded: LoadedModel, state: PrefillState, max_new_tokens: int, stop_token_ids: Sequence[int]
+    loaded: LoadedModel,
+    state: PrefillState,
+    max_new_tokens: int,
+    stop_token_ids: Sequence[int],
+    step_context: Callable[[int], AbstractContextManager[Any] | None] | None = None,
 ) -> list[int]:
-    """Argmax tokens from the prefill distribution on; the stop token, if hit, is the last id returned."""
+    """Argmax tokens from the prefill distribution on; the stop token, if hit, is the last id returned.
+
+    ``step_context(k)``, if given, is entered around the forward that feeds generated token ``k - 1``
+    (``k = 1, 2, ...``; None: no context): the slot for capturing attention at decode steps.
+    """
     import torch
 
     stops = set(stop_token_ids)
@@ -182,7 +190,9 @@ def greedy_decode(
         if token in stops or len(generated) == max_new_tokens:
             break
         step = torch.tensor([[token]], dtype=torch.long, device=state.input_ids.device)  # [1, 1]
-        out = loaded.model(input_ids=step, use_cache=True, **_with_cache(loaded.model, state.cache))
+        context = step_context(len(generated)) if step_context is not None else None
+        with context if context is not None else nullcontext():
+            out = loaded.model(input_ids=step, use_cache=True, **_with_cache(loaded.model, state.cache))
         state.cache = _output_cache(out)
         logits = out.logits[0, -1].float()  # float32 like generate(), so ties break the same way
     return generated
@@ -197,6 +207,7 @@ def run_prompt(
     prefill_context: AbstractContextManager[Any] | None = None,
     prefix: PrefixCache | None = None,
     prefix_tokens: int = 0,
+    decode_context: Callable[[int], AbstractContextManager[Any] | None] | None = None,
 ) -> TrialOutput:
     """Prefill ``input_ids`` once, score ``gold_ids`` on that cache, then decode greedily.
 
@@ -211,6 +222,7 @@ def run_prompt(
     and the cache is cropped back to the prefix afterwards, ready for the next trial. Capture rows
     given to an ``AttentionCapture.record`` stay prompt positions (the recording is shifted); they
     must lie after the prefix.
+    ``decode_context(k)`` is entered around decode forward ``k`` (see ``greedy_decode``).
     """
     import torch
 
@@ -227,7 +239,7 @@ def run_prompt(
         try:
             state = prefill(loaded, input_ids, prefill_context, past_cache=past)
             gold = score_gold(loaded, state, gold_ids)
-            generated = greedy_decode(loaded, state, max_new_tokens, stops)
+            generated = greedy_decode(loaded, state, max_new_tokens, stops, decode_context)
         finally:
             if past is not None:
                 prefix.rollback()  # the trial's own tokens leave the shared cache, even on error

@@ -10,6 +10,7 @@ Public API::
         model(input_ids, attention_mask=..., past_key_values=cache)   # exactly one forward per block
     rec.mass       # [B, layers, heads, Q, R] float32
     rec.remainder  # [B, layers, heads, Q] = 1 - rec.mass.sum(-1)
+    rec.argmax     # [B, layers, heads, Q] int64: absolute key position of each row's strongest weight
     capture.detach()
 
 ``attach`` registers ``capture_<inner>`` with ``transformers.AttentionInterface`` (a wrapper that calls the inner
@@ -31,6 +32,8 @@ Conventions of ``record(rows, spans)``:
   in span ``r``. Spans may overlap (each is summed on its own); ``remainder`` is only meaningful when they do not.
   With sinks (gpt-oss) the sink's share is part of ``remainder``. Layers that did not run stay NaN; a row
   whose keys are all masked gives NaN. Results stay on the model's device.
+- ``argmax[b, l, h, q]``: the absolute key position (same coordinates as ``spans``) with the largest attention
+  weight of that row, the first on ties; -1 for layers that did not run (needed for Wu et al.'s retrieval score).
 - Sliding-window layers whose cache has dropped its oldest keys (``DynamicCache`` and ``StaticCache`` alike) are
   handled: the layer's keys are the last ``Lk`` of the ``past + new`` tokens, where ``past`` is read (by a forward
   pre-hook on ``model.base_model``) from the ``cache``/``past_key_values`` argument. Call the model, or its base
@@ -49,7 +52,7 @@ from typing import Any
 import torch
 
 from evalkit.errors import CaptureError
-from evalkit.models.capture_math import KERNEL_EAGER, KERNEL_FLASH, kernel_kind, mask_bias, region_mass
+from evalkit.models.capture_math import KERNEL_EAGER, KERNEL_FLASH, kernel_kind, mask_bias, region_mass_argmax
 
 __all__ = ["AttentionCapture", "AttentionRecording"]
 
@@ -129,6 +132,7 @@ class AttentionRecording:
         self._row_span = (int(rows.min()), int(rows.max()))  # Python ints: no device sync per layer
         self.mass: torch.Tensor | None = None  # [B, layers, heads, Q, R], NaN until a layer reports
         self.remainder: torch.Tensor | None = None  # [B, layers, heads, Q]
+        self.argmax: torch.Tensor | None = None  # [B, layers, heads, Q] absolute key positions, -1 until reported
         self._total_tokens: int | None = None
         self._forwards = 0
         self._token = None
@@ -210,14 +214,16 @@ class AttentionRecording:
                 is_causal=getattr(module, "is_causal", True) if is_causal is None else bool(is_causal),
                 row_span=self._row_span,
             )  # fmt: skip
-            mass = region_mass(
+            mass, argmax = region_mass_argmax(
                 q_rows, key, (spans - offset).clamp(0, k_len), dim**-0.5 if scaling is None else scaling, bias,
                 softcap=kwargs.get("softcap"), sinks=kwargs.get("s_aux"), chunk_tokens=capture.chunk_tokens,
             )  # [B, H, Q, R]  # fmt: skip
         if self.mass is None:
             shape = (batch, capture.num_layers, heads, rows.shape[1], spans.shape[1])
             self.mass = torch.full(shape, float("nan"), dtype=torch.float32, device=query.device)
+            self.argmax = torch.full(shape[:-1], -1, dtype=torch.long, device=query.device)
         self.mass[:, layer] = mass
+        self.argmax[:, layer] = torch.where(argmax >= 0, argmax + offset, argmax)
 
     def _tensors_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         if device not in self._on_device:

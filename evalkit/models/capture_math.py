@@ -136,6 +136,27 @@ def region_mass(
     denominator, then mass): the working set is O(H * Q * chunk_tokens) plus O(Q * Lk) for the row masks; each
     region sum is a difference of two prefix sums, so the cost per row is O(Lk + R) whatever R.
     """
+    return region_mass_argmax(
+        query_rows, key, bounds, scaling, bias, softcap=softcap, sinks=sinks, chunk_tokens=chunk_tokens
+    )[0]
+
+
+def region_mass_argmax(
+    query_rows: torch.Tensor,
+    key: torch.Tensor,
+    bounds: torch.Tensor,
+    scaling: float,
+    bias: MaskBias,
+    *,
+    softcap: float | None = None,
+    sinks: torch.Tensor | None = None,
+    chunk_tokens: int = 4096,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``region_mass`` plus each row's strongest key: ``(mass [B, H, Q, R], argmax [B, H, Q])``.
+
+    ``argmax`` is the key index (in ``[0, Lk)``) of the largest attention weight, the first one on ties as
+    ``torch.argmax`` gives it, -1 where a row sees no key. It comes from the first pass at no extra pass.
+    """
     batch, heads, n_rows, dim = query_rows.shape
     kv_heads, k_len = key.shape[1], key.shape[2]
     group = heads // kv_heads
@@ -159,6 +180,8 @@ def region_mass(
     # relative to the max (as eager's softmax does): a log-sum-exp of large logits would lose float32 digits.
     row_max = torch.full((batch, kv_heads, group * n_rows), float("-inf"), device=q.device)
     denominator = torch.zeros_like(row_max)  # [B, Hkv, G*Q]
+    best = torch.full_like(row_max, float("-inf"))  # strongest key logit so far (keys only, never the sink)
+    best_index = torch.full(row_max.shape, -1, dtype=torch.long, device=q.device)  # [B, Hkv, G*Q]
 
     def absorb(scores: torch.Tensor) -> None:
         nonlocal row_max, denominator
@@ -168,7 +191,12 @@ def region_mass(
         row_max = new_max
 
     for start, end, extra in chunks:
-        absorb(logits(start, end, extra))
+        scores = logits(start, end, extra)
+        absorb(scores)
+        chunk_best, chunk_index = scores.max(-1)
+        better = chunk_best > best  # strict: an earlier chunk keeps a tie, as argmax keeps the first index
+        best = torch.where(better, chunk_best, best)
+        best_index = torch.where(better, chunk_index + start, best_index)
     if sinks is not None:  # the sink takes a share of the denominator but belongs to no key
         sink = sinks.float().reshape(1, kv_heads, group, 1).expand(batch, kv_heads, group, n_rows)
         absorb(sink.reshape(batch, kv_heads, group * n_rows, 1))
@@ -183,4 +211,5 @@ def region_mass(
         index = (flat_bounds - start).clamp(0, end - start).expand(*prefix.shape)
         prefix += cumulative.gather(-1, index)
     mass = prefix[..., 1::2] - prefix[..., 0::2]  # [B, Hkv, G*Q, R]
-    return mass.reshape(batch, kv_heads, group, n_rows, -1).reshape(batch, heads, n_rows, -1)
+    argmax = best_index.reshape(batch, kv_heads, group, n_rows).reshape(batch, heads, n_rows)
+    return mass.reshape(batch, kv_heads, group, n_rows, -1).reshape(batch, heads, n_rows, -1), argmax

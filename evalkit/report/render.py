@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from evalkit.report.attention_sections import attention_report
 from evalkit.report.charts import new_figure, plot_accuracy_vs_depth, plot_heatmap, save_figure
 from evalkit.report.compare import comparison_table, control_rates, length_comparison
 from evalkit.report.compare_charts import plot_accuracy_difference, plot_variants_by_length, plot_variants_vs_depth
@@ -68,7 +69,9 @@ def write_report(
     ``length_comparison.csv``, ``controls.csv``; each also as ``.parquet`` when pyarrow is installed.
     Charts (PNG + SVG, names slugged so nothing lands outside ``out_dir``): per variant x task
     ``heatmap_*`` and ``accuracy_vs_depth_*``; with several variants per task ``compare_by_length_*``,
-    ``compare_by_depth_*`` and ``difference_*``. Then ``report.md`` and ``report.html``.
+    ``compare_by_depth_*`` and ``difference_*``. When the runs captured attention: ``attention_*.csv`` tables and
+    per model x task ``attention_needle_mass_*``, ``attention_layers_*``, ``attention_bins_*``,
+    ``attention_heads_*`` charts (see ``attention_sections.py``). Then ``report.md`` and ``report.html``.
     ``threshold`` (fraction, default 0.856) sets the effective context length.
     """
     threshold = check_threshold(threshold)
@@ -83,11 +86,14 @@ def write_report(
                           + to_markdown(data.summary), encoding="utf-8")
     variant_charts = _write_variant_charts(data, out)
     compare_charts = _write_comparison_charts(data, out)
+    # attention charts and tables, only when the runs captured attention (attention_sections.py)
+    attention = attention_report(data.df, out, _inside, unique_stems)
+    tables += attention.tables
 
     body = [*runs_blocks(data), *recommendation_blocks(data), *comparison_blocks(data, compare_charts),
             *positions_blocks(data),
-            *controls_blocks(data), *variant_blocks(data, variant_charts), *examples_blocks(data),
-            *glossary_blocks(data, [p for p in tables if p.suffix == ".csv"])]
+            *controls_blocks(data), *variant_blocks(data, variant_charts), *attention.blocks,
+            *examples_blocks(data), *glossary_blocks(data, [p for p in tables if p.suffix == ".csv"])]
     summary = summary_blocks(data)
     links = Para(("Tables: ", Link("summary.md", "summary.md"), " · ", Link("summary.csv", "summary.csv"),
                   ". A self-contained version of this report is ", Link("report.html", "report.html"), "."))
@@ -96,7 +102,7 @@ def write_report(
     report_html = _inside(out, "report.html")
     report_html.write_text(render_html(TITLE, summary, body, footer=f"Written by evalkit from {len(dirs)} run "
                                        "directories." if len(dirs) > 1 else "Written by evalkit."), encoding="utf-8")
-    charts = tuple(p for paths in [*variant_charts.values(), *compare_charts.values()] for p in paths)
+    charts = tuple(p for paths in [*variant_charts.values(), *compare_charts.values(), attention.charts] for p in paths)
     return ReportPaths(out, report_md, summary_md, tables[0], charts, report_html, tuple(tables))
 
 

@@ -1,0 +1,118 @@
+"""Attention capture in runs: arrays per trial, resume, loaders, unchanged generation, refusal of a family."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evalkit.attention import PARTITION, load_attention, load_attention_argmax, read_trial_attention
+from evalkit.attention.storage import attention_path
+from evalkit.config import load_config
+from evalkit.errors import CaptureError
+from evalkit.runner import run_eval
+from test_runner import records, tiny_config
+
+CAPTURE = {"capture": True, "decode_steps": 2, "bins": 4, "sink_tokens": 1}
+
+
+def _run(path: Path, **kwargs):
+    return run_eval(load_config(path), path, quiet=True, write_report=False, **kwargs)
+
+
+def test_capture_stores_one_array_per_record_and_masses_sum_to_one(tmp_path, tiny_model_dir):
+    path = tiny_config(tmp_path, tiny_model_dir, attention=CAPTURE, context_lengths=[128], samples=1)
+    summary = _run(path)
+    rows = records(summary.run_dir)
+    assert len(rows) == 3
+    for record in rows:
+        att = read_trial_attention(attention_path(summary.run_dir, record["trial_id"]))
+        regions = len(PARTITION) + 4
+        assert att.mass.shape == (2, 4, 3, regions)  # [layers, heads, rows (prefill + 2 decode), regions]
+        assert att.region_names[: len(PARTITION)] == PARTITION
+        # the partition tiles every key: masses are >= 0 and with the remainder sum to 1 per layer, head, row
+        assert np.all(att.mass >= 0) and np.all(np.abs(att.remainder) < 1e-5)
+        np.testing.assert_allclose(att.mass[..., : len(PARTITION)].sum(-1) + att.remainder, 1.0, atol=1e-6)
+        # the bins split the haystack exactly: their sum is the mass of context_before + needle + context_after
+        haystack = sum(att.region(n) for n in ("context_before", "needle", "context_after"))
+        np.testing.assert_allclose(att.mass[..., len(PARTITION):].sum(-1), haystack, atol=1e-5)
+        assert np.all(att.region("generated")[:, :, 0] == 0) and np.all(att.region("generated")[:, :, 1:] > 0)
+        assert tuple(att.spans[PARTITION.index("needle")]) == tuple(record["regions"]["needle"])
+        assert att.spans[0].tolist() == [0, 1] and att.spans[1][0] == 1  # the sink is carved out of the preamble
+        assert np.all(att.argmax_position >= 0) and np.all(att.argmax_position < record["prompt_tokens"] + 2)
+
+
+def test_load_attention_is_long_and_complete(tmp_path, tiny_model_dir):
+    path = tiny_config(tmp_path, tiny_model_dir, attention=CAPTURE, context_lengths=[128], depths=[0.5], samples=2)
+    run_dir = _run(path).run_dir
+    frame = load_attention(run_dir)
+    regions = len(PARTITION) + 1 + 4  # partition, remainder, bins
+    assert len(frame) == 2 * 2 * 4 * 3 * regions  # trials x layers x heads x rows x regions
+    assert {"trial_id", "model", "context_length", "depth", "achieved_depth", "correct", "layer", "head", "row",
+            "region", "mass", "partition"} <= set(frame.columns)
+    sums = frame[frame["partition"]].groupby(["trial_id", "layer", "head", "row"], observed=True)["mass"].sum()
+    np.testing.assert_allclose(sums.to_numpy(), 1.0, atol=1e-5)
+    argmax = load_attention_argmax(run_dir)
+    assert len(argmax) == 2 * 2 * 4 * 3
+    assert not argmax["copies_needle"][~argmax["argmax_in_needle"]].any()
+
+
+def test_resume_skips_done_trials_and_redoes_a_trial_whose_record_is_missing(tmp_path, tiny_model_dir):
+    path = tiny_config(tmp_path, tiny_model_dir, attention=CAPTURE)
+    first = _run(path, limit=4)
+    done = {r["trial_id"]: attention_path(first.run_dir, r["trial_id"]).stat().st_mtime_ns
+            for r in records(first.run_dir)}
+    # a run killed between writing an array and appending its record: the array is there, the record is not
+    orphan_id = next(t for t in _planned_ids(path) if t not in done)
+    orphan = attention_path(first.run_dir, orphan_id)
+    orphan.write_bytes(b"torn")
+    second = _run(path)
+    assert (second.already_done, second.ran) == (4, 8)
+    assert {t: attention_path(first.run_dir, t).stat().st_mtime_ns for t in done} == done  # not rewritten
+    assert read_trial_attention(orphan).mass.shape[0] == 2  # overwritten by the redone trial
+    ids = [r["trial_id"] for r in records(first.run_dir)]
+    assert sorted(p.stem for p in (first.run_dir / "attention").glob("*.npz")) == sorted(ids)
+    assert not list((first.run_dir / "attention").glob(".*tmp*"))
+
+
+def _planned_ids(path: Path) -> list[str]:
+    from evalkit.plan import expand
+    from evalkit.preflight import check_model_limits, prepare_tasks
+
+    config = load_config(path)
+    tasks = prepare_tasks(config, path)
+    return [t.trial_id for t in expand(config, {n: t.spec for n, t in tasks.items()}, check_model_limits(config, path))]
+
+
+def test_generation_and_gold_logprob_unchanged_by_capture(tmp_path, tiny_model_dir):
+    outputs = []
+    for name, attention in (("off", {"capture": False}), ("on", CAPTURE)):
+        path = tiny_config(tmp_path, tiny_model_dir, output_dir=str(tmp_path / name), attention=attention,
+                           context_lengths=[128, 160], samples=1)
+        outputs.append({r["trial_id"]: r for r in records(_run(path).run_dir)})
+    assert outputs[0].keys() == outputs[1].keys() and len(outputs[0]) == 6
+    for trial_id, off in outputs[0].items():
+        on = outputs[1][trial_id]
+        assert on["generated"] == off["generated"]
+        assert on["gold_logprob_sum"] == off["gold_logprob_sum"]  # exactly: the same kernel computed both
+    assert not (tmp_path / "off" / "attention").exists()
+
+
+@pytest.fixture(scope="module")
+def falcon_dir(tmp_path_factory, smollm2_tokenizer):
+    """A tiny Falcon config + tokenizer: Falcon's attention does not go through the AttentionInterface."""
+    from transformers import FalconConfig
+
+    folder = tmp_path_factory.mktemp("tiny-falcon")
+    FalconConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, vocab_size=len(smollm2_tokenizer),
+                 max_position_embeddings=4096).save_pretrained(folder)
+    smollm2_tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_unsupported_family_is_refused_before_anything_is_written(tmp_path, falcon_dir):
+    path = tiny_config(tmp_path, falcon_dir, attention={"capture": True})
+    with pytest.raises(CaptureError, match=r"models\[0\].*'falcon'.*set attention.capture: false"):
+        _run(path)
+    assert not (tmp_path / "run").exists()
