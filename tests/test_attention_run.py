@@ -99,6 +99,24 @@ def test_generation_and_gold_logprob_unchanged_by_capture(tmp_path, tiny_model_d
     assert not (tmp_path / "off" / "attention").exists()
 
 
+def test_prefix_reuse_leaves_the_captured_attention_unchanged(tmp_path, tiny_model_dir):
+    """Reuse feeds the prompt as prefix + extension; the captured rows see the same keys either way."""
+    runs = {}
+    for reuse in (False, True):
+        path = tiny_config(tmp_path, tiny_model_dir, output_dir=str(tmp_path / f"reuse-{reuse}"), attention=CAPTURE,
+                           context_lengths=[160], depths=[0.0, 0.5, 1.0], samples=1, reuse_prefix=reuse)
+        run_dir = _run(path).run_dir
+        runs[reuse] = (run_dir, {r["trial_id"]: r for r in records(run_dir)})
+    (plain_dir, plain), (reused_dir, reused) = runs[False], runs[True]
+    assert plain.keys() == reused.keys() and len(plain) == 3
+    for trial_id in plain:
+        assert reused[trial_id]["generated"] == plain[trial_id]["generated"]
+        a = read_trial_attention(attention_path(plain_dir, trial_id))
+        b = read_trial_attention(attention_path(reused_dir, trial_id))
+        np.testing.assert_allclose(b.mass, a.mass, atol=1e-4)  # float16 storage; same keys, other chunking
+        assert np.array_equal(a.spans, b.spans)
+
+
 @pytest.fixture(scope="module")
 def falcon_dir(tmp_path_factory, smollm2_tokenizer):
     """A tiny Falcon config + tokenizer: Falcon's attention does not go through the AttentionInterface."""
