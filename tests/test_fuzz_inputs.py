@@ -103,10 +103,15 @@ def _refused_by_schema(model: type, data: dict) -> bool:
 
 
 @st.composite
+def field_key(draw, schema: type) -> str:
+    """A field of ``schema`` or a key it does not know."""
+    key = draw(st.sampled_from([*schema.model_fields, "unknown"]))
+    return draw(KEY.filter(lambda k: k not in schema.model_fields)) if key == "unknown" else key
+
+
+@st.composite
 def config_field(draw, base: dict) -> Case:
-    key = draw(st.sampled_from([*EvalConfig.model_fields, "unknown"]))
-    if key == "unknown":
-        key = draw(KEY.filter(lambda k: k not in EvalConfig.model_fields))
+    key = draw(field_key(EvalConfig))
     cfg = {**base, key: draw(ANY_VALUE)}
     assume(_refused_by_schema(EvalConfig, cfg))
     return Case(cfg, BASE_TASK, where=key)
@@ -114,9 +119,7 @@ def config_field(draw, base: dict) -> Case:
 
 @st.composite
 def model_field(draw, base: dict) -> Case:
-    key = draw(st.sampled_from([*ModelConfig.model_fields, "unknown"]))
-    if key == "unknown":
-        key = draw(KEY.filter(lambda k: k not in ModelConfig.model_fields))
+    key = draw(field_key(ModelConfig))
     entry = {**base["models"][0], key: draw(ANY_VALUE)}
     assume(_refused_by_schema(ModelConfig, entry))
     return Case({**base, "models": [entry]}, BASE_TASK, where=f"models[0].{key}")
@@ -193,9 +196,7 @@ def bad_override(draw, base: dict) -> Case:
 
 @st.composite
 def task_field(draw, base: dict) -> Case:
-    key = draw(st.sampled_from([*TaskSpec.model_fields, "unknown"]))
-    if key == "unknown":
-        key = draw(KEY.filter(lambda k: k not in TaskSpec.model_fields))
+    key = draw(field_key(TaskSpec))
     task = {**BASE_TASK, key: draw(ANY_VALUE)}
     assume(_refused_by_schema(TaskSpec, task) or task.get("name") != TASK)
     return Case(base, task, where=key, in_task=True)
