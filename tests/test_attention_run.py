@@ -134,3 +134,30 @@ def test_unsupported_family_is_refused_before_anything_is_written(tmp_path, falc
     with pytest.raises(CaptureError, match=r"models\[0\].*'falcon'.*set attention.capture: false"):
         _run(path)
     assert not (tmp_path / "run").exists()
+
+
+def test_dummy_needle_calibration_pairs_each_trial_with_its_dummy(tmp_path, tiny_model_dir):
+    """Needle mass minus the mass of a same-length dummy sentence at the same place (issue 4's calibration)."""
+    import pandas as pd
+
+    from evalkit.report import load_results, write_report
+    from evalkit.report.attention_calibration import dummy_calibration_table
+
+    path = tiny_config(tmp_path, tiny_model_dir, attention=CAPTURE, context_lengths=[160], depths=[0.0, 1.0],
+                       samples=2, controls=["dummy_needle"])
+    run_dir = _run(path).run_dir
+    records = load_results([run_dir])
+    table = dummy_calibration_table(records)
+    assert len(table) == 2 and (table["n"] == 2).all()
+    # by hand: the row-0 needle-region mass of each trial, mean over layers and heads, paired by sample
+    mass = {}
+    for r in records.itertuples(index=False):
+        att = read_trial_attention(attention_path(run_dir, r.trial_id))
+        mass[(r.extra.get("control", ""), r.depth, r.sample)] = float(att.region("needle")[:, :, 0].mean())
+    for row in table.itertuples(index=False):
+        diffs = [mass[("", row.depth, s)] - mass[("dummy_needle", row.depth, s)] for s in (0, 1)]
+        assert row.difference == pytest.approx(sum(diffs) / 2, abs=1e-6)
+        assert row.diff_low <= row.difference <= row.diff_high
+    report = write_report([run_dir], tmp_path / "report")
+    assert "Needle vs dummy needle" in report.report_md.read_text()
+    assert not pd.read_csv(tmp_path / "report" / "attention_dummy_calibration.csv").empty
