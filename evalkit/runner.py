@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from evalkit.attention.preflight import check_capture
 from evalkit.config import EvalConfig, ModelConfig
 from evalkit.controls import TrialPrompt
+from evalkit.distributed import current_slot, model_for_slot, shard_trials, wait_for_everyone
 from evalkit.errors import ConfigError
 from evalkit.memory import run_or_skip
 from evalkit.plan import expand, limit_trials
@@ -79,15 +80,22 @@ def run_eval(
     if limit is not None:
         trials = limit_trials(trials, limit)
     run_dir = Path(config.output_dir)
-    with RunStore(run_dir) as store:
+    slot = current_slot()
+    with RunStore(run_dir, slot.records_name, slot.lock_name, slot.prompts_name) as store:
         done = store.open(run_header(config, config_path, revisions))
         if retry_skipped and store.forget_skipped():
             done = store.finished_ids()
+        trials = shard_trials(trials, slot)  # this process's share (all of them for one process)
         todo = [t for t in trials if t.trial_id not in done]
         log.info("%s: %d trials planned, %d already done, %d to run", run_dir, len(trials), len(trials) - len(todo), len(todo))
         ran = _run_trials(config, config_path, tasks, todo, store, quiet)
         skipped = len(store.skipped_ids() & {t.trial_id for t in trials})
-    report_dir = _write_report(run_dir) if write_report else None
+    # with several processes the main one reports once all are done (see distributed.py)
+    if write_report and not wait_for_everyone(slot):
+        log.warning("%s: %d processes and no process group to wait on: run `evalkit report %s` when all are done",
+                    run_dir, slot.world_size, run_dir)  # fmt: skip
+        write_report = False
+    report_dir = _write_report(run_dir) if write_report and slot.is_main else None
     return RunSummary(run_dir, len(trials), len(trials) - len(todo), ran, time.perf_counter() - started, report_dir,
                       skipped)
 
@@ -156,7 +164,7 @@ def _scheduled(
 def _open_model(model_cfg: ModelConfig, config: EvalConfig, config_path: Path, tasks: dict[str, PreparedTask]) -> _ModelSession:
     from evalkit.models import load_model
 
-    loaded = load_model(model_cfg)
+    loaded = load_model(model_for_slot(model_cfg, current_slot(), f"{config_path}: models"))
     builder = PromptBuilder(loaded.tokenizer)
     session = _ModelSession(model_cfg, loaded, builder)
     if config.attention.capture:

@@ -84,8 +84,8 @@ class RunLock:
     Where ``flock`` is missing (Windows) a pid file with a liveness check is used instead.
     """
 
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / LOCK_FILE
+    def __init__(self, run_dir: Path, name: str = LOCK_FILE) -> None:
+        self.path = run_dir / name
         self.held = False
         self._fd: int | None = None
 
@@ -190,11 +190,15 @@ def read_record_lines(path: Path) -> Iterable[dict[str, Any]]:
 class RunStore:
     """Owns one run directory for the length of a run (use as a context manager)."""
 
-    def __init__(self, run_dir: str | Path, records_name: str = "trials.jsonl") -> None:
+    def __init__(
+        self, run_dir: str | Path, records_name: str = "trials.jsonl", lock_name: str = LOCK_FILE,
+        prompts_name: str = PROMPTS_FILE,
+    ) -> None:
+        # several processes on one run (evalkit/distributed.py) each pass their own file names
         self.run_dir = Path(run_dir)
         self.records_path = self.run_dir / records_name
-        self.prompts_path = self.run_dir / PROMPTS_FILE
-        self.lock = RunLock(self.run_dir)
+        self.prompts_path = self.run_dir / prompts_name
+        self.lock = RunLock(self.run_dir, lock_name)
 
     def __enter__(self) -> "RunStore":
         return self
