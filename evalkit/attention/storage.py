@@ -116,8 +116,11 @@ def attention_for_records(records: pd.DataFrame) -> list[TrialAttention | None]:
     """The arrays of each record row (in order), None where a trial has none (capture off, or skipped)."""
     out: list[TrialAttention | None] = []
     for run_dir, trial_id, status in zip(records["run_dir"], records["trial_id"], records["status"]):
+        if status != "ok" or not _TRIAL_ID.fullmatch(str(trial_id)):  # such an id was never given an array
+            out.append(None)
+            continue
         path = attention_path(run_dir, str(trial_id))
-        out.append(read_trial_attention(path) if status == "ok" and path.is_file() else None)
+        out.append(read_trial_attention(path) if path.is_file() else None)
     return out
 
 
