@@ -222,7 +222,9 @@ def read_yaml_mapping(path: str | Path, error: type[Exception], keys_hint: str) 
     if not file.is_file():
         raise error(f"{label}: not a file; give the path of a .yaml file")
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        data = _safe_load_unique_keys(file.read_text(encoding="utf-8"))
+    except DuplicateKeyError as exc:
+        raise error(f"{label}: {exc}; keep one of them (YAML would silently use the last)") from None
     except yaml.YAMLError as exc:
         raise error(f"{label}: {_yaml_problem(exc)}; fix the YAML syntax there") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -234,6 +236,40 @@ def read_yaml_mapping(path: str | Path, error: type[Exception], keys_hint: str) 
             f"{label}: top level: expected a mapping of keys ({keys_hint}), got {found}; write key: value pairs"
         )
     return data
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping that names one key twice (a typo that plain YAML resolves silently: the last one wins)."""
+
+
+class _UniqueKeySafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (plain data only, never Python objects) that refuses repeated keys."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeySafeLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    loader.flatten_mapping(node)
+    first_line: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, (str, int, float, bool)):
+            continue  # unhashable or odd keys: the schema refuses them later with a clearer message
+        line = key_node.start_mark.line + 1
+        if key in first_line:
+            raise DuplicateKeyError(f"line {line}: key {key!r} appears twice (first on line {first_line[key]})")
+        first_line[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeySafeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def _safe_load_unique_keys(text: str) -> Any:
+    """``yaml.safe_load`` that also refuses a key written twice in one mapping."""
+    loader = _UniqueKeySafeLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

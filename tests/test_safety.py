@@ -159,3 +159,17 @@ def test_hostile_model_and_task_names_stay_inside_the_report_dir_and_are_escaped
     for name in ("report.md", "summary.md"):
         prose = re.sub(r"`[^`\n]*`", "", (out / name).read_text())
         assert "<img src=x" not in prose and "<b>bold</b>" not in prose and "<script>" not in prose, name
+
+
+@pytest.mark.parametrize("text, key", [
+    ("models: [x]\ntasks: [passkey]\ndepths: [0]\ndepths: [1]\n", "depths"),
+    ("models:\n  - name: x\n    dtype: float32\n    dtype: bfloat16\ntasks: [passkey]\n", "dtype"),
+])
+def test_a_key_written_twice_is_refused_not_silently_overwritten(tmp_path, text, key):
+    from evalkit.config import load_config
+    from evalkit.errors import ConfigError
+
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"dup.yaml: line \d+: key '{key}' appears twice \(first on line \d+\)"):
+        load_config(path)
