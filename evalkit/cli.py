@@ -162,6 +162,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report, "list": cmd_list}
 
 
+def _one_line(text: str) -> str:
+    """``text`` with control characters escaped (a key such as "\x1e" would otherwise break the line)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``evalkit`` console script."""
     args = build_parser().parse_args(argv)
@@ -172,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EvalkitError as err:
         if args.debug:
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_one_line(str(err))}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("interrupted: finished trials are saved; run the same command again to resume", file=sys.stderr)
