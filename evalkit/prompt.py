@@ -123,10 +123,9 @@ class PromptBuilder:
         context regions). Depths are fractions of the haystack alone, needles not counted.
 
         ``sentences`` is consumed only as far as the haystack needs. With ``length_tolerance_tokens``
-        0 one sentence is cut at token level so the prompt has exactly ``context_length`` tokens: its
-        tail opens the haystack (as if reading from the middle of a text), and the haystack ends on a
-        whole sentence;
-        with a tolerance the prompt may end up to that many tokens short, on a sentence boundary,
+        0 one sentence is cut at token level so the prompt has exactly ``context_length`` tokens: its tail
+        opens the haystack (as if reading from the middle of a text), and the haystack ends on a whole
+        sentence; with a tolerance the prompt may end up to that many tokens short, on a sentence boundary,
         instead of cutting a sentence (it is never longer than ``context_length``). Raises
         PlacementError when the fixed parts do not fit or a check fails, HaystackError when
         ``sentences`` runs dry.
@@ -145,17 +144,16 @@ class PromptBuilder:
         budget_tokens = context_length - fixed_tokens
         pieces = self._take_haystack(iter(sentences), budget_tokens, length_tolerance_tokens, context_length)
 
-        # place the needle at the boundary nearest the requested depth
         boundary_token_offsets = list(accumulate((len(piece) for piece in pieces), initial=0))
-        needle_index = closest_boundary(boundary_token_offsets, depth)
-        before_tokens = boundary_token_offsets[needle_index]
-        haystack_tokens = boundary_token_offsets[-1]
         if extra_needles:
             from evalkit.multi_needle import place_needles
 
             return place_needles(self, parts, frame, pieces, boundary_token_offsets, [needle_ids, *extra_ids],
                                      [depth, *(d for _, d in extra_needles)], [t for t, _ in extra_needles],
                                      context_length, length_tolerance_tokens)
+        # place the needle at the boundary nearest the requested depth
+        needle_index = closest_boundary(boundary_token_offsets, depth)
+        before_tokens, haystack_tokens = boundary_token_offsets[needle_index], boundary_token_offsets[-1]
         input_ids = tuple(
             chain(frame.head_ids, *pieces[:needle_index], needle_ids, *pieces[needle_index:], frame.tail_ids)
         )

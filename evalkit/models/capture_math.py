@@ -17,6 +17,7 @@ Conventions (those of transformers' attention functions):
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -141,6 +142,23 @@ def region_mass(
     )[0]
 
 
+def _visible_chunks(bias: MaskBias, k_len: int, chunk_tokens: int) -> list[tuple[int, int, Any]]:
+    """Key chunks ``(start, end, bias)``; chunks that no row can see are left out of both passes."""
+    chunks = []
+    for start in range(0, k_len, chunk_tokens):
+        end = min(start + chunk_tokens, k_len)
+        extra = bias(start, end)
+        if not (isinstance(extra, str) and extra == ALL_MASKED):
+            chunks.append((start, end, extra))
+    return chunks
+
+
+def _prefix_sums_at(probs: torch.Tensor, offsets: torch.Tensor, width: int, shape: torch.Size) -> torch.Tensor:
+    """Sums of ``probs`` (one chunk, ``width`` keys) before each boundary ``offsets`` (clamped into the chunk)."""
+    cumulative = torch.nn.functional.pad(probs.cumsum(-1), (1, 0))  # [B, Hkv, G*Q, C+1], 0 first
+    return cumulative.gather(-1, offsets.clamp(0, width).expand(*shape))
+
+
 def region_mass_argmax(
     query_rows: torch.Tensor,
     key: torch.Tensor,
@@ -168,13 +186,7 @@ def region_mass_argmax(
             scores = torch.tanh(scores / softcap) * softcap
         return scores if extra is None else scores + extra
 
-    # chunks and their biases; chunks that no row can see are left out of both passes
-    chunks = []
-    for start in range(0, k_len, chunk_tokens):
-        end = min(start + chunk_tokens, k_len)
-        extra = bias(start, end)
-        if not (isinstance(extra, str) and extra == ALL_MASKED):
-            chunks.append((start, end, extra))
+    chunks = _visible_chunks(bias, k_len, chunk_tokens)
 
     # pass 1: running max and softmax denominator, rescaled online chunk by chunk. Probabilities are taken
     # relative to the max (as eager's softmax does): a log-sum-exp of large logits would lose float32 digits.
@@ -207,9 +219,7 @@ def region_mass_argmax(
     prefix = torch.zeros((batch, kv_heads, group * n_rows, flat_bounds.shape[-1]), device=q.device)
     for start, end, extra in chunks:
         probs = torch.exp(logits(start, end, extra) - reference) / denominator[..., None]  # [B, Hkv, G*Q, C]
-        cumulative = torch.nn.functional.pad(probs.cumsum(-1), (1, 0))  # [B, Hkv, G*Q, C+1], 0 first
-        index = (flat_bounds - start).clamp(0, end - start).expand(*prefix.shape)
-        prefix += cumulative.gather(-1, index)
+        prefix += _prefix_sums_at(probs, flat_bounds - start, end - start, prefix.shape)
     mass = prefix[..., 1::2] - prefix[..., 0::2]  # [B, Hkv, G*Q, R]
     argmax = best_index.reshape(batch, kv_heads, group, n_rows).reshape(batch, heads, n_rows)
     return mass.reshape(batch, kv_heads, group, n_rows, -1).reshape(batch, heads, n_rows, -1), argmax
