@@ -136,13 +136,9 @@ class PromptBuilder:
         frame, needle_ids = self._frame(parts), self._needle_ids(parts.needle)
         extra_ids = [self._needle_ids(text) for text, _ in extra_needles]
         fixed_tokens = len(frame.head_ids) + len(needle_ids) + len(frame.tail_ids) + sum(map(len, extra_ids))
-        if fixed_tokens > context_length:
-            raise PlacementError(
-                f"context_length {context_length} is too small: template, instructions, needle and question "
-                f"take {fixed_tokens} tokens; use at least {fixed_tokens} + room for the haystack"
-            )
-        budget_tokens = context_length - fixed_tokens
-        pieces = self._take_haystack(iter(sentences), budget_tokens, length_tolerance_tokens, context_length)
+        _require_room(fixed_tokens, context_length)
+        pieces = self._take_haystack(iter(sentences), context_length - fixed_tokens, length_tolerance_tokens,
+                                     context_length)
 
         boundary_token_offsets = list(accumulate((len(piece) for piece in pieces), initial=0))
         if extra_needles:
@@ -372,3 +368,12 @@ def _check_request(context_length: int, depth: float, tolerance_tokens: int) -> 
         raise PlacementError(f"depth must be a fraction in [0, 1], got {depth!r}")
     if isinstance(tolerance_tokens, bool) or not isinstance(tolerance_tokens, numbers.Integral) or tolerance_tokens < 0:
         raise PlacementError(f"length_tolerance_tokens must be a whole number >= 0, got {tolerance_tokens!r}")
+
+
+def _require_room(fixed_tokens: int, context_length: int) -> None:
+    """Refuse a length that the fixed parts (template, instructions, needles, question) already fill."""
+    if fixed_tokens > context_length:
+        raise PlacementError(
+            f"context_length {context_length} is too small: template, instructions, needle and question "
+            f"take {fixed_tokens} tokens; use at least {fixed_tokens} + room for the haystack"
+        )

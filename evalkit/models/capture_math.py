@@ -159,6 +159,37 @@ def _prefix_sums_at(probs: torch.Tensor, offsets: torch.Tensor, width: int, shap
     return cumulative.gather(-1, offsets.clamp(0, width).expand(*shape))
 
 
+def _first_pass(chunks: list[tuple[int, int, Any]], logits: Callable[..., torch.Tensor], shape: tuple[int, ...],
+                device: torch.device, sink: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Running max, softmax denominator (rescaled online chunk by chunk) and strongest key index per row.
+
+    Probabilities are taken relative to the max (as eager's softmax does): a log-sum-exp of large logits
+    would lose float32 digits. The sink column joins the denominator but is never a strongest key.
+    """
+    row_max = torch.full(shape, float("-inf"), device=device)
+    denominator = torch.zeros_like(row_max)  # [B, Hkv, G*Q]
+    best = torch.full_like(row_max, float("-inf"))  # strongest key logit so far
+    best_index = torch.full(shape, -1, dtype=torch.long, device=device)
+
+    def absorb(scores: torch.Tensor) -> None:
+        nonlocal row_max, denominator
+        new_max = torch.maximum(row_max, scores.amax(-1))
+        reference = new_max.masked_fill(new_max == float("-inf"), 0.0)  # nothing attendable yet: avoid inf - inf
+        denominator = denominator * torch.exp(row_max - reference) + torch.exp(scores - reference[..., None]).sum(-1)
+        row_max = new_max
+
+    for start, end, extra in chunks:
+        scores = logits(start, end, extra)
+        absorb(scores)
+        chunk_best, chunk_index = scores.max(-1)
+        better = chunk_best > best  # strict: an earlier chunk keeps a tie, as argmax keeps the first index
+        best = torch.where(better, chunk_best, best)
+        best_index = torch.where(better, chunk_index + start, best_index)
+    if sink is not None:
+        absorb(sink)
+    return row_max, denominator, best_index
+
+
 def region_mass_argmax(
     query_rows: torch.Tensor,
     key: torch.Tensor,
@@ -188,30 +219,12 @@ def region_mass_argmax(
 
     chunks = _visible_chunks(bias, k_len, chunk_tokens)
 
-    # pass 1: running max and softmax denominator, rescaled online chunk by chunk. Probabilities are taken
-    # relative to the max (as eager's softmax does): a log-sum-exp of large logits would lose float32 digits.
-    row_max = torch.full((batch, kv_heads, group * n_rows), float("-inf"), device=q.device)
-    denominator = torch.zeros_like(row_max)  # [B, Hkv, G*Q]
-    best = torch.full_like(row_max, float("-inf"))  # strongest key logit so far (keys only, never the sink)
-    best_index = torch.full(row_max.shape, -1, dtype=torch.long, device=q.device)  # [B, Hkv, G*Q]
-
-    def absorb(scores: torch.Tensor) -> None:
-        nonlocal row_max, denominator
-        new_max = torch.maximum(row_max, scores.amax(-1))
-        reference = new_max.masked_fill(new_max == float("-inf"), 0.0)  # nothing attendable yet: avoid inf - inf
-        denominator = denominator * torch.exp(row_max - reference) + torch.exp(scores - reference[..., None]).sum(-1)
-        row_max = new_max
-
-    for start, end, extra in chunks:
-        scores = logits(start, end, extra)
-        absorb(scores)
-        chunk_best, chunk_index = scores.max(-1)
-        better = chunk_best > best  # strict: an earlier chunk keeps a tie, as argmax keeps the first index
-        best = torch.where(better, chunk_best, best)
-        best_index = torch.where(better, chunk_index + start, best_index)
+    # pass 1: running max and softmax denominator, and each row's strongest key
+    sink = None
     if sinks is not None:  # the sink takes a share of the denominator but belongs to no key
         sink = sinks.float().reshape(1, kv_heads, group, 1).expand(batch, kv_heads, group, n_rows)
-        absorb(sink.reshape(batch, kv_heads, group * n_rows, 1))
+        sink = sink.reshape(batch, kv_heads, group * n_rows, 1)
+    row_max, denominator, best_index = _first_pass(chunks, logits, (batch, kv_heads, group * n_rows), q.device, sink)
     reference = row_max.masked_fill(row_max == float("-inf"), 0.0)[..., None]  # [B, Hkv, G*Q, 1]
 
     # pass 2: prefix sums of probabilities, read at every region boundary
