@@ -96,21 +96,30 @@ def build_items(loaded, lengths: list[int], depths: list[float], seed: int, task
     return items
 
 
-def way_floor(loaded, items: list[Item], _args) -> list:
+def _timed(items: list[Item], spent: dict[int, float] | None):
+    """The items, adding each one's wall time (the loop body) to ``spent[length]``."""
+    for item in items:
+        started = time.perf_counter()
+        yield item
+        if spent is not None:
+            spent[item.length] = spent.get(item.length, 0.0) + time.perf_counter() - started
+
+
+def way_floor(loaded, items: list[Item], _args, spent: dict[int, float] | None = None) -> list:
     model = loaded.model
     with torch.inference_mode():
-        for item in items:
+        for item in _timed(items, spent):
             model(input_ids=torch.tensor([item.ids], device=loaded.device), use_cache=True, logits_to_keep=1)
     return []
 
 
-def way_evalkit(loaded, items: list[Item], args, reuse: bool, capture) -> list:
+def way_evalkit(loaded, items: list[Item], args, reuse: bool, capture, spent: dict[int, float] | None = None) -> list:
     from evalkit.models import run_prompt
     from evalkit.models.prefix import PrefixCache
 
     prefix = PrefixCache(loaded) if reuse else None
     results = []
-    for item in items:
+    for item in _timed(items, spent):
         rec = capture.record(torch.tensor([[len(item.ids) - 1]]), torch.tensor([item.spans]))
         reuse_args = {"prefix": prefix, "prefix_tokens": item.prefix_tokens} if reuse else {}
         out = run_prompt(loaded, item.ids, item.gold, args.max_new_tokens, prefill_context=rec, **reuse_args)
@@ -118,10 +127,21 @@ def way_evalkit(loaded, items: list[Item], args, reuse: bool, capture) -> list:
     return results
 
 
-def way_naive(loaded, items: list[Item], args) -> list:
+def way_captured(loaded, items: list[Item], args, reuse: bool, spent: dict[int, float] | None = None) -> list:
+    """``way_evalkit`` with a capture attached for this way only (detached after it)."""
+    from evalkit.models.capture import AttentionCapture
+
+    capture = AttentionCapture.attach(loaded.model)
+    try:
+        return way_evalkit(loaded, items, args, reuse, capture, spent)
+    finally:
+        capture.detach()
+
+
+def way_naive(loaded, items: list[Item], args, spent: dict[int, float] | None = None) -> list:
     model = loaded.model
     results = []
-    for item in items:
+    for item in _timed(items, spent):
         ids = torch.tensor([item.ids], device=loaded.device)
         with torch.inference_mode():
             out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
@@ -219,6 +239,22 @@ def print_table(times: dict[str, list[float]], counters: dict, peaks: dict, titl
               f"{counter.prefill_tokens} | {counter.decode_tokens} | {max(peaks[way]):.0f} | {median / floor:.2f} |")  # fmt: skip
 
 
+def print_length_table(per_length: dict[str, list[dict[int, float]]], lengths: list[int]) -> None:
+    """Seconds per context length (median over rounds) and the ratios against (b) and (d)."""
+    def median(way: str, length: int) -> float:
+        return statistics.median(spent[length] for spent in per_length[way])
+
+    ways = [w for w in WAYS if w in per_length]
+    print("| length | " + " | ".join(f"({w}) s" for w in ways) + " | (d)/(b) | (c)/(b) |" + (" (a)/(d) |" if "a" in ways else ""))
+    print("| ---: " * (len(ways) + 3 + ("a" in ways)) + "|")
+    for length in lengths:
+        cells = [f"{median(w, length):.2f}" for w in ways]
+        ratios = [median("d", length) / median("b", length), median("c", length) / median("b", length)]
+        if "a" in ways:
+            ratios.append(median("a", length) / median("d", length))
+        print(f"| {length} | " + " | ".join(cells) + " | " + " | ".join(f"{r:.2f}" for r in ratios) + " |")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct", help="evalkit model name (alias, path, Hub id)")
@@ -243,35 +279,35 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{args.model}: {len(items)} prompts ({args.depths} depths x lengths {args.lengths}), "
           f"{sum(len(i.ids) for i in items)} prompt tokens, torch threads {torch.get_num_threads()}")  # fmt: skip
     capture = AttentionCapture.attach(loaded.model)  # idle outside a record block (one ContextVar lookup per layer)
+    capture.detach()  # (a) and (b) run on the plain model; (c) and (d) attach their own
     ways = {
-        "a": lambda: way_naive(loaded, items, args),
-        "b": lambda: way_floor(loaded, items, args),
-        "c": lambda: way_evalkit(loaded, items, args, reuse=False, capture=capture),
-        "d": lambda: way_evalkit(loaded, items, args, reuse=True, capture=capture),
+        "a": lambda spent: way_naive(loaded, items, args, spent),
+        "b": lambda spent: way_floor(loaded, items, args, spent),
+        "c": lambda spent: way_captured(loaded, items, args, False, spent),
+        "d": lambda spent: way_captured(loaded, items, args, True, spent),
     }
     if args.skip_naive:
         del ways["a"]
-    capture.detach()  # (a) and (b) run on the plain model; (c) and (d) attach again
+    with torch.inference_mode():  # warm-up: the first forward of a process pays one-off costs (allocator, kernels)
+        loaded.model(input_ids=torch.tensor([items[0].ids], device=loaded.device), use_cache=True, logits_to_keep=1)
     times: dict[str, list[float]] = {w: [] for w in ways}
+    per_length: dict[str, list[dict[int, float]]] = {w: [] for w in ways}
     peaks: dict[str, list[float]] = {w: [] for w in ways}
     counters, results = {}, {}
     order = list(ways)
     for round_index in range(args.rounds):
         for way in order[round_index % len(order) :] + order[: round_index % len(order)]:
-            if way in ("c", "d"):
-                capture = AttentionCapture.attach(loaded.model)
-                ways[way] = (lambda reuse: lambda: way_evalkit(loaded, items, args, reuse, capture))(way == "d")
-            try:
-                elapsed, counter, peak, out = run_way(loaded, ways[way], "cpu")
-            finally:
-                if way in ("c", "d"):
-                    capture.detach()
+            spent: dict[int, float] = {}
+            elapsed, counter, peak, out = run_way(loaded, lambda: ways[way](spent), "cpu")
             times[way].append(elapsed)
+            per_length[way].append(spent)
             peaks[way].append(peak)
             counters[way], results[way] = counter, out
             print(f"  round {round_index + 1}: {LABELS[way]}: {elapsed:.1f} s", flush=True)
     print()
     print_table(times, counters, peaks, f"{args.model}, float32, CPU, {len(items)} trials, max_new_tokens {args.max_new_tokens}")
+    print()
+    print_length_table(per_length, args.lengths)
     print()
     for line in check(results):
         print(line)

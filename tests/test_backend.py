@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from evalkit.models import backend, load_from_objects, run_prompt
+from evalkit.models.draft import forget
 
 VOCAB = 49152  # SmolLM2 tokenizer size
 PROMPT_TOKENS = 40
@@ -130,48 +131,96 @@ def test_same_prompt_twice_is_identical(loaded) -> None:
     assert first.generated_text == second.generated_text
 
 
-def test_prompt_is_prefilled_once(loaded) -> None:
-    """Forward lengths: prompt once, then gold[:-1] on the cache (or prompt+gold[:-1] in the fallback), then 1s."""
-    prompt, gold = _ids(PROMPT_TOKENS, seed=8), _ids(4, seed=9)
+def _forward_lengths(loaded, call) -> tuple[list[int], object]:
     lengths: list[int] = []
     handle = loaded.model.register_forward_pre_hook(
         lambda _module, _args, kwargs: lengths.append(kwargs["input_ids"].shape[1]), with_kwargs=True
     )
     try:
-        out = run_prompt(loaded, prompt, gold, max_new_tokens=NEW_TOKENS, stop_token_ids=())
+        return lengths, call()
     finally:
         handle.remove()
+
+
+def test_prompt_is_prefilled_once(loaded) -> None:
+    """A model's first trial: prompt once, gold[:-1] on the cache (prompt+gold[:-1] in the fallback), then 1s.
+    Later trials: prompt + draft (gold, as the greedy answer is unknown) in one forward, then 1s."""
+    prompt, gold = _ids(PROMPT_TOKENS, seed=8), _ids(4, seed=9)
+    forget(loaded.model)
+    first, out = _forward_lengths(loaded, lambda: run_prompt(loaded, prompt, gold, NEW_TOKENS, stop_token_ids=()))
     uses_fallback = loaded.name == "tiny-mistral-sw16"
     gold_forward = PROMPT_TOKENS + len(gold) - 1 if uses_fallback else len(gold) - 1
-    assert lengths == [PROMPT_TOKENS, gold_forward] + [1] * (len(out.generated_token_ids) - 1)
+    assert first == [PROMPT_TOKENS, gold_forward] + [1] * (len(out.generated_token_ids) - 1)
+    later, again = _forward_lengths(loaded, lambda: run_prompt(loaded, prompt, gold, NEW_TOKENS, stop_token_ids=()))
+    assert again.generated_token_ids == out.generated_token_ids
+    assert again.gold_logprob_sum == pytest.approx(out.gold_logprob_sum, abs=1e-5)
+    assert out.generated_token_ids[0] != gold[0]  # the draft is refused at once: decoding from the prompt
+    expected = first if uses_fallback else [PROMPT_TOKENS + len(gold)] + [1] * (len(out.generated_token_ids) - 1)
+    assert later == expected
 
 
-def test_stop_on_tokenizer_eos_and_skip_special_tokens(loaded) -> None:
+def test_a_right_draft_needs_no_decode_forward(loaded) -> None:
+    """Gold = the greedy answer, tail = the rest of it: one forward gives answer and log-prob, as generate does."""
+    prompt = _ids(PROMPT_TOKENS, seed=4)
+    expected = _generate(loaded.model, prompt, eos=None)  # NEW_TOKENS tokens
+    gold, tail = expected[:3], expected[3:]
+    forget(loaded.model)
+    run_prompt(loaded, prompt, gold, NEW_TOKENS, stop_token_ids=())  # learns the model's cache type
+    lengths, out = _forward_lengths(
+        loaded, lambda: run_prompt(loaded, prompt, gold, NEW_TOKENS, stop_token_ids=(), answer_tail=tail)
+    )
+    assert list(out.generated_token_ids) == expected
+    reference = float(_reference_logprobs(loaded.model, prompt, gold).sum())
+    assert out.gold_logprob_sum == pytest.approx(reference, abs=1e-4) and out.gold_first_token_is_argmax
+    if loaded.name == "tiny-mistral-sw16":  # window 16 < prompt: no draft, the classic path
+        assert lengths == [PROMPT_TOKENS, len(gold) - 1 + PROMPT_TOKENS] + [1] * (NEW_TOKENS - 1)
+    else:
+        assert lengths == [PROMPT_TOKENS + NEW_TOKENS - 1]  # the draft stops one short: max_new_tokens reached
+        # without a tail the answer is learned: the next trial drafts the same tokens by itself
+        run_prompt(loaded, prompt, gold, NEW_TOKENS, stop_token_ids=())
+        lengths, learned = _forward_lengths(loaded, lambda: run_prompt(loaded, prompt, gold, NEW_TOKENS, stop_token_ids=()))
+        assert learned.generated_token_ids == out.generated_token_ids and lengths == [PROMPT_TOKENS + NEW_TOKENS - 1]
+
+
+@pytest.mark.parametrize("path", ["classic", "draft"])
+def test_stop_on_tokenizer_eos_and_skip_special_tokens(loaded, path: str) -> None:
     """With default stop ids, <|im_end|> (the tokenizer's eos) ends decoding and is not in the text."""
     eos = loaded.tokenizer.eos_token_id
+    prompt, gold = _ids(PROMPT_TOKENS, seed=10), _ids(3, seed=11)
+    forget(loaded.model)
+    if path == "draft":
+        run_prompt(loaded, prompt, gold, max_new_tokens=NEW_TOKENS)  # learns the cache type: later trials draft
+    # classic: 1 prefill, 2 gold forward, 3 -> second token, 4 -> third token; draft: 1 prompt + gold, 2, 3
+    third_token_call = 3 if path == "draft" and loaded.name != "tiny-mistral-sw16" else 4
     calls = {"n": 0}
 
-    def force_eos_from_third_token(_module, _args, output):
-        # calls: 1 prefill, 2 gold forward, 3 -> second token, 4 -> third token
+    def force_eos_at_third_token(_module, _args, output):
         calls["n"] += 1
-        if calls["n"] >= 4:
+        if calls["n"] >= third_token_call:
             output = output.clone()
             output[..., eos] = 1e4
         return output
 
-    handle = loaded.model.get_output_embeddings().register_forward_hook(force_eos_from_third_token)
+    handle = loaded.model.get_output_embeddings().register_forward_hook(force_eos_at_third_token)
     try:
-        out = run_prompt(loaded, _ids(PROMPT_TOKENS, seed=10), _ids(3, seed=11), max_new_tokens=NEW_TOKENS)
+        out = run_prompt(loaded, prompt, gold, max_new_tokens=NEW_TOKENS)
     finally:
         handle.remove()
+    assert calls["n"] == third_token_call
     assert loaded.tokenizer.eos_token == "<|im_end|>" and eos in loaded.stop_token_ids
     assert len(out.generated_token_ids) == 3 and out.generated_token_ids[-1] == eos
     assert out.generated_text == loaded.tokenizer.decode(out.generated_token_ids[:2])
     assert "<|im_end|>" not in out.generated_text
 
 
-def test_prefill_context_wraps_only_the_prompt_forward(loaded) -> None:
-    """The slot for attention capture: entered once, around the one forward that sees the whole prompt."""
+@pytest.mark.parametrize("path", ["classic", "draft"])
+def test_prefill_context_wraps_only_the_prompt_forward(loaded, path: str) -> None:
+    """The slot for attention capture: entered once, around the one forward that sees the whole prompt
+    (with the drafted answer after it on the draft path)."""
+    prompt, gold = _ids(PROMPT_TOKENS, seed=13), _ids(3, seed=14)
+    forget(loaded.model)
+    if path == "draft":
+        run_prompt(loaded, prompt, gold, NEW_TOKENS, ())
     inside: list[int] = []
     state = {"active": False}
 
@@ -187,10 +236,11 @@ def test_prefill_context_wraps_only_the_prompt_forward(loaded) -> None:
         with_kwargs=True,
     )
     try:
-        run_prompt(loaded, _ids(PROMPT_TOKENS, seed=13), _ids(3, seed=14), NEW_TOKENS, (), prefill_context=Recording())
+        run_prompt(loaded, prompt, gold, NEW_TOKENS, (), prefill_context=Recording(), answer_tail=())
     finally:
         handle.remove()
-    assert inside == [PROMPT_TOKENS]
+    drafted = path == "draft" and loaded.name != "tiny-mistral-sw16"
+    assert inside == [PROMPT_TOKENS + len(gold) if drafted else PROMPT_TOKENS]
 
 
 def test_cache_path_is_chosen_by_cache_type(loaded) -> None:

@@ -12,6 +12,7 @@ import torch
 from evalkit.config import ModelConfig
 from evalkit.models import load_from_objects, run_prompt
 from evalkit.models.capture import AttentionCapture
+from evalkit.models.draft import answer_draft, forget
 from evalkit.models.prefix import PrefixCache
 from evalkit.prompt import PromptBuilder
 from evalkit.tasks import haystack_for_task, instantiate_needle, load_task, prompt_parts
@@ -85,13 +86,16 @@ def test_prompts_of_one_group_share_the_prefix_up_to_the_needle(grid) -> None:
 def test_reuse_matches_one_prefill_per_trial(family, grid, smollm2_tokenizer) -> None:
     prompts, gold = grid
     loaded = _loaded(family, smollm2_tokenizer)
-    plain = [run_prompt(loaded, p.input_ids, gold, NEW_TOKENS, stop_token_ids=()) for p in prompts]
+    plain = []
+    for p in prompts:  # the reference: classic path (prompt forward, gold forward, one-token decoding) every time
+        forget(loaded.model)
+        plain.append(run_prompt(loaded, p.input_ids, gold, NEW_TOKENS, stop_token_ids=()))
     prefix = PrefixCache(loaded)
     fed, handle = _count_fed_tokens(loaded.model)
     try:
         reused = [
             run_prompt(loaded, p.input_ids, gold, NEW_TOKENS, (), prefix=prefix,
-                       prefix_tokens=p.regions[REGION_CONTEXT_BEFORE].token_end)  # fmt: skip
+                       prefix_tokens=p.regions[REGION_CONTEXT_BEFORE].token_end, answer_tail=())  # fmt: skip
             for p in prompts
         ]
     finally:
@@ -101,19 +105,45 @@ def test_reuse_matches_one_prefill_per_trial(family, grid, smollm2_tokenizer) ->
         assert b.generated_token_ids == a.generated_token_ids
         assert b.gold_logprob_sum == pytest.approx(a.gold_logprob_sum, abs=1e-4)
         assert b.gold_first_token_is_argmax == a.gold_first_token_is_argmax
-    prompt_forwards = sum(t for t in fed if t > len(gold))  # prefix growth and trial extensions
+    prompt_forwards = [t for t in fed if t > 1]  # one-token forwards are decode steps
     full = LENGTH * len(prompts)
-    if family == "mistral-sw64":  # refused after one prefix forward; then plain prefills (+ the gold fallback)
+    if family == "mistral-sw64":  # refused after the first trial: plain prefills (+ the gold fallback), nothing more
         assert prefix.refused_from is not None and prefix.tokens == 0
-        gold_fallback = len(prompts) * (LENGTH + len(gold) - 1)
-        assert prompt_forwards == full + gold_fallback + prompts[0].regions[REGION_CONTEXT_BEFORE].token_end
+        assert sum(prompt_forwards) == full + len(prompts) * (LENGTH + len(gold) - 1)
     else:
         assert prefix.refused_from is None
+        # one forward per trial: the prompt from where the previous trial's prefix ends, then the draft
+        assert len(prompt_forwards) == len(prompts)
+        draft = len(answer_draft(gold, (), NEW_TOKENS))
         expected = prompts[-1].regions[REGION_CONTEXT_BEFORE].token_end + sum(
             LENGTH - p.regions[REGION_CONTEXT_BEFORE].token_end for p in prompts
         )
-        assert prompt_forwards == expected < 0.7 * full
+        assert sum(prompt_forwards) - len(prompts) * draft == expected < 0.7 * full
         assert prefix.cache.get_seq_length() == prefix.tokens  # cropped back after the last trial
+
+
+def test_long_extensions_fed_in_pieces_give_the_same_results(grid, smollm2_tokenizer, monkeypatch) -> None:
+    """With pieces of 16+ tokens (512+ in use), every trial still answers and scores as the classic path."""
+    import evalkit.models.draft as draft
+
+    prompts, gold = grid
+    loaded = _loaded("qwen2", smollm2_tokenizer)
+    plain = []
+    for p in prompts:
+        forget(loaded.model)
+        plain.append(run_prompt(loaded, p.input_ids, gold, NEW_TOKENS, stop_token_ids=()))
+    monkeypatch.setattr(draft, "MIN_PIECE_TOKENS", 16)
+    prefix = PrefixCache(loaded)
+    fed, handle = _count_fed_tokens(loaded.model)
+    try:
+        reused = [run_prompt(loaded, p.input_ids, gold, NEW_TOKENS, (), prefix=prefix, answer_tail=(),
+                             prefix_tokens=p.regions[REGION_CONTEXT_BEFORE].token_end) for p in prompts]  # fmt: skip
+    finally:
+        handle.remove()
+    for a, b in zip(plain, reused):
+        assert b.generated_token_ids == a.generated_token_ids
+        assert b.gold_logprob_sum == pytest.approx(a.gold_logprob_sum, abs=1e-4)
+    assert len([t for t in fed if t > 1]) > len(prompts)  # some extensions were split
 
 
 def test_out_of_order_and_changed_prefixes_are_cut_back(grid, smollm2_tokenizer) -> None:
@@ -133,8 +163,13 @@ def test_out_of_order_and_changed_prefixes_are_cut_back(grid, smollm2_tokenizer)
         assert prefix.held == list(ids[:start])
 
 
-def test_attention_capture_with_reuse_matches_capture_without(grid, smollm2_tokenizer) -> None:
-    """Rows stay prompt positions; keys span the whole cache, so region masses equal the plain prefill's."""
+@pytest.mark.parametrize("piece_tokens", [512, 16])
+def test_attention_capture_with_reuse_matches_capture_without(grid, smollm2_tokenizer, monkeypatch, piece_tokens) -> None:
+    """Rows stay prompt positions; keys span the whole cache, so region masses equal the plain prefill's
+    (also when long extensions are fed in pieces: the recorded forward holds every captured row)."""
+    import evalkit.models.draft as draft
+
+    monkeypatch.setattr(draft, "MIN_PIECE_TOKENS", piece_tokens)
     prompts, gold = grid
     loaded = _loaded("qwen2", smollm2_tokenizer)
     capture = AttentionCapture.attach(loaded.model)

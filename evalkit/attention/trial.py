@@ -56,8 +56,9 @@ def run_captured(
         decodes.append(recording)
         return recording
 
-    output = run_prompt(loaded, prompt.input_ids, gold_ids, max_new_tokens, stop_token_ids,
-                        prefill_context=prefill, decode_context=decode_step, **reuse)
+    # decode rows need one forward per answer token; without them the answer comes from the draft forward
+    output = run_prompt(loaded, prompt.input_ids, gold_ids, max_new_tokens, stop_token_ids, prefill_context=prefill,
+                        decode_context=decode_step if settings.decode_steps else None, **reuse)
     return output, _assemble(layout, prompt, output, [prefill, *decodes], settings.decode_steps + 1)
 
 

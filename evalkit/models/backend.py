@@ -1,4 +1,10 @@
-"""Run one prompt: a single prefill serves the gold-answer log-prob and greedy generation.
+"""Run one prompt: one forward serves the gold-answer log-prob and the greedy answer.
+
+    run_prompt: forward(prompt + draft)  -> gold log-probs and greedy tokens while the draft agrees
+                                            (draft = gold answer + the model's usual tail, models/draft.py)
+                continue_greedy(cache)   -> one-token decoding after the first disagreement only
+
+The classic path (a model's first trial, caches that cannot be cut back) runs the same in three steps:
 
     prefill(prompt)            -> KV cache + log-probs at the last prompt position
     score_gold(cache, gold)    -> teacher-force gold[:-1] on the cache in one forward, then crop it back
@@ -6,8 +12,8 @@
 
 Greedy decoding is plain argmax: the model's generation_config sampling and penalties (temperature,
 repetition_penalty, ...) are deliberately ignored, so outputs equal ``generate(do_sample=False)`` with
-default logits processors and are reproducible across models. Batch size is 1 for now; tensors keep
-the batch dimension so a batched version can reuse the shapes.
+default logits processors and are reproducible across models. Batch size is 1 here (``batch.py``
+batches); tensors keep the batch dimension.
 """
 
 from __future__ import annotations
@@ -20,6 +26,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from evalkit.errors import ModelLoadError
+from evalkit.models.draft import (
+    answer_draft,
+    crop_limit,
+    forward_with_draft,
+    greedy_from_draft,
+    memory_of,
+    tail_after_gold,
+)
 from evalkit.models.hf import LoadedModel
 from evalkit.types import TrialOutput
 
@@ -103,20 +117,9 @@ def prefill(
 
 def _can_crop(cache: Any, length_tokens: int) -> bool:
     """Whether ``cache`` can be rolled back after growing to ``length_tokens`` without losing prompt states."""
-    try:
-        from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
-    except ImportError:
-        return False
-    if not isinstance(cache, DynamicCache) or not hasattr(cache, "layers"):
-        return False
-    for layer in cache.layers:
-        if type(layer) is DynamicLayer:
-            continue
-        # a sliding layer drops its oldest states once full: only croppable while everything fits
-        if type(layer) is DynamicSlidingWindowLayer and length_tokens < layer.sliding_window:
-            continue
-        return False  # linear-attention / quantized / custom layers: crop is missing or lossy
-    return True
+    from evalkit.models.draft import crop_limit
+
+    return length_tokens < crop_limit(cache)
 
 
 def _gold_logits_with_cache(loaded: LoadedModel, state: PrefillState, forced: torch.Tensor) -> torch.Tensor:
@@ -148,22 +151,31 @@ def score_gold(loaded: LoadedModel, state: PrefillState, gold_ids: Sequence[int]
     """Log-prob of ``gold_ids`` after the prompt; the cache is left holding exactly the prompt."""
     import torch
 
-    gold = torch.tensor([list(gold_ids)], dtype=torch.long, device=state.next_logprobs.device)  # [1, G]
-    first = state.next_logprobs[gold[0, 0]]
-    logprobs = [first.reshape(1)]
-    if gold.shape[1] > 1:
-        forced = gold[:, :-1].to(state.input_ids.device)  # gold[-1] predicts nothing we score
+    rows = state.next_logprobs[None]  # [1, V]
+    if len(gold_ids) > 1:
+        forced = torch.tensor([list(gold_ids)[:-1]], dtype=torch.long, device=state.input_ids.device)  # [1, G-1]
         if _can_crop(state.cache, state.prompt_tokens + forced.shape[1]):
             logits = _gold_logits_with_cache(loaded, state, forced)
         else:
             logits = _gold_logits_without_cache(loaded, state, forced)
-        rest = logits.float().log_softmax(-1)  # [G-1, V]
-        logprobs.append(rest.gather(-1, gold[0, 1:, None].to(rest.device))[:, 0].to(first.device))
-    total = float(torch.cat(logprobs).sum())
+        rows = torch.cat([rows, logits.float().log_softmax(-1).to(rows.device)])  # [G, V]
+    return gold_score_from_logits(rows, gold_ids)
+
+
+def gold_score_from_logits(logits: torch.Tensor, gold_ids: Sequence[int]) -> GoldScore:
+    """Score from next-token logits (or log-probs) at the last prompt position and after each gold token.
+
+    ``logits`` ``[>= G, V]``: row 0 predicts ``gold[0]``, row ``j`` predicts ``gold[j]`` given ``gold[:j]``.
+    """
+    import torch
+
+    gold = torch.tensor([int(t) for t in gold_ids], dtype=torch.long, device=logits.device)  # [G]
+    logprobs = logits[: gold.shape[0]].float().log_softmax(-1).gather(-1, gold[:, None])[:, 0]  # [G]
+    total = float(logprobs.sum())
     return GoldScore(
         logprob_sum=total,
-        logprob_mean=total / gold.shape[1],
-        first_token_is_argmax=int(state.next_logprobs.argmax()) == int(gold[0, 0]),
+        logprob_mean=total / gold.shape[0],
+        first_token_is_argmax=int(logits[0].argmax()) == int(gold[0]),
     )
 
 
@@ -179,23 +191,42 @@ def greedy_decode(
     ``step_context(k)``, if given, is entered around the forward that feeds generated token ``k - 1``
     (``k = 1, 2, ...``; None: no context): the slot for capturing attention at decode steps.
     """
+    if max_new_tokens < 1:
+        return []
+    first = int(state.next_logprobs.argmax())  # argmax of log-probs = argmax of logits
+    return continue_greedy(loaded, state, [first], max_new_tokens, stop_token_ids, step_context)
+
+
+def continue_greedy(
+    loaded: LoadedModel,
+    state: PrefillState,
+    generated: list[int],
+    max_new_tokens: int,
+    stop_token_ids: Sequence[int],
+    step_context: Callable[[int], AbstractContextManager[Any] | None] | None = None,
+) -> list[int]:
+    """Greedy decoding after ``generated``: the cache holds the prompt and all of it but the last token."""
     import torch
 
     stops = set(stop_token_ids)
-    generated: list[int] = []
-    logits = state.next_logprobs  # [V]; argmax of log-probs = argmax of logits
-    while len(generated) < max_new_tokens:
-        token = int(logits.argmax())
-        generated.append(token)
-        if token in stops or len(generated) == max_new_tokens:
-            break
-        step = torch.tensor([[token]], dtype=torch.long, device=state.input_ids.device)  # [1, 1]
+    generated = list(generated)
+    while generated[-1] not in stops and len(generated) < max_new_tokens:
+        step = torch.tensor([[generated[-1]]], dtype=torch.long, device=state.input_ids.device)  # [1, 1]
         context = step_context(len(generated)) if step_context is not None else None
         with context if context is not None else nullcontext():
             out = loaded.model(input_ids=step, use_cache=True, **_with_cache(loaded.model, state.cache))
         state.cache = _output_cache(out)
-        logits = out.logits[0, -1].float()  # float32 like generate(), so ties break the same way
+        generated.append(int(out.logits[0, -1].float().argmax()))  # float32 like generate(): ties break alike
     return generated
+
+
+@dataclass
+class _Answer:
+    """What one trial's forwards gave: the gold score, the greedy tokens and the cache they leave."""
+
+    gold: GoldScore
+    generated: list[int]
+    cache: Any
 
 
 def run_prompt(
@@ -208,21 +239,29 @@ def run_prompt(
     prefix: PrefixCache | None = None,
     prefix_tokens: int = 0,
     decode_context: Callable[[int], AbstractContextManager[Any] | None] | None = None,
+    answer_tail: Sequence[int] | None = None,
 ) -> TrialOutput:
-    """Prefill ``input_ids`` once, score ``gold_ids`` on that cache, then decode greedily.
+    """Run ``input_ids`` once: the gold answer's log-prob and the greedy answer from the same forward.
+
+    The prompt is fed together with a draft answer (``models/draft.py``): the gold answer, then
+    ``answer_tail`` (None: what this model generated after the gold answer last time). Greedy tokens
+    are read off that forward for as long as the draft agrees; one-token decoding goes on after the
+    first disagreement. A model's first trial, and models whose cache cannot be cut back, take the
+    classic path instead: prompt forward, gold forward on the cache, then one-token decoding.
 
     ``stop_token_ids`` None means ``loaded.stop_token_ids`` (tokenizer and generation-config eos);
     an empty sequence decodes exactly ``max_new_tokens``. ``generated_token_ids`` ends with the stop
     id when one was hit (as ``generate`` does); the text skips special tokens.
-    ``prefill_context`` is entered around the prompt forward only (one forward: the slot for
+    ``prefill_context`` is entered around the one forward that feeds the prompt (the slot for
     attention capture, e.g. ``capture.record(rows, spans)``; read its result after the call).
 
-    Prefix reuse: with ``prefix`` (a ``PrefixCache``) the first ``prefix_tokens`` tokens of the prompt
-    come from that shared cache (grown or cut to them first); the prompt forward feeds only the rest,
-    and the cache is cropped back to the prefix afterwards, ready for the next trial. Capture rows
-    given to an ``AttentionCapture.record`` stay prompt positions (the recording is shifted); they
-    must lie after the prefix.
-    ``decode_context(k)`` is entered around decode forward ``k`` (see ``greedy_decode``).
+    Prefix reuse: with ``prefix`` (a ``PrefixCache``) the prompt's longest part already in that shared
+    cache is not fed again; afterwards the cache is cut to the first ``prefix_tokens`` tokens of this
+    prompt, ready for the next trial (trials in ascending ``prefix_tokens`` grow it by their own
+    forward: no separate prefix forward). Capture rows stay prompt positions (the recording is
+    shifted); they must lie after the prefix.
+    ``decode_context(k)`` is entered around decode forward ``k`` (see ``greedy_decode``); with it, every
+    answer token after the first is decoded one forward at a time (the rows capture needs).
     """
     import torch
 
@@ -231,24 +270,69 @@ def run_prompt(
     if len(gold_ids) == 0:
         raise ValueError("run_prompt: gold_ids is empty; the gold answer must have at least one token")
     stops = loaded.stop_token_ids if stop_token_ids is None else tuple(stop_token_ids)
+    memory = memory_of(loaded.model)
+    tail = memory.tail if answer_tail is None else tuple(answer_tail)
+    total = len(input_ids) + max(len(gold_ids), max_new_tokens)  # the longest the cache grows
     started = time.perf_counter()
     with torch.inference_mode():
-        past = None
-        if prefix is not None:  # None when the model's cache cannot be cut back: a plain prefill then
-            past = prefix.acquire(input_ids[:prefix_tokens], len(input_ids) + len(gold_ids) + max_new_tokens)
+        past, start = (None, 0) if prefix is None else prefix.acquire(input_ids[:prefix_tokens], total)
         try:
-            state = prefill(loaded, input_ids, prefill_context, past_cache=past)
-            gold = score_gold(loaded, state, gold_ids)
-            generated = greedy_decode(loaded, state, max_new_tokens, stops, decode_context)
-        finally:
-            if past is not None:
-                prefix.rollback()  # the trial's own tokens leave the shared cache, even on error
+            if past is not None or (memory.crop_limit is not None and total < memory.crop_limit):
+                draft = answer_draft(gold_ids, tail, max_new_tokens)
+                answer = _answer_with_draft(loaded, input_ids, gold_ids, draft, max_new_tokens, stops,
+                                            prefill_context, decode_context, past)
+            else:
+                answer = _answer_classic(loaded, input_ids, gold_ids, max_new_tokens, stops, prefill_context,
+                                         decode_context)
+                memory.crop_limit = crop_limit(answer.cache)
+        except BaseException:
+            if prefix is not None:
+                prefix.reset()  # a failed forward leaves the shared cache in an unknown state
+            raise
+        if prefix is not None:
+            prefix.keep(answer.cache, input_ids[:prefix_tokens], total)
+    learned = tail_after_gold(answer.generated, gold_ids)
+    if learned is not None and answer_tail is None:
+        memory.tail = learned
     return TrialOutput(
-        generated_text=loaded.tokenizer.decode(generated, skip_special_tokens=True),
-        generated_token_ids=tuple(generated),
+        generated_text=loaded.tokenizer.decode(answer.generated, skip_special_tokens=True),
+        generated_token_ids=tuple(answer.generated),
         gold_token_ids=tuple(int(token) for token in gold_ids),
-        gold_logprob_sum=gold.logprob_sum,
-        gold_logprob_mean=gold.logprob_mean,
-        gold_first_token_is_argmax=gold.first_token_is_argmax,
+        gold_logprob_sum=answer.gold.logprob_sum,
+        gold_logprob_mean=answer.gold.logprob_mean,
+        gold_first_token_is_argmax=answer.gold.first_token_is_argmax,
         elapsed_s=time.perf_counter() - started,
     )
+
+
+def _answer_classic(loaded, input_ids, gold_ids, max_new_tokens, stops, prefill_context, decode_context) -> _Answer:
+    """Prompt forward, gold forward on its cache (cropped back), then one-token greedy decoding."""
+    state = prefill(loaded, input_ids, prefill_context)
+    gold = score_gold(loaded, state, gold_ids)
+    generated = greedy_decode(loaded, state, max_new_tokens, stops, decode_context)
+    return _Answer(gold, generated, state.cache)
+
+
+def _answer_with_draft(
+    loaded, input_ids, gold_ids, draft, max_new_tokens, stops, prefill_context, decode_context, past
+) -> _Answer:
+    """One forward over prompt + draft; one-token decoding only where the draft and greedy part."""
+    import torch
+
+    forward = forward_with_draft(loaded, input_ids, draft, past, prefill_context)
+    gold = gold_score_from_logits(forward.logits, gold_ids)
+    ids = torch.tensor([list(input_ids)], dtype=torch.long, device=loaded.device)
+    if decode_context is not None:  # decode rows are captured one forward each: restart after the prompt
+        if draft:
+            forward.cache.crop(-len(draft))
+        state = PrefillState(ids, forward.cache, forward.logits[0].log_softmax(-1))
+        return _Answer(gold, greedy_decode(loaded, state, max_new_tokens, stops, decode_context), state.cache)
+    if max_new_tokens < 1:
+        return _Answer(gold, [], forward.cache)
+    generated, accepted, finished = greedy_from_draft(forward.logits, draft, stops, max_new_tokens)
+    if finished:
+        return _Answer(gold, generated, forward.cache)
+    if accepted < len(draft):
+        forward.cache.crop(-(len(draft) - accepted))  # keep the prompt and the agreed tokens
+    state = PrefillState(ids, forward.cache, forward.logits[accepted])
+    return _Answer(gold, continue_greedy(loaded, state, generated, max_new_tokens, stops), state.cache)

@@ -130,6 +130,7 @@ class AttentionRecording:
         self.rows = rows
         self.spans = spans
         self._row_span = (int(rows.min()), int(rows.max()))  # Python ints: no device sync per layer
+        self.first_row = self._row_span[0]  # as given (a prompt position under run_prompt), never shifted
         self.mass: torch.Tensor | None = None  # [B, layers, heads, Q, R], NaN until a layer reports
         self.remainder: torch.Tensor | None = None  # [B, layers, heads, Q]
         self.argmax: torch.Tensor | None = None  # [B, layers, heads, Q] absolute key positions, -1 until reported
