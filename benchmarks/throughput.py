@@ -7,13 +7,21 @@ and length), four ways, interleaved in rounds (the order rotates each round) and
                  output_attentions=True for the gold log-prob and the attention mass
   (b) floor      one bare sdpa prefill of every prompt (logits of the last position only): what any
                  harness that runs each prompt at least once cannot go below
-  (c) evalkit    run_prompt per trial with attention capture, prefix reuse off
+  (c) evalkit    run_prompt per trial with attention capture, prefix reuse off: one forward over
+                 prompt + drafted answer per trial (models/draft.py)
   (d) evalkit    the same with prefix reuse (reuse groups in ascending depth)
 
 Columns: median wall time over rounds, tokens in multi-token forwards (prefill-like: prompts, prefix
-growth, trial extensions, gold scoring) and 1-token decode forwards, peak resident memory above the state
-before the way ran (CPU: /proc VmHWM reset via clear_refs; CUDA: max_memory_allocated), and time / (b).
-(c) and (d) are checked against each other (answers, log-probs) and their attention mass against (a).
+growth, trial extensions, drafts, gold scoring) and 1-token decode forwards, peak resident memory above the
+state before the way ran (CPU: /proc VmHWM reset via clear_refs; CUDA: max_memory_allocated), and time /
+(b). A second table splits the times by context length. (c) and (d) are checked against each other
+(answers, log-probs) and their attention mass against (a).
+
+What bounds (d)/(b): reuse feeds the haystack once plus, per trial, everything from its needle on. With
+depths 0, 0.1, ..., 1 that is 6.5 prompts' worth of tokens instead of 11 (0.59), but the tokens it skips are
+the early ones, whose attention is cheapest: with a per-token cost a + b * position, the 11 trials cost
+0.59 * linear part + 0.74 * attention part of the floor (sum of 1 - d^2 over the depths, plus the haystack
+once: 8.15 of 11). The longer the prompt, the larger the attention part and the closer (d)/(b) gets to 0.74.
 
 Examples:
     python benchmarks/throughput.py                                  # SmolLM2 on CPU, 11 depths x 512/1024/2048

@@ -1,0 +1,36 @@
+"""The throughput benchmarks run end to end on a tiny model and print their tables (no timing is asserted)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _benchmark(name: str):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def test_throughput_prints_both_tables_and_the_checks(tiny_model_dir, capsys) -> None:
+    throughput = _benchmark("throughput")
+    throughput.main(["--model", str(tiny_model_dir), "--rounds", "1", "--lengths", "160", "224", "--depths", "3",
+                     "--max-new-tokens", "4"])  # fmt: skip
+    out = capsys.readouterr().out
+    for label in throughput.LABELS.values():
+        assert f"| {label} |" in out
+    assert "| 160 |" in out and "| 224 |" in out and "(d)/(b)" in out
+    # reuse changes no answer and no log-prob beyond float noise; attention mass matches the eager way
+    assert "(d) vs (c): 6/6 answers equal" in out and "(d) vs (a): 6/6 answers equal" in out
+    diffs = [float(line.split("max |gold log-prob diff| ")[1].split(",")[0]) for line in out.splitlines() if "(d) vs" in line]
+    assert len(diffs) == 2 and max(diffs) < 1e-4
+
+
+def test_gpu_benchmark_smoke_runs_on_cpu(capsys) -> None:
+    _benchmark("throughput_gpu").main(["--tiny", "--rounds", "1", "--lengths", "128", "--depths", "3"])
+    out = capsys.readouterr().out
+    assert "| 128 | 3 |" in out and "(d)/(b)" in out
