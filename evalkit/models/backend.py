@@ -272,25 +272,10 @@ def run_prompt(
     stops = loaded.stop_token_ids if stop_token_ids is None else tuple(stop_token_ids)
     memory = memory_of(loaded.model)
     tail = memory.tail if answer_tail is None else tuple(answer_tail)
-    total = len(input_ids) + max(len(gold_ids), max_new_tokens)  # the longest the cache grows
     started = time.perf_counter()
     with torch.inference_mode():
-        past, start = (None, 0) if prefix is None else prefix.acquire(input_ids[:prefix_tokens], total)
-        try:
-            if past is not None or (memory.crop_limit is not None and total < memory.crop_limit):
-                draft = answer_draft(gold_ids, tail, max_new_tokens)
-                answer = _answer_with_draft(loaded, input_ids, gold_ids, draft, max_new_tokens, stops,
-                                            prefill_context, decode_context, past)
-            else:
-                answer = _answer_classic(loaded, input_ids, gold_ids, max_new_tokens, stops, prefill_context,
-                                         decode_context)
-                memory.crop_limit = crop_limit(answer.cache)
-        except BaseException:
-            if prefix is not None:
-                prefix.reset()  # a failed forward leaves the shared cache in an unknown state
-            raise
-        if prefix is not None:
-            prefix.keep(answer.cache, input_ids[:prefix_tokens], total)
+        answer = _answer_on_prefix(loaded, input_ids, gold_ids, max_new_tokens, stops, tail, prefill_context,
+                                   decode_context, prefix, prefix_tokens)  # fmt: skip
     learned = tail_after_gold(answer.generated, gold_ids)
     if learned is not None and answer_tail is None:
         memory.tail = learned
@@ -303,6 +288,31 @@ def run_prompt(
         gold_first_token_is_argmax=answer.gold.first_token_is_argmax,
         elapsed_s=time.perf_counter() - started,
     )
+
+
+def _answer_on_prefix(
+    loaded, input_ids, gold_ids, max_new_tokens, stops, tail, prefill_context, decode_context, prefix, prefix_tokens
+) -> _Answer:
+    """Take the shared prefix (if any), pick the draft or the classic path, and keep the new prefix after."""
+    memory = memory_of(loaded.model)
+    total = len(input_ids) + max(len(gold_ids), max_new_tokens)  # the longest the cache grows
+    past, _ = (None, 0) if prefix is None else prefix.acquire(input_ids[:prefix_tokens], total)
+    try:
+        if past is not None or (memory.crop_limit is not None and total < memory.crop_limit):
+            draft = answer_draft(gold_ids, tail, max_new_tokens)
+            answer = _answer_with_draft(loaded, input_ids, gold_ids, draft, max_new_tokens, stops,
+                                        prefill_context, decode_context, past)  # fmt: skip
+        else:
+            answer = _answer_classic(loaded, input_ids, gold_ids, max_new_tokens, stops, prefill_context,
+                                     decode_context)  # fmt: skip
+            memory.crop_limit = crop_limit(answer.cache)
+    except BaseException:
+        if prefix is not None:
+            prefix.reset()  # a failed forward leaves the shared cache in an unknown state
+        raise
+    if prefix is not None:
+        prefix.keep(answer.cache, input_ids[:prefix_tokens], total)
+    return answer
 
 
 def _answer_classic(loaded, input_ids, gold_ids, max_new_tokens, stops, prefill_context, decode_context) -> _Answer:
