@@ -118,7 +118,7 @@ class BuiltPrompt:
 
 @dataclass(frozen=True)
 class TrialOutput:
-    """What the backend returns for one prompt (one prefill serves all of it)."""
+    """What the backend returns for one prompt (one forward over prompt + drafted answer serves all of it)."""
 
     generated_text: str
     generated_token_ids: tuple[int, ...]

@@ -1,4 +1,4 @@
-"""Models: built-in aliases, loading (``hf.py``) and the one-prefill backend (``backend.py``).
+"""Models: built-in aliases, loading (``hf.py``) and the one-forward backend (``backend.py``, ``draft.py``).
 
 Importing this package is cheap: torch and transformers load on first use.
 """
