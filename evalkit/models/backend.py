@@ -344,5 +344,5 @@ def _answer_with_draft(
         return _Answer(gold, generated, forward.cache)
     if accepted < len(draft):
         forward.cache.crop(-(len(draft) - accepted))  # keep the prompt and the agreed tokens
-    state = PrefillState(ids, forward.cache, forward.logits[accepted])
+    state = PrefillState(ids, forward.cache, forward.logits[accepted].log_softmax(-1))
     return _Answer(gold, continue_greedy(loaded, state, generated, max_new_tokens, stops), state.cache)
