@@ -260,8 +260,9 @@ def run_prompt(
     prompt, ready for the next trial (trials in ascending ``prefix_tokens`` grow it by their own
     forward: no separate prefix forward). Capture rows stay prompt positions (the recording is
     shifted); they must lie after the prefix.
-    ``decode_context(k)`` is entered around decode forward ``k`` (see ``greedy_decode``); with it, every
-    answer token after the first is decoded one forward at a time (the rows capture needs).
+    ``decode_context(k)`` is entered around decode forward ``k`` (see ``greedy_decode``): the forward
+    that feeds answer token ``k - 1``. On the draft path those forwards are replayed one token each from
+    the prompt for as long as ``decode_context`` returns a context (the rows capture wants).
     """
     import torch
 
@@ -331,18 +332,61 @@ def _answer_with_draft(
 
     forward = forward_with_draft(loaded, input_ids, draft, past, prefill_context)
     gold = gold_score_from_logits(forward.logits, gold_ids)
-    ids = torch.tensor([list(input_ids)], dtype=torch.long, device=loaded.device)
-    if decode_context is not None:  # decode rows are captured one forward each: restart after the prompt
-        if draft:
-            forward.cache.crop(-len(draft))
-        state = PrefillState(ids, forward.cache, forward.logits[0].log_softmax(-1))
-        return _Answer(gold, greedy_decode(loaded, state, max_new_tokens, stops, decode_context), state.cache)
     if max_new_tokens < 1:
         return _Answer(gold, [], forward.cache)
     generated, accepted, finished = greedy_from_draft(forward.logits, draft, stops, max_new_tokens)
+    ids = torch.tensor([list(input_ids)], dtype=torch.long, device=loaded.device)
+    if decode_context is not None:  # decode rows need forwards of their own: replay them from the prompt
+        if draft:
+            forward.cache.crop(-len(draft))
+        state = PrefillState(ids, forward.cache, forward.logits[0].log_softmax(-1))
+        return _Answer(gold, _replay_decode_rows(loaded, state, generated, finished, max_new_tokens, stops,
+                                                 decode_context), state.cache)  # fmt: skip
     if finished:
         return _Answer(gold, generated, forward.cache)
     if accepted < len(draft):
         forward.cache.crop(-(len(draft) - accepted))  # keep the prompt and the agreed tokens
     state = PrefillState(ids, forward.cache, forward.logits[accepted].log_softmax(-1))
     return _Answer(gold, continue_greedy(loaded, state, generated, max_new_tokens, stops), state.cache)
+
+
+def _replay_decode_rows(
+    loaded: LoadedModel,
+    state: PrefillState,
+    known: list[int],
+    finished: bool,
+    max_new_tokens: int,
+    stops: Sequence[int],
+    decode_context: Callable[[int], AbstractContextManager[Any] | None],
+) -> list[int]:
+    """Decode forwards ``k = 1, 2, ...`` one token each while ``decode_context(k)`` wants a row, feeding
+    tokens already known from the draft; the rest of the known answer in one forward, then greedy decoding.
+
+    ``state.cache`` holds the prompt; ``known`` are the greedy tokens the draft forward gave (``finished``:
+    they end the answer). Each forward is the one plain decoding would run, so the rows are the same.
+    """
+    import torch
+
+    def feed(tokens: list[int], context: AbstractContextManager[Any] | None) -> Any:
+        step = torch.tensor([tokens], dtype=torch.long, device=state.input_ids.device)
+        with context if context is not None else nullcontext():
+            out = loaded.model(input_ids=step, use_cache=True, **_with_cache(loaded.model, state.cache))
+        state.cache = _output_cache(out)
+        return out
+
+    known = list(known)
+    fed = 0  # known tokens in the cache after the prompt
+    while fed < len(known) - int(finished):  # decode forward fed + 1 feeds known[fed]
+        context = decode_context(fed + 1)
+        if context is None:
+            break
+        out = feed([known[fed]], context)
+        fed += 1
+        if fed == len(known):  # every known token is in: plain greedy decoding from here
+            known.append(int(out.logits[0, -1].float().argmax()))
+            return continue_greedy(loaded, state, known, max_new_tokens, stops, decode_context)
+    if finished:
+        return known
+    if fed < len(known) - 1:
+        feed(known[fed:-1], None)  # agreed tokens whose rows nobody wants: one forward
+    return continue_greedy(loaded, state, known, max_new_tokens, stops, decode_context)
