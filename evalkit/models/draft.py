@@ -31,7 +31,10 @@ if TYPE_CHECKING:
 
     from evalkit.models.hf import LoadedModel
 
-__all__ = ["AnswerMemory", "DraftForward", "answer_draft", "crop_limit", "forget", "greedy_from_draft", "memory_of"]
+__all__ = [
+    "AnswerMemory", "DraftForward", "answer_draft", "crop_limit", "extension_pieces", "forget", "forward_with_draft",
+    "greedy_from_draft", "memory_of", "tail_after_gold",
+]  # fmt: skip
 
 
 @dataclass
