@@ -25,7 +25,6 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from evalkit.errors import ModelLoadError
 from evalkit.models.draft import (
     answer_draft,
     crop_limit,
@@ -86,39 +85,23 @@ def prefill(
     context: AbstractContextManager[Any] | None = None,
     past_cache: Any = None,
 ) -> PrefillState:
-    """Run the prompt once with a cache; ``context`` is entered around exactly this one forward.
+    """Run the prompt once with a cache; ``context`` is entered around the forward that feeds its last token.
 
     ``past_cache`` (optional) already holds the first ``past_cache.get_seq_length()`` tokens of
     ``input_ids`` (a shared prefix, see ``models/prefix.py``): only the rest is fed, as an extension
-    of it, and the returned state owns that cache. A context with ``set_query_start(start)`` (an
-    attention recording) is told where the forward's first query sits in the prompt.
+    of it (a long one in pieces, see ``draft.extension_pieces``), and the returned state owns that
+    cache. A context with ``set_query_start(start)`` (an attention recording) is told where that
+    forward's first query sits in the prompt. The same as ``draft.forward_with_draft`` with no draft.
     """
     import torch
 
-    model = loaded.model
+    forward = forward_with_draft(loaded, input_ids, (), past_cache, context)  # no draft: the last logits only
     ids = torch.tensor([list(input_ids)], dtype=torch.long, device=loaded.device)  # [1, L]
-    start = 0 if past_cache is None else int(past_cache.get_seq_length())
-    if not 0 <= start < ids.shape[1]:
-        raise ValueError(f"prefill: the past cache holds {start} tokens, the prompt has {ids.shape[1]}")
-    # only the last position's logits: [1, L, V] would not fit at 100k+ tokens
-    extra = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
-    if past_cache is not None:
-        extra.update(_with_cache(model, past_cache))
-    if context is not None and hasattr(context, "set_query_start"):
-        context.set_query_start(start)
-    with context if context is not None else nullcontext():
-        out = model(input_ids=ids[:, start:], use_cache=True, **extra)
-    cache = _output_cache(out)
-    if cache is None:
-        raise ModelLoadError(f"model {loaded.name!r} returned no KV cache with use_cache=True; evalkit needs one")
-    last = out.logits[0, -1].float().log_softmax(-1)  # [V]
-    return PrefillState(input_ids=ids, cache=cache, next_logprobs=last)
+    return PrefillState(input_ids=ids, cache=forward.cache, next_logprobs=forward.logits[-1].log_softmax(-1))
 
 
 def _can_crop(cache: Any, length_tokens: int) -> bool:
     """Whether ``cache`` can be rolled back after growing to ``length_tokens`` without losing prompt states."""
-    from evalkit.models.draft import crop_limit
-
     return length_tokens < crop_limit(cache)
 
 
@@ -206,18 +189,24 @@ def continue_greedy(
     step_context: Callable[[int], AbstractContextManager[Any] | None] | None = None,
 ) -> list[int]:
     """Greedy decoding after ``generated``: the cache holds the prompt and all of it but the last token."""
-    import torch
-
     stops = set(stop_token_ids)
     generated = list(generated)
     while generated[-1] not in stops and len(generated) < max_new_tokens:
-        step = torch.tensor([[generated[-1]]], dtype=torch.long, device=state.input_ids.device)  # [1, 1]
         context = step_context(len(generated)) if step_context is not None else None
-        with context if context is not None else nullcontext():
-            out = loaded.model(input_ids=step, use_cache=True, **_with_cache(loaded.model, state.cache))
-        state.cache = _output_cache(out)
+        out = _feed(loaded, state, [generated[-1]], context)
         generated.append(int(out.logits[0, -1].float().argmax()))  # float32 like generate(): ties break alike
     return generated
+
+
+def _feed(loaded: LoadedModel, state: PrefillState, tokens: list[int], context: AbstractContextManager[Any] | None):
+    """Run ``tokens`` on ``state.cache`` (``context`` around that forward); the state keeps the grown cache."""
+    import torch
+
+    step = torch.tensor([tokens], dtype=torch.long, device=state.input_ids.device)  # [1, T]
+    with context if context is not None else nullcontext():
+        out = loaded.model(input_ids=step, use_cache=True, **_with_cache(loaded.model, state.cache))
+    state.cache = _output_cache(out)
+    return out
 
 
 @dataclass
@@ -275,7 +264,7 @@ def run_prompt(
     tail = memory.tail if answer_tail is None else tuple(answer_tail)
     started = time.perf_counter()
     with torch.inference_mode():
-        answer = _answer_on_prefix(loaded, input_ids, gold_ids, max_new_tokens, stops, tail, prefill_context,
+        answer = _answer_on_prefix(loaded, memory, input_ids, gold_ids, max_new_tokens, stops, tail, prefill_context,
                                    decode_context, prefix, prefix_tokens)  # fmt: skip
     learned = tail_after_gold(answer.generated, gold_ids)
     if learned is not None and answer_tail is None:
@@ -292,10 +281,10 @@ def run_prompt(
 
 
 def _answer_on_prefix(
-    loaded, input_ids, gold_ids, max_new_tokens, stops, tail, prefill_context, decode_context, prefix, prefix_tokens
+    loaded, memory, input_ids, gold_ids, max_new_tokens, stops, tail, prefill_context, decode_context, prefix,
+    prefix_tokens,
 ) -> _Answer:
     """Take the shared prefix (if any), pick the draft or the classic path, and keep the new prefix after."""
-    memory = memory_of(loaded.model)
     total = len(input_ids) + max(len(gold_ids), max_new_tokens)  # the longest the cache grows
     past, _ = (None, 0) if prefix is None else prefix.acquire(input_ids[:prefix_tokens], total)
     try:
@@ -365,22 +354,13 @@ def _replay_decode_rows(
     ``state.cache`` holds the prompt; ``known`` are the greedy tokens the draft forward gave (``finished``:
     they end the answer). Each forward is the one plain decoding would run, so the rows are the same.
     """
-    import torch
-
-    def feed(tokens: list[int], context: AbstractContextManager[Any] | None) -> Any:
-        step = torch.tensor([tokens], dtype=torch.long, device=state.input_ids.device)
-        with context if context is not None else nullcontext():
-            out = loaded.model(input_ids=step, use_cache=True, **_with_cache(loaded.model, state.cache))
-        state.cache = _output_cache(out)
-        return out
-
     known = list(known)
     fed = 0  # known tokens in the cache after the prompt
     while fed < len(known) - int(finished):  # decode forward fed + 1 feeds known[fed]
         context = decode_context(fed + 1)
         if context is None:
             break
-        out = feed([known[fed]], context)
+        out = _feed(loaded, state, [known[fed]], context)
         fed += 1
         if fed == len(known):  # every known token is in: plain greedy decoding from here
             known.append(int(out.logits[0, -1].float().argmax()))
@@ -388,5 +368,5 @@ def _replay_decode_rows(
     if finished:
         return known
     if fed < len(known) - 1:
-        feed(known[fed:-1], None)  # agreed tokens whose rows nobody wants: one forward
+        _feed(loaded, state, known[fed:-1], None)  # agreed tokens whose rows nobody wants: one forward
     return continue_greedy(loaded, state, known, max_new_tokens, stops, decode_context)
