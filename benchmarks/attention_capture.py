@@ -88,7 +88,7 @@ def prefill(model, variant: Variant, ids, device: str) -> tuple[float, float]:
     The work is timed around every layer's row recomputation; meaningful on CPU only (CUDA is async)."""
     import torch
 
-    from evalkit.models.capture import AttentionCapture
+    from evalkit.attention.capture import AttentionCapture
 
     n = ids.shape[1]
     capture = None
@@ -121,7 +121,7 @@ def prefill(model, variant: Variant, ids, device: str) -> tuple[float, float]:
 @contextlib.contextmanager
 def _timed_capture_work(totals: list[float]):
     """Benchmark-only instrumentation: time each layer's capture work (the wrapper's part after the kernel)."""
-    from evalkit.models.capture import AttentionRecording
+    from evalkit.attention.capture import AttentionRecording
 
     original = AttentionRecording._observe
 
@@ -199,7 +199,7 @@ def time_capture_math(args: argparse.Namespace, times: dict) -> None:
     overhead it adds to a prefill, free of the noise of timing two whole forwards on a shared machine."""
     import torch
 
-    from evalkit.models.capture_math import mask_bias, region_mass
+    from evalkit.attention.capture_math import mask_bias, region_mass
 
     shape = dict(PRESETS[args.preset], num_hidden_layers=args.layers or PRESETS[args.preset]["num_hidden_layers"])
     heads, kv_heads = shape["num_attention_heads"], shape["num_key_value_heads"]

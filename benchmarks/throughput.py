@@ -85,8 +85,8 @@ class Counter:
 
 def build_items(loaded, lengths: list[int], depths: list[float], seed: int, task_name: str = "passkey") -> list[Item]:
     """The grid's prompts as evalkit builds them (reuse-group order: length, then ascending depth)."""
-    from evalkit.config import ModelConfig
-    from evalkit.prompt import PromptBuilder
+    from evalkit.config.schema import ModelConfig
+    from evalkit.prompt.builder import PromptBuilder
     from evalkit.tasks import haystack_for_task, instantiate_needle, load_task, prompt_parts
 
     task = load_task(task_name)
@@ -137,7 +137,7 @@ def way_evalkit(loaded, items: list[Item], args, reuse: bool, capture, spent: di
 
 def way_captured(loaded, items: list[Item], args, reuse: bool, spent: dict[int, float] | None = None) -> list:
     """``way_evalkit`` with a capture attached for this way only (detached after it)."""
-    from evalkit.models.capture import AttentionCapture
+    from evalkit.attention.capture import AttentionCapture
 
     capture = AttentionCapture.attach(loaded.model)
     try:
@@ -276,9 +276,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from evalkit.config import ModelConfig
+    from evalkit.config.schema import ModelConfig
     from evalkit.models import load_model
-    from evalkit.models.capture import AttentionCapture
+    from evalkit.attention.capture import AttentionCapture
 
     args = parse_args(argv)
     loaded = load_model(ModelConfig(name=args.model, dtype="float32", device="cpu"))

@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from evalkit.models.capture import AttentionCapture
+    from evalkit.attention.capture import AttentionCapture
 
     args = parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():

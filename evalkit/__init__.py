@@ -19,16 +19,16 @@ __version__ = "0.1.0"
 # Heavy parts (torch, transformers, pandas, seaborn) load on first use, so ``import evalkit``
 # and the CLI's ``--help`` stay fast.
 _LAZY = {
-    "EvalConfig": "evalkit.config",
-    "ModelConfig": "evalkit.config",
-    "load_config": "evalkit.config",
-    "run_eval": "evalkit.runner",
-    "RunSummary": "evalkit.runner",
-    "PromptBuilder": "evalkit.prompt",
+    "EvalConfig": "evalkit.config.schema",
+    "ModelConfig": "evalkit.config.schema",
+    "load_config": "evalkit.config.schema",
+    "run_eval": "evalkit.run.runner",
+    "RunSummary": "evalkit.run.runner",
+    "PromptBuilder": "evalkit.prompt.builder",
     "load_model": "evalkit.models",
     "run_prompt": "evalkit.models",
     "score_answer": "evalkit.scoring",
-    "AttentionCapture": "evalkit.models.capture",
+    "AttentionCapture": "evalkit.attention.capture",
     "load_attention": "evalkit.attention",
     "load_attention_argmax": "evalkit.attention",
     "load_results": "evalkit.report",

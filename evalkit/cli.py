@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace):
-    from evalkit.config import load_config
+    from evalkit.config.schema import load_config
 
     overrides = list(args.overrides)
     if args.output_dir is not None:
@@ -85,7 +85,7 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from evalkit.runner import run_eval
+    from evalkit.run.runner import run_eval
 
     if args.limit is not None and args.limit < 1:
         raise EvalkitError(f"--limit: {args.limit} is not a positive number of trials; use --limit 1 or more")
@@ -109,9 +109,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from evalkit.plan import expand
-    from evalkit.preflight import check_model_limits, prepare_tasks
-    from evalkit.prompt_checks import check_prompts_fit
+    from evalkit.run.plan import expand
+    from evalkit.run.preflight import check_model_limits, prepare_tasks
+    from evalkit.run.prompt_checks import check_prompts_fit
 
     config = _load(args)
     tasks = prepare_tasks(config, args.config)

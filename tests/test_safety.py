@@ -53,7 +53,7 @@ def test_the_package_reads_yaml_with_safe_load_only():
     offenders = [f"{path.relative_to(REPO)}:{n}" for path in sorted((REPO / "evalkit").rglob("*.py"))
                  for n, text in enumerate(path.read_text().splitlines(), 1) if unsafe.search(text)]
     assert offenders == []
-    assert "yaml.safe_load(" in (REPO / "evalkit" / "config.py").read_text()
+    assert "yaml.safe_load(" in (REPO / "evalkit" / "config" / "schema.py").read_text()
 
 
 # ---------------------------------------------------------------- trust_remote_code
@@ -166,7 +166,7 @@ def test_hostile_model_and_task_names_stay_inside_the_report_dir_and_are_escaped
     ("models:\n  - name: x\n    dtype: float32\n    dtype: bfloat16\ntasks: [passkey]\n", "dtype"),
 ])
 def test_a_key_written_twice_is_refused_not_silently_overwritten(tmp_path, text, key):
-    from evalkit.config import load_config
+    from evalkit.config.schema import load_config
     from evalkit.errors import ConfigError
 
     path = tmp_path / "dup.yaml"

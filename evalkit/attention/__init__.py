@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from evalkit.attention.regions import PARTITION, REGION_GENERATED, REGION_REMAINDER, REGION_SINK, RegionLayout
 from evalkit.attention.regions import region_layout
-from evalkit.attention.storage import (
+from evalkit.store.attention_arrays import (
     ATTENTION_DIR,
     TrialAttention,
     attention_path,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evalkit.config import EvalConfig
+from evalkit.config.schema import EvalConfig
 from evalkit.errors import CaptureError
 
 

@@ -1,6 +1,6 @@
 """Run one trial's prompt with attention capture: the prefill row and the first decode rows, per layer and head.
 
-The model's output is untouched: capture wraps its normal kernel (see evalkit/models/capture.py), and the
+The model's output is untouched: capture wraps its normal kernel (see evalkit/attention/capture.py), and the
 trial runs through the same ``run_prompt`` as without capture, with a record block around the prefill forward
 and around each of the first ``decode_steps`` decode forwards.
 """
@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 
 from evalkit.attention.regions import RegionLayout, region_layout
-from evalkit.attention.storage import TrialAttention
-from evalkit.config import AttentionConfig
+from evalkit.store.attention_arrays import TrialAttention
+from evalkit.config.schema import AttentionConfig
 from evalkit.types import REGION_NEEDLE, BuiltPrompt, TrialOutput
 
 
 def attach_capture(model: Any, settings: AttentionConfig) -> Any:
     """Switch ``model`` to capture with ``settings.inner`` (``auto``: the family's choice); CaptureError if not."""
-    from evalkit.models.capture import AttentionCapture
+    from evalkit.attention.capture import AttentionCapture
 
     return AttentionCapture.attach(model, None if settings.inner == "auto" else settings.inner)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalkit.config import ModelConfig
+from evalkit.config.schema import ModelConfig
 from evalkit.errors import ModelLoadError
 from evalkit.models import builtin
 from evalkit.models.registry import BUILTIN_MODELS, builtin_names, get_builtin

@@ -10,15 +10,15 @@ global style or backend). In a notebook::
 
 from __future__ import annotations
 
-from evalkit.report.charts import new_figure, plot_accuracy_vs_depth, plot_heatmap, save_figure
-from evalkit.report.compare import comparison_table, control_rates, length_comparison
-from evalkit.report.compare_charts import (
+from evalkit.report.charts.accuracy import new_figure, plot_accuracy_vs_depth, plot_heatmap, save_figure
+from evalkit.report.analysis.compare import comparison_table, control_rates, length_comparison
+from evalkit.report.charts.compare import (
     plot_accuracy_difference,
     plot_variants_by_length,
     plot_variants_vs_depth,
     variant_colors,
 )
-from evalkit.report.indices import (
+from evalkit.report.analysis.indices import (
     BANDS,
     DEFAULT_THRESHOLD,
     band_table,
@@ -27,11 +27,11 @@ from evalkit.report.indices import (
     parse_threshold,
     position_indices,
 )
-from evalkit.report.labels import add_variants, control_labels, placement_trials
-from evalkit.report.load import COLUMNS, load_header, load_results
+from evalkit.report.data.labels import add_variants, control_labels, placement_trials
+from evalkit.report.data.load import COLUMNS, load_header, load_results
 from evalkit.report.render import ReportPaths, finding_text, write_report
-from evalkit.report.stats import add_wilson_columns, difference_interval, wilson_interval, wilson_intervals
-from evalkit.report.tables import SUMMARY_COLUMNS, depth_length_matrix, summary_table, to_markdown
+from evalkit.report.analysis.stats import add_wilson_columns, difference_interval, wilson_interval, wilson_intervals
+from evalkit.report.analysis.tables import SUMMARY_COLUMNS, depth_length_matrix, summary_table, to_markdown
 
 __all__ = [
     "BANDS",

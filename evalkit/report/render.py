@@ -12,26 +12,26 @@ from pathlib import Path
 
 import pandas as pd
 
-from evalkit.report.attention_sections import attention_report
-from evalkit.report.charts import new_figure, plot_accuracy_vs_depth, plot_heatmap, save_figure
-from evalkit.report.compare import comparison_table, control_rates, length_comparison
-from evalkit.report.compare_charts import plot_accuracy_difference, plot_variants_by_length, plot_variants_vs_depth
-from evalkit.report.doc import Heading, Link, Para, to_markdown_doc
-from evalkit.report.findings import finding_text
-from evalkit.report.html import render_html
-from evalkit.report.indices import (
+from evalkit.report.document.attention_sections import attention_report
+from evalkit.report.charts.accuracy import new_figure, plot_accuracy_vs_depth, plot_heatmap, save_figure
+from evalkit.report.analysis.compare import comparison_table, control_rates, length_comparison
+from evalkit.report.charts.compare import plot_accuracy_difference, plot_variants_by_length, plot_variants_vs_depth
+from evalkit.report.document.blocks import Heading, Link, Para, to_markdown_doc
+from evalkit.report.document.findings import finding_text
+from evalkit.report.document.html import render_html
+from evalkit.report.analysis.indices import (
     DEFAULT_THRESHOLD,
     band_table,
     check_threshold,
     effective_context_length,
     position_indices,
 )
-from evalkit.report.labels import add_variants, placement_trials, variant_order
-from evalkit.report.load import load_header, load_results
-from evalkit.report.recommend_section import recommendation_blocks
-from evalkit.report.results import controls_blocks, examples_blocks, glossary_blocks, variant_blocks
-from evalkit.report.sections import ReportData, comparison_blocks, positions_blocks, runs_blocks, summary_blocks
-from evalkit.report.tables import summary_table, to_markdown
+from evalkit.report.data.labels import add_variants, placement_trials, variant_order
+from evalkit.report.data.load import load_header, load_results
+from evalkit.report.document.recommend_section import recommendation_blocks
+from evalkit.report.document.results import controls_blocks, examples_blocks, glossary_blocks, variant_blocks
+from evalkit.report.document.sections import ReportData, comparison_blocks, positions_blocks, runs_blocks, summary_blocks
+from evalkit.report.analysis.tables import summary_table, to_markdown
 
 __all__ = ["ReportPaths", "chart_stems", "finding_text", "slug", "write_report"]
 

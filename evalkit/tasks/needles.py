@@ -14,7 +14,7 @@ from evalkit.tasks.spec import ChoiceValue, IntegerValue, KvGenerator, TaskSpec,
 from evalkit.types import NeedleInstance, PromptParts
 
 if TYPE_CHECKING:
-    from evalkit.config import ModelConfig
+    from evalkit.config.schema import ModelConfig
 
 # Concrete nouns for `value: {kind: word}`: one lower-case word each, easy to spell back, no plurals.
 WORDS: tuple[str, ...] = (

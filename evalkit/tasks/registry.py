@@ -15,8 +15,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from evalkit.validation_errors import describe_validation_error
-from evalkit.yaml_io import read_yaml_mapping
+from evalkit.config.validation_errors import describe_validation_error
+from evalkit.config.yaml_io import read_yaml_mapping
 from evalkit.errors import HaystackError, TaskError
 from evalkit.tasks.haystacks import haystack_for_task
 from evalkit.tasks.spec import TASK_NAME_PATTERN, TaskSpec

@@ -1,0 +1,271 @@
+"""Eval configs: pydantic models for ``configs/*.yaml``, loaded and validated once.
+
+Every error names the file, the field and the fix (see ``ConfigError``), e.g.
+``configs/x.yaml: models[0].dtype: 'bf17' is not one of auto, float32, float16, bfloat16; use one of these``.
+
+Paths: a relative ``output_dir`` and a relative task path in ``tasks`` are relative to the current working
+directory (where ``evalkit`` runs, like any command-line path); relative ``task_dirs`` are relative to the
+config file, so a config can ship with its own task folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
+
+from evalkit.errors import ConfigError
+from evalkit.config.validation_errors import _show, describe_validation_error
+from evalkit.config.yaml_io import read_yaml_mapping, yaml_problem
+from evalkit.prompt.layouts import LayoutGrid
+
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+MAX_TRIALS = 10_000_000  # per run: far above any real grid, low enough to refuse a typo before planning it
+
+
+class ModelConfig(BaseModel):
+    """One model entry of an eval config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, description="built-in alias (see `evalkit list`), Hub id or local path")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps; ignored when device_map is set")
+    device_map: str | None = Field(None, description="accelerate device map, e.g. 'auto' for multi-GPU sharding")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit)")
+    chat_template: bool = True
+    system_prompt: str | None = None
+    max_new_tokens: int = Field(16, ge=1, le=4096)
+    trust_remote_code: bool = False
+    attn_implementation: str = "sdpa"
+
+
+class AttentionConfig(BaseModel):
+    """The ``attention:`` section: per-trial attention mass on prompt regions (see evalkit/attention/).
+
+    ``inner`` is the kernel that still computes the model's output under capture; ``auto`` is sdpa, or the
+    family's eager kernel where it needs one (softcap, sinks). It replaces ``models[*].attn_implementation``
+    while capture is on.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    capture: bool = Field(False, description="record attention mass per region for every trial")
+    decode_steps: int = Field(
+        0, ge=0, le=64, description="extra rows: the first generated tokens (0 = last prompt token only)"
+    )
+    bins: int = Field(20, ge=1, le=512, description="equal positional bins of the haystack (context) span")
+    sink_tokens: int = Field(1, ge=0, le=64, description="first prompt tokens counted as the `sink` region")
+    inner: Literal["auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3"] = "sdpa"
+
+
+# Fields that say where things live, not what is measured: left out of ``config_hash``.
+# How trials are scheduled (reuse, batch size) does not change results beyond float noise either.
+HASH_EXCLUDED_FIELDS = frozenset({"output_dir", "task_dirs", "reuse_prefix", "batch_size"})
+# Fields added after runs existed: left out of ``config_hash`` while at their default, so old runs resume.
+HASH_OMITTED_AT_DEFAULT = frozenset({"controls", "layout"})
+
+
+class EvalConfig(BaseModel):
+    """A whole eval: models x tasks x context lengths x depths x samples.
+
+    Built by ``load_config`` (which records the file it came from) or directly in code
+    (then relative ``task_dirs`` are relative to the current working directory).
+    """
+
+    # strict: YAML already gives typed values, so `samples: "3"` or `depths: [true]` is a mistake
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    models: list[ModelConfig] = Field(min_length=1, description="model entries; a plain string is {name: ...}")
+    tasks: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1, description="task names or .yaml paths")
+    context_lengths: list[Annotated[int, Field(ge=32)]] = Field(min_length=1, description="total prompt tokens")
+    depths: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+        min_length=1, description="fraction of the haystack (in tokens) before the needle"
+    )
+    samples: int = Field(ge=1, description="samples (needle values / haystack streams) per grid cell")
+    seed: int = 0
+    output_dir: str = Field(min_length=1, description="run directory; relative to the current working directory")
+    save_prompts: bool = False
+    length_tolerance_tokens: int = Field(0, ge=0, description="allowed |prompt tokens - context length|")
+    task_dirs: list[str] = Field(default_factory=list, description="extra task folders, relative to the config file")
+    reuse_prefix: bool = Field(True, description="share the KV cache of the prompt prefix across depths")
+    batch_size: int | str = Field(
+        1, description="prompts per forward when reuse_prefix is false; auto: largest that fits"
+    )
+    controls: list[Literal["closed_book", "oracle", "dummy_needle"]] = Field(
+        default_factory=list, description="control trials per sample (see evalkit/prompt/controls.py)"
+    )
+    layout: LayoutGrid = Field(default_factory=LayoutGrid, description="prompt layout axes (see evalkit/prompt/layouts.py)")
+    attention: AttentionConfig = Field(default_factory=AttentionConfig, description="attention capture")
+
+    _source_path: Path | None = PrivateAttr(None)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _expand_model_shorthand(cls, value: Any) -> Any:
+        # `- smollm2-135m-instruct` is shorthand for `- {name: smollm2-135m-instruct}`
+        if isinstance(value, list):
+            return [{"name": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @field_validator("models", "tasks", "context_lengths", "depths", "controls")
+    @classmethod
+    def _no_repeats(cls, value: list[Any], info: ValidationInfo) -> list[Any]:
+        # a repeated entry would plan the same trial twice (same trial id)
+        keys = [item.name if isinstance(item, ModelConfig) else item for item in value]
+        seen: dict[Any, int] = {}
+        for index, key in enumerate(keys):
+            if key in seen:
+                where = f"{info.field_name}[{seen[key]}] and {info.field_name}[{index}]"
+                raise ValueError(f"{_show(key)} appears twice ({where}); list it once")
+            seen[key] = index
+        return value
+
+    @field_validator("samples")
+    @classmethod
+    def _grid_size(cls, value: int, info: ValidationInfo) -> int:
+        # a typo such as `samples: 1000000` would plan (and hold in memory) billions of trials
+        sizes = [len(info.data.get(key) or [0]) for key in ("models", "tasks", "context_lengths", "depths")]
+        trials = value * sizes[0] * sizes[1] * sizes[2] * sizes[3]
+        if trials > MAX_TRIALS:
+            raise ValueError(
+                f"{value} samples make a grid of {trials:,} trials, above evalkit's limit of {MAX_TRIALS:,} per run; "
+                "use fewer samples, lengths or depths, or split the grid over several configs"
+            )
+        return value
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch_needs_no_reuse(cls, value: Any, info: ValidationInfo) -> int | str:
+        if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{_show(value)} is not a whole number >= 1 or auto; write e.g. 8 or auto")
+        # a reuse group runs its depths one after another on one cache: batching applies without reuse
+        if value != 1 and info.data.get("reuse_prefix", True):
+            raise ValueError(
+                f"{_show(value)} needs reuse_prefix: false (batches run without prefix reuse); "
+                "set reuse_prefix: false, or batch_size: 1 to keep reuse"
+            )
+        return value
+
+    @field_validator("attention")
+    @classmethod
+    def _decode_steps_fit(cls, value: AttentionConfig, info: ValidationInfo) -> AttentionConfig:
+        # decode row t is the forward that feeds generated token t; greedy decoding runs max_new_tokens - 1 of them
+        if value.capture and info.data.get("batch_size", 1) != 1:
+            raise ValueError(
+                "capture: true runs one prompt per forward; set batch_size: 1 (prefix reuse stays on) "
+                "or attention.capture: false"
+            )
+        if not value.capture or value.decode_steps == 0:
+            return value
+        for index, model in enumerate(info.data.get("models") or []):
+            if value.decode_steps > model.max_new_tokens - 1:
+                raise ValueError(
+                    f"decode_steps {value.decode_steps} needs max_new_tokens >= {value.decode_steps + 1}, but "
+                    f"models[{index}] ({model.name}) has {model.max_new_tokens}; lower attention.decode_steps "
+                    f"or raise models[{index}].max_new_tokens"
+                )
+        return value
+
+    @property
+    def source_path(self) -> Path | None:
+        """The YAML file this config was loaded from (None when built in code)."""
+        return self._source_path
+
+    @property
+    def source_label(self) -> str:
+        """How errors name this config: its file path as given, or ``<config>``."""
+        return str(self._source_path) if self._source_path is not None else "<config>"
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder that relative ``task_dirs`` are relative to (the config file's folder, else the cwd)."""
+        return self._source_path.parent if self._source_path is not None else Path.cwd()
+
+    def task_search_dirs(self) -> tuple[Path, ...]:
+        """``task_dirs`` resolved against ``base_dir``, in the order written (searched before the defaults)."""
+        return tuple(self.base_dir / Path(d).expanduser() for d in self.task_dirs)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> EvalConfig:
+    """Read, override and validate an eval config; raise ``ConfigError`` with file, field and fix.
+
+    ``overrides`` are CLI ``--set KEY=VALUE`` strings: KEY is dotted (``models.0.dtype``; ``models[0].dtype``
+    also works), VALUE is parsed as YAML (``depths=[0,0.5,1]``).
+    """
+    label = str(path)
+    raw = read_yaml_mapping(path, ConfigError, "models, tasks, context_lengths, depths, samples, output_dir")
+    set_paths = [apply_override(raw, item, label) for item in overrides]
+    try:
+        cfg = EvalConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(label, exc, EvalConfig, set_paths)) from None
+    cfg._source_path = Path(path)
+    return cfg
+
+
+def apply_override(raw: dict[str, Any], item: str, label: str) -> str:
+    """Apply one ``KEY=VALUE`` override to the raw config mapping in place; return KEY as ``a[0].b``."""
+    key, sep, text = item.partition("=")
+    parts = [p for p in key.strip().replace("[", ".").replace("]", "").split(".")]
+    if not sep or not key.strip() or any(not p for p in parts):
+        raise ConfigError(f"{label}: --set {item!r}: expected KEY=VALUE with a dotted KEY; e.g. --set samples=3")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{label}: --set {item!r}: {yaml_problem(exc)}; quote or fix the value") from None
+    node: Any = raw
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(
+                    f"{label}: --set {item!r}: {part!r} is not an index of {_dotted(parts[:depth])} "
+                    f"(it has {len(node)} entries); use 0 to {len(node) - 1}"
+                )
+            if last:
+                node[int(part)] = value
+                break
+            if parts[0] == "models" and isinstance(node[int(part)], str):
+                node[int(part)] = {"name": node[int(part)]}  # expand the shorthand so its keys can be set
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+                break
+            node = node.setdefault(part, {})
+        else:
+            raise ConfigError(
+                f"{label}: --set {item!r}: {_dotted(parts[:depth])} is {_show(node)}, not a mapping or list; "
+                "set the whole value instead"
+            )
+    return _dotted(parts)
+
+
+def _dotted(parts: Sequence[str]) -> str:
+    return "".join(f"[{p}]" if p.isdigit() else (f".{p}" if i else p) for i, p in enumerate(parts))
+
+
+def config_hash(cfg: EvalConfig) -> str:
+    """16 hex chars of sha256 over the canonical JSON of the fields that define results.
+
+    ``HASH_EXCLUDED_FIELDS`` (where the run is written, where tasks are searched) are left out;
+    task contents enter trial ids through ``TaskSpec.content_hash`` instead.
+    """
+    excluded = set(HASH_EXCLUDED_FIELDS)
+    if not cfg.attention.capture:  # its settings change nothing then (and configs from before it hash alike)
+        excluded.add("attention")
+    data = cfg.model_dump(mode="json", exclude=excluded)
+    for name in HASH_OMITTED_AT_DEFAULT:
+        if getattr(cfg, name) == EvalConfig.model_fields[name].get_default(call_default_factory=True):
+            data.pop(name, None)
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

@@ -1,0 +1,379 @@
+"""Token-exact placement: a needle at a controlled depth in a haystack, hitting the context length exactly.
+
+Every prompt is built in the model's own tokens; its regions tile ``[0, prompt_tokens)`` in order::
+
+    preamble        [BOS] template head, system prompt, instructions, blank line
+    context_before  " s1 s2 ... sk"         whole haystack sentences
+    needle          " <needle>"
+    context_after   " sk+1 ... sm"          the last haystack sentence may be cut at token level
+    question        blank line, question, template tail, generation prompt, answer prefix
+
+Joining convention: every context piece (a haystack sentence or the needle), stripped of outer
+whitespace, is encoded as a mid-text fragment with exactly one leading space, ``" " + piece``, in the
+context it has in running text (see ``tokenization.py``). Pieces are concatenated as ids, so the
+needle has the same ids at every depth and the haystack the same ids at every depth: only the
+insertion point moves. Decoded, a prompt reads ``"{instructions}\\n\\n s1 s2 ... sm\\n\\n..."``.
+
+Depth: the needle goes at the sentence boundary (start and end of the haystack included) whose token
+offset is closest to ``depth * haystack_tokens``; ``achieved_depth = context_before_tokens /
+haystack_tokens`` with ``haystack_tokens = context_before_tokens + context_after_tokens``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import accumulate, chain
+from typing import Any
+
+from evalkit.errors import HaystackError, PlacementError
+from evalkit.prompt.tokenization import (
+    MID_TEXT_ANCHORS,
+    AnchoredEncoder,
+    decode_exact,
+    encode_plain,
+    frame_text,
+    ids_sha256,
+    tokenizer_adds_bos,
+)
+from evalkit.types import (
+    REGION_CONTEXT_AFTER,
+    REGION_CONTEXT_BEFORE,
+    REGION_NEEDLE,
+    REGION_PREAMBLE,
+    REGION_QUESTION,
+    BuiltPrompt,
+    PromptParts,
+    TokenSpan,
+)
+
+__all__ = ["PromptBuilder", "build_prompt", "closest_boundary", "gold_continuation_ids"]
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """The encoded text around the context for one set of prompt parts (needle excluded)."""
+
+    head_ids: tuple[int, ...]  # preamble region
+    tail_ids: tuple[int, ...]  # question region
+    tail_text: str  # what the prompt ends with: the anchor the gold answer continues
+
+
+class PromptBuilder:
+    """Builds token-exact prompts for one tokenizer, caching the encodings trials share.
+
+    Haystack sentences and needles are cached by text (a run reuses the same sentences across many
+    trials), frames (template head and tail) by the prompt parts other than the needle. After the
+    cache is warm a build is prefix sums over cached token counts plus one concatenation.
+    ``max_cached_fragments`` bounds the sentence cache and ``max_cached_frames`` the frame cache
+    (questions may carry the trial's value); a cache is emptied when full.
+    """
+
+    def __init__(self, tokenizer: Any, *, max_cached_fragments: int = 200_000, max_cached_frames: int = 10_000):
+        self._tokenizer = tokenizer
+        self._encoder = AnchoredEncoder(tokenizer)
+        self._adds_bos = tokenizer_adds_bos(tokenizer)
+        # <unk> in a haystack is a text problem, not a placement one: it may appear in the context
+        special_ids = set(getattr(tokenizer, "all_special_ids", ()) or ())
+        self._special_ids = frozenset(special_ids - {getattr(tokenizer, "unk_token_id", None)})
+        self._fragments: dict[str, tuple[int, ...]] = {}
+        self._frames: dict[PromptParts, _Frame] = {}
+        self._max_cached_fragments = max_cached_fragments
+        self._max_cached_frames = max_cached_frames
+
+    @property
+    def tokenizer(self) -> Any:
+        """The tokenizer every prompt of this builder is built in."""
+        return self._tokenizer
+
+    @property
+    def adds_bos(self) -> bool:
+        """Whether the tokenizer starts sequences with BOS (then the template-off prompt does too)."""
+        return self._adds_bos
+
+    def fragment_ids(self, text: str) -> tuple[int, ...]:
+        """Ids of a context piece as placed: ``" " + text.strip()`` encoded mid-text (cached by text)."""
+        key = text.strip()
+        token_ids = self._fragments.get(key)
+        if token_ids is None:
+            if len(self._fragments) >= self._max_cached_fragments:
+                self._fragments.clear()
+            # split_special_tokens: a literal "<s>" in a haystack is text, never a BOS
+            token_ids = tuple(self._encoder.encode_after(" " + key, MID_TEXT_ANCHORS, split_special_tokens=True))
+            self._fragments[key] = token_ids
+        return token_ids
+
+    def build_prompt(
+        self,
+        parts: PromptParts,
+        sentences: Iterable[str],
+        context_length: int,
+        depth: float,
+        length_tolerance_tokens: int = 0,
+        extra_needles: Sequence[tuple[str, float]] = (),
+    ) -> BuiltPrompt:
+        """Build the prompt of ``context_length`` tokens with the needle at ``depth`` of the haystack.
+
+        ``extra_needles`` are further (text, depth) pairs (multi-needle tasks); each goes at the boundary
+        nearest its own depth of the haystack, and its span is in ``extra_needle_spans`` (inside the
+        context regions). Depths are fractions of the haystack alone, needles not counted.
+
+        ``sentences`` is consumed only as far as the haystack needs. With ``length_tolerance_tokens``
+        0 one sentence is cut at token level so the prompt has exactly ``context_length`` tokens: its tail
+        opens the haystack (as if reading from the middle of a text), and the haystack ends on a whole
+        sentence; with a tolerance the prompt may end up to that many tokens short, on a sentence boundary,
+        instead of cutting a sentence (it is never longer than ``context_length``). Raises
+        PlacementError when the fixed parts do not fit or a check fails, HaystackError when
+        ``sentences`` runs dry.
+        """
+        _check_request(context_length, depth, length_tolerance_tokens)
+        for _, extra_depth in extra_needles:
+            _check_request(context_length, extra_depth, length_tolerance_tokens)
+        frame, needle_ids = self._frame(parts), self._needle_ids(parts.needle)
+        extra_ids = [self._needle_ids(text) for text, _ in extra_needles]
+        fixed_tokens = len(frame.head_ids) + len(needle_ids) + len(frame.tail_ids) + sum(map(len, extra_ids))
+        _require_room(fixed_tokens, context_length)
+        pieces = self._take_haystack(iter(sentences), context_length - fixed_tokens, length_tolerance_tokens,
+                                     context_length)
+
+        boundary_token_offsets = list(accumulate((len(piece) for piece in pieces), initial=0))
+        if extra_needles:
+            from evalkit.prompt.multi_needle import place_needles
+
+            return place_needles(self, parts, frame, pieces, boundary_token_offsets, [needle_ids, *extra_ids],
+                                     [depth, *(d for _, d in extra_needles)], [t for t, _ in extra_needles],
+                                     context_length, length_tolerance_tokens)
+        # place the needle at the boundary nearest the requested depth
+        needle_index = closest_boundary(boundary_token_offsets, depth)
+        before_tokens, haystack_tokens = boundary_token_offsets[needle_index], boundary_token_offsets[-1]
+        input_ids = tuple(
+            chain(frame.head_ids, *pieces[:needle_index], needle_ids, *pieces[needle_index:], frame.tail_ids)
+        )
+        lengths = (len(frame.head_ids), before_tokens, len(needle_ids), haystack_tokens - before_tokens)
+        regions = _tile_regions(*lengths, len(frame.tail_ids))
+        self._verify(input_ids, regions, parts.needle, context_length, length_tolerance_tokens)
+        return BuiltPrompt(
+            input_ids=input_ids,
+            regions=regions,
+            needle_text=parts.needle.strip(),
+            requested_context_length=context_length,
+            length_tolerance_tokens=length_tolerance_tokens,
+            requested_depth=float(depth),
+            achieved_depth=_achieved_depth(before_tokens, haystack_tokens, depth),
+            prompt_sha256=ids_sha256(input_ids),
+        )
+
+    def fixed_tokens(self, parts: PromptParts) -> int:
+        """Tokens of everything but the haystack: template, instructions, question and needle."""
+        frame = self._frame(parts)
+        return len(frame.head_ids) + len(self._needle_ids(parts.needle)) + len(frame.tail_ids)
+
+    def build_without_needle(
+        self, parts: PromptParts, sentences: Iterable[str], context_length: int, length_tolerance_tokens: int = 0
+    ) -> BuiltPrompt:
+        """The prompt of ``context_length`` tokens with haystack only (the closed-book control).
+
+        The ``needle`` region is empty at the start of the context; depths are NaN.
+        """
+        _check_request(context_length, 0.0, length_tolerance_tokens)
+        frame = self._frame(parts)
+        fixed_tokens = len(frame.head_ids) + len(frame.tail_ids)
+        if fixed_tokens > context_length:
+            raise PlacementError(f"context_length {context_length} is too small: template, instructions and "
+                                 f"question take {fixed_tokens} tokens; use at least {fixed_tokens}")
+        pieces = self._take_haystack(iter(sentences), context_length - fixed_tokens, length_tolerance_tokens,
+                                     context_length)
+        input_ids = tuple(chain(frame.head_ids, *pieces, frame.tail_ids))
+        regions = _tile_regions(len(frame.head_ids), 0, 0, len(input_ids) - fixed_tokens, len(frame.tail_ids))
+        if not context_length - length_tolerance_tokens <= len(input_ids) <= context_length:
+            raise PlacementError(f"built {len(input_ids)} tokens for context_length {context_length}; "
+                                 "this is a placement bug, please report it")
+        return BuiltPrompt(
+            input_ids=input_ids, regions=regions, needle_text="", requested_context_length=context_length,
+            length_tolerance_tokens=length_tolerance_tokens, requested_depth=math.nan, achieved_depth=math.nan,
+            prompt_sha256=ids_sha256(input_ids),
+        )
+
+    def gold_continuation_ids(self, parts: PromptParts, answer: str) -> list[int]:
+        """Ids of the gold ``answer`` as they follow the prompt (e.g. ``" 12345"`` after "The pass key is").
+
+        After a prompt that ends in whitespace (a generation prompt ending in a newline) the answer
+        starts without a space; otherwise with one. Raises PlacementError if the ids do not decode
+        back to the answer.
+        """
+        answer_text = answer.strip()
+        if not answer_text:
+            raise PlacementError("the gold answer is empty; the task must define a non-empty answer")
+        prompt_end_text = self._frame(parts).tail_text
+        joiner = "" if prompt_end_text and prompt_end_text[-1].isspace() else " "
+        anchors = (prompt_end_text,) if prompt_end_text else MID_TEXT_ANCHORS
+        gold_ids = self._encoder.encode_after(joiner + answer_text, anchors, split_special_tokens=True)
+        decoded = decode_exact(self._tokenizer, gold_ids)
+        if decoded.strip() != answer_text:
+            raise PlacementError(
+                f"gold answer {answer_text!r} does not survive this tokenizer (its ids decode to {decoded!r}); "
+                "use an answer the tokenizer can represent"
+            )
+        return gold_ids
+
+    def _needle_ids(self, needle: str) -> tuple[int, ...]:
+        if not needle.strip():
+            raise PlacementError("the needle is empty; the task must insert a non-empty sentence")
+        return self.fragment_ids(needle)
+
+    def _frame(self, parts: PromptParts) -> _Frame:
+        """Head and tail ids for ``parts`` (cached; the needle does not enter the frame)."""
+        key = dataclasses.replace(parts, needle="")  # every field but the needle shapes the frame
+        frame = self._frames.get(key)
+        if frame is None:
+            text = frame_text(self._tokenizer, parts, self._adds_bos)
+            bos_ids = [self._tokenizer.bos_token_id] if text.bos_prefix else []
+            # the head starts the prompt: a plain encode, special tokens of the template kept
+            head_ids = bos_ids + encode_plain(self._tokenizer, text.head_text, split_special_tokens=False)
+            tail_ids = self._encoder.encode_after(text.tail_text, MID_TEXT_ANCHORS, split_special_tokens=False)
+            frame = _Frame(head_ids=tuple(head_ids), tail_ids=tuple(tail_ids), tail_text=text.tail_text)
+            if len(self._frames) >= self._max_cached_frames:
+                self._frames.clear()
+            self._frames[key] = frame
+        return frame
+
+    def _take_haystack(
+        self, sentences: Iterator[str], budget_tokens: int, tolerance_tokens: int, context_length: int
+    ) -> list[tuple[int, ...]]:
+        """Fragments of whole sentences filling ``budget_tokens``, led by the tail of one cut to fit exactly.
+
+        Within the tolerance the haystack ends short on a sentence boundary rather than cutting.
+        """
+        pieces: list[tuple[int, ...]] = []
+        total_tokens = 0
+        while total_tokens < budget_tokens:
+            remaining_tokens = budget_tokens - total_tokens
+            sentence_ids = self._next_sentence_ids(sentences)
+            if sentence_ids is None:
+                if remaining_tokens <= tolerance_tokens:
+                    break
+                raise HaystackError(
+                    f"the haystack ran out after {len(pieces)} sentences ({total_tokens} tokens) but "
+                    f"context_length {context_length} needs {budget_tokens} haystack tokens; "
+                    "use a longer haystack or a smaller context length"
+                )
+            if len(sentence_ids) <= remaining_tokens:
+                pieces.append(sentence_ids)
+                total_tokens += len(sentence_ids)
+            elif remaining_tokens <= tolerance_tokens:
+                break
+            else:
+                # the haystack opens mid-sentence (the tail of this sentence) so that it ends on a
+                # whole sentence: a needle at depth 1.0 then follows a full stop, not a cut-off clause
+                pieces.insert(0, sentence_ids[len(sentence_ids) - remaining_tokens :])
+                total_tokens = budget_tokens
+        return pieces
+
+    def _next_sentence_ids(self, sentences: Iterator[str]) -> tuple[int, ...] | None:
+        """Fragment ids of the next non-blank sentence, or None when the stream is exhausted."""
+        for sentence in sentences:
+            if sentence.strip():
+                return self.fragment_ids(sentence)
+        return None
+
+    def _verify(
+        self,
+        input_ids: tuple[int, ...],
+        regions: dict[str, TokenSpan],
+        needle: str,
+        context_length: int,
+        tolerance_tokens: int,
+    ) -> None:
+        """Checks every build runs: length, needle span round trip, no special token in the context."""
+        prompt_tokens = len(input_ids)
+        if not context_length - tolerance_tokens <= prompt_tokens <= context_length:
+            raise PlacementError(
+                f"built {prompt_tokens} tokens for context_length {context_length} "
+                f"(tolerance {tolerance_tokens}); this is a placement bug, please report it"
+            )
+        span = regions[REGION_NEEDLE]
+        decoded = decode_exact(self._tokenizer, input_ids[span.token_start : span.token_end])
+        if decoded.strip() != needle.strip():
+            raise PlacementError(
+                f"needle tokens [{span.token_start}, {span.token_end}) decode to {decoded.strip()!r}, "
+                f"not to the needle {needle.strip()!r}; use a needle this tokenizer can represent"
+            )
+        context_start = regions[REGION_CONTEXT_BEFORE].token_start
+        context_end = regions[REGION_CONTEXT_AFTER].token_end
+        if not self._special_ids.isdisjoint(input_ids[context_start:context_end]):
+            raise PlacementError(
+                f"a special token (BOS, EOS, ...) ended up inside the context [{context_start}, {context_end}); "
+                "this is a placement bug, please report it"
+            )
+
+
+def build_prompt(
+    tokenizer: Any,
+    parts: PromptParts,
+    sentences: Iterable[str],
+    context_length: int,
+    depth: float,
+    length_tolerance_tokens: int = 0,
+) -> BuiltPrompt:
+    """One-off ``PromptBuilder(tokenizer).build_prompt(...)``; keep a PromptBuilder to reuse its caches."""
+    return PromptBuilder(tokenizer).build_prompt(parts, sentences, context_length, depth, length_tolerance_tokens)
+
+
+def gold_continuation_ids(tokenizer: Any, parts: PromptParts, answer: str) -> list[int]:
+    """One-off ``PromptBuilder(tokenizer).gold_continuation_ids(parts, answer)``."""
+    return PromptBuilder(tokenizer).gold_continuation_ids(parts, answer)
+
+
+def closest_boundary(boundary_token_offsets: list[int], depth: float) -> int:
+    """Index of the boundary offset closest to ``depth * total`` (ties go to the earlier one).
+
+    ``boundary_token_offsets`` are strictly increasing prefix sums starting at 0 and ending at the total.
+    """
+    target_tokens = depth * boundary_token_offsets[-1]
+    right = min(bisect_left(boundary_token_offsets, target_tokens), len(boundary_token_offsets) - 1)
+    if right == 0:
+        return 0
+    left = right - 1
+    if target_tokens - boundary_token_offsets[left] <= boundary_token_offsets[right] - target_tokens:
+        return left
+    return right
+
+
+def _tile_regions(
+    preamble_tokens: int, before_tokens: int, needle_tokens: int, after_tokens: int, question_tokens: int
+) -> dict[str, TokenSpan]:
+    """Consecutive spans of the five regions, in prompt order."""
+    names = (REGION_PREAMBLE, REGION_CONTEXT_BEFORE, REGION_NEEDLE, REGION_CONTEXT_AFTER, REGION_QUESTION)
+    lengths = (preamble_tokens, before_tokens, needle_tokens, after_tokens, question_tokens)
+    ends = list(accumulate(lengths))
+    return {name: TokenSpan(end - length, end) for name, length, end in zip(names, lengths, ends)}
+
+
+def _achieved_depth(before_tokens: int, haystack_tokens: int, requested_depth: float) -> float:
+    """Fraction of the haystack before the needle; an empty haystack counts as the nearer end."""
+    if haystack_tokens == 0:
+        return 0.0 if requested_depth < 0.5 else 1.0
+    return before_tokens / haystack_tokens
+
+
+def _check_request(context_length: int, depth: float, tolerance_tokens: int) -> None:
+    """PlacementError for a context length, depth or tolerance no prompt can satisfy."""
+    if isinstance(context_length, bool) or not isinstance(context_length, numbers.Integral) or context_length < 1:
+        raise PlacementError(f"context_length must be a positive whole number of tokens, got {context_length!r}")
+    if not (isinstance(depth, numbers.Real) and math.isfinite(depth) and 0.0 <= depth <= 1.0):
+        raise PlacementError(f"depth must be a fraction in [0, 1], got {depth!r}")
+    if isinstance(tolerance_tokens, bool) or not isinstance(tolerance_tokens, numbers.Integral) or tolerance_tokens < 0:
+        raise PlacementError(f"length_tolerance_tokens must be a whole number >= 0, got {tolerance_tokens!r}")
+
+
+def _require_room(fixed_tokens: int, context_length: int) -> None:
+    """Refuse a length that the fixed parts (template, instructions, needles, question) already fill."""
+    if fixed_tokens > context_length:
+        raise PlacementError(
+            f"context_length {context_length} is too small: template, instructions, needle and question "
+            f"take {fixed_tokens} tokens; use at least {fixed_tokens} + room for the haystack"
+        )

@@ -1,0 +1,123 @@
+"""What prompt a trial gets: its layout, its control kind, its further needles; and what its record adds.
+
+Controls (config ``controls:``) separate retrieval from guessing:
+
+- ``closed_book``: the same question over haystack of the same length with no needle (guessing and
+  leakage; the ``needle`` region is empty);
+- ``oracle``: the needle (all needles of a multi-needle task) and the question with no haystack (the ceiling);
+- ``dummy_needle``: a content-free sentence of exactly the needle's token length in the needle's place
+  (same haystack, same position), so its attention mass is the baseline of Hsieh et al. 2024 (Found in
+  the Middle): needle mass minus dummy mass by position. Its span is the ``needle`` region.
+
+Records of control trials carry ``extra["control"]``; reports keep them out of the depth tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from evalkit.errors import PlacementError
+from evalkit.prompt.layouts import Layout, apply_layout
+from evalkit.prompt.builder import PromptBuilder
+from evalkit.scoring import score_answer, values_found
+from evalkit.types import BuiltPrompt, NeedleInstance, PromptParts, Score, Trial
+
+# content-free words (no digits, no nouns a task asks about); several lists so some length always fits
+_DUMMY_WORDS: tuple[tuple[str, ...], ...] = (
+    ("It", "was", "just", "as", "it", "had", "been", "before", "and", "so", "it", "went", "on"),
+    ("Nothing", "in", "particular", "happened", "then", "and", "that", "was", "all", "there", "was"),
+    ("And", "so", "on", "and", "so", "forth", "as", "usual"),
+)
+
+
+@dataclass(frozen=True)
+class TrialPrompt:
+    """A trial's prompt with the parts and needle it was built from, and what its record adds."""
+
+    parts: PromptParts
+    needle: NeedleInstance
+    prompt: BuiltPrompt
+    extra: dict[str, Any]
+
+
+def dummy_sentence(builder: PromptBuilder, target_tokens: int) -> str:
+    """A content-free sentence whose placed ids are exactly ``target_tokens`` long (PlacementError if none)."""
+    for words in _DUMMY_WORDS:
+        for n in range(1, target_tokens + 2):
+            text = " ".join(itertools.islice(itertools.cycle(words), n)) + "."
+            tokens = len(builder.fragment_ids(text))
+            if tokens == target_tokens:
+                return text
+            if tokens > target_tokens:
+                break
+    raise PlacementError(f"no content-free sentence of {target_tokens} tokens found for this tokenizer; "
+                         "drop dummy_needle from controls or use a needle of another length")
+
+
+def build_trial_prompt(builder: PromptBuilder, task: Any, trial: Trial, model_cfg: Any, config: Any) -> TrialPrompt:
+    """Parts (task, model entry, layout), needle and prompt of ``trial``; ``task`` is a PreparedTask."""
+    parts, needle = task.parts_for(seed=trial.seed, model_cfg=model_cfg)
+    layout = Layout.from_pairs(trial.layout)
+    parts = apply_layout(parts, layout, model_cfg.system_prompt)
+    tolerance = config.length_tolerance_tokens
+    extras = list(zip(needle.extra_needles, needle.extra_depths))
+    extra: dict[str, Any] = dict(needle.facts)
+    if not config.layout.is_default():
+        extra["layout"] = layout.label(config.layout.varied_axes())
+        extra["layout_axes"] = layout.axes()
+    if trial.control:
+        extra["control"] = trial.control
+    if trial.control == "closed_book":
+        prompt = builder.build_without_needle(parts, task.sentences(trial.seed), trial.context_length, tolerance)
+    elif trial.control == "oracle":
+        # no haystack: the prompt is exactly the fixed parts, needles in their order of depth
+        length = builder.fixed_tokens(parts) + sum(len(builder.fragment_ids(text)) for text, _ in extras)
+        prompt = builder.build_prompt(parts, iter(()), length, 0.0, 0, extra_needles=extras)
+    else:
+        if trial.control == "dummy_needle":
+            dummy = dummy_sentence(builder, len(builder.fragment_ids(parts.needle)))
+            parts = dataclasses.replace(parts, needle=dummy)
+            extra["dummy"] = dummy
+        prompt = builder.build_prompt(parts, task.sentences(trial.seed), trial.context_length, trial.depth,
+                                      tolerance, extra_needles=extras)
+    if "entity" in needle.facts and not trial.control:  # doc_qa: the gold document's index among the documents
+        extra.update(_document_position(builder, prompt))
+    return TrialPrompt(parts, needle, prompt, extra)
+
+
+def _document_position(builder: PromptBuilder, prompt: BuiltPrompt) -> dict[str, int]:
+    """Whole documents before the gold one (its 0-based index) and in all (the haystack may open mid-document)."""
+    def titles(region: str) -> int:
+        span = prompt.regions[region]
+        return builder.tokenizer.decode(list(prompt.input_ids[span.token_start : span.token_end])).count("(Title: ")
+
+    before = titles("context_before")
+    return {"gold_index": before, "documents": before + 1 + titles("context_after")}
+
+
+def score_trial(generated: str, built: TrialPrompt) -> tuple[Score, dict[str, Any]]:
+    """The answer's score and what the record adds: per-needle recall and depths for multi-needle tasks.
+
+    With ``required_values`` a trial is correct only when every required value is in the answer;
+    ``extra["recall"]`` is the share found (partial credit).
+    """
+    needle = built.needle
+    score = score_answer(generated, needle.answer, built.parts.answer_prefix)
+    extra: dict[str, Any] = {}
+    if needle.required_values:
+        found = values_found(generated, needle.required_values)
+        extra["recall"] = sum(found) / len(found)
+        score = dataclasses.replace(score, correct=all(found))
+    if needle.needle_values:
+        prompt = built.prompt
+        depths = [prompt.achieved_depth, *prompt.extra_needle_depths]
+        hits = values_found(generated, needle.needle_values)
+        required = set(needle.required_values or (needle.value,))
+        extra["needles"] = [
+            {"value": value, "required": value in required, "found": hit, "achieved_depth": depth}
+            for value, hit, depth in zip(needle.needle_values, hits, depths)
+        ]
+    return score, extra

@@ -1,0 +1,111 @@
+"""Side-by-side comparison of variants (models, layouts, runs) on the same grid, and control rates.
+
+Differences are ``variant - baseline`` in accuracy (fractions: -0.25 = 25 points worse) with
+Newcombe's 95% interval; only cells that both variants tested are compared.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from evalkit.report.analysis.indices import completed_trials, pooled_accuracy
+from evalkit.report.data.labels import CONTROLS, add_variants, control_labels, variant_order
+from evalkit.report.analysis.stats import add_wilson_columns, difference_interval
+
+DIFF_COLUMNS: tuple[str, ...] = (
+    "variant", "baseline", "n", "accuracy", "baseline_n", "baseline_accuracy",
+    "difference", "diff_low", "diff_high",
+)
+
+
+def pick_baseline(df: pd.DataFrame, baseline: str | None = None) -> str:
+    """``baseline`` if ``df`` holds that variant, else the first variant (see ``add_variants``)."""
+    variants = variant_order(df)
+    if baseline is None:
+        return variants[0]
+    if baseline not in variants:
+        raise ValueError(f"unknown baseline {baseline!r}; the variants are: {', '.join(variants)}")
+    return baseline
+
+
+def _with_difference(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Add ``baseline``, ``accuracy``s and the Newcombe ``difference`` to a table of paired counts."""
+    diff, low, high = difference_interval(table["correct"], table["n"], table["baseline_correct"], table["baseline_n"])
+    return table.assign(
+        baseline=baseline, accuracy=table["correct"] / table["n"],
+        baseline_accuracy=table["baseline_correct"] / table["baseline_n"],
+        difference=diff, diff_low=low, diff_high=high,
+    )
+
+
+def _paired_cells(frame: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Per non-baseline variant x task x length x depth: its counts next to the baseline's (shared cells)."""
+    keys = ["task", "context_length", "depth"]
+    cells = pooled_accuracy(completed_trials(frame), ["variant", *keys])[["variant", *keys, "n", "correct"]]
+    base = cells[cells["variant"] == baseline].drop(columns="variant")
+    base = base.rename(columns={"n": "baseline_n", "correct": "baseline_correct"})
+    return cells[cells["variant"] != baseline].merge(base, on=keys, how="inner")
+
+
+def comparison_table(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
+    """Per task x context_length x depth and non-baseline variant: its accuracy minus the baseline's.
+
+    Columns: ``variant, baseline, task, context_length, depth, n, accuracy, baseline_n,
+    baseline_accuracy, difference, diff_low, diff_high``. Empty when ``df`` holds one variant.
+    """
+    frame = df if "variant" in df.columns else add_variants(df)
+    baseline = pick_baseline(frame, baseline)
+    keys = ["task", "context_length", "depth"]
+    table = _with_difference(_paired_cells(frame, baseline), baseline)
+    return _order(table[[*DIFF_COLUMNS[:2], *keys, *DIFF_COLUMNS[2:]]], frame, keys)
+
+
+def length_comparison(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
+    """Per task x context_length and non-baseline variant: accuracy over all depths minus the baseline's.
+
+    Only depths both variants tested count, so a grid difference does not pass for a model difference.
+    Columns as ``comparison_table`` without ``depth``.
+    """
+    frame = df if "variant" in df.columns else add_variants(df)
+    baseline = pick_baseline(frame, baseline)
+    keys = ["task", "context_length"]
+    pooled = _paired_cells(frame, baseline).groupby(["variant", *keys], sort=False).agg(
+        n=("n", "sum"), correct=("correct", "sum"),
+        baseline_n=("baseline_n", "sum"), baseline_correct=("baseline_correct", "sum")).reset_index()
+    table = _with_difference(pooled, baseline)
+    return _order(table[[*DIFF_COLUMNS[:2], *keys, *DIFF_COLUMNS[2:]]], frame, keys)
+
+
+def _order(table: pd.DataFrame, frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Rows in variant order (baseline first), then by ``keys``."""
+    rank = {v: i for i, v in enumerate(variant_order(frame))}
+    table = table.assign(_rank=table["variant"].map(rank)).sort_values(["_rank", *keys])
+    return table.drop(columns="_rank").reset_index(drop=True)
+
+
+def control_rates(df: pd.DataFrame) -> pd.DataFrame:
+    """Per variant x task x control kind: share of control trials answered correctly, Wilson 95% CI.
+
+    Control trials carry ``extra["control"]``: ``closed_book`` (no needle in the prompt: what the
+    model knows or guesses) and ``oracle`` (the needle without the haystack: the ceiling). Other
+    control kinds are listed too. Columns: ``variant, task, control, n, correct, accuracy, ci_low,
+    ci_high, skipped``. Empty when no record is a control.
+    """
+    frame = df if "variant" in df.columns else add_variants(df)
+    controls = control_labels(frame)
+    frame = frame[(controls != "").to_numpy()].assign(control=controls[controls != ""])
+    columns = ["variant", "task", "control", "n", "correct", "accuracy", "ci_low", "ci_high", "skipped"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    ok = (frame["status"] == "ok").to_numpy()
+    work = frame.assign(variant=frame["variant"].astype("str"), _ok=ok,
+                        _correct=ok & frame["correct"].fillna(False).to_numpy(dtype=bool))
+    table = work.groupby(["variant", "task", "control"], sort=True).agg(
+        n=("_ok", "sum"), total=("_ok", "size"), correct=("_correct", "sum")).reset_index()
+    table["n"], table["correct"] = table["n"].astype("int64"), table["correct"].astype("int64")
+    table["accuracy"] = table["correct"] / table["n"].where(table["n"] > 0)
+    table["skipped"] = table["total"] - table["n"]
+    known = {name: i for i, name in enumerate(CONTROLS)}
+    table = table.assign(_rank=table["control"].map(lambda c: known.get(c, len(known))))
+    table = table.sort_values(["variant", "task", "_rank", "control"])
+    return add_wilson_columns(table)[columns].reset_index(drop=True)

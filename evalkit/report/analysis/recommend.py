@@ -1,0 +1,117 @@
+"""The layout recommendation: which prompt layout to use and where a fact can safely go, per model.
+
+Layouts are compared on the *same* trials (task, context length, depth and sample: the same needle in
+the same haystack), so each comparison is paired: McNemar's exact test on the discordant pairs and a
+paired bootstrap interval of the accuracy difference. A depth band is *reliable* when its accuracy is
+at least 95% and the lower end of its Wilson 95% interval at least 90% (with every answer right that
+takes 35 trials in the band).
+"""
+
+from __future__ import annotations
+
+from math import comb
+
+import numpy as np
+import pandas as pd
+
+from evalkit.report.analysis.indices import BANDS, band_of
+from evalkit.report.data.labels import control_labels, layout_labels
+from evalkit.report.analysis.stats import wilson_intervals
+
+RELIABLE_ACCURACY = 0.95
+RELIABLE_LOWER_BOUND = 0.90
+PAIR_KEYS: tuple[str, ...] = ("task", "context_length", "depth", "sample")
+BOOTSTRAP_RESAMPLES = 4000
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value for ``b`` and ``c`` discordant pairs (binomial, p = 1/2).
+
+    ``mcnemar_exact(1, 6) == 0.125``: 2 * (C(7,0) + C(7,1)) / 2**7. No discordant pair gives 1.0.
+    """
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(comb(n, k) for k in range(min(b, c) + 1)) / 2**n
+    return min(1.0, 2.0 * tail)
+
+
+def paired_bootstrap(a, b, confidence: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES,
+                     seed: int = 0) -> tuple[float, float, float]:
+    """``mean(a) - mean(b)`` for paired 0/1 outcomes with a percentile bootstrap interval over pairs."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.shape != y.shape or x.size == 0:
+        raise ValueError("paired_bootstrap: need two equally long, non-empty outcome arrays")
+    diffs = x - y
+    rng = np.random.default_rng(seed)
+    means = diffs[rng.integers(0, diffs.size, size=(resamples, diffs.size))].mean(axis=1)
+    tail = (1.0 - confidence) / 2.0
+    return float(diffs.mean()), float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))
+
+
+def layout_trials(df: pd.DataFrame) -> pd.DataFrame:
+    """Completed placement trials that carry a layout, with ``layout`` and ``_correct`` (0/1) columns."""
+    layouts = layout_labels(df)
+    keep = (layouts != "").to_numpy() & (control_labels(df) == "").to_numpy() & (df["status"] == "ok").to_numpy()
+    frame = df[keep]
+    return frame.assign(layout=layouts[keep].to_numpy(), model=frame["model"].astype("str"),
+                        _correct=frame["correct"].fillna(False).astype("int64"))
+
+
+def layout_accuracy(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per model x layout: ``n, correct, accuracy, ci_low, ci_high``, best layout first within a model."""
+    table = trials.groupby(["model", "layout"], sort=False).agg(n=("_correct", "size"), correct=("_correct", "sum"))
+    table = table.reset_index()
+    table["accuracy"] = table["correct"] / table["n"]
+    table["ci_low"], table["ci_high"] = wilson_intervals(table["correct"], table["n"])
+    return table.sort_values(["model", "accuracy", "ci_low"], ascending=[True, False, False]).reset_index(drop=True)
+
+
+def layout_pairs(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per model: every other layout against the best one, on the trials both ran (paired).
+
+    Columns: ``model, best, layout, pairs, best_accuracy, accuracy, difference`` (best minus layout),
+    ``diff_low, diff_high`` (paired bootstrap 95%), ``best_only, layout_only`` (discordant pairs),
+    ``p_value`` (McNemar exact).
+    """
+    rows = []
+    accuracy = layout_accuracy(trials)
+    for model, ranked in accuracy.groupby("model", sort=False):
+        sub = trials[trials["model"] == model]
+        wide = sub.pivot_table(index=list(PAIR_KEYS), columns="layout", values="_correct", aggfunc="first")
+        best = str(ranked.iloc[0]["layout"])
+        for layout in ranked["layout"].iloc[1:]:
+            both = wide[[best, layout]].dropna()
+            if both.empty:
+                continue
+            x, y = both[best].to_numpy(dtype=int), both[layout].to_numpy(dtype=int)
+            diff, low, high = paired_bootstrap(x, y)
+            b, c = int(((x == 1) & (y == 0)).sum()), int(((x == 0) & (y == 1)).sum())
+            rows.append(dict(model=model, best=best, layout=str(layout), pairs=len(both), best_accuracy=x.mean(),
+                             accuracy=y.mean(), difference=diff, diff_low=low, diff_high=high, best_only=b,
+                             layout_only=c, p_value=mcnemar_exact(b, c)))
+    columns = ["model", "best", "layout", "pairs", "best_accuracy", "accuracy", "difference", "diff_low",
+               "diff_high", "best_only", "layout_only", "p_value"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def band_reliability(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per model x layout x task x depth band (all lengths pooled): accuracy, Wilson CI, ``reliable``."""
+    frame = trials.assign(band=trials["depth"].map(band_of))
+    table = frame.groupby(["model", "layout", "task", "band"], sort=False).agg(
+        n=("_correct", "size"), correct=("_correct", "sum"),
+        depth_min=("depth", "min"), depth_max=("depth", "max")).reset_index()
+    table["accuracy"] = table["correct"] / table["n"]
+    table["ci_low"], table["ci_high"] = wilson_intervals(table["correct"], table["n"])
+    table["reliable"] = (table["accuracy"] >= RELIABLE_ACCURACY) & (table["ci_low"] >= RELIABLE_LOWER_BOUND)
+    order = {b.name: i for i, b in enumerate(BANDS)}
+    table = table.assign(_rank=table["band"].map(order)).sort_values(["model", "layout", "task", "_rank"])
+    return table.drop(columns="_rank").reset_index(drop=True)
+
+
+def trials_for_reliable_band() -> int:
+    """Fewest trials in a band that can pass as reliable (all correct, Wilson lower bound >= 90%)."""
+    n = 1
+    while wilson_intervals(n, n)[0] < RELIABLE_LOWER_BOUND:
+        n += 1
+    return n

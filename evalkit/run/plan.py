@@ -1,0 +1,133 @@
+"""Expand an eval config into trials: model x task x sample x context length x depth, with stable ids.
+
+Paired design: ``Trial.seed`` depends on (config seed, task name, sample) only, so every length and
+depth of one sample sees the same needle value and the same haystack stream; differences between
+cells of a sample come from placement alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from evalkit.config.schema import EvalConfig
+from evalkit.errors import ConfigError, TaskError
+from evalkit.tasks import TaskSpec, is_task_path
+from evalkit.types import Trial
+
+
+def _digest(payload: object) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def trial_seed(config_seed: int, task: str, sample: int) -> int:
+    """Seed of a sample's needle value and haystack stream (a 60-bit non-negative int)."""
+    return int(_digest({"seed": config_seed, "task": task, "sample": sample})[:15], 16)
+
+
+def trial_id(
+    *, model: str, revision: str, task: str, task_hash: str, context_length: int, depth: float | None,
+    sample: int, config_seed: int, variant: Mapping[str, object] | None = None,
+) -> str:
+    """16 hex chars of sha256 over what defines a trial (other config fields enter ``config_hash``).
+
+    ``variant`` holds what sets a trial apart beyond the grid cell (a control kind, layout axes off their
+    default); it enters the hash only when non-empty, so trials of older configs keep their ids.
+    """
+    payload: dict[str, object] = {
+        "model": model, "revision": revision, "task": task, "task_hash": task_hash,
+        "context_length": context_length, "depth": depth, "sample": sample, "seed": config_seed,
+    }
+    if variant:
+        payload["variant"] = dict(variant)
+    return _digest(payload)[:16]
+
+
+def task_name_of(entry: str) -> str:
+    """The task name a config ``tasks`` entry refers to (a path's file name without .yaml)."""
+    return Path(entry).stem if is_task_path(entry) else entry
+
+
+def _ordered_tasks(cfg: EvalConfig, tasks: Mapping[str, TaskSpec]) -> list[TaskSpec]:
+    """The loaded spec of every config entry, in config order; keys may be entries or task names."""
+    specs: list[TaskSpec] = []
+    first_index: dict[str, int] = {}
+    for index, entry in enumerate(cfg.tasks):
+        spec = tasks.get(entry)
+        if spec is None:
+            spec = tasks.get(task_name_of(entry))
+        if spec is None:
+            raise TaskError(f"{cfg.source_label}: tasks[{index}]: {entry!r} was not loaded; load every task first")
+        if spec.name in first_index:
+            raise ConfigError(
+                f"{cfg.source_label}: tasks[{index}]: {entry!r} is task {spec.name!r} again "
+                f"(tasks[{first_index[spec.name]}]); list each task once"
+            )
+        first_index[spec.name] = index
+        specs.append(spec)
+    return specs
+
+
+def expand(
+    cfg: EvalConfig, tasks: Mapping[str, TaskSpec], model_revisions: Mapping[str, str] | None = None
+) -> list[Trial]:
+    """Every trial of the grid, model-major, then task, sample, layout, context length, depth.
+
+    Control trials (``cfg.controls``) follow the placement trials of their sample and layout:
+    closed-book per length, oracle once (no haystack: no length, no depth), dummy needle per length
+    and depth. A control without a needle position has depth NaN; the oracle has context length 0.
+
+    ``tasks`` maps each config ``tasks`` entry (or its task name) to its loaded spec.
+    ``model_revisions`` maps model names to resolved revisions (e.g. commit hashes); a model
+    missing from it uses its configured ``revision`` (or "").
+    """
+    revisions = dict(model_revisions or {})
+    specs = _ordered_tasks(cfg, tasks)
+    trials: list[Trial] = []
+    for model in cfg.models:
+        revision = revisions.get(model.name, model.revision or "")
+        for spec in specs:
+            task_hash = spec.content_hash()
+            for sample in range(cfg.samples):
+                seed = trial_seed(cfg.seed, spec.name, sample)
+                for layout in cfg.layout.layouts():
+                    pairs = layout.id_pairs()
+                    for control, length, depth in _cells(cfg):
+                        variant = {"control": control, "layout": [list(p) for p in pairs]} if control else (
+                            {"layout": [list(p) for p in pairs]} if pairs else None)
+                        tid = trial_id(
+                            model=model.name, revision=revision, task=spec.name, task_hash=task_hash,
+                            context_length=length, depth=None if math.isnan(depth) else depth, sample=sample,
+                            config_seed=cfg.seed, variant=variant,
+                        )
+                        trials.append(Trial(tid, model.name, spec.name, length, depth, sample, seed, control, pairs))
+    # config validation rejects repeated models, tasks, lengths and depths, so ids cannot collide
+    if len({t.trial_id for t in trials}) != len(trials):
+        raise ConfigError(f"{cfg.source_label}: the grid repeats a trial; list each model, task, length and depth once")
+    return trials
+
+
+def _cells(cfg: EvalConfig) -> list[tuple[str, int, float]]:
+    """(control, context length, depth) of one sample and layout: the grid, then its controls."""
+    cells = [("", length, depth) for length in cfg.context_lengths for depth in cfg.depths]
+    for control in cfg.controls:
+        if control == "closed_book":
+            cells += [(control, length, math.nan) for length in cfg.context_lengths]
+        elif control == "oracle":
+            cells.append((control, 0, math.nan))
+        else:
+            cells += [(control, length, depth) for length in cfg.context_lengths for depth in cfg.depths]
+    return cells
+
+
+def limit_trials(trials: Sequence[Trial], n: int | None) -> list[Trial]:
+    """The first ``n`` trials in plan order (all of them for None)."""
+    if n is None:
+        return list(trials)
+    if n < 0:
+        raise ConfigError(f"--limit: {n} is negative; give a number of trials >= 0")
+    return list(trials[:n])

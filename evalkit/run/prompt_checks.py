@@ -1,0 +1,96 @@
+"""Checks, before anything is written, that every requested prompt can be built in each model's tokens.
+
+``evalkit validate`` and ``evalkit run`` call ``check_prompts_fit`` after the model limits are known
+and before the run directory exists, so a needle longer than the context or a haystack file too
+small for the longest context is refused with the numbers, not found half-way through a run.
+Only the tokenizer of each model is loaded (no weights).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from evalkit.config.schema import EvalConfig, ModelConfig
+from evalkit.errors import ConfigError, HaystackError, PlacementError
+from evalkit.run.preflight import PreparedTask
+
+
+def check_prompts_fit(config: EvalConfig, config_path: str | Path, tasks: Mapping[str, PreparedTask]) -> None:
+    """Raise ``ConfigError`` naming the file, field and numbers when some trial's prompt cannot be built.
+
+    For every model and task: the fixed parts (template, instructions, needle, question) of every
+    sample's needle must fit the smallest context length, and a ``files`` haystack must hold at
+    least as many distinct tokens as the longest context length needs (evalkit never repeats or
+    truncates silently).
+    """
+    from evalkit.models import load_tokenizer
+    from evalkit.prompt.builder import PromptBuilder
+
+    for model_cfg in config.models:
+        builder = PromptBuilder(load_tokenizer(model_cfg))
+        for name, task in tasks.items():
+            where = f"(task {name}, model {model_cfg.name})"
+            fixed_tokens = _largest_fixed_part(builder, config, config_path, task, model_cfg, where)
+            _check_file_haystack(builder, config, config_path, task, fixed_tokens, where)
+
+
+def _largest_fixed_part(
+    builder: Any, config: EvalConfig, config_path: str | Path, task: PreparedTask, model_cfg: ModelConfig, where: str
+) -> int:
+    """Tokens taken by everything but the haystack, for the sample with the longest needle."""
+    from evalkit.run.plan import trial_seed
+
+    smallest = min(config.context_lengths)
+    longest_needle: tuple[int, Any] | None = None
+    for sample in range(config.samples):
+        parts, needle = task.parts_for(seed=trial_seed(config.seed, task.spec.name, sample), model_cfg=model_cfg)
+        try:
+            builder.gold_continuation_ids(parts, needle.answer)
+        except PlacementError as err:
+            raise ConfigError(f"{config_path}: tasks: {err} {where}") from None
+        needle_tokens = len(builder.fragment_ids(parts.needle))  # the frame is the same for every sample
+        if longest_needle is None or needle_tokens > longest_needle[0]:
+            longest_needle = (needle_tokens, parts)
+    assert longest_needle is not None  # samples >= 1
+    # a stand-in haystack: only the fixed parts are measured here
+    try:
+        prompt = builder.build_prompt(longest_needle[1], iter(["Filler."] * (smallest + 1)), smallest, 0.0,
+                                      config.length_tolerance_tokens)
+    except (PlacementError, HaystackError) as err:
+        raise ConfigError(f"{config_path}: context_lengths: {err} {where}") from None
+    haystack_tokens = prompt.regions["context_before"].length + prompt.regions["context_after"].length
+    fixed_tokens = prompt.prompt_tokens - haystack_tokens
+    if config.length_tolerance_tokens >= smallest - fixed_tokens:
+        # within the tolerance the builder may stop short: at this size the haystack could be empty
+        raise ConfigError(
+            f"{config_path}: length_tolerance_tokens: {config.length_tolerance_tokens} is not below the "
+            f"{smallest - fixed_tokens} haystack tokens of context_length {smallest} (template, needle and "
+            f"question take {fixed_tokens}), so a prompt could hold no haystack; use a tolerance below "
+            f"{smallest - fixed_tokens} {where}"
+        )
+    return fixed_tokens
+
+
+def _check_file_haystack(
+    builder: Any, config: EvalConfig, config_path: str | Path, task: PreparedTask, fixed_tokens: int, where: str
+) -> None:
+    """A ``files`` haystack must hold the haystack tokens of the longest context without repeating."""
+    from evalkit.tasks.haystacks import FileHaystack, read_sentences
+
+    if not isinstance(task.haystack, FileHaystack):
+        return  # the generated haystack is endless
+    longest = max(config.context_lengths)
+    needed_tokens = longest - fixed_tokens
+    have_tokens = 0
+    for path in task.haystack.files:
+        for sentence in read_sentences(path):
+            have_tokens += len(builder.fragment_ids(sentence))
+            if have_tokens >= needed_tokens:
+                return
+    files = ", ".join(str(p) for p in task.haystack.files)
+    raise ConfigError(
+        f"{config_path}: context_lengths: context_length {longest} needs {needed_tokens} haystack tokens but the "
+        f"haystack files ({files}) hold only {have_tokens} {where}; add text to them or use context lengths "
+        f"up to {have_tokens + fixed_tokens}"
+    )

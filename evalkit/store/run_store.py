@@ -1,0 +1,300 @@
+"""The run directory: header, append-only trial records, resume, and an exclusive lock.
+
+Layout of ``RUN_DIR``::
+
+    header.json      what defines the run (config, its hash, versions, seed, model revisions)
+    trials.jsonl     one TrialRecord per line, appended and fsync'ed as each trial ends
+    prompts.jsonl    with ``save_prompts: true``: the exact token ids and text of every prompt
+    run.lock         pid of the process that holds the directory while it runs
+    report/          tables and charts written at the end of the run
+
+A killed run leaves at most one torn last line; it is cut off on the next open and that
+trial runs again, so no finished trial is lost and none is recorded twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from evalkit.errors import RunDirError
+
+try:
+    import fcntl
+except ImportError:  # Windows: RunLock falls back to a pid file
+    fcntl = None  # type: ignore[assignment]
+from evalkit.types import BuiltPrompt, TrialRecord
+
+log = logging.getLogger(__name__)
+
+HEADER_FILE = "header.json"
+RECORDS_GLOB = "trials*.jsonl"
+PROMPTS_FILE = "prompts.jsonl"
+LOCK_FILE = "run.lock"
+# Header fields that must agree for a rerun to resume into the same directory.
+IDENTITY_FIELDS = ("config_hash", "models")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())  # the data is on disk before the rename makes it the file
+    os.replace(tmp, path)
+
+
+def _field_of(line: str, name: str) -> Any:
+    """Field ``name`` of one JSON line; None for a line that is not a JSON object."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record.get(name) if isinstance(record, dict) else None
+
+
+def _status_of(line: str) -> str | None:
+    return _field_of(line, "status")
+
+
+def _trial_id_of(line: str) -> str | None:
+    return _field_of(line, "trial_id")
+
+
+class RunLock:
+    """An exclusive lock on a run directory, held by one live process.
+
+    The kernel holds it (``flock`` on ``run.lock``) and drops it when the holder dies however it
+    dies, so a lock left by a killed run is free, a reused pid cannot keep it, and of several runs
+    racing for a stale lock exactly one wins. The file holds the holder's pid for the error message.
+    Where ``flock`` is missing (Windows) a pid file with a liveness check is used instead.
+    """
+
+    def __init__(self, run_dir: Path, name: str = LOCK_FILE) -> None:
+        self.path = run_dir / name
+        self.held = False
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        if fcntl is None:
+            return self._acquire_pid_file()
+        for _ in range(10):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = self._holder_pid()
+                os.close(fd)
+                raise self._held_error(holder) from None
+            if not _same_file(fd, self.path):  # the holder released (removed) it between our open and lock
+                os.close(fd)
+                continue
+            stale = self._holder_pid()
+            if stale is not None and stale != os.getpid():
+                log.warning("taking over the lock %s of pid %s (that process is gone)", self.path, stale)
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            self._fd, self.held = fd, True
+            return None
+        raise RunDirError(f"{self.path}: could not take the lock; remove the file if no run uses it")
+
+    def _acquire_pid_file(self) -> None:
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder_pid()
+                if holder is not None and holder != os.getpid() and _pid_alive(holder):
+                    raise self._held_error(holder) from None
+                log.warning("taking over stale lock %s (pid %s is gone)", self.path, holder)
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            self.held = True
+            return
+        raise RunDirError(f"{self.path}: could not take the lock; remove the file if no run uses it")
+
+    def _held_error(self, holder: int | None) -> RunDirError:
+        who = f"pid {holder}" if holder is not None else "pid unknown"
+        return RunDirError(
+            f"{self.path.parent}: held by a running evalkit process ({who}); "
+            "wait for it to finish or choose another output_dir"
+        )
+
+    def _holder_pid(self) -> int | None:
+        """The pid written in the lock file; None for a missing, new (empty) or unreadable file."""
+        try:
+            pid = int(self.path.read_text().strip() or "0")
+        except (OSError, ValueError):
+            return None
+        return pid if pid > 0 else None
+
+    def release(self) -> None:
+        if self.held:
+            # remove the file while still holding it, so no one can lock the old file afterwards
+            self.path.unlink(missing_ok=True)
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            self.held = False
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
+def repair_torn_tail(path: Path) -> int:
+    """Cut a partial last line (a write killed half-way) off ``path``; return bytes removed."""
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return 0
+    keep = data.rfind(b"\n") + 1
+    with open(path, "r+b") as f:
+        f.truncate(keep)
+    log.warning("%s: removed a torn last line (%d bytes); that trial runs again", path, len(data) - keep)
+    return len(data) - keep
+
+
+def read_record_lines(path: Path) -> Iterable[dict[str, Any]]:
+    """Yield the complete JSON records of one records file, skipping unparsable lines."""
+    with open(path, encoding="utf-8") as f:
+        for line_number, line in enumerate(f, start=1):
+            if not line.endswith("\n"):
+                log.warning("%s:%d: torn last line skipped", path, line_number)
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                log.warning("%s:%d: unparsable line skipped", path, line_number)
+
+
+class RunStore:
+    """Owns one run directory for the length of a run (use as a context manager)."""
+
+    def __init__(
+        self, run_dir: str | Path, records_name: str = "trials.jsonl", lock_name: str = LOCK_FILE,
+        prompts_name: str = PROMPTS_FILE,
+    ) -> None:
+        # several processes on one run (evalkit/run/distributed.py) each pass their own file names
+        self.run_dir = Path(run_dir)
+        self.records_path = self.run_dir / records_name
+        self.prompts_path = self.run_dir / prompts_name
+        self.lock = RunLock(self.run_dir, lock_name)
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self, header: dict[str, Any]) -> set[str]:
+        """Lock the directory, check or write the header, and return the finished trial ids."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.lock.acquire()
+        try:
+            self._check_or_write_header(header)
+            for path in [*sorted(self.run_dir.glob(RECORDS_GLOB)), self.prompts_path]:
+                if path.exists():
+                    repair_torn_tail(path)
+            finished = self.finished_ids()
+            self._keep_prompts_of(finished)
+            return finished
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _check_or_write_header(self, header: dict[str, Any]) -> None:
+        header_path = self.run_dir / HEADER_FILE
+        if not header_path.exists():
+            _write_atomic(header_path, json.dumps(header, indent=2, sort_keys=True) + "\n")
+            return
+        try:
+            existing = json.loads(header_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise RunDirError(f"{header_path}: unreadable header ({err}); move the directory away") from None
+        for key in IDENTITY_FIELDS:
+            if existing.get(key) != header.get(key):
+                raise RunDirError(
+                    f"{self.run_dir}: holds a run of a different config ({key}: "
+                    f"{existing.get(key)!r} here, {header.get(key)!r} now); start a new run with "
+                    "--output-dir NEW_DIR, or delete the directory to start over"
+                )
+
+    def finished_ids(self) -> set[str]:
+        """Ids of trials with a complete record in any records file of this run."""
+        ids: set[str] = set()
+        for path in sorted(self.run_dir.glob(RECORDS_GLOB)):
+            ids.update(rec["trial_id"] for rec in read_record_lines(path) if "trial_id" in rec)
+        return ids
+
+    def skipped_ids(self) -> set[str]:
+        """Ids of trials recorded with a status other than "ok" (e.g. skipped for lack of memory)."""
+        ids: set[str] = set()
+        for path in sorted(self.run_dir.glob(RECORDS_GLOB)):
+            ids.update(r["trial_id"] for r in read_record_lines(path) if "trial_id" in r and r.get("status") != "ok")
+        return ids
+
+    def forget_skipped(self) -> int:
+        """Drop the records of skipped trials so they run again; return how many were dropped.
+
+        Each records file is rewritten to a temporary file and renamed over the old one, so a kill
+        leaves either the old or the new file, and every trial id stays on one line.
+        """
+        dropped = 0
+        for path in sorted(self.run_dir.glob(RECORDS_GLOB)):
+            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+            keep = [line for line in lines if _status_of(line) in ("ok", None)]
+            if len(keep) != len(lines):
+                dropped += len(lines) - len(keep)
+                _write_atomic(path, "".join(keep))
+        self._keep_prompts_of(self.finished_ids())
+        return dropped
+
+    def _keep_prompts_of(self, finished: set[str]) -> None:
+        """Drop saved prompts of trials without a record (killed, or forgotten), so a rerun saves each once."""
+        if not self.prompts_path.exists():
+            return
+        lines = self.prompts_path.read_text(encoding="utf-8").splitlines(keepends=True)
+        keep = [line for line in lines if _trial_id_of(line) in finished]
+        if len(keep) != len(lines):
+            _write_atomic(self.prompts_path, "".join(keep))
+
+    def append(self, record: TrialRecord) -> None:
+        """Append one record and force it to disk before returning."""
+        self._append_line(self.records_path, dataclasses.asdict(record))
+
+    def save_prompt(self, trial_id: str, prompt: BuiltPrompt, text: str) -> None:
+        """Keep the exact prompt (token ids and decoded text) so one trial can be rerun by hand."""
+        regions = {name: [s.token_start, s.token_end] for name, s in prompt.regions.items()}
+        row = {"trial_id": trial_id, "input_ids": list(prompt.input_ids), "regions": regions, "text": text}
+        self._append_line(self.prompts_path, row)
+
+    @staticmethod
+    def _append_line(path: Path, row: dict[str, Any]) -> None:
+        line = json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n"
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def close(self) -> None:
+        self.lock.release()

@@ -1,0 +1,186 @@
+"""Eval configs: every bad config is one line naming file, field, value and fix; good ones load and hash stably."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from evalkit.config.schema import EvalConfig, ModelConfig, config_hash, load_config
+from evalkit.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+GOOD = {
+    "models": [{"name": "smollm2-135m-instruct", "dtype": "float32", "device": "cpu"}],
+    "tasks": ["passkey"],
+    "context_lengths": [256, 512],
+    "depths": [0.0, 0.5, 1.0],
+    "samples": 2,
+    "output_dir": "reports/runs/test",
+}
+
+
+def write(tmp_path: Path, data: object, name: str = "grid.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def changed(**fields: object) -> dict:
+    return {**GOOD, **fields}
+
+
+def without(key: str) -> dict:
+    return {k: v for k, v in GOOD.items() if k != key}
+
+
+# (id, file content, overrides, substrings every message must contain)
+BAD = [
+    ("unknown top-level key", {**GOOD, "dephts": [0.5]}, (),
+     ["grid.yaml: dephts: ", "unknown key 'dephts'", "did you mean 'depths'?", "allowed keys: models, tasks"]),
+    ("unknown model key", changed(models=[{"name": "m", "dtpye": "float16"}]), (),
+     ["grid.yaml: models[0].dtpye: ", "unknown key 'dtpye'", "did you mean 'dtype'?", "max_new_tokens"]),
+    ("bad dtype", changed(models=[{"name": "m", "dtype": "bf17"}]), (),
+     ["grid.yaml: models[0].dtype: 'bf17' is not one of auto, float32, float16, bfloat16; use one of these"]),
+    ("depth above 1", changed(depths=[0.0, 1.5]), (),
+     ["grid.yaml: depths[1]: 1.5 is not within [0, 1]; use a value from 0 to 1"]),
+    ("negative length", changed(context_lengths=[256, -4]), (),
+     ["grid.yaml: context_lengths[1]: -4 is below the minimum 32; use a value >= 32"]),
+    ("empty depths", changed(depths=[]), (), ["grid.yaml: depths: [] is empty; give at least 1 item"]),
+    ("duplicate depths", changed(depths=[0.0, 0.5, 0.5]), (),
+     ["grid.yaml: depths: 0.5 appears twice (depths[1] and depths[2]); list it once"]),
+    ("duplicate depths written differently", changed(depths=[1, 1.0]), (), ["depths[0] and depths[1]"]),
+    ("duplicate model", changed(models=["m", {"name": "m", "dtype": "float16"}]), (),
+     ["grid.yaml: models: 'm' appears twice (models[0] and models[1])"]),
+    ("samples zero", changed(samples=0), (), ["grid.yaml: samples: 0 is below the minimum 1; use a value >= 1"]),
+    ("grid too large", changed(samples=10**7), (),
+     ["grid.yaml: samples: 10000000 samples make a grid of 60,000,000 trials, above evalkit's limit of 10,000,000"]),
+    ("wrong type", changed(samples="many"), (), ["grid.yaml: samples: 'many' is not a whole number; write an integer"]),
+    ("bool is not a number", changed(depths=[True]), (), ["grid.yaml: depths[0]: true is not a number"]),
+    ("scalar instead of list", changed(context_lengths=512), (),
+     ["grid.yaml: context_lengths: 512 is not a list; write a YAML list"]),
+    ("missing key", without("output_dir"), (), ["grid.yaml: output_dir: required key is missing; add `output_dir:`"]),
+    ("model name missing", changed(models=[{"dtype": "float32"}]), (), ["grid.yaml: models[0].name: required key"]),
+    ("several errors", changed(samples=0, seed="x", depths=[2.0]), (), ["grid.yaml: depths[0]: ", "(and 2 more)"]),
+    ("malformed YAML", "models: [a\ntasks: [passkey]\n", (),
+     ["grid.yaml: line ", "invalid YAML", "fix the YAML syntax"]),
+    ("top-level list", "- models\n- tasks\n", (),
+     ["grid.yaml: top level: expected a mapping of keys (models, tasks", "got a list"]),
+    ("empty file", "", (), ["grid.yaml: top level: ", "got an empty file"]),
+    ("override without =", GOOD, ("samples",), ["grid.yaml: --set 'samples': expected KEY=VALUE", "--set samples=3"]),
+    ("override bad YAML", GOOD, ("depths=[0,",), ["grid.yaml: --set 'depths=[0,': ", "invalid YAML"]),
+    ("override index out of range", GOOD, ("models.2.dtype=float16",),
+     ["grid.yaml: --set 'models.2.dtype=float16': '2' is not an index of models", "use 0 to 0"]),
+    ("override value out of range", GOOD, ("depths=[0, 1.7]",),
+     ["grid.yaml: depths[1] (from --set): 1.7 is not within [0, 1]"]),
+    ("override into a scalar", GOOD, ("samples.x=1",), ["grid.yaml: --set 'samples.x=1': samples is 2, not a mapping"]),
+]
+
+
+@pytest.mark.parametrize("content, overrides, parts", [c[1:] for c in BAD], ids=[c[0] for c in BAD])
+def test_bad_config_is_one_line_with_file_field_value_and_fix(tmp_path, content, overrides, parts):
+    path = write(tmp_path, content)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, overrides)
+    message = str(info.value)
+    assert message.startswith(str(path) + ": ")
+    assert "\n" not in message
+    for part in parts:
+        assert part in message
+
+
+def test_missing_file_names_the_path(tmp_path):
+    with pytest.raises(ConfigError, match=r"nope\.yaml: file not found; check the path"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_good_config_loads_with_defaults(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD))
+    assert cfg.models == [ModelConfig(name="smollm2-135m-instruct", dtype="float32", device="cpu")]
+    assert (cfg.samples, cfg.seed, cfg.save_prompts, cfg.length_tolerance_tokens, cfg.task_dirs) == (2, 0, False, 0, [])
+    assert cfg.depths == [0.0, 0.5, 1.0] and all(isinstance(d, float) for d in cfg.depths)
+    assert cfg.source_path == tmp_path / "grid.yaml"
+
+
+def test_string_shorthand_for_models(tmp_path):
+    cfg = load_config(write(tmp_path, changed(models=["a-model", {"name": "b", "dtype": "bfloat16"}])))
+    assert [(m.name, m.dtype) for m in cfg.models] == [("a-model", "auto"), ("b", "bfloat16")]
+
+
+def test_overrides_apply_dotted_and_indexed_keys(tmp_path):
+    path = write(tmp_path, changed(models=["m1", "m2"]))
+    cfg = load_config(path, ["depths=[0,0.25]", "samples=5", "models.1.dtype=float16", "models[0].max_new_tokens=3",
+                             "output_dir=elsewhere/run", "seed=7"])
+    assert cfg.depths == [0.0, 0.25] and cfg.samples == 5 and cfg.seed == 7 and cfg.output_dir == "elsewhere/run"
+    assert (cfg.models[0].name, cfg.models[0].max_new_tokens, cfg.models[0].dtype) == ("m1", 3, "auto")
+    assert (cfg.models[1].name, cfg.models[1].dtype) == ("m2", "float16")
+    assert yaml.safe_load(path.read_text())["samples"] == 2  # the file itself is untouched
+
+
+def test_task_dirs_are_relative_to_the_config_file(tmp_path):
+    path = write(tmp_path, changed(task_dirs=["my_tasks", "/abs/tasks"]), name="sub.yaml")
+    assert load_config(path).task_search_dirs() == (tmp_path / "my_tasks", Path("/abs/tasks"))
+
+
+def test_shipped_configs_load():
+    quick = load_config(REPO / "configs" / "quickstart.yaml")
+    assert quick.models[0].name == "smollm2-135m-instruct" and quick.models[0].max_new_tokens == 12
+    assert (quick.context_lengths, quick.samples) == ([256, 512, 1024, 2048], 2)
+    assert quick.depths == [0.0, 0.25, 0.5, 0.75, 1.0] and quick.output_dir == "reports/runs/quickstart"
+    tiny = load_config(REPO / "configs" / "tiny.yaml")
+    assert (tiny.context_lengths, tiny.depths, tiny.samples) == ([128, 256], [0.0, 0.5, 1.0], 1)
+
+
+def test_hash_is_stable_ignores_location_and_changes_with_results(tmp_path):
+    base = config_hash(load_config(write(tmp_path, GOOD)))
+    assert len(base) == 16 and int(base, 16) >= 0
+    assert config_hash(load_config(write(tmp_path, GOOD, name="copy.yaml"))) == base
+    assert config_hash(EvalConfig.model_validate(GOOD)) == base
+    moved = changed(output_dir="/somewhere/else", task_dirs=["extra"])
+    assert config_hash(EvalConfig.model_validate(moved)) == base
+    variants = [changed(seed=1), changed(samples=3), changed(depths=[0.0, 0.5]), changed(tasks=["fact"]),
+                changed(models=[{**GOOD["models"][0], "dtype": "bfloat16"}]), changed(length_tolerance_tokens=2),
+                changed(context_lengths=[256, 1024])]
+    hashes = {config_hash(EvalConfig.model_validate(v)) for v in variants}
+    assert base not in hashes and len(hashes) == len(variants)
+
+
+# the attention section: (id, attention mapping, substrings of the one-line message)
+BAD_ATTENTION = [
+    ("unknown key", {"capture": True, "bin": 10}, ["grid.yaml: attention.bin: unknown key 'bin'", "did you mean 'bins'?"]),
+    ("capture not a bool", {"capture": "yes"}, ["grid.yaml: attention.capture: 'yes' is not true or false"]),
+    ("zero bins", {"capture": True, "bins": 0}, ["grid.yaml: attention.bins: 0 is not within [1, 512]"]),
+    ("negative sink", {"sink_tokens": -1}, ["grid.yaml: attention.sink_tokens: -1 is not within [0, 64]"]),
+    ("decode steps as text", {"decode_steps": "4"}, ["grid.yaml: attention.decode_steps: '4' is not a whole number"]),
+    ("unknown kernel", {"capture": True, "inner": "flash"},
+     ["grid.yaml: attention.inner: 'flash' is not one of auto, sdpa, eager, flash_attention_2"]),
+    ("decode steps past the answer", {"capture": True, "decode_steps": 16},
+     ["grid.yaml: attention: decode_steps 16 needs max_new_tokens >= 17, but models[0] (smollm2-135m-instruct) "
+      "has 16; lower attention.decode_steps or raise models[0].max_new_tokens"]),
+    ("not a mapping", [True], ["grid.yaml: attention: [True] is not a mapping"]),
+]
+
+
+@pytest.mark.parametrize("attention, parts", [c[1:] for c in BAD_ATTENTION], ids=[c[0] for c in BAD_ATTENTION])
+def test_bad_attention_section_is_one_line_with_field_and_fix(tmp_path, attention, parts):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, changed(attention=attention)))
+    assert "\n" not in str(info.value)
+    for part in parts:
+        assert part in str(info.value)
+
+
+def test_attention_defaults_and_hash(tmp_path):
+    from evalkit.config.schema import AttentionConfig
+
+    cfg = load_config(write(tmp_path, GOOD))
+    assert cfg.attention == AttentionConfig(capture=False, decode_steps=0, bins=20, sink_tokens=1, inner="sdpa")
+    base = config_hash(cfg)
+    # settings without capture change no result, so they do not change the hash; with capture each one does
+    assert config_hash(EvalConfig.model_validate(changed(attention={"bins": 5}))) == base
+    on = [changed(attention={"capture": True, **extra}) for extra in
+          ({}, {"bins": 5}, {"sink_tokens": 0}, {"decode_steps": 2}, {"inner": "eager"})]
+    hashes = {config_hash(EvalConfig.model_validate(v)) for v in on}
+    assert base not in hashes and len(hashes) == len(on)

@@ -1,0 +1,129 @@
+"""Attention report: AUROC and intervals by hand, tables from hand-built arrays, sections in report.md/html."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from report_fixtures import make_record, write_header, write_records
+
+from evalkit.attention import PARTITION, TrialAttention, save_trial_attention
+from evalkit.report import write_report
+from evalkit.report.analysis.attention import (
+    attention_data,
+    auroc,
+    auroc_columns,
+    head_table,
+    mean_interval,
+    prediction_table,
+    top_heads,
+)
+from evalkit.report.data.load import load_results
+
+LAYERS, HEADS, BINS = 2, 3, 4
+SIGNAL = (1, 2)  # the head whose needle mass carries each trial's value
+COPIER = (0, 1)  # the head whose strongest key is the needle token being generated
+# (trial_id, context_length, correct, needle mass of SIGNAL)
+TRIALS = [("a1", 1024, True, 0.3), ("a2", 1024, True, 0.2), ("a3", 1024, False, 0.25), ("a4", 1024, False, 0.1),
+          ("b1", 2048, True, 0.4), ("b2", 2048, True, 0.35)]
+
+
+def test_auroc_is_the_mann_whitney_statistic_by_hand():
+    # pairs (correct, wrong): 0.9>0.5, 0.9>0.3, 0.8>0.5, 0.8>0.3, 0.4<0.5, 0.4>0.3 -> 5 of 6
+    assert auroc([0.9, 0.8, 0.4, 0.5, 0.3], [True, True, True, False, False]) == pytest.approx(5 / 6)
+    # a tie counts one half: 0.5 vs 0.5 -> 0.5, 0.5 > 0.2 -> 1; (0.5 + 1) / 2
+    assert auroc([0.5, 0.5, 0.2], [True, False, False]) == pytest.approx(0.75)
+    assert auroc([0.1, 0.2], [False, True]) == 1.0 and auroc([0.1, 0.2], [True, False]) == 0.0
+    assert np.isnan(auroc([0.1, 0.2], [True, True]))  # one class empty
+    scores = np.array([[0.9, 1.0], [0.8, 1.0], [0.4, 1.0], [0.5, 1.0], [0.3, 1.0]])
+    np.testing.assert_allclose(auroc_columns(scores, [True, True, True, False, False]), [5 / 6, 0.5])
+
+
+def test_chance_auroc_by_hand():
+    from evalkit.report.analysis.attention import chance_auroc
+
+    # n1 = 3, n0 = 2: spread sqrt(6 / 72); one test at 5%: z = 1.6449 -> 0.5 + 1.6449 * 0.288675
+    assert chance_auroc(3, 2, 1) == pytest.approx(0.5 + 1.644854 * np.sqrt(6 / 72), abs=1e-6)
+    assert chance_auroc(3, 2, 100) > chance_auroc(3, 2, 1) and np.isnan(chance_auroc(3, 0, 10))
+
+
+def test_mean_interval_is_the_t_interval_by_hand():
+    mean, low, high = mean_interval([1.0, 2.0, 3.0])  # sd 1, t(2) = 4.303
+    assert mean == 2.0 and high - mean == pytest.approx(4.303 / np.sqrt(3), abs=1e-9) and low == 4 - high
+    assert np.isnan(mean_interval([5.0])[1]) and mean_interval([5.0])[0] == 5.0
+
+
+def _arrays(needle_mass: float) -> TrialAttention:
+    names = PARTITION + tuple(f"bin_{i:02d}" for i in range(BINS))
+    spans = [(0, 1), (1, 10), (10, 500), (500, 510), (510, 1000), (1000, 1024), (1024, 1025),
+             (10, 258), (258, 505), (505, 752), (752, 1000)]
+    mass = np.zeros((LAYERS, HEADS, 2, len(names)), dtype=np.float32)
+    mass[..., 3] = 0.05
+    mass[SIGNAL[0], SIGNAL[1], :, 3] = needle_mass
+    mass[..., 0] = 0.5  # sink
+    mass[..., 5] = 0.5 - mass[..., 3]  # question: the partition sums to 1
+    mass[..., 8] = mass[..., 3]  # the needle's bin
+    mass[:, :, 1] = np.nan  # the decode row was never reached
+    argmax = np.zeros((LAYERS, HEADS, 2), dtype=np.int64)
+    argmax_token = np.ones_like(argmax)
+    argmax[COPIER[0], COPIER[1], 0], argmax_token[COPIER[0], COPIER[1], 0] = 505, 7
+    return TrialAttention(mass=mass, remainder=1.0 - mass[..., :7].sum(-1), argmax_position=argmax,
+                          argmax_token=argmax_token, row_token=np.array([7, -1]), row_in_needle=np.array([True, False]),
+                          region_names=names, spans=np.array(spans), bins=BINS, prompt_tokens=1024)
+
+
+@pytest.fixture()
+def attention_run(tmp_path):
+    run_dir = tmp_path / "run"
+    write_header(run_dir)
+    records = [make_record(trial_id=tid, context_length=length, correct=correct, depth=0.5, sample=i)
+               for i, (tid, length, correct, _) in enumerate(TRIALS)]
+    write_records(run_dir, records)
+    for tid, _, _, value in TRIALS:
+        save_trial_attention(run_dir, tid, _arrays(value))
+    return run_dir
+
+
+def test_tables_from_hand_built_arrays(attention_run):
+    data = attention_data(load_results(attention_run))
+    prediction = prediction_table(data).set_index("context_length")
+    # 1024: correct trials carry 0.3 and 0.2, wrong ones 0.25 and 0.1 -> 3 of 4 pairs ordered right
+    assert prediction.loc["1024", "auroc"] == pytest.approx(0.75)
+    assert (prediction.loc["1024", "n_correct"], prediction.loc["1024", "n_wrong"]) == (2, 2)
+    assert np.isnan(prediction.loc["2048", "auroc"]) and prediction.loc["2048", "n_wrong"] == 0
+    heads = head_table(data).set_index(["layer", "head"])
+    # all six trials: 0.4, 0.35, 0.3, 0.2 vs 0.25, 0.1 -> 8 pairs, only 0.2 < 0.25 is ordered wrong: 7 / 8
+    assert heads.loc[SIGNAL, "auroc"] == pytest.approx(7 / 8)
+    assert heads.loc[(0, 0), "auroc"] == 0.5  # constant mass: all ties
+    assert heads.loc[COPIER, "retrieval_score"] == 1.0 and heads.loc[(0, 0), "retrieval_score"] == 0.0
+    assert (heads["eligible_rows"] == len(TRIALS)).all()  # one eligible (prefill) row per trial
+    top = top_heads(head_table(data), "auroc")
+    assert len(top) == TOP and tuple(top.iloc[0][["layer", "head"]]) == SIGNAL
+
+
+TOP = LAYERS * HEADS  # fewer heads than 10: every head is listed
+
+
+def test_report_has_the_attention_section_charts_and_tables(attention_run, tmp_path):
+    paths = write_report(attention_run, tmp_path / "report")
+    markdown = paths.report_md.read_text()
+    html = paths.report_html.read_text()
+    assert "## Attention inside the model" in markdown
+    for stem in ("attention_needle_mass", "attention_layers", "attention_bins", "attention_heads"):
+        png, svg = (tmp_path / "report" / f"{stem}_org-tiny-model_passkey{s}" for s in (".png", ".svg"))
+        assert png.is_file() and svg.is_file() and png in paths.charts
+        assert f"]({png.name})" in markdown and png.name in html
+    assert html.count("data:image/png;base64,") >= 6  # accuracy charts + four attention charts embedded
+    compact = [line.replace(" ", "") for line in markdown.splitlines()]
+    assert "|1,024|2|2|0.75|8.33%|7.08%|" in compact  # n correct, n wrong, AUROC, mean needle mass of each
+    assert "|2,048|2|0|n/a|10.42%|–|" in compact  # no wrong trial at 2,048 tokens
+    for name in ("attention_prediction.csv", "attention_heads.csv", "attention_bins.csv"):
+        assert (tmp_path / "report" / name) in paths.tables
+
+
+def test_report_without_attention_is_unchanged(tmp_path):
+    run_dir = tmp_path / "run"
+    write_header(run_dir)
+    write_records(run_dir, [make_record()])
+    paths = write_report(run_dir, tmp_path / "report")
+    assert "Attention inside the model" not in paths.report_md.read_text()
+    assert not any("attention" in p.name for p in paths.files)
