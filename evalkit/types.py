@@ -69,7 +69,7 @@ class PromptParts:
     answer_prefix: str  # text the assistant turn starts with ("" for none)
     system_prompt: str | None  # None: the template's default (if any)
     use_chat_template: bool
-    # layout (evalkit/prompt/layouts.py): where the question and instructions go, text around the context
+    # layout (evalkit/config/layouts.py): where the question and instructions go, text around the context
     question_position: str = "after"  # "after" the context, "before" it, or "both"
     instruction_position: str = "before"  # "before" or "after" the context
     context_open: str = ""  # text right before the context (e.g. "<document>"), in the preamble region

@@ -20,9 +20,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 
 from evalkit.errors import ConfigError
-from evalkit.config.validation_errors import _show, describe_validation_error
+from evalkit.config.validation_errors import show_value, describe_validation_error
 from evalkit.config.yaml_io import read_yaml_mapping, yaml_problem
-from evalkit.prompt.layouts import LayoutGrid
+from evalkit.config.layouts import LayoutGrid
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 MAX_TRIALS = 10_000_000  # per run: far above any real grid, low enough to refuse a typo before planning it
@@ -100,7 +100,7 @@ class EvalConfig(BaseModel):
     controls: list[Literal["closed_book", "oracle", "dummy_needle"]] = Field(
         default_factory=list, description="control trials per sample (see evalkit/prompt/controls.py)"
     )
-    layout: LayoutGrid = Field(default_factory=LayoutGrid, description="prompt layout axes (see evalkit/prompt/layouts.py)")
+    layout: LayoutGrid = Field(default_factory=LayoutGrid, description="prompt layout axes (see evalkit/config/layouts.py)")
     attention: AttentionConfig = Field(default_factory=AttentionConfig, description="attention capture")
 
     _source_path: Path | None = PrivateAttr(None)
@@ -122,7 +122,7 @@ class EvalConfig(BaseModel):
         for index, key in enumerate(keys):
             if key in seen:
                 where = f"{info.field_name}[{seen[key]}] and {info.field_name}[{index}]"
-                raise ValueError(f"{_show(key)} appears twice ({where}); list it once")
+                raise ValueError(f"{show_value(key)} appears twice ({where}); list it once")
             seen[key] = index
         return value
 
@@ -143,11 +143,11 @@ class EvalConfig(BaseModel):
     @classmethod
     def _batch_needs_no_reuse(cls, value: Any, info: ValidationInfo) -> int | str:
         if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{_show(value)} is not a whole number >= 1 or auto; write e.g. 8 or auto")
+            raise ValueError(f"{show_value(value)} is not a whole number >= 1 or auto; write e.g. 8 or auto")
         # a reuse group runs its depths one after another on one cache: batching applies without reuse
         if value != 1 and info.data.get("reuse_prefix", True):
             raise ValueError(
-                f"{_show(value)} needs reuse_prefix: false (batches run without prefix reuse); "
+                f"{show_value(value)} needs reuse_prefix: false (batches run without prefix reuse); "
                 "set reuse_prefix: false, or batch_size: 1 to keep reuse"
             )
         return value
@@ -244,7 +244,7 @@ def apply_override(raw: dict[str, Any], item: str, label: str) -> str:
             node = node.setdefault(part, {})
         else:
             raise ConfigError(
-                f"{label}: --set {item!r}: {_dotted(parts[:depth])} is {_show(node)}, not a mapping or list; "
+                f"{label}: --set {item!r}: {_dotted(parts[:depth])} is {show_value(node)}, not a mapping or list; "
                 "set the whole value instead"
             )
     return _dotted(parts)

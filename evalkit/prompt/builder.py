@@ -24,13 +24,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from itertools import accumulate, chain
 from typing import Any
 
 from evalkit.errors import HaystackError, PlacementError
+from evalkit.prompt.multi_needle import place_needles
+from evalkit.prompt.spans import (
+    PromptFrame,
+    achieved_depth,
+    closest_boundary,
+    tile_regions,
+)
 from evalkit.prompt.tokenization import (
     MID_TEXT_ANCHORS,
     AnchoredEncoder,
@@ -44,23 +49,12 @@ from evalkit.types import (
     REGION_CONTEXT_AFTER,
     REGION_CONTEXT_BEFORE,
     REGION_NEEDLE,
-    REGION_PREAMBLE,
-    REGION_QUESTION,
     BuiltPrompt,
     PromptParts,
     TokenSpan,
 )
 
 __all__ = ["PromptBuilder", "build_prompt", "closest_boundary", "gold_continuation_ids"]
-
-
-@dataclass(frozen=True)
-class _Frame:
-    """The encoded text around the context for one set of prompt parts (needle excluded)."""
-
-    head_ids: tuple[int, ...]  # preamble region
-    tail_ids: tuple[int, ...]  # question region
-    tail_text: str  # what the prompt ends with: the anchor the gold answer continues
 
 
 class PromptBuilder:
@@ -81,7 +75,7 @@ class PromptBuilder:
         special_ids = set(getattr(tokenizer, "all_special_ids", ()) or ())
         self._special_ids = frozenset(special_ids - {getattr(tokenizer, "unk_token_id", None)})
         self._fragments: dict[str, tuple[int, ...]] = {}
-        self._frames: dict[PromptParts, _Frame] = {}
+        self._frames: dict[PromptParts, PromptFrame] = {}
         self._max_cached_fragments = max_cached_fragments
         self._max_cached_frames = max_cached_frames
 
@@ -142,8 +136,6 @@ class PromptBuilder:
 
         boundary_token_offsets = list(accumulate((len(piece) for piece in pieces), initial=0))
         if extra_needles:
-            from evalkit.prompt.multi_needle import place_needles
-
             return place_needles(self, parts, frame, pieces, boundary_token_offsets, [needle_ids, *extra_ids],
                                      [depth, *(d for _, d in extra_needles)], [t for t, _ in extra_needles],
                                      context_length, length_tolerance_tokens)
@@ -154,8 +146,8 @@ class PromptBuilder:
             chain(frame.head_ids, *pieces[:needle_index], needle_ids, *pieces[needle_index:], frame.tail_ids)
         )
         lengths = (len(frame.head_ids), before_tokens, len(needle_ids), haystack_tokens - before_tokens)
-        regions = _tile_regions(*lengths, len(frame.tail_ids))
-        self._verify(input_ids, regions, parts.needle, context_length, length_tolerance_tokens)
+        regions = tile_regions(*lengths, len(frame.tail_ids))
+        self.verify(input_ids, regions, parts.needle, context_length, length_tolerance_tokens)
         return BuiltPrompt(
             input_ids=input_ids,
             regions=regions,
@@ -163,7 +155,7 @@ class PromptBuilder:
             requested_context_length=context_length,
             length_tolerance_tokens=length_tolerance_tokens,
             requested_depth=float(depth),
-            achieved_depth=_achieved_depth(before_tokens, haystack_tokens, depth),
+            achieved_depth=achieved_depth(before_tokens, haystack_tokens, depth),
             prompt_sha256=ids_sha256(input_ids),
         )
 
@@ -188,7 +180,7 @@ class PromptBuilder:
         pieces = self._take_haystack(iter(sentences), context_length - fixed_tokens, length_tolerance_tokens,
                                      context_length)
         input_ids = tuple(chain(frame.head_ids, *pieces, frame.tail_ids))
-        regions = _tile_regions(len(frame.head_ids), 0, 0, len(input_ids) - fixed_tokens, len(frame.tail_ids))
+        regions = tile_regions(len(frame.head_ids), 0, 0, len(input_ids) - fixed_tokens, len(frame.tail_ids))
         if not context_length - length_tolerance_tokens <= len(input_ids) <= context_length:
             raise PlacementError(f"built {len(input_ids)} tokens for context_length {context_length}; "
                                  "this is a placement bug, please report it")
@@ -225,7 +217,7 @@ class PromptBuilder:
             raise PlacementError("the needle is empty; the task must insert a non-empty sentence")
         return self.fragment_ids(needle)
 
-    def _frame(self, parts: PromptParts) -> _Frame:
+    def _frame(self, parts: PromptParts) -> PromptFrame:
         """Head and tail ids for ``parts`` (cached; the needle does not enter the frame)."""
         key = dataclasses.replace(parts, needle="")  # every field but the needle shapes the frame
         frame = self._frames.get(key)
@@ -235,7 +227,7 @@ class PromptBuilder:
             # the head starts the prompt: a plain encode, special tokens of the template kept
             head_ids = bos_ids + encode_plain(self._tokenizer, text.head_text, split_special_tokens=False)
             tail_ids = self._encoder.encode_after(text.tail_text, MID_TEXT_ANCHORS, split_special_tokens=False)
-            frame = _Frame(head_ids=tuple(head_ids), tail_ids=tuple(tail_ids), tail_text=text.tail_text)
+            frame = PromptFrame(head_ids=tuple(head_ids), tail_ids=tuple(tail_ids), tail_text=text.tail_text)
             if len(self._frames) >= self._max_cached_frames:
                 self._frames.clear()
             self._frames[key] = frame
@@ -280,7 +272,7 @@ class PromptBuilder:
                 return self.fragment_ids(sentence)
         return None
 
-    def _verify(
+    def verify(
         self,
         input_ids: tuple[int, ...],
         regions: dict[str, TokenSpan],
@@ -326,38 +318,6 @@ def build_prompt(
 def gold_continuation_ids(tokenizer: Any, parts: PromptParts, answer: str) -> list[int]:
     """One-off ``PromptBuilder(tokenizer).gold_continuation_ids(parts, answer)``."""
     return PromptBuilder(tokenizer).gold_continuation_ids(parts, answer)
-
-
-def closest_boundary(boundary_token_offsets: list[int], depth: float) -> int:
-    """Index of the boundary offset closest to ``depth * total`` (ties go to the earlier one).
-
-    ``boundary_token_offsets`` are strictly increasing prefix sums starting at 0 and ending at the total.
-    """
-    target_tokens = depth * boundary_token_offsets[-1]
-    right = min(bisect_left(boundary_token_offsets, target_tokens), len(boundary_token_offsets) - 1)
-    if right == 0:
-        return 0
-    left = right - 1
-    if target_tokens - boundary_token_offsets[left] <= boundary_token_offsets[right] - target_tokens:
-        return left
-    return right
-
-
-def _tile_regions(
-    preamble_tokens: int, before_tokens: int, needle_tokens: int, after_tokens: int, question_tokens: int
-) -> dict[str, TokenSpan]:
-    """Consecutive spans of the five regions, in prompt order."""
-    names = (REGION_PREAMBLE, REGION_CONTEXT_BEFORE, REGION_NEEDLE, REGION_CONTEXT_AFTER, REGION_QUESTION)
-    lengths = (preamble_tokens, before_tokens, needle_tokens, after_tokens, question_tokens)
-    ends = list(accumulate(lengths))
-    return {name: TokenSpan(end - length, end) for name, length, end in zip(names, lengths, ends)}
-
-
-def _achieved_depth(before_tokens: int, haystack_tokens: int, requested_depth: float) -> float:
-    """Fraction of the haystack before the needle; an empty haystack counts as the nearer end."""
-    if haystack_tokens == 0:
-        return 0.0 if requested_depth < 0.5 else 1.0
-    return before_tokens / haystack_tokens
 
 
 def _check_request(context_length: int, depth: float, tolerance_tokens: int) -> None:

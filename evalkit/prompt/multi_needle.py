@@ -10,21 +10,25 @@ from itertools import chain
 from typing import TYPE_CHECKING
 
 from evalkit.errors import PlacementError
+from evalkit.prompt.spans import (
+    PromptFrame,
+    achieved_depth,
+    closest_boundary,
+    tile_regions,
+)
 from evalkit.prompt.tokenization import decode_exact, ids_sha256
 from evalkit.types import BuiltPrompt, PromptParts, TokenSpan
 
 if TYPE_CHECKING:
-    from evalkit.prompt.builder import PromptBuilder, _Frame
+    from evalkit.prompt.builder import PromptBuilder
 
 
 def place_needles(
-    builder: PromptBuilder, parts: PromptParts, frame: _Frame, pieces: list[tuple[int, ...]], offsets: list[int],
+    builder: PromptBuilder, parts: PromptParts, frame: PromptFrame, pieces: list[tuple[int, ...]], offsets: list[int],
     needles: list[tuple[int, ...]], depths: list[float], extra_texts: list[str],
     context_length: int, tolerance_tokens: int,
 ) -> BuiltPrompt:
     """The prompt with ``needles`` (ids) at ``depths``; ``offsets`` are the haystack pieces' boundary offsets."""
-    from evalkit.prompt.builder import _achieved_depth, _tile_regions, closest_boundary
-
     at_boundary = [closest_boundary(offsets, d) for d in depths]
     # at a shared boundary needles go in order of requested depth, then in the order given
     order = sorted(range(len(needles)), key=lambda i: (at_boundary[i], depths[i], i))
@@ -44,8 +48,8 @@ def place_needles(
     head, tail = len(frame.head_ids), len(frame.tail_ids)
     main_start, main_end = starts[0], starts[0] + len(needles[0])
     lengths = (head, main_start - head, len(needles[0]), len(input_ids) - tail - main_end)
-    regions = _tile_regions(*lengths, tail)
-    builder._verify(input_ids, regions, parts.needle, context_length, tolerance_tokens)
+    regions = tile_regions(*lengths, tail)
+    builder.verify(input_ids, regions, parts.needle, context_length, tolerance_tokens)
     extra_spans = tuple(TokenSpan(starts[i], starts[i] + len(needles[i])) for i in range(1, len(needles)))
     for span, text in zip(extra_spans, extra_texts):
         if decode_exact(builder.tokenizer, input_ids[span.token_start : span.token_end]).strip() != text.strip():
@@ -56,8 +60,8 @@ def place_needles(
         input_ids=input_ids, regions=regions, needle_text=parts.needle.strip(),
         requested_context_length=context_length, length_tolerance_tokens=tolerance_tokens,
         requested_depth=float(depths[0]),
-        achieved_depth=_achieved_depth(offsets[at_boundary[0]], haystack_tokens, depths[0]),
+        achieved_depth=achieved_depth(offsets[at_boundary[0]], haystack_tokens, depths[0]),
         prompt_sha256=ids_sha256(input_ids), extra_needle_spans=extra_spans,
-        extra_needle_depths=tuple(_achieved_depth(offsets[at_boundary[i]], haystack_tokens, depths[i])
+        extra_needle_depths=tuple(achieved_depth(offsets[at_boundary[i]], haystack_tokens, depths[i])
                                   for i in range(1, len(needles))),
     )

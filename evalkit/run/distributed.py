@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from evalkit.config.schema import ModelConfig
 from evalkit.errors import ConfigError
+from evalkit.run.schedule import group_key
 from evalkit.types import Trial
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,6 @@ def shard_trials(trials: Sequence[Trial], slot: ProcessSlot) -> list[Trial]:
     """This process's share of the full plan: whole reuse groups, round robin in plan order."""
     if slot.world_size == 1:
         return list(trials)
-    from evalkit.run.schedule import group_key
-
     index: dict[tuple, int] = {}
     for trial in trials:
         index.setdefault(group_key(trial), len(index))

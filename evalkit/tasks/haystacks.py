@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from evalkit.errors import HaystackError
 from evalkit.tasks.prose import generate_sentences
+from evalkit.tasks.sources import DocumentsHaystack, KvPairsHaystack, NoiseHaystack
 from evalkit.tasks.spec import FilesHaystackSpec, GeneratedHaystackSpec, TaskSpec
 
 # a sentence: the shortest run of text up to . ! ? (and closing quotes/brackets) that whitespace or the end follows
@@ -117,6 +118,43 @@ def read_sentences(path: Path) -> list[str]:
 # ---------------------------------------------------------------- registry
 
 # builder(the task's `haystack:` spec, the task file's folder) -> source
+class DatasetHaystack:
+    """Sentences of one text column of a dataset saved with ``datasets``' ``save_to_disk`` (read offline)."""
+
+    def __init__(self, path: Path, column: str, split: str | None):
+        try:
+            import datasets
+        except ImportError:
+            raise HaystackError("the dataset haystack needs the `datasets` package; "
+                                "pip install 'evalkit[datasets]'") from None
+        if not path.is_dir():
+            raise HaystackError(f"{path}: no such folder; give a folder written by Dataset.save_to_disk")
+        try:
+            data = datasets.load_from_disk(str(path))
+        except (FileNotFoundError, ValueError) as exc:
+            raise HaystackError(f"{path}: not a saved dataset ({exc}); write it with Dataset.save_to_disk") from None
+        if isinstance(data, datasets.DatasetDict):
+            if split not in data:
+                raise HaystackError(f"{path}: split {split!r} not found; set haystack.split to one of "
+                                    f"{', '.join(data)}")
+            data = data[split]
+        if column not in data.column_names:
+            raise HaystackError(f"{path}: no column {column!r}; set haystack.column to one of "
+                                f"{', '.join(data.column_names)}")
+        self._sentences = tuple(s for text in data[column] if isinstance(text, str) for s in split_sentences(text))
+        if len(self._sentences) < 2:
+            raise HaystackError(f"{path}: column {column!r} holds fewer than two sentences; use a text column")
+
+    def sentences(self, seed: int) -> Iterator[str]:
+        """The dataset's sentences cycled from an offset drawn from ``seed``."""
+        start = random.Random(f"evalkit.dataset:{seed}").randrange(len(self._sentences))
+        return itertools.cycle(self._sentences[start:] + self._sentences[:start])
+
+    def available_tokens(self, count_tokens: Callable[[str], int]) -> int:
+        """Tokens of all sentences as placed (``count_tokens`` counts one piece)."""
+        return sum(count_tokens(s) for s in self._sentences)
+
+
 HaystackBuilder = Callable[[Any, Path], HaystackSource]
 
 
@@ -130,26 +168,18 @@ def _build_files(spec: FilesHaystackSpec, task_dir: Path) -> HaystackSource:
 
 
 def _build_noise(spec: Any, task_dir: Path) -> HaystackSource:
-    from evalkit.tasks.sources import NoiseHaystack
-
     return NoiseHaystack()
 
 
 def _build_kv_pairs(spec: Any, task_dir: Path) -> HaystackSource:
-    from evalkit.tasks.sources import KvPairsHaystack
-
     return KvPairsHaystack()
 
 
 def _build_documents(spec: Any, task_dir: Path) -> HaystackSource:
-    from evalkit.tasks.sources import DocumentsHaystack
-
     return DocumentsHaystack(spec.similarity)
 
 
 def _build_dataset(spec: Any, task_dir: Path) -> HaystackSource:
-    from evalkit.tasks.sources import DatasetHaystack
-
     return DatasetHaystack(task_dir / Path(spec.path).expanduser(), spec.column, spec.split)
 
 

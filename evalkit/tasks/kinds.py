@@ -17,7 +17,13 @@ from evalkit.tasks.entities import (
     person_name,
     place_name,
 )
-from evalkit.tasks.spec import DocQaGenerator, KvGenerator, LowOverlapGenerator, MultiNeedleGenerator
+from evalkit.tasks.spec import (
+    DocQaGenerator,
+    KvGenerator,
+    LowOverlapGenerator,
+    MultiNeedleGenerator,
+)
+from evalkit.tasks.words import WORDS
 from evalkit.types import NeedleInstance
 
 _MAGIC = "One of the special magic numbers for {key} is: {value}."
@@ -42,8 +48,6 @@ def _number(rng: random.Random, digits: int) -> str:
 
 def multi_needle(spec: MultiNeedleGenerator, rng: random.Random) -> NeedleInstance:
     """RULER's multikey, multivalue and multiquery needles (see ``MultiNeedleGenerator``)."""
-    from evalkit.tasks.needles import WORDS
-
     keys = rng.sample(WORDS, spec.needles)
     values: list[str] = []
     while len(values) < spec.needles:  # distinct values, so each needle's recall is its own

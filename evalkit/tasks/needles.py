@@ -10,37 +10,20 @@ import random
 import uuid
 from typing import TYPE_CHECKING
 
-from evalkit.tasks.spec import ChoiceValue, IntegerValue, KvGenerator, TaskSpec, UuidValue, WordValue
+from evalkit.tasks.kinds import generate
+from evalkit.tasks.spec import (
+    ChoiceValue,
+    IntegerValue,
+    KvGenerator,
+    TaskSpec,
+    UuidValue,
+    WordValue,
+)
+from evalkit.tasks.words import WORDS
 from evalkit.types import NeedleInstance, PromptParts
 
 if TYPE_CHECKING:
     from evalkit.config.schema import ModelConfig
-
-# Concrete nouns for `value: {kind: word}`: one lower-case word each, easy to spell back, no plurals.
-WORDS: tuple[str, ...] = (
-    "accordion", "acorn", "album", "anchor", "anvil", "apron", "armchair", "arrow", "axe", "backpack",
-    "badge", "balloon", "banjo", "barrel", "baton", "beacon", "beaker", "bell", "belt", "binoculars",
-    "blanket", "bookmark", "boomerang", "bottle", "bracelet", "broom", "bucket", "buckle", "button", "cactus",
-    "calculator", "camera", "candle", "cannon", "canoe", "carpet", "cauldron", "chandelier", "chessboard", "chimney",
-    "chisel", "clarinet", "clock", "compass", "cork", "cradle", "crayon", "crown", "crystal", "cushion",
-    "dagger", "dice", "dolphin", "doorbell", "dragonfly", "drum", "easel", "envelope", "eraser", "falcon",
-    "feather", "fiddle", "flashlight", "flute", "fossil", "funnel", "gazebo", "giraffe", "globe", "glove",
-    "goblet", "gong", "guitar", "hammer", "hammock", "harmonica", "harp", "helmet", "hourglass", "igloo",
-    "jigsaw", "kaleidoscope", "kangaroo", "kayak", "kettle", "kite", "ladder", "ladle", "lantern", "lighthouse",
-    "lizard", "locket", "magnet", "mailbox", "mandolin", "marble", "mask", "medal", "megaphone", "microscope",
-    "mirror", "mitten", "mosaic", "necklace", "teacup", "notebook", "oar", "octopus", "origami", "ostrich",
-    "paddle", "padlock", "paintbrush", "parachute", "parasol", "pebble", "pelican", "pendulum", "penguin", "periscope",
-    "piano", "pillow", "pinecone", "pitchfork", "plank", "pliers", "pocketknife", "porcupine", "puppet", "pyramid",
-    "quill", "raccoon", "raft", "rhinoceros", "ribbon", "robot", "rocket", "rope", "rucksack", "saddle",
-    "sailboat", "sandal", "saxophone", "scarf", "scissors", "scooter", "scroll", "seashell", "shovel", "skateboard",
-    "sled", "slingshot", "snorkel", "snowflake", "spatula", "sponge", "spoon", "squirrel", "stapler", "starfish",
-    "statue", "stethoscope", "stopwatch", "submarine", "sundial", "surfboard", "suitcase", "sword", "tambourine",
-    "tape", "teapot", "telescope", "tent", "thimble", "thermometer", "tiara", "toaster", "tortoise", "totem",
-    "tractor", "trampoline", "trombone", "trophy", "trumpet", "tuba", "tugboat", "tulip", "turban", "typewriter",
-    "ukulele", "umbrella", "unicycle", "vase", "violin", "volcano", "wagon", "walrus", "wardrobe", "whistle",
-    "windmill", "wrench", "xylophone", "yacht", "yoyo", "zebra", "zeppelin", "zipper",
-)
-
 
 def draw_value(spec: IntegerValue | ChoiceValue | WordValue | UuidValue, rng: random.Random) -> str:
     """One value of a value spec, drawn from ``rng``."""
@@ -59,8 +42,6 @@ def instantiate_needle(task: TaskSpec, seed: int) -> NeedleInstance:
     """The task's needle, question and answer for one trial seed (same seed, same value)."""
     # a string seed is hashed with sha512 by `random`: stable across processes and PYTHONHASHSEED
     if task.generator is not None:
-        from evalkit.tasks.kinds import generate
-
         return generate(task.generator, seed)
     rng = random.Random(f"evalkit.needle:{seed}")
     value = draw_value(task.value, rng)

@@ -7,7 +7,8 @@ import pytest
 from conftest import write_config
 from evalkit.config.schema import EvalConfig, config_hash, load_config
 from evalkit.errors import ConfigError
-from evalkit.prompt.layouts import DEFAULT_SYSTEM_PROMPT, Layout, LayoutGrid, apply_layout
+from evalkit.config.layouts import DEFAULT_SYSTEM_PROMPT, Layout, LayoutGrid
+from evalkit.prompt.layouts import apply_layout
 from evalkit.run.plan import expand
 from evalkit.tasks import load_task
 from evalkit.types import PromptParts

@@ -17,7 +17,8 @@ from evalkit.scoring import values_found
 from evalkit.tasks import FileHaystack, haystack_for_task, instantiate_needle, load_task
 from evalkit.tasks.entities import CHARACTERS, LANDMARKS, lexical_overlap
 from evalkit.tasks.prose import generate_sentences
-from evalkit.tasks.sources import NOISE_SENTENCES, DatasetHaystack, DocumentsHaystack, check_fills
+from evalkit.tasks.haystacks import DatasetHaystack
+from evalkit.tasks.sources import NOISE_SENTENCES, DocumentsHaystack, check_fills
 
 KINDS = ["passkey_word", "passkey_uuid", "kv_retrieval", "multikey", "multivalue", "multiquery", "doc_qa",
          "low_overlap"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from evalkit.report.analysis.attention import mean_interval
 from evalkit.store.attention_arrays import attention_for_records
 from evalkit.report.data.labels import control_labels, layout_labels
 
@@ -33,8 +34,6 @@ def dummy_calibration_table(records: pd.DataFrame) -> pd.DataFrame:
 
     Empty (with ``CALIBRATION_COLUMNS``) when the runs hold no dummy-needle trials with attention arrays.
     """
-    from evalkit.report.analysis.attention import mean_interval
-
     ok = records[(records["status"] == "ok").to_numpy()]
     labels = control_labels(ok)
     dummy = ok[(labels == "dummy_needle").to_numpy()]

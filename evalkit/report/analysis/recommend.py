@@ -9,14 +9,13 @@ takes 35 trials in the band).
 
 from __future__ import annotations
 
-from math import comb
-
 import numpy as np
 import pandas as pd
+from scipy.stats import binomtest, bootstrap
 
 from evalkit.report.analysis.indices import BANDS, band_of
-from evalkit.report.data.labels import control_labels, layout_labels
 from evalkit.report.analysis.stats import wilson_intervals
+from evalkit.report.data.labels import control_labels, layout_labels
 
 RELIABLE_ACCURACY = 0.95
 RELIABLE_LOWER_BOUND = 0.90
@@ -28,25 +27,30 @@ def mcnemar_exact(b: int, c: int) -> float:
     """Two-sided exact McNemar p-value for ``b`` and ``c`` discordant pairs (binomial, p = 1/2).
 
     ``mcnemar_exact(1, 6) == 0.125``: 2 * (C(7,0) + C(7,1)) / 2**7. No discordant pair gives 1.0.
+    Computed by scipy's exact binomial test on the discordant pairs.
     """
     n = b + c
     if n == 0:
         return 1.0
-    tail = sum(comb(n, k) for k in range(min(b, c) + 1)) / 2**n
-    return min(1.0, 2.0 * tail)
+    return min(1.0, float(binomtest(min(b, c), n, 0.5).pvalue))
 
 
 def paired_bootstrap(a, b, confidence: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES,
                      seed: int = 0) -> tuple[float, float, float]:
-    """``mean(a) - mean(b)`` for paired 0/1 outcomes with a percentile bootstrap interval over pairs."""
+    """``mean(a) - mean(b)`` for paired 0/1 outcomes with a percentile bootstrap interval over pairs.
+
+    Resampling is scipy's ``bootstrap`` (percentile method, seeded); one pair has no spread to resample.
+    """
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if x.shape != y.shape or x.size == 0:
         raise ValueError("paired_bootstrap: need two equally long, non-empty outcome arrays")
     diffs = x - y
-    rng = np.random.default_rng(seed)
-    means = diffs[rng.integers(0, diffs.size, size=(resamples, diffs.size))].mean(axis=1)
-    tail = (1.0 - confidence) / 2.0
-    return float(diffs.mean()), float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))
+    mean = float(diffs.mean())
+    if diffs.size < 2 or np.all(diffs == diffs[0]):
+        return mean, mean, mean
+    result = bootstrap((diffs,), np.mean, confidence_level=confidence, n_resamples=resamples,
+                       method="percentile", rng=np.random.default_rng(seed), vectorized=True)
+    return mean, float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def layout_trials(df: pd.DataFrame) -> pd.DataFrame:

@@ -153,7 +153,7 @@ def to_markdown(table: pd.DataFrame, percent: bool | Iterable[str] | None = None
         headers.append(_escape(header))
         cells.append(values)
         numeric.append(pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column]))
-    return _layout(headers, cells, numeric)
+    return layout_markdown_table(headers, cells, numeric)
 
 
 def _flatten_index(table: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
@@ -187,7 +187,7 @@ def _escape(text: str) -> str:
     return html.escape(text, quote=False).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
-def _layout(headers: list[str], cells: list[list[str]], numeric: list[bool]) -> str:
+def layout_markdown_table(headers: list[str], cells: list[list[str]], numeric: list[bool]) -> str:
     """Pad columns to a common width; numbers right-aligned."""
     widths = [max([len(h), 3, *(len(c) for c in col)]) for h, col in zip(headers, cells)]
 

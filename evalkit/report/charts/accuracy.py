@@ -23,7 +23,7 @@ HEATMAP_CMAP = "viridis"  # perceptually uniform and readable with the common co
 LINE_PALETTE = "colorblind"  # seaborn's Okabe-Ito-like qualitative palette: one colour per model/variant
 # ordered light (short) to dark (long) so lengths never look like models; markers differ too
 LENGTH_PALETTE = "flare"
-_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+DEPTH_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 _MISSING_CELL = "#e6e6e6"
 
 
@@ -140,7 +140,7 @@ def plot_accuracy_vs_depth(
     colors = length_colors(df["context_length"].unique())
     summary = summary_table(df[(df[by].astype("str") == model) & (df["task"] == task)], by=by)
     summary = summary[summary["n"] > 0]
-    markers = itertools.cycle(_MARKERS)
+    markers = itertools.cycle(DEPTH_MARKERS)
     # fainter bands when many overlap, so they stay readable instead of turning grey
     alpha = float(np.clip(0.3 / max(summary["context_length"].nunique(), 1), 0.06, 0.18))
     for length, cells in summary.groupby("context_length", sort=True):

@@ -14,7 +14,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.ticker import FixedLocator, FuncFormatter, PercentFormatter
 
-from evalkit.report.charts.accuracy import HEATMAP_CMAP, _MARKERS, depth_label, length_colors
+from evalkit.report.charts.accuracy import HEATMAP_CMAP, DEPTH_MARKERS, depth_label, length_colors
 
 
 def _series(table: pd.DataFrame, model: str, task: str) -> pd.DataFrame:
@@ -42,7 +42,7 @@ def plot_needle_mass_vs_depth(table: pd.DataFrame, ax: Axes, model: str, task: s
     column, low, high = ("vs_uniform", "vs_uniform_low", "vs_uniform_high") if relative else \
         ("needle_mass", "mass_low", "mass_high")
     scale = 1.0 if relative else 100.0
-    markers = itertools.cycle(_MARKERS)
+    markers = itertools.cycle(DEPTH_MARKERS)
     for length, cells in sub.groupby("context_length", sort=True):
         cells = cells.sort_values("depth")
         x = cells["depth"].to_numpy() * 100.0
@@ -93,7 +93,7 @@ def plot_attention_bins(table: pd.DataFrame, ax: Axes, model: str, task: str, wi
     attention, log scale. Without: only the haystack bins, each as a share of the attention not on the sink."""
     sub = _series(table, model, task)
     colors = length_colors(table["context_length"].unique())
-    markers = itertools.cycle(_MARKERS)
+    markers = itertools.cycle(DEPTH_MARKERS)
     labels = list(sub.sort_values("position")["region"].drop_duplicates())
     if not with_sink:
         labels = [r for r in labels if r.startswith("bin_")]

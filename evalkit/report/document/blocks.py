@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from evalkit.report.analysis.tables import layout_markdown_table
+
 
 @dataclass(frozen=True)
 class Code:
@@ -127,12 +129,10 @@ def md_text(text: Text) -> str:
 
 def md_table(table: Table) -> str:
     """A GitHub table with padded columns (numbers right-aligned)."""
-    from evalkit.report.analysis.tables import _layout
-
     headers = [md_escape(h) for h in table.headers]
     columns = [[md_escape(row[i]) for row in table.rows] for i in range(len(headers))]
     numeric = list(table.numeric) or [False] * len(headers)
-    return _layout(headers, columns, numeric)
+    return layout_markdown_table(headers, columns, numeric)
 
 
 def to_markdown_doc(blocks: list[Block]) -> str:
