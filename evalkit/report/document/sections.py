@@ -22,7 +22,7 @@ from evalkit.report.document.findings import (
     tokens,
 )
 from evalkit.report.analysis.indices import BANDS, DEFAULT_THRESHOLD
-from evalkit.report.data.labels import VARIANT_SEPARATOR, layout_labels, run_labels
+from evalkit.report.data.labels import VARIANT_SEPARATOR, control_labels, layout_labels, run_labels
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def runs_blocks(data: ReportData) -> list[Block]:
     for run_dir, header in zip(data.dirs, data.headers):
         rows = data.df[data.df["run_dir"] == str(run_dir)]
         ok = int((rows["status"] == "ok").sum())
-        controls = int((rows["extra"].map(lambda e: isinstance(e, dict) and bool(e.get("control")))).sum())
+        controls = int((control_labels(rows) != "").sum())
         models = header.get("models") or {}
         model_items: list = []
         for i, (model, revision) in enumerate(sorted(models.items())):
