@@ -116,6 +116,10 @@ class LayoutGrid(BaseModel):
         """True for the single default layout (then records carry no layout label)."""
         return self.layouts() == [Layout()]
 
+    def label_of(self, layout: Layout) -> str:
+        """What reports call ``layout`` in this grid: its varied and off-default axes ("" for the default grid)."""
+        return "" if self.is_default() else layout.label(self.varied_axes())
+
 
 def apply_layout(parts: PromptParts, layout: Layout, model_system_prompt: str | None) -> PromptParts:
     """``parts`` (built from the task and model entry) rearranged as ``layout`` says."""

@@ -82,7 +82,7 @@ def run_eval(
     run_dir = Path(config.output_dir)
     slot = current_slot()
     with RunStore(run_dir, slot.records_name, slot.lock_name, slot.prompts_name) as store:
-        done = store.open(run_header(config, config_path, revisions))
+        done = store.open(run_header(config, config_path, revisions, tasks, trials))
         if retry_skipped and store.forget_skipped():
             done = store.finished_ids()
         trials = shard_trials(trials, slot)  # this process's share (all of them for one process)

@@ -154,15 +154,16 @@ def header_schema(header: dict[str, Any]) -> int:
 _JSON_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
 
 
-def _accepted(annotation: str) -> tuple[tuple[type, ...], bool]:
-    """(JSON types, null allowed) of a TrialRecord annotation such as ``"float | None"`` or ``"dict[...]"``."""
+def _accepted(annotation: str) -> tuple[tuple[type, ...], bool, str]:
+    """(JSON types, null allowed, type name) of a TrialRecord annotation like ``"float | None"`` or ``"dict[...]"``."""
     parts = [p.strip() for p in annotation.split("|")]
     base = next(p for p in parts if p != "None")
-    types = (dict,) if base.startswith("dict") else _JSON_TYPES[base]
-    return types, "None" in parts
+    if base.startswith("dict"):
+        return (dict,), "None" in parts, "dict"
+    return _JSON_TYPES[base], "None" in parts, base
 
 
-FIELD_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
+FIELD_TYPES: dict[str, tuple[tuple[type, ...], bool, str]] = {
     f.name: _accepted(str(f.type)) for f in dataclasses.fields(TrialRecord)
 }
 _REQUIRED = tuple(
@@ -214,11 +215,11 @@ def parse_record(row: object) -> TrialRecord:
         raise ValueError(f"record lacks {', '.join(missing)}; was it written by another evalkit version?")
     values = {name: row[name] for name in FIELD_TYPES if name in row}
     for name, value in values.items():
-        types, nullable = FIELD_TYPES[name]
+        types, nullable, type_name = FIELD_TYPES[name]
         if value is None and nullable:
             continue
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            expected = " or ".join(t.__name__ for t in types) + (" or null" if nullable else "")
+            expected = type_name + (" or null" if nullable else "")
             raise ValueError(f"record field {name}: {value!r} is not a {expected}")
     return TrialRecord(**values)
 

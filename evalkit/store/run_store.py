@@ -198,7 +198,8 @@ class RunStore:
         _check_tasks(self.run_dir, existing, header)
         if "planned" in header and existing.get("planned") != header["planned"]:
             # the plan of this call (another --limit, say): the report compares the records with it
-            fmt.write_header(self.run_dir, {**existing, "planned": header["planned"]})
+            fmt.write_header(self.run_dir, {**existing, "schema_version": fmt.header_schema(existing),
+                                            "planned": header["planned"]})
 
     def _records(self) -> list[TrialRecord]:
         """Every valid record of this run's records files (invalid lines are skipped with a warning)."""

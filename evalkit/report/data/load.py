@@ -142,13 +142,13 @@ def layout_labels_of(rows: list[dict[str, Any]], header: dict[str, Any]) -> list
         grid = LayoutGrid.model_validate(grid_values) if isinstance(grid_values, dict) else LayoutGrid()
     except ValidationError:
         grid = None  # a header from another version: name the axes off their default
-    if grid is not None and grid.is_default():
-        return ["" for _ in rows]
-    varied = grid.varied_axes() if grid is not None else ()
     labels = []
     for row in rows:
         layout = Layout(**{axis: row[axis] for axis in LAYOUT_AXES})
-        labels.append(layout.label(varied) if varied or layout != Layout() else "")
+        if grid is not None:
+            labels.append(grid.label_of(layout))
+        else:
+            labels.append("" if layout == Layout() else layout.label())
     return labels
 
 
