@@ -7,6 +7,7 @@ import json
 from store_schema1_fixtures import SCHEMA1_DONE, SCHEMA1_PLANNED, SCHEMA1_RUN, schema1_workdir
 from evalkit.config.schema import load_config
 from evalkit.report import write_report
+from evalkit.report.analysis.completeness import missing_cells
 from evalkit.report.data.load import load_results
 from evalkit.run.runner import run_eval
 from evalkit.store import format as fmt
@@ -50,3 +51,5 @@ def test_schema1_run_resumes_without_doubling_a_trial(tmp_path, tiny_model_dir, 
     assert sorted(df["layout"]) == ["question after"] * 4 + ["question before"] * 4
     header = fmt.read_header(work / "run")
     assert header["planned"]["trials"] == SCHEMA1_PLANNED and fmt.header_schema(header) == 1
+    assert missing_cells(df, header).empty  # the plan's cells are the records' cells (controls, layouts)
+    assert len(missing_cells(df.iloc[:5], header)) == 3
