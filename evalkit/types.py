@@ -141,7 +141,12 @@ class Score:
 
 @dataclass(frozen=True)
 class TrialRecord:
-    """One line of ``trials.jsonl``. Field names are the columns of ``load_results``."""
+    """One line of ``trials.jsonl``. Field names are the columns of ``load_results``.
+
+    Every grid axis is a field (``control`` and the layout axes of ``evalkit/prompt/layouts.py``);
+    ``extra`` holds only what one task kind adds (per-needle recall, facts). ``schema_version`` is the
+    run-directory format's (``evalkit/store/format.py``, which also reads the older schema).
+    """
 
     trial_id: str
     status: str  # "ok" or "skipped"
@@ -152,7 +157,7 @@ class TrialRecord:
     prompt_tokens: int
     length_tolerance_tokens: int
     depth: float
-    achieved_depth: float
+    achieved_depth: float | None  # None: skipped trial
     sample: int
     seed: int
     needle: str
@@ -161,8 +166,8 @@ class TrialRecord:
     generated: str
     correct: bool
     exact_match: bool
-    gold_logprob_sum: float
-    gold_logprob_mean: float
+    gold_logprob_sum: float | None  # None: skipped trial
+    gold_logprob_mean: float | None
     gold_first_token_is_argmax: bool
     gold_tokens: int
     regions: dict[str, list[int]]  # name -> [token_start, token_end]
@@ -171,4 +176,16 @@ class TrialRecord:
     prompt_sha256: str
     elapsed_s: float
     skip_reason: str = ""
+    # grid axes: the control kind ("" for a placement trial) and the prompt layout (see Layout)
+    control: str = ""
+    question_position: str = "after"
+    instruction_position: str = "before"
+    chat_template: bool | None = None
+    system_prompt: bool | None = None
+    context_markers: str = "none"
+    answer_prefix: bool = True
+    # document tasks (doc_qa): the gold document's 0-based index among the documents, and how many there are
+    gold_document_index: int | None = None
+    documents_total: int | None = None
     extra: dict[str, object] = field(default_factory=dict)
+    schema_version: int = 2

@@ -118,7 +118,7 @@ def write_demo_runs(base: Path) -> list[Path]:
             for sample in range(20):
                 records.append(make_record(
                     trial_id=f"{model}|{control}|{sample}", model=model, context_length=1024, depth=0.0,
-                    sample=sample, correct=sample < right, extra={"control": control}))
+                    sample=sample, correct=sample < right, control=control))
         write_records(run_dir, records)
         runs.append(run_dir)
     return runs

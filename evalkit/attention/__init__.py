@@ -2,7 +2,9 @@
 
     regions.py    which key spans are summed (prompt regions, sink, generated tokens, haystack bins)
     trial.py      run one prompt with capture -> TrialAttention
-    storage.py    attention/<trial_id>.npz (atomic), load_attention / load_attention_argmax
+
+The arrays' files are evalkit/store/format.py's (attention/<trial_id>.npz, atomic); the loaders
+load_attention / load_attention_argmax are evalkit/report/data/attention.py's.
     preflight.py  refuse a family that cannot be captured before anything is written
 
 The report side is in evalkit/report/attention*.py.
@@ -12,13 +14,11 @@ from __future__ import annotations
 
 from evalkit.attention.regions import PARTITION, REGION_GENERATED, REGION_REMAINDER, REGION_SINK, RegionLayout
 from evalkit.attention.regions import region_layout
-from evalkit.store.attention_arrays import (
+from evalkit.store.attention_arrays import copy_events
+from evalkit.store.format import (
     ATTENTION_DIR,
     TrialAttention,
     attention_path,
-    copy_events,
-    load_attention,
-    load_attention_argmax,
     read_trial_attention,
     save_trial_attention,
 )
@@ -33,8 +33,6 @@ __all__ = [
     "TrialAttention",
     "attention_path",
     "copy_events",
-    "load_attention",
-    "load_attention_argmax",
     "read_trial_attention",
     "region_layout",
     "save_trial_attention",

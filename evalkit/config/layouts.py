@@ -115,3 +115,7 @@ class LayoutGrid(BaseModel):
     def is_default(self) -> bool:
         """True for the single default layout (then records carry no layout label)."""
         return self.layouts() == [Layout()]
+
+    def label_of(self, layout: Layout) -> str:
+        """What reports call ``layout`` in this grid: its varied and off-default axes ("" for the default grid)."""
+        return "" if self.is_default() else layout.label(self.varied_axes())

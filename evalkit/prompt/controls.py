@@ -9,7 +9,8 @@ Controls (config ``controls:``) separate retrieval from guessing:
   (same haystack, same position), so its attention mass is the baseline of Hsieh et al. 2024 (Found in
   the Middle): needle mass minus dummy mass by position. Its span is the ``needle`` region.
 
-Records of control trials carry ``extra["control"]``; reports keep them out of the depth tables.
+Records carry the trial's grid axes as fields (``record_axes``: ``control`` and the layout axes);
+reports keep control trials out of the depth tables.
 """
 
 from __future__ import annotations
@@ -40,7 +41,14 @@ class TrialPrompt:
     parts: PromptParts
     needle: NeedleInstance
     prompt: BuiltPrompt
-    extra: dict[str, Any]
+    extra: dict[str, Any]  # what the task kind adds (facts, the dummy sentence); the grid axes are record fields
+    gold_document_index: int | None = None  # document tasks: the gold document's 0-based index
+    documents_total: int | None = None  # and how many whole documents the prompt holds
+
+
+def record_axes(trial: Trial) -> dict[str, Any]:
+    """The trial's grid axes as TrialRecord fields: ``control`` and every layout axis."""
+    return {"control": trial.control, **Layout.from_pairs(trial.layout).axes()}
 
 
 def dummy_sentence(builder: PromptBuilder, target_tokens: int) -> str:
@@ -65,11 +73,6 @@ def build_trial_prompt(builder: PromptBuilder, task: Any, trial: Trial, model_cf
     tolerance = config.length_tolerance_tokens
     extras = list(zip(needle.extra_needles, needle.extra_depths))
     extra: dict[str, Any] = dict(needle.facts)
-    if not config.layout.is_default():
-        extra["layout"] = layout.label(config.layout.varied_axes())
-        extra["layout_axes"] = layout.axes()
-    if trial.control:
-        extra["control"] = trial.control
     if trial.control == "closed_book":
         prompt = builder.build_without_needle(parts, task.sentences(trial.seed), trial.context_length, tolerance)
     elif trial.control == "oracle":
@@ -84,18 +87,18 @@ def build_trial_prompt(builder: PromptBuilder, task: Any, trial: Trial, model_cf
         prompt = builder.build_prompt(parts, task.sentences(trial.seed), trial.context_length, trial.depth,
                                       tolerance, extra_needles=extras)
     if "entity" in needle.facts and not trial.control:  # doc_qa: the gold document's index among the documents
-        extra.update(_document_position(builder, prompt))
+        return TrialPrompt(parts, needle, prompt, extra, *_document_position(builder, prompt))
     return TrialPrompt(parts, needle, prompt, extra)
 
 
-def _document_position(builder: PromptBuilder, prompt: BuiltPrompt) -> dict[str, int]:
+def _document_position(builder: PromptBuilder, prompt: BuiltPrompt) -> tuple[int, int]:
     """Whole documents before the gold one (its 0-based index) and in all (the haystack may open mid-document)."""
     def titles(region: str) -> int:
         span = prompt.regions[region]
         return builder.tokenizer.decode(list(prompt.input_ids[span.token_start : span.token_end])).count("(Title: ")
 
     before = titles("context_before")
-    return {"gold_index": before, "documents": before + 1 + titles("context_after")}
+    return before, before + 1 + titles("context_after")
 
 
 def score_trial(generated: str, built: TrialPrompt) -> tuple[Score, dict[str, Any]]:

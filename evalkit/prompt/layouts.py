@@ -9,7 +9,6 @@ from evalkit.types import PromptParts
 
 __all__ = ["Layout", "apply_layout"]
 
-
 def apply_layout(parts: PromptParts, layout: Layout, model_system_prompt: str | None) -> PromptParts:
     """``parts`` (built from the task and model entry) rearranged as ``layout`` says."""
     changes: dict[str, object] = {

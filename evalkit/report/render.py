@@ -32,6 +32,8 @@ from evalkit.report.document.recommend_section import recommendation_blocks
 from evalkit.report.document.results import controls_blocks, examples_blocks, glossary_blocks, variant_blocks
 from evalkit.report.document.sections import ReportData, comparison_blocks, positions_blocks, runs_blocks, summary_blocks
 from evalkit.report.analysis.tables import summary_table, to_markdown
+from evalkit.errors import RunDirError
+from evalkit.store.format import disk_errors
 
 __all__ = ["ReportPaths", "chart_stems", "finding_text", "slug", "write_report"]
 
@@ -78,8 +80,15 @@ def write_report(
     dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, os.PathLike)) else [Path(d) for d in run_dirs]
     data = _compute(dirs, [load_header(d) for d in dirs], load_results(dirs), threshold)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out}: is a file, not a folder for the report; choose another --out")
+    with disk_errors(out, "write the report"):  # read-only place, full disk: one line, not a traceback
+        return _write_all(data, dirs, out)
 
+
+def _write_all(data: ReportData, dirs: list[Path], out: Path) -> ReportPaths:
+    """Write every table, chart and the two documents of ``data`` into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
     tables = _write_tables(data, out)
     summary_md = _inside(out, "summary.md")
     summary_md.write_text("# Summary: accuracy by variant, task, context length and depth\n\n"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from evalkit.config.schema import ModelConfig
 from evalkit.errors import ConfigError
 from evalkit.run.schedule import group_key
+from evalkit.store.format import lock_name, prompts_name, records_name
 from evalkit.types import Trial
 
 log = logging.getLogger(__name__)
@@ -38,15 +39,20 @@ class ProcessSlot:
     @property
     def records_name(self) -> str:
         """Its records file: ``trials.jsonl`` alone, ``trials.<rank>.jsonl`` among several."""
-        return "trials.jsonl" if self.world_size == 1 else f"trials.{self.rank}.jsonl"
+        return records_name(self._file_rank)
 
     @property
     def lock_name(self) -> str:
-        return "run.lock" if self.world_size == 1 else f"run.{self.rank}.lock"
+        return lock_name(self._file_rank)
 
     @property
     def prompts_name(self) -> str:
-        return "prompts.jsonl" if self.world_size == 1 else f"prompts.{self.rank}.jsonl"
+        return prompts_name(self._file_rank)
+
+    @property
+    def _file_rank(self) -> int | None:
+        """The rank in this process's file names (None: one process, plain names; see store/format.py)."""
+        return None if self.world_size == 1 else self.rank
 
 
 def current_slot() -> ProcessSlot:

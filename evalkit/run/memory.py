@@ -13,6 +13,7 @@ import gc
 import logging
 from collections.abc import Callable
 
+from evalkit.prompt.controls import record_axes
 from evalkit.types import Trial, TrialRecord
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def skipped_record(trial: Trial, reason: str, model_revision: str) -> TrialRecor
     """A ``status="skipped"`` record: the trial's coordinates and the reason; no measurement.
 
     Measured fields hold neutral values (0, "", False) and the float ones None (JSON null, NaN in
-    ``load_results``); reports read ``status`` and never count them.
+    ``load_results``); the grid axes are the trial's, so reports count the skip in its own cell and variant.
     """
     return TrialRecord(
         trial_id=trial.trial_id, status="skipped", model=trial.model, model_revision=model_revision,
@@ -64,7 +65,7 @@ def skipped_record(trial: Trial, reason: str, model_revision: str) -> TrialRecor
         needle="", question="", gold_answer="", generated="", correct=False, exact_match=False,
         gold_logprob_sum=None, gold_logprob_mean=None,  # type: ignore[arg-type]
         gold_first_token_is_argmax=False, gold_tokens=0, regions={}, needle_token_start=0, needle_token_end=0,
-        prompt_sha256="", elapsed_s=0.0, skip_reason=reason,
+        prompt_sha256="", elapsed_s=0.0, skip_reason=reason, **record_axes(trial),
     )
 
 

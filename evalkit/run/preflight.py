@@ -7,6 +7,7 @@ request never costs a partly written run directory.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any, Iterator
 
 from evalkit.config.schema import EvalConfig, ModelConfig, config_hash
 from evalkit.errors import ConfigError, EvalkitError
-from evalkit.types import NeedleInstance, PromptParts
+from evalkit.types import NeedleInstance, PromptParts, Trial
 
 
 @dataclass(frozen=True)
@@ -85,11 +86,26 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def run_header(config: EvalConfig, config_path: Path, revisions: dict[str, str]) -> dict[str, Any]:
-    """The header written once per run directory (and compared on resume)."""
+def run_header(
+    config: EvalConfig, config_path: Path, revisions: dict[str, str], tasks: dict[str, PreparedTask] | None = None,
+    planned: list[Trial] | None = None,
+) -> dict[str, Any]:
+    """The header written once per run directory (and compared on resume; ``planned`` is updated each call).
+
+    ``task_hashes`` (and ``task_files``) let a rerun refuse a changed task file instead of mixing the new
+    task's trials in beside the old ones; ``planned`` lets a report say which trials are missing.
+    """
     import evalkit
 
+    tasks = tasks or {}
+    extra: dict[str, Any] = {
+        "task_hashes": {name: task.spec.content_hash() for name, task in tasks.items()},
+        "task_files": {name: str(task.spec.source_path) for name, task in tasks.items() if task.spec.source_path},
+    }
+    if planned is not None:
+        extra["planned"] = planned_cells(planned, config)
     return {
+        **extra,
         "evalkit_version": evalkit.__version__,
         "config": config.model_dump(mode="json"),
         "config_hash": config_hash(config),
@@ -100,3 +116,20 @@ def run_header(config: EvalConfig, config_path: Path, revisions: dict[str, str])
         "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": library_versions(),
     }
+
+
+def planned_cells(trials: list[Trial], config: EvalConfig) -> dict[str, Any]:
+    """``{"trials": N, "cells": [...]}``: the planned trials per (model, task, control, layout, length, depth) cell.
+
+    The keys are the record columns a report groups by (``layout`` is the label reports use, depth null
+    for controls without a needle position), so a report can mark the cells that lack trials.
+    """
+    from evalkit.config.layouts import Layout
+
+    counts: dict[tuple[Any, ...], int] = {}
+    for t in trials:
+        depth = None if math.isnan(t.depth) else t.depth
+        key = (t.model, t.task, t.control, config.layout.label_of(Layout.from_pairs(t.layout)), t.context_length, depth)
+        counts[key] = counts.get(key, 0) + 1
+    names = ("model", "task", "control", "layout", "context_length", "depth")
+    return {"trials": len(trials), "cells": [{**dict(zip(names, key)), "trials": n} for key, n in counts.items()]}

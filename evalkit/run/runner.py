@@ -82,7 +82,7 @@ def run_eval(
     run_dir = Path(config.output_dir)
     slot = current_slot()
     with RunStore(run_dir, slot.records_name, slot.lock_name, slot.prompts_name) as store:
-        done = store.open(run_header(config, config_path, revisions))
+        done = store.open(run_header(config, config_path, revisions, tasks, trials))
         if retry_skipped and store.forget_skipped():
             done = store.finished_ids()
         trials = shard_trials(trials, slot)  # this process's share (all of them for one process)
@@ -266,7 +266,7 @@ def _prepare_trial(
 
 
 def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: TrialOutput) -> TrialRecord:
-    from evalkit.prompt.controls import score_trial
+    from evalkit.prompt.controls import record_axes, score_trial
 
     trial, built = prepared.trial, prepared.built
     prompt, needle = built.prompt, built.needle
@@ -300,6 +300,9 @@ def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: Tria
         needle_token_end=needle_span.token_end,
         prompt_sha256=prompt.prompt_sha256,
         elapsed_s=round(output.elapsed_s, 4),
+        **record_axes(trial),
+        gold_document_index=built.gold_document_index,
+        documents_total=built.documents_total,
         extra={**built.extra, **score_extra},
     )
 
@@ -308,7 +311,7 @@ def _run_with_capture(
     session: _ModelSession, prepared: _PreparedTrial, config: EvalConfig, store: RunStore, reuse: dict
 ) -> TrialOutput:
     """Run with attention capture; its arrays are on disk before the caller appends the record."""
-    from evalkit.store.attention_arrays import save_trial_attention
+    from evalkit.store.format import save_trial_attention
     from evalkit.attention.trial import run_captured
 
     output, attention = run_captured(session.loaded, session.capture, prepared.prompt, prepared.gold_ids,

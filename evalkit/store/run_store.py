@@ -1,25 +1,17 @@
-"""The run directory: header, append-only trial records, resume, and an exclusive lock.
+"""The run directory while a run holds it: header check, append-only trial records, resume, the lock.
 
-Layout of ``RUN_DIR``::
-
-    header.json      what defines the run (config, its hash, versions, seed, model revisions)
-    trials.jsonl     one TrialRecord per line, appended and fsync'ed as each trial ends
-    prompts.jsonl    with ``save_prompts: true``: the exact token ids and text of every prompt
-    run.lock         pid of the process that holds the directory while it runs
-    report/          tables and charts written at the end of the run
-
-A killed run leaves at most one torn last line; it is cut off on the next open and that
-trial runs again, so no finished trial is lost and none is recorded twice.
+The format (file names, header, record lines, the older schema) is ``evalkit/store/format.py``'s; this
+module writes and reads only through it. A killed run leaves at most one torn last line; it is cut off
+on the next open and that trial runs again, so no finished trial is lost and none is recorded twice.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from evalkit.errors import RunDirError
 
@@ -27,15 +19,13 @@ try:
     import fcntl
 except ImportError:  # Windows: RunLock falls back to a pid file
     fcntl = None  # type: ignore[assignment]
+from evalkit.store import format as fmt
+from evalkit.store.format import HEADER_FILE, LOCK_FILE, PROMPTS_FILE, RECORDS_FILE, disk_errors
 from evalkit.types import BuiltPrompt, TrialRecord
 
 log = logging.getLogger(__name__)
 
-HEADER_FILE = "header.json"
-RECORDS_GLOB = "trials*.jsonl"
-PROMPTS_FILE = "prompts.jsonl"
-LOCK_FILE = "run.lock"
-# Header fields that must agree for a rerun to resume into the same directory.
+# Header fields that must agree for a rerun to resume into the same directory (task_hashes: see _check_tasks).
 IDENTITY_FIELDS = ("config_hash", "models")
 
 
@@ -47,32 +37,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by someone else
         return True
     return True
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())  # the data is on disk before the rename makes it the file
-    os.replace(tmp, path)
-
-
-def _field_of(line: str, name: str) -> Any:
-    """Field ``name`` of one JSON line; None for a line that is not a JSON object."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return record.get(name) if isinstance(record, dict) else None
-
-
-def _status_of(line: str) -> str | None:
-    return _field_of(line, "status")
-
-
-def _trial_id_of(line: str) -> str | None:
-    return _field_of(line, "trial_id")
 
 
 class RunLock:
@@ -93,7 +57,8 @@ class RunLock:
         if fcntl is None:
             return self._acquire_pid_file()
         for _ in range(10):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            with disk_errors(self.path, "take the lock"):
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -164,34 +129,27 @@ def _same_file(fd: int, path: Path) -> bool:
 
 def repair_torn_tail(path: Path) -> int:
     """Cut a partial last line (a write killed half-way) off ``path``; return bytes removed."""
-    data = path.read_bytes()
-    if not data or data.endswith(b"\n"):
-        return 0
-    keep = data.rfind(b"\n") + 1
-    with open(path, "r+b") as f:
-        f.truncate(keep)
+    with disk_errors(path, "repair"):
+        data = path.read_bytes()
+        if not data or data.endswith(b"\n"):
+            return 0
+        keep = data.rfind(b"\n") + 1
+        with open(path, "r+b") as f:
+            f.truncate(keep)
     log.warning("%s: removed a torn last line (%d bytes); that trial runs again", path, len(data) - keep)
     return len(data) - keep
 
 
-def read_record_lines(path: Path) -> Iterable[dict[str, Any]]:
-    """Yield the complete JSON records of one records file, skipping unparsable lines."""
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.endswith("\n"):
-                log.warning("%s:%d: torn last line skipped", path, line_number)
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                log.warning("%s:%d: unparsable line skipped", path, line_number)
+def read_record_lines(path: Path) -> list[dict[str, Any]]:
+    """The valid records of one records file as JSON objects (schema 1 upgraded); invalid lines are skipped."""
+    return [fmt.record_row(record) for _, record in fmt.read_records(path).records]
 
 
 class RunStore:
     """Owns one run directory for the length of a run (use as a context manager)."""
 
     def __init__(
-        self, run_dir: str | Path, records_name: str = "trials.jsonl", lock_name: str = LOCK_FILE,
+        self, run_dir: str | Path, records_name: str = RECORDS_FILE, lock_name: str = LOCK_FILE,
         prompts_name: str = PROMPTS_FILE,
     ) -> None:
         # several processes on one run (evalkit/run/distributed.py) each pass their own file names
@@ -208,11 +166,14 @@ class RunStore:
 
     def open(self, header: dict[str, Any]) -> set[str]:
         """Lock the directory, check or write the header, and return the finished trial ids."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise RunDirError(f"{self.run_dir}: is a file, not a run directory; choose another --output-dir")
+        with disk_errors(self.run_dir, "create the run directory"):
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         self.lock.acquire()
         try:
             self._check_or_write_header(header)
-            for path in [*sorted(self.run_dir.glob(RECORDS_GLOB)), self.prompts_path]:
+            for path in [*fmt.records_files(self.run_dir), self.prompts_path]:
                 if path.exists():
                     repair_torn_tail(path)
             finished = self.finished_ids()
@@ -223,14 +184,10 @@ class RunStore:
             raise
 
     def _check_or_write_header(self, header: dict[str, Any]) -> None:
-        header_path = self.run_dir / HEADER_FILE
-        if not header_path.exists():
-            _write_atomic(header_path, json.dumps(header, indent=2, sort_keys=True) + "\n")
+        if not (self.run_dir / HEADER_FILE).exists():
+            fmt.write_header(self.run_dir, header)
             return
-        try:
-            existing = json.loads(header_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise RunDirError(f"{header_path}: unreadable header ({err}); move the directory away") from None
+        existing = fmt.read_header(self.run_dir)
         for key in IDENTITY_FIELDS:
             if existing.get(key) != header.get(key):
                 raise RunDirError(
@@ -238,34 +195,39 @@ class RunStore:
                     f"{existing.get(key)!r} here, {header.get(key)!r} now); start a new run with "
                     "--output-dir NEW_DIR, or delete the directory to start over"
                 )
+        _check_tasks(self.run_dir, existing, header)
+        if "planned" in header and existing.get("planned") != header["planned"]:
+            # the plan of this call (another --limit, say): the report compares the records with it
+            fmt.write_header(self.run_dir, {**existing, "schema_version": fmt.header_schema(existing),
+                                            "planned": header["planned"]})
+
+    def _records(self) -> list[TrialRecord]:
+        """Every valid record of this run's records files (invalid lines are skipped with a warning)."""
+        return [r for path in fmt.records_files(self.run_dir) for _, r in fmt.read_records(path).records]
 
     def finished_ids(self) -> set[str]:
-        """Ids of trials with a complete record in any records file of this run."""
-        ids: set[str] = set()
-        for path in sorted(self.run_dir.glob(RECORDS_GLOB)):
-            ids.update(rec["trial_id"] for rec in read_record_lines(path) if "trial_id" in rec)
-        return ids
+        """Ids of trials with a complete, valid record in any records file of this run."""
+        return {r.trial_id for r in self._records()}
 
     def skipped_ids(self) -> set[str]:
         """Ids of trials recorded with a status other than "ok" (e.g. skipped for lack of memory)."""
-        ids: set[str] = set()
-        for path in sorted(self.run_dir.glob(RECORDS_GLOB)):
-            ids.update(r["trial_id"] for r in read_record_lines(path) if "trial_id" in r and r.get("status") != "ok")
-        return ids
+        return {r.trial_id for r in self._records() if r.status != "ok"}
 
     def forget_skipped(self) -> int:
         """Drop the records of skipped trials so they run again; return how many were dropped.
 
         Each records file is rewritten to a temporary file and renamed over the old one, so a kill
-        leaves either the old or the new file, and every trial id stays on one line.
+        leaves either the old or the new file, and every trial id stays on one line. Lines that are
+        not valid records are kept as they are (readers skip them).
         """
         dropped = 0
-        for path in sorted(self.run_dir.glob(RECORDS_GLOB)):
-            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        for path in fmt.records_files(self.run_dir):
+            with disk_errors(path, "read"):
+                lines = path.read_bytes().splitlines(keepends=True)
             keep = [line for line in lines if _status_of(line) in ("ok", None)]
             if len(keep) != len(lines):
                 dropped += len(lines) - len(keep)
-                _write_atomic(path, "".join(keep))
+                fmt.write_atomic(path, b"".join(keep))
         self._keep_prompts_of(self.finished_ids())
         return dropped
 
@@ -273,28 +235,57 @@ class RunStore:
         """Drop saved prompts of trials without a record (killed, or forgotten), so a rerun saves each once."""
         if not self.prompts_path.exists():
             return
-        lines = self.prompts_path.read_text(encoding="utf-8").splitlines(keepends=True)
+        with disk_errors(self.prompts_path, "read"):
+            lines = self.prompts_path.read_bytes().splitlines(keepends=True)
         keep = [line for line in lines if _trial_id_of(line) in finished]
         if len(keep) != len(lines):
-            _write_atomic(self.prompts_path, "".join(keep))
+            fmt.write_atomic(self.prompts_path, b"".join(keep))
 
     def append(self, record: TrialRecord) -> None:
         """Append one record and force it to disk before returning."""
-        self._append_line(self.records_path, dataclasses.asdict(record))
+        fmt.append_line(self.records_path, fmt.record_row(record))
 
     def save_prompt(self, trial_id: str, prompt: BuiltPrompt, text: str) -> None:
         """Keep the exact prompt (token ids and decoded text) so one trial can be rerun by hand."""
         regions = {name: [s.token_start, s.token_end] for name, s in prompt.regions.items()}
         row = {"trial_id": trial_id, "input_ids": list(prompt.input_ids), "regions": regions, "text": text}
-        self._append_line(self.prompts_path, row)
-
-    @staticmethod
-    def _append_line(path: Path, row: dict[str, Any]) -> None:
-        line = json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n"
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        fmt.append_line(self.prompts_path, row)
 
     def close(self) -> None:
         self.lock.release()
+
+
+def _status_of(line: bytes) -> str | None:
+    """The status of a valid record line; None for a line that is not one."""
+    try:
+        return fmt.parse_line(line.rstrip(b"\n")).status
+    except ValueError:
+        return None
+
+
+def _trial_id_of(line: bytes) -> str | None:
+    """The ``trial_id`` of a saved-prompt line; None for a line that is not a JSON object with one."""
+    try:
+        row = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    tid = row.get("trial_id") if isinstance(row, dict) else None
+    return tid if isinstance(tid, str) else None
+
+
+def _check_tasks(run_dir: Path, existing: dict[str, Any], header: dict[str, Any]) -> None:
+    """Refuse a rerun whose task files changed: the new task's trials would be mixed in beside the old ones.
+
+    Headers written before task hashes were recorded (schema 1) have none to compare.
+    """
+    before, now = existing.get("task_hashes"), header.get("task_hashes")
+    if not isinstance(before, dict) or not isinstance(now, dict):
+        return
+    files = header.get("task_files") or {}
+    for name, digest in now.items():
+        if name in before and before[name] != digest:
+            where = files.get(name) or f"task {name}"
+            raise RunDirError(
+                f"{where}: task {name!r} changed since {run_dir} was started (content hash {before[name]} there, "
+                f"{digest} now); run the changed task with --output-dir NEW_DIR, or restore the task file"
+            )

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evalkit.attention import PARTITION, load_attention, load_attention_argmax, read_trial_attention
-from evalkit.store.attention_arrays import attention_path
+from evalkit import load_attention, load_attention_argmax
+from evalkit.attention import PARTITION, read_trial_attention
+from evalkit.store.format import attention_path
 from evalkit.config.schema import load_config
 from evalkit.errors import CaptureError
 from evalkit.run.runner import run_eval

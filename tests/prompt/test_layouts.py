@@ -67,8 +67,10 @@ def test_run_records_layout_and_report_compares_layouts(tmp_path, tiny_model_dir
         layout={"question_position": ["after", "before"], "context_markers": ["xml"]})
     summary = run_eval(load_config(path), path, quiet=True, write_report=False)
     df = load_results(summary.run_dir)
-    labels = sorted(e["layout"] for e in df["extra"])
+    labels = sorted(df["layout"])
     assert labels == ["question after, xml markers"] * 2 + ["question before, xml markers"] * 2
-    assert all(e["layout_axes"]["context_markers"] == "xml" for e in df["extra"])
+    assert (df["context_markers"] == "xml").all()
+    assert sorted(df["question_position"]) == ["after", "after", "before", "before"]
+    assert all("layout" not in e and "layout_axes" not in e for e in df["extra"])  # axes are typed columns
     assert (df["prompt_tokens"] == 160).all()
     assert add_variants(df)["variant"].nunique() == 2

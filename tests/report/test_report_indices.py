@@ -34,10 +34,9 @@ BANDED = {0.0: (10, 10), 0.1: (8, 10), 0.2: (6, 10), 0.3: (5, 10), 0.5: (2, 10),
           0.8: (7, 10), 0.95: (9, 10), 1.0: (10, 10)}
 
 
-def frame(grid: dict, model: str = MODEL, run_dir: str = "runs/a", **extra) -> pd.DataFrame:
-    records = grid_records(model, TASK, grid)
-    if extra:
-        records = [dict(r, extra=dict(extra)) for r in records]
+def frame(grid: dict, model: str = MODEL, run_dir: str = "runs/a", **columns) -> pd.DataFrame:
+    """Records of ``grid`` as a frame; ``columns`` set further columns (e.g. the ``layout`` label)."""
+    records = [dict(r, **columns) for r in grid_records(model, TASK, grid)]
     return pd.DataFrame(records).assign(run_dir=run_dir)
 
 
@@ -113,7 +112,7 @@ def test_indices_are_nan_when_a_band_is_untested_and_ties_pick_the_shallower_ban
 def test_indices_ignore_skipped_and_control_trials():
     df = frame(banded())
     noise = [make_record(trial_id="skip", depth=0.5, correct=True, status="skipped"),
-             make_record(trial_id="ctl", depth=0.5, correct=True, extra={"control": "closed_book"})]
+             make_record(trial_id="ctl", depth=0.5, correct=True, control="closed_book")]
     df = pd.concat([df, pd.DataFrame(noise).assign(run_dir="runs/a")], ignore_index=True)
     row = position_indices(df).iloc[0]
     assert row["n"] == 90 and row["middle_accuracy"] == pytest.approx(0.4)
@@ -223,9 +222,9 @@ def test_comparison_is_empty_with_one_variant_and_baseline_must_exist():
 
 
 def with_controls() -> pd.DataFrame:
-    controls = [make_record(trial_id=f"{kind}{i}", depth=0.0, correct=i < right, extra={"control": kind})
+    controls = [make_record(trial_id=f"{kind}{i}", depth=0.0, correct=i < right, control=kind)
                 for kind, right in (("oracle", 19), ("closed_book", 1)) for i in range(20)]
-    controls.append(make_record(trial_id="cb-skip", status="skipped", correct=False, extra={"control": "closed_book"}))
+    controls.append(make_record(trial_id="cb-skip", status="skipped", correct=False, control="closed_book"))
     return pd.concat([frame(GRID), pd.DataFrame(controls).assign(run_dir="runs/a")], ignore_index=True)
 
 

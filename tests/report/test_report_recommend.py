@@ -32,25 +32,30 @@ def test_paired_bootstrap_difference_and_interval():
 
 
 def _records(outcomes: dict[str, list[bool]], depths=(0.0, 0.5, 1.0), controls=True) -> list[dict]:
-    """Each layout's outcomes per (depth, sample), same cells for every layout (paired)."""
+    """Each question position's outcomes per (depth, sample), same cells for every layout (paired)."""
     rows = []
-    for layout, results in outcomes.items():
+    for position, results in outcomes.items():
         for i, correct in enumerate(results):
             depth, sample = depths[i % len(depths)], i // len(depths)
-            rows.append(make_record(trial_id=f"{layout}-{i}", depth=depth, sample=sample, correct=correct,
-                                    extra={"layout": layout}))
+            rows.append(make_record(trial_id=f"{position}-{i}", depth=depth, sample=sample, correct=correct,
+                                    question_position=position))
         if controls:
             for control, right in (("closed_book", False), ("oracle", True)):
-                rows.append(make_record(trial_id=f"{layout}-{control}", correct=right, depth=float("nan"),
-                                        extra={"layout": layout, "control": control}))
+                rows.append(make_record(trial_id=f"{position}-{control}", correct=right, depth=float("nan"),
+                                        question_position=position, control=control))
     return rows
+
+
+def _layout_header(run_dir) -> None:
+    """A header whose config varies the question position (so records are labelled "question after", ...)."""
+    write_header(run_dir, config={"models": ["m"], "tasks": ["passkey"], "layout": {"question_position": ["after", "both"]}})
 
 
 def test_pairs_compare_every_layout_with_the_best_on_shared_trials(tmp_path):
     good = [True] * 30
     worse = [i % 5 != 0 for i in range(30)]  # 6 of 30 wrong, all where "good" was right
-    write_header(tmp_path)
-    write_records(tmp_path, _records({"question after": worse, "question both": good}))
+    _layout_header(tmp_path)
+    write_records(tmp_path, _records({"after": worse, "both": good}))
     pairs = layout_pairs(layout_trials(load_results(tmp_path)))
     row = pairs.iloc[0]
     assert (row.best, row.layout, row.pairs, row.best_only, row.layout_only) == ("question both", "question after", 30, 6, 0)
@@ -71,8 +76,8 @@ def test_reliable_band_needs_95_percent_and_a_lower_bound_of_90():
 
 def test_report_states_the_layout_to_use_with_intervals_and_controls(tmp_path):
     run = tmp_path / "run"
-    write_header(run)
-    write_records(run, _records({"question after": [i % 3 != 1 for i in range(30)], "question both": [True] * 30}))
+    _layout_header(run)
+    write_records(run, _records({"after": [i % 3 != 1 for i in range(30)], "both": [True] * 30}))
     text = (write_report([run], tmp_path / "report").report_md).read_text()
     section = text.split("## Layout recommendation")[1].split("\n## ")[0]
     assert "Use: question both." in section and "McNemar p = 0.002" in section  # 10 discordant: 2/2**10

@@ -164,6 +164,7 @@ def test_doc_qa_records_the_gold_documents_index(smollm2_tokenizer):
     cfg = EvalConfig.model_validate(dict(models=["m"], tasks=["doc_qa"], context_lengths=[600], depths=[0.0, 0.5, 1.0],
                                          samples=1, output_dir="o", length_tolerance_tokens=60))
     builder, prepared = PromptBuilder(smollm2_tokenizer), PreparedTask(task, haystack_for_task(task))
-    built = [build_trial_prompt(builder, prepared, t, cfg.models[0], cfg).extra for t in expand(cfg, {"doc_qa": task})]
-    assert built[0]["gold_index"] == 0 and built[2]["gold_index"] == built[2]["documents"] - 1
-    assert 0 < built[1]["gold_index"] < built[1]["documents"] - 1 and built[1]["documents"] >= 10
+    built = [build_trial_prompt(builder, prepared, t, cfg.models[0], cfg) for t in expand(cfg, {"doc_qa": task})]
+    index, total = [b.gold_document_index for b in built], [b.documents_total for b in built]
+    assert index[0] == 0 and index[2] == total[2] - 1
+    assert 0 < index[1] < total[1] - 1 and total[1] >= 10

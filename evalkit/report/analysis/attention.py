@@ -1,6 +1,6 @@
 """Attention tables of a report: needle mass by depth, by layer, by position, per head, and as a predictor.
 
-Inputs are the trial records (``load_results``) and each trial's arrays (``evalkit/store/attention_arrays.py``).
+Inputs are the trial records (``load_results``) and each trial's arrays (``evalkit/store/format.py``).
 Unless a table says otherwise it reads row 0, the last prompt token: the step that produces the first answer
 token. "Needle mass" is the attention probability that row puts on the needle's tokens.
 
@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from evalkit.attention.regions import REGION_SINK, bin_name
-from evalkit.store.attention_arrays import TrialAttention, attention_for_records, copy_events
+from evalkit.store.attention_arrays import attention_for_records, copy_events
+from evalkit.store.format import TrialAttention
 from evalkit.report.data.labels import placement_trials
 
 # two-sided 95% Student t quantiles for 1..30 degrees of freedom (beyond: 1.96 + 2.4 / df, within 0.002)

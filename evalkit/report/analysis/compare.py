@@ -86,7 +86,7 @@ def _order(table: pd.DataFrame, frame: pd.DataFrame, keys: list[str]) -> pd.Data
 def control_rates(df: pd.DataFrame) -> pd.DataFrame:
     """Per variant x task x control kind: share of control trials answered correctly, Wilson 95% CI.
 
-    Control trials carry ``extra["control"]``: ``closed_book`` (no needle in the prompt: what the
+    Control trials carry a ``control``: ``closed_book`` (no needle in the prompt: what the
     model knows or guesses) and ``oracle`` (the needle without the haystack: the ceiling). Other
     control kinds are listed too. Columns: ``variant, task, control, n, correct, accuracy, ci_low,
     ci_high, skipped``. Empty when no record is a control.

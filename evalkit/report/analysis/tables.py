@@ -50,7 +50,7 @@ def summary_table(df: pd.DataFrame, by: str = "model") -> pd.DataFrame:
     """Per model x task x context_length x depth: counts, accuracy with Wilson 95% CI, means.
 
     ``df`` is the frame of ``load_results``. Only ``status == "ok"`` trials count in ``n`` and the
-    rates and means; the others are counted in ``skipped``. Control trials (``extra["control"]``,
+    rates and means; the others are counted in ``skipped``. Control trials (``control`` column,
     see ``control_labels``) are left out: they place no needle at a depth. ``by`` names the column
     of the series, e.g. ``"variant"`` after ``add_variants``; it replaces ``model`` in the output.
     Columns: ``SUMMARY_COLUMNS`` (with ``by`` first).

@@ -11,25 +11,24 @@ from pathlib import PurePath
 
 import pandas as pd
 
-CONTROLS: tuple[str, ...] = ("closed_book", "oracle")  # ``extra["control"]`` values reports know
+CONTROLS: tuple[str, ...] = ("closed_book", "oracle")  # ``control`` values reports know
 VARIANT_SEPARATOR = " · "
 
 
-def _extra_value(df: pd.DataFrame, key: str) -> pd.Series:
-    """``extra[key]`` of every row as a string ("" where absent or when ``df`` has no ``extra``)."""
-    if "extra" not in df.columns:
+def _text_column(df: pd.DataFrame, name: str) -> pd.Series:
+    """Column ``name`` of every row as a string ("" where null, or when ``df`` has no such column)."""
+    if name not in df.columns:
         return pd.Series("", index=df.index, dtype="str")
-    values = [e.get(key) if isinstance(e, dict) else None for e in df["extra"].tolist()]
-    return pd.Series(["" if v is None else str(v) for v in values], index=df.index, dtype="str")
+    return pd.Series(["" if pd.isna(v) else str(v) for v in df[name].astype("object")], index=df.index, dtype="str")
 
 
 def control_labels(df: pd.DataFrame) -> pd.Series:
-    """Per row: ``extra["control"]`` ("closed_book", "oracle", ...) or "" for a placement trial.
+    """Per row: the ``control`` column ("closed_book", "oracle", ...) or "" for a placement trial.
 
     Control trials do not place a needle at a depth (closed book: no needle; oracle: the needle
     alone), so they are kept out of every depth x length table and reported as rates instead.
     """
-    return _extra_value(df, "control")
+    return _text_column(df, "control")
 
 
 def placement_trials(df: pd.DataFrame) -> pd.DataFrame:
@@ -38,11 +37,8 @@ def placement_trials(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def layout_labels(df: pd.DataFrame) -> pd.Series:
-    """Per row: the prompt layout from a ``layout`` column or ``extra["layout"]`` ("" when unknown)."""
-    if "layout" in df.columns:
-        column = df["layout"].astype("object")
-        return pd.Series(["" if pd.isna(v) else str(v) for v in column], index=df.index, dtype="str")
-    return _extra_value(df, "layout")
+    """Per row: the prompt layout's label from the ``layout`` column ("" when the run had one layout)."""
+    return _text_column(df, "layout")
 
 
 def run_labels(run_dirs: list[str]) -> dict[str, str]:
@@ -67,7 +63,7 @@ def run_labels(run_dirs: list[str]) -> dict[str, str]:
 def add_variants(df: pd.DataFrame) -> pd.DataFrame:
     """Return a copy of ``df`` with a ``variant`` column naming the series each row belongs to.
 
-    - records carrying a layout (``layout`` column or ``extra["layout"]``): ``"model · layout"``;
+    - records carrying a layout label (``layout`` column): ``"model · layout"``;
     - otherwise a model found in several run directories: ``"model · <run dir name>"`` per run;
     - otherwise the model name.
 

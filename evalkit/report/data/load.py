@@ -1,65 +1,52 @@
 """Read run directories into a pandas DataFrame: one row per trial record.
 
-A run directory (see ``evalkit/store/run_store.py``) holds ``header.json`` and one or more records files
-``trials*.jsonl`` (``trials.jsonl`` plus ``trials.<rank>.jsonl`` from several processes). Reports
-read only these files.
+A run directory holds ``header.json`` and one or more records files ``trials*.jsonl`` (``trials.jsonl``
+plus ``trials.<rank>.jsonl`` from several processes); ``evalkit/store/format.py`` owns that format and
+every line is read through it (older schemas upgraded, invalid lines skipped with a warning, as resume
+does). Reports read only these files.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 
 from evalkit.errors import RunDirError
+from evalkit.config.layouts import Layout, LayoutGrid
+from evalkit.store.format import read_header, read_records, records_files
 from evalkit.types import TrialRecord
 
 log = logging.getLogger(__name__)
 
-HEADER_FILE = "header.json"
-RECORDS_GLOB = "trials*.jsonl"
+LAYOUT_AXES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Layout))
 
-# TrialRecord field -> pandas dtype; annotations are strings (``from __future__ import annotations``).
-_DTYPE_OF_ANNOTATION = {"int": "int64", "float": "float64", "bool": "bool", "str": "str"}
-RECORD_DTYPES: dict[str, str] = {
-    f.name: _DTYPE_OF_ANNOTATION.get(str(f.type), "object") for f in dataclasses.fields(TrialRecord)
-}
+
+def _dtype(annotation: str) -> str:
+    """pandas dtype of a TrialRecord annotation (strings: ``from __future__ import annotations``)."""
+    parts = [p.strip() for p in annotation.split("|")]
+    base = next(p for p in parts if p != "None")
+    if base == "bool":
+        return "object" if "None" in parts else "bool"  # a tri-state axis keeps its None
+    return {"int": "int64", "float": "float64", "str": "str"}.get(base, "object")
+
+
+RECORD_DTYPES: dict[str, str] = {f.name: _dtype(str(f.type)) for f in dataclasses.fields(TrialRecord)}
 RECORD_COLUMNS: tuple[str, ...] = tuple(RECORD_DTYPES)
+DERIVED_COLUMNS: tuple[str, ...] = ("layout",)  # the layout's label, from its axes and the header's grid
 RUN_COLUMNS: tuple[str, ...] = ("run_dir", "config_hash")
-COLUMNS: tuple[str, ...] = RECORD_COLUMNS + RUN_COLUMNS
-_REQUIRED = tuple(
-    f.name
-    for f in dataclasses.fields(TrialRecord)
-    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-)
-_DEFAULTS: dict[str, Any] = {
-    f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory)
-    for f in dataclasses.fields(TrialRecord)
-    if f.name not in _REQUIRED
-}
+COLUMNS: tuple[str, ...] = RECORD_COLUMNS + DERIVED_COLUMNS + RUN_COLUMNS
 
 
 def load_header(run_dir: str | Path) -> dict[str, Any]:
     """Return the parsed ``RUN_DIR/header.json`` (config, config_hash, seed, versions, models, ...)."""
-    path = Path(run_dir) / HEADER_FILE
-    if not path.is_file():
-        raise RunDirError(
-            f"{run_dir}: no {HEADER_FILE}; is this an evalkit run directory? run `evalkit run CONFIG` first"
-        )
-    try:
-        header = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RunDirError(f"{path}: unreadable header ({err}); rerun into a new output_dir") from None
-    if not isinstance(header, dict):
-        raise RunDirError(f"{path}: expected a JSON object, found {type(header).__name__}")
-    return header
+    return read_header(run_dir)
 
 
 def load_results(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> pd.DataFrame:
@@ -67,8 +54,9 @@ def load_results(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> pd.D
 
     ``paths`` is a run directory, a single records file inside one, or a sequence of either.
     Within a run directory ``trials.jsonl`` is read first, then ``trials.<rank>.jsonl`` by rank;
-    a trial id recorded twice keeps its last record. Unparsable lines (a torn last line left by a
-    killed process) are skipped with a logged warning. Runs are not merged: the same trial id in
+    a trial id recorded twice keeps its last record. A torn last line (left by a killed process) is
+    skipped with a logged warning; any other line that is not a valid record (corrupted, a field of the
+    wrong type) is a RunDirError naming file and line, as it is for a resumed run. Runs are not merged: the same trial id in
     two run directories gives two rows, told apart by ``run_dir``.
 
     Columns (one row per trial; skipped trials are kept, see ``status``):
@@ -85,8 +73,13 @@ def load_results(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> pd.D
     - ``gold_logprob_sum``, ``gold_logprob_mean`` (float), ``gold_tokens`` (int)
     - ``regions`` (object: dict name -> [token_start, token_end]),
       ``needle_token_start``, ``needle_token_end`` (int)
-    - ``elapsed_s`` (float), ``extra`` (object: dict; reports read ``extra["control"]``, e.g.
-      "closed_book" or "oracle", and ``extra["layout"]``: see ``control_labels`` and ``add_variants``)
+    - ``elapsed_s`` (float)
+    - grid axes: ``control`` (str: "" for a placement trial, else "closed_book", "oracle", "dummy_needle"),
+      the layout axes ``question_position``, ``instruction_position``, ``context_markers`` (str),
+      ``chat_template``, ``system_prompt`` (object: True, False or None), ``answer_prefix`` (bool), and
+      ``layout`` (str: the layout's label when the run varied its layout, else "")
+    - ``gold_document_index``, ``documents_total`` (Int64: document tasks, else null)
+    - ``extra`` (object: dict of what one task kind adds, e.g. ``recall``), ``schema_version`` (int)
     - ``run_dir`` (str, the directory as given), ``config_hash`` (str, from its header)
 
     An int or bool column holding a null becomes pandas' nullable ``Int64`` / ``boolean``.
@@ -109,79 +102,54 @@ def _resolve(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[tup
             continue
         if not path.is_dir():
             raise RunDirError(f"{path}: no such run directory; run `evalkit run CONFIG` first")
-        files = sorted(path.glob(RECORDS_GLOB), key=_read_order)
+        files = records_files(path)
         if not files:
             raise RunDirError(f"{path}: no trials*.jsonl found; run `evalkit run CONFIG` first")
         runs.append((path, files))
     return runs
 
 
-def _read_order(path: Path) -> tuple[int, int, str]:
-    """``trials.jsonl`` first, then ``trials.<rank>.jsonl`` by numeric rank, then anything else."""
-    if path.name == "trials.jsonl":
-        return (0, 0, "")
-    match = re.fullmatch(r"trials\.(\d+)\.jsonl", path.name)
-    if match:
-        return (1, int(match.group(1)), "")
-    return (2, 0, path.name)
-
-
 def _load_run(run_dir: Path, files: list[Path]) -> pd.DataFrame:
-    """One run directory's records, deduplicated by trial id (last wins), with run columns."""
+    """One run directory's records, deduplicated by trial id (last wins), with derived and run columns."""
     header = load_header(run_dir)
     by_id: dict[str, dict[str, Any]] = {}
     for path in files:
-        for line_number, record in _read_records(path):
-            row = _complete(record, path, line_number)
-            by_id.pop(row["trial_id"], None)  # re-insert so the row order follows the last record
-            by_id[row["trial_id"]] = row
+        for _, record in read_records(path).records:
+            by_id.pop(record.trial_id, None)  # re-insert so the row order follows the last record
+            by_id[record.trial_id] = {name: getattr(record, name) for name in RECORD_COLUMNS}
     if not by_id:
         names = ", ".join(p.name for p in files)
         raise RunDirError(
             f"{run_dir}: {names} hold no complete trial records yet; run `evalkit run CONFIG` first"
         )
     rows = list(by_id.values())
-    for row in rows:
+    labels = layout_labels_of(rows, header)
+    for row, label in zip(rows, labels):
+        row["layout"] = label
         row["run_dir"] = str(run_dir)
         row["config_hash"] = str(header.get("config_hash", ""))
     return _typed(pd.DataFrame.from_records(rows, columns=list(COLUMNS)))
 
 
-def _read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """The parsable JSON object lines of ``path`` with their 1-based line numbers."""
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    records = []
-    for index, raw in enumerate(lines):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            record = None
-        if not isinstance(record, dict):
-            # a last line without its newline is a write killed half-way (the store cuts it on resume)
-            torn = index == len(lines) - 1
-            what = "torn last line (partial write)" if torn else "unparsable line"
-            log.warning("%s:%d: %s skipped", path, index + 1, what)
-            continue
-        records.append((index + 1, record))
-    return records
+def layout_labels_of(rows: list[dict[str, Any]], header: dict[str, Any]) -> list[str]:
+    """Each row's layout label: its axes named as the run's ``layout:`` grid names them ("" for one layout).
 
-
-def _complete(record: dict[str, Any], path: Path, line_number: int) -> dict[str, Any]:
-    """Check required fields, fill defaulted ones, drop keys that are not TrialRecord fields."""
-    missing = [name for name in _REQUIRED if name not in record]
-    if missing:
-        raise RunDirError(
-            f"{path}:{line_number}: record lacks {', '.join(missing)}; was it written by another "
-            "evalkit version? rerun with `evalkit run CONFIG` into a new output_dir"
-        )
-    row = {name: record[name] for name in RECORD_COLUMNS if name in record}
-    for name, default in _DEFAULTS.items():
-        if name not in row:
-            row[name] = default() if callable(default) else default
-    return row
+    The label is what the run wrote into ``extra["layout"]`` in schema 1, computed from the same inputs.
+    """
+    config = header.get("config")
+    grid_values = config.get("layout") if isinstance(config, dict) else None
+    try:
+        grid = LayoutGrid.model_validate(grid_values) if isinstance(grid_values, dict) else LayoutGrid()
+    except ValidationError:
+        grid = None  # a header from another version: name the axes off their default
+    labels = []
+    for row in rows:
+        layout = Layout(**{axis: row[axis] for axis in LAYOUT_AXES})
+        if grid is not None:
+            labels.append(grid.label_of(layout))
+        else:
+            labels.append("" if layout == Layout() else layout.label())
+    return labels
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -194,6 +162,6 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
             frame[name] = column.astype("boolean" if column.isna().any() else "bool")
         elif dtype in ("float64", "str"):
             frame[name] = column.astype(dtype)
-    for name in RUN_COLUMNS:
+    for name in (*DERIVED_COLUMNS, *RUN_COLUMNS):
         frame[name] = frame[name].astype("str")
     return frame

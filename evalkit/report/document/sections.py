@@ -21,8 +21,9 @@ from evalkit.report.document.findings import (
     points_ci,
     tokens,
 )
+from evalkit.report.analysis.completeness import missing_cells, planned_trials
 from evalkit.report.analysis.indices import BANDS, DEFAULT_THRESHOLD
-from evalkit.report.data.labels import VARIANT_SEPARATOR, layout_labels, run_labels
+from evalkit.report.data.labels import VARIANT_SEPARATOR, control_labels, layout_labels, run_labels
 
 
 @dataclass(frozen=True)
@@ -129,17 +130,19 @@ def runs_blocks(data: ReportData) -> list[Block]:
     for run_dir, header in zip(data.dirs, data.headers):
         rows = data.df[data.df["run_dir"] == str(run_dir)]
         ok = int((rows["status"] == "ok").sum())
-        controls = int((rows["extra"].map(lambda e: isinstance(e, dict) and bool(e.get("control")))).sum())
+        controls = int((control_labels(rows) != "").sum())
         models = header.get("models") or {}
         model_items: list = []
         for i, (model, revision) in enumerate(sorted(models.items())):
             model_items += ([", "] if i else []) + [Code(model), " @ ", Code(revision or "default")]
         versions = header.get("versions") or {}
         variants = sorted(set(map(str, rows["variant"])), key=data.variants.index)
+        planned = planned_trials(header)
         blocks += [Heading(3, labels[str(run_dir)]), Bullets((
             ("directory: ", Code(str(run_dir))),
             f"trials: {ok} ok, {len(rows) - ok} skipped"
-            + (f" ({controls} of them control trials)" if controls else ""),
+            + (f" ({controls} of them control trials)" if controls else "")
+            + (f"; {len(rows)} of {planned} planned recorded" if planned is not None else ""),
             ("config: ", Code(str(header.get("config_path", "?"))),
              " (hash ", Code(str(header.get("config_hash", "?"))),
              f"), seed {header.get('seed', '?')}, started {header.get('started_at', '?')}"),
@@ -149,10 +152,34 @@ def runs_blocks(data: ReportData) -> list[Block]:
             + (", ".join(f"{k} {v}" for k, v in sorted(versions.items())) or "versions unknown"),
             "shown as: " + ", ".join(variants),
         ))]
+        blocks += _missing_blocks(rows, header, planned)
     if len({h.get("config_hash") for h in data.headers}) > 1:
         blocks.append(Para("These runs use different configs (their hashes differ): compare them cell by cell, "
                            "on the lengths and depths both tested.", kind="note"))
     return blocks
+
+
+_MISSING_SHOWN = 20  # cells listed in the report; the count covers them all
+
+
+def _missing_blocks(rows: pd.DataFrame, header: dict, planned: int | None) -> list[Block]:
+    """A warning and the cells that lack trials, when the run recorded fewer trials than it planned."""
+    missing = missing_cells(rows, header)
+    if missing.empty:
+        return []
+    lacking = int((missing["planned"] - missing["recorded"]).sum())
+    text = (f"Incomplete run: {lacking} of {planned} planned trials have no record (the run was stopped, is still "
+            f"running, or crashed); the {len(missing)} cells below hold fewer trials than planned, and their "
+            "rates rest on fewer samples. Rerun the same command to finish it.")
+    table_rows = tuple(
+        (r.model, r.task, r.control or "-", r.layout or "-", str(r.context_length),
+         "-" if r.depth is None or pd.isna(r.depth) else f"{r.depth:g}", str(r.recorded), str(r.planned))
+        for r in missing.head(_MISSING_SHOWN).itertuples(index=False)
+    )
+    caption = f"first {_MISSING_SHOWN} of {len(missing)} partial cells" if len(missing) > _MISSING_SHOWN else ""
+    return [Para(text, kind="warning"),
+            Table(("model", "task", "control", "layout", "length", "depth", "recorded", "planned"), table_rows,
+                  (False, False, False, False, True, True, True, True), caption)]
 
 
 def _trust_item(header: dict) -> tuple:

@@ -1,0 +1,128 @@
+"""What the store refuses in one line (exit 2) instead of a traceback or a mixed run (issue 18 D1, D6).
+
+File-system failures are injected at the write call (tests run as root, so chmod cannot make a place
+read-only): ``os.fsync`` raises for the file named, which is where a full disk or a read-only mount shows.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import write_config
+from evalkit.cli import main
+from evalkit.store import format as fmt
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _config(tmp_path: Path, model_dir: Path, **changes) -> Path:
+    fields = dict(models=[{"name": str(model_dir), "dtype": "float32", "device": "cpu", "max_new_tokens": 2}],
+                  tasks=["passkey"], context_lengths=[128], depths=[0.0, 1.0], samples=1, seed=5,
+                  output_dir=str(tmp_path / "run"))
+    fields.update(changes)
+    return write_config(tmp_path / "cfg.yaml", **fields)
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_a_changed_task_file_is_refused_on_rerun(tmp_path, tiny_model_dir, capsys):
+    task = tmp_path / "mine.yaml"
+    task.write_text((REPO / "tasks" / "passkey.yaml").read_text().replace("name: passkey", "name: mine"))
+    config = _config(tmp_path, tiny_model_dir, tasks=[str(task)])
+    assert main(["run", str(config), "--limit", "1", "--quiet", "--no-report"]) == 0
+    header = fmt.read_header(tmp_path / "run")
+    assert set(header["task_hashes"]) == {"mine"} and header["task_files"]["mine"] == str(task)
+
+    task.write_text(task.read_text().replace("What is the pass key?", "Which pass key was given?"))
+    capsys.readouterr()
+    assert main(["run", str(config), "--quiet", "--no-report"]) == 2
+    err = _one_line_error(capsys)
+    assert str(task) in err and "task 'mine' changed" in err and "--output-dir" in err
+    lines = (tmp_path / "run" / "trials.jsonl").read_text().splitlines()
+    assert len(lines) == 1  # nothing of the new task version was mixed in
+
+
+def test_output_dir_that_is_a_file_is_one_line(tmp_path, tiny_model_dir, capsys):
+    (tmp_path / "run").write_text("not a folder")
+    assert main(["run", str(_config(tmp_path, tiny_model_dir)), "--quiet"]) == 2
+    assert "is a file, not a run directory" in _one_line_error(capsys)
+
+
+def _fail_fsync(monkeypatch, name: str, code: int) -> None:
+    """Make ``os.fsync`` raise ``OSError(code)`` for files whose name contains ``name``."""
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        if name in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(code, os.strerror(code))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_a_full_disk_while_appending_is_one_line_and_keeps_what_was_written(tmp_path, tiny_model_dir, capsys,
+                                                                         monkeypatch):
+    config = _config(tmp_path, tiny_model_dir)
+    assert main(["run", str(config), "--limit", "1", "--quiet", "--no-report"]) == 0
+    _fail_fsync(monkeypatch, "trials.jsonl", errno.ENOSPC)
+    capsys.readouterr()
+    assert main(["run", str(config), "--quiet", "--no-report"]) == 2
+    err = _one_line_error(capsys)
+    assert "trials.jsonl: cannot append a line (No space left on device)" in err and "rerun" in err
+    monkeypatch.undo()
+    records = [json.loads(line) for line in (tmp_path / "run" / "trials.jsonl").read_text().splitlines()]
+    assert records and records[0]["trial_id"]  # the first run's record is still there
+    assert not (tmp_path / "run" / "run.lock").exists()  # the lock was released
+
+
+def test_a_read_only_place_is_one_line_and_writes_no_header(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    _fail_fsync(monkeypatch, "header.json", errno.EROFS)
+    assert main(["run", str(_config(tmp_path, tiny_model_dir)), "--quiet"]) == 2
+    assert "header.json: cannot write (Read-only file system)" in _one_line_error(capsys)
+    assert not (tmp_path / "run" / "header.json").exists()
+
+
+def test_report_out_on_a_file_or_a_read_only_place_is_one_line(tmp_path, capsys, monkeypatch):
+    from report_fixtures import write_grid_run
+
+    run = write_grid_run(tmp_path / "run")
+    (tmp_path / "file").write_text("x")
+    assert main(["report", str(run), "--out", str(tmp_path / "file")]) == 2
+    assert "is a file, not a folder for the report" in _one_line_error(capsys)
+
+    def read_only(self, *args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(Path, "write_text", read_only)
+    assert main(["report", str(run), "--out", str(tmp_path / "out")]) == 2
+    assert "cannot write the report (Read-only file system)" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS])
+def test_records_file_made_unwritable_mid_run_is_one_line(tmp_path, tiny_model_dir, capsys, monkeypatch, code):
+    config = _config(tmp_path, tiny_model_dir, depths=[0.0, 0.5, 1.0])
+    real_open = open
+    calls = {"appends": 0}
+
+    def flaky_open(file, mode="r", *args, **kwargs):
+        # the second record append fails, as after `chattr +i trials.jsonl` mid-run
+        if str(file).endswith("trials.jsonl") and mode == "a":
+            calls["appends"] += 1
+            if calls["appends"] == 2:
+                raise OSError(code, os.strerror(code))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", flaky_open)
+    assert main(["run", str(config), "--quiet", "--no-report"]) == 2
+    assert f"cannot append a line ({os.strerror(code)})" in _one_line_error(capsys)
+    monkeypatch.undo()
+    assert len((tmp_path / "run" / "trials.jsonl").read_text().splitlines()) == 1
