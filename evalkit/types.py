@@ -10,6 +10,10 @@ name holding an offset says ``token`` or ``char``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Region names of a built prompt, in prompt order. They tile [0, prompt_tokens) exactly.
 REGION_PREAMBLE = "preamble"  # chat template head, system prompt, instructions
@@ -189,3 +193,29 @@ class TrialRecord:
     documents_total: int | None = None
     extra: dict[str, object] = field(default_factory=dict)
     schema_version: int = 2
+
+
+@dataclass(frozen=True, eq=False)
+class TrialAttention:
+    """One trial's captured attention: the arrays of its ``attention/<trial_id>.npz`` (numpy; shapes and meaning
+    in ``evalkit/store/format.py``, which writes and reads them)."""
+
+    mass: np.ndarray
+    remainder: np.ndarray
+    argmax_position: np.ndarray
+    argmax_token: np.ndarray
+    row_token: np.ndarray
+    row_in_needle: np.ndarray
+    region_names: tuple[str, ...]
+    spans: np.ndarray
+    bins: int
+    prompt_tokens: int
+
+    @property
+    def partition_size(self) -> int:
+        """How many leading regions tile the keys (the remaining ``bins`` overlap them)."""
+        return len(self.region_names) - self.bins
+
+    def region(self, name: str) -> np.ndarray:
+        """Mass on region ``name``: [layers, heads, rows]."""
+        return self.mass[..., self.region_names.index(name)]

@@ -1,39 +1,18 @@
-"""Attention capture in runs: region layout per trial, capture around ``run_prompt``, arrays in the run dir.
+"""Attention capture in runs: region layout per trial, capture around the backend's forward.
 
-    regions.py    which key spans are summed (prompt regions, sink, generated tokens, haystack bins)
-    trial.py      run one prompt with capture -> TrialAttention
+    capture.py       the attention-interface wrapper: exact output, chosen rows' mass per key region
+    capture_math.py  row-wise mass over key regions (pure tensor functions)
+    regions.py       which key spans are summed (prompt regions, sink, generated tokens, haystack bins)
+    trial.py         run one prompt with capture -> ``TrialAttention`` (evalkit/types.py)
+    preflight.py     refuse a family that cannot be captured before anything is written
 
 The arrays' files are evalkit/store/format.py's (attention/<trial_id>.npz, atomic); the loaders
 load_attention / load_attention_argmax are evalkit/report/data/attention.py's.
-    preflight.py  refuse a family that cannot be captured before anything is written
-
-The report side is in evalkit/report/attention*.py.
 """
 
 from __future__ import annotations
 
 from evalkit.attention.regions import PARTITION, REGION_GENERATED, REGION_REMAINDER, REGION_SINK, RegionLayout
 from evalkit.attention.regions import region_layout
-from evalkit.store.attention_arrays import copy_events
-from evalkit.store.format import (
-    ATTENTION_DIR,
-    TrialAttention,
-    attention_path,
-    read_trial_attention,
-    save_trial_attention,
-)
 
-__all__ = [
-    "ATTENTION_DIR",
-    "PARTITION",
-    "REGION_GENERATED",
-    "REGION_REMAINDER",
-    "REGION_SINK",
-    "RegionLayout",
-    "TrialAttention",
-    "attention_path",
-    "copy_events",
-    "read_trial_attention",
-    "region_layout",
-    "save_trial_attention",
-]
+__all__ = ["PARTITION", "REGION_GENERATED", "REGION_REMAINDER", "REGION_SINK", "RegionLayout", "region_layout"]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.attention.regions import RegionLayout, region_layout
-from evalkit.store.format import TrialAttention
+from evalkit.types import TrialAttention
 from evalkit.config.schema import AttentionConfig
 from evalkit.types import REGION_NEEDLE, BuiltPrompt, TrialOutput
 

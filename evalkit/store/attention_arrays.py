@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from evalkit.store.format import TRIAL_ID_PATTERN, TrialAttention, attention_path, read_trial_attention
+from evalkit.store.format import TRIAL_ID_PATTERN, attention_path, read_trial_attention
+from evalkit.types import TrialAttention
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.errors import RunDirError
-from evalkit.types import TrialRecord
+from evalkit.types import TrialAttention, TrialRecord
 
 log = logging.getLogger(__name__)
 
@@ -292,31 +292,6 @@ def read_records(path: str | Path) -> RecordsRead:
 # step that feeds generated token k - 1. A row the trial never reached (generation stopped first) is NaN / -1.
 
 TRIAL_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")  # ids that are plain file names get an array
-
-
-@dataclass(frozen=True, eq=False)
-class TrialAttention:
-    """One trial's captured attention (the arrays of its ``.npz``; shapes in the comment above)."""
-
-    mass: np.ndarray
-    remainder: np.ndarray
-    argmax_position: np.ndarray
-    argmax_token: np.ndarray
-    row_token: np.ndarray
-    row_in_needle: np.ndarray
-    region_names: tuple[str, ...]
-    spans: np.ndarray
-    bins: int
-    prompt_tokens: int
-
-    @property
-    def partition_size(self) -> int:
-        """How many leading regions tile the keys (the remaining ``bins`` overlap them)."""
-        return len(self.region_names) - self.bins
-
-    def region(self, name: str) -> np.ndarray:
-        """Mass on region ``name``: [layers, heads, rows]."""
-        return self.mass[..., self.region_names.index(name)]
 
 
 def attention_path(run_dir: str | Path, trial_id: str) -> Path:

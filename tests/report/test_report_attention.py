@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from report_fixtures import make_record, write_header, write_records
 
-from evalkit.attention import PARTITION, TrialAttention, save_trial_attention
+from evalkit.attention import PARTITION
+from evalkit.store.format import save_trial_attention
+from evalkit.types import TrialAttention
 from evalkit.report import write_report
 from evalkit.report.analysis.attention import (
     attention_data,

@@ -17,7 +17,7 @@ import pandas as pd
 
 from evalkit.attention.regions import REGION_SINK, bin_name
 from evalkit.store.attention_arrays import attention_for_records, copy_events
-from evalkit.store.format import TrialAttention
+from evalkit.types import TrialAttention
 from evalkit.report.data.labels import placement_trials
 
 # two-sided 95% Student t quantiles for 1..30 degrees of freedom (beyond: 1.96 + 2.4 / df, within 0.002)

@@ -14,7 +14,7 @@ import pandas as pd
 from evalkit.errors import RunDirError
 from evalkit.report.data.load import load_results
 from evalkit.store.attention_arrays import attention_for_records, copy_events
-from evalkit.store.format import TrialAttention
+from evalkit.types import TrialAttention
 
 # record columns copied onto every row of the long tables
 TRIAL_COLUMNS = ("trial_id", "run_dir", "model", "task", "context_length", "prompt_tokens", "depth",
