@@ -154,7 +154,7 @@ def test_dummy_needle_calibration_pairs_each_trial_with_its_dummy(tmp_path, tiny
     mass = {}
     for r in records.itertuples(index=False):
         att = read_trial_attention(attention_path(run_dir, r.trial_id))
-        mass[(r.extra.get("control", ""), r.depth, r.sample)] = float(att.region("needle")[:, :, 0].mean())
+        mass[(r.control, r.depth, r.sample)] = float(att.region("needle")[:, :, 0].mean())
     for row in table.itertuples(index=False):
         diffs = [mass[("", row.depth, s)] - mass[("dummy_needle", row.depth, s)] for s in (0, 1)]
         assert row.difference == pytest.approx(sum(diffs) / 2, abs=1e-6)
