@@ -2,12 +2,11 @@
 
     regions.py    which key spans are summed (prompt regions, sink, generated tokens, haystack bins)
     trial.py      run one prompt with capture -> TrialAttention
-
-The arrays' files are evalkit/store/format.py's (attention/<trial_id>.npz, atomic); the loaders
-load_attention / load_attention_argmax are evalkit/report/data/attention.py's.
     preflight.py  refuse a family that cannot be captured before anything is written
 
-The report side is in evalkit/report/attention*.py.
+The arrays' files (attention/<trial_id>.npz, written atomically) are evalkit/store/format.py's; the loaders
+load_attention / load_attention_argmax are in evalkit/report/data/attention.py, the report side in
+evalkit/report/analysis/attention*.py.
 """
 
 from __future__ import annotations
