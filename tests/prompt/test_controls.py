@@ -8,7 +8,7 @@ import pytest
 
 from conftest import write_config
 from evalkit.config.schema import EvalConfig, config_hash, load_config
-from evalkit.prompt.controls import build_trial_prompt, dummy_sentence
+from evalkit.prompt.controls import build_trial_prompt, dummy_sentence, record_axes
 from evalkit.run.plan import expand
 from evalkit.run.preflight import PreparedTask
 from evalkit.prompt.builder import PromptBuilder
@@ -78,7 +78,8 @@ def test_closed_book_has_no_needle_and_oracle_has_no_haystack(smollm2_tokenizer,
     assert value in _decode(smollm2_tokenizer, placed.prompt.input_ids)
     assert value not in _decode(smollm2_tokenizer, closed.prompt.input_ids)
     assert closed.prompt.prompt_tokens == 256 and closed.prompt.regions["needle"].length == 0
-    assert closed.extra == {"control": "closed_book"}
+    assert closed.extra == {}  # the control kind is a record field (record_axes), not an extra
+    assert record_axes(_trial(cfg, "closed_book"))["control"] == "closed_book"
     spans = [closed.prompt.regions[name] for name in REGION_NAMES]
     assert all(a.token_end == b.token_start for a, b in zip(spans, spans[1:]))
     # oracle: the fixed parts of the placement prompt and the needle, nothing else
