@@ -1,9 +1,12 @@
-"""Attention capture in runs: region layout per trial, capture around ``run_prompt``, arrays in the run dir.
+"""Attention capture in runs: region layout per trial, the recorder a backend attaches, arrays in the run dir.
 
+    capture.py    the recorder: wraps the model's attention kernel, sums weights per key span
     regions.py    which key spans are summed (prompt regions, sink, generated tokens, haystack bins)
-    trial.py      run one prompt with capture -> TrialAttention
-    storage.py    attention/<trial_id>.npz (atomic), load_attention / load_attention_argmax
+    trial.py      the recorder factory for a backend, and the CaptureRequest of one trial
     preflight.py  refuse a family that cannot be captured before anything is written
+
+The backend records (``models/transformers_backend.py``); ``run/trial_attention.py`` turns its rows into
+``TrialAttention``, stored by ``store/attention_arrays.py`` as attention/<trial_id>.npz.
 
 The report side is in evalkit/report/attention*.py.
 """
