@@ -163,11 +163,11 @@ def test_prompt_is_prefilled_once(loaded) -> None:
     Later trials: prompt + draft (gold, as the greedy answer is unknown) in one forward, then 1s."""
     prompt, gold = _ids(PROMPT_TOKENS, seed=8), _ids(4, seed=9)
     memory = AnswerMemory()  # nothing known about the model: its first trial takes the classic path
-    first, out = _forward_lengths(loaded, lambda: run_prompt(loaded, prompt, gold, NEW_TOKENS, stop_token_ids=(), memory=memory))
+    first, out = _forward_lengths(loaded, lambda: run_prompt(loaded, prompt, gold, NEW_TOKENS, (), memory=memory))
     uses_fallback = loaded.name in SHORT_WINDOW
     gold_forward = PROMPT_TOKENS + len(gold) - 1 if uses_fallback else len(gold) - 1
     assert first == [PROMPT_TOKENS, gold_forward] + [1] * (len(out.generated_token_ids) - 1)
-    later, again = _forward_lengths(loaded, lambda: run_prompt(loaded, prompt, gold, NEW_TOKENS, stop_token_ids=(), memory=memory))
+    later, again = _forward_lengths(loaded, lambda: run_prompt(loaded, prompt, gold, NEW_TOKENS, (), memory=memory))
     assert again.generated_token_ids == out.generated_token_ids
     assert again.gold_logprob_sum == pytest.approx(out.gold_logprob_sum, abs=1e-5)
     assert out.generated_token_ids[0] != gold[0]  # the draft is refused at once: decoding from the prompt
@@ -194,7 +194,9 @@ def test_a_right_draft_needs_no_decode_forward(loaded) -> None:
         assert lengths == [PROMPT_TOKENS + NEW_TOKENS - 1]  # the draft stops one short: max_new_tokens reached
         # without a tail the answer is learned: the next trial drafts the same tokens by itself
         run_prompt(loaded, prompt, gold, NEW_TOKENS, stop_token_ids=(), memory=memory)
-        lengths, learned = _forward_lengths(loaded, lambda: run_prompt(loaded, prompt, gold, NEW_TOKENS, stop_token_ids=(), memory=memory))
+        lengths, learned = _forward_lengths(
+            loaded, lambda: run_prompt(loaded, prompt, gold, NEW_TOKENS, stop_token_ids=(), memory=memory)
+        )
         assert learned.generated_token_ids == out.generated_token_ids and lengths == [PROMPT_TOKENS + NEW_TOKENS - 1]
 
 
@@ -205,7 +207,8 @@ def test_stop_on_tokenizer_eos_and_skip_special_tokens(loaded, path: str) -> Non
     prompt, gold = _ids(PROMPT_TOKENS, seed=10), _ids(3, seed=11)
     memory = AnswerMemory()  # nothing known about the model: its first trial takes the classic path
     if path == "draft":
-        run_prompt(loaded, prompt, gold, max_new_tokens=NEW_TOKENS, memory=memory)  # learns the cache type: later trials draft
+        # learns the cache type: later trials draft
+        run_prompt(loaded, prompt, gold, max_new_tokens=NEW_TOKENS, memory=memory)
     # classic: 1 prefill, 2 gold forward, 3 -> second token, 4 -> third token; draft: 1 prompt + gold, 2, 3
     third_token_call = 3 if path == "draft" and loaded.name not in SHORT_WINDOW else 4
     calls = {"n": 0}
