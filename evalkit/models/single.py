@@ -90,20 +90,16 @@ def run_prompt(
     a cache that would grow past ``memory.crop_limit``, the classic path runs instead (prompt forward,
     gold forward on the cache, one-token decoding) and an unknown limit is learned from its cache.
 
-    ``stop_token_ids`` None means ``loaded.stop_token_ids`` (tokenizer and generation-config eos);
-    an empty sequence decodes exactly ``max_new_tokens``. ``generated_token_ids`` ends with the stop
-    id when one was hit (as ``generate`` does); the text skips special tokens.
-    ``prefill_context`` is entered around the one forward that feeds the prompt (the slot for
-    attention capture, e.g. ``capture.record(rows, spans)``; read its result after the call).
+    ``stop_token_ids`` None means ``loaded.stop_token_ids``; an empty sequence decodes exactly
+    ``max_new_tokens``. ``generated_token_ids`` ends with the stop id when one was hit (as ``generate``
+    does); the text skips special tokens. ``prefill_context`` is entered around the one forward that
+    feeds the prompt (attention capture: ``capture.record(rows, spans)``; read it after the call).
 
-    Prefix reuse: with ``prefix`` (a ``PrefixCache``) the prompt's longest part already in that shared
-    cache is not fed again; afterwards the cache is cut to the first ``prefix_tokens`` tokens of this
-    prompt, ready for the next trial (trials in ascending ``prefix_tokens`` grow it by their own
-    forward: no separate prefix forward). Capture rows stay prompt positions (the recording is
-    shifted); they must lie after the prefix.
-    ``decode_context(k)`` is entered around decode forward ``k`` (see ``greedy_decode``): the forward
-    that feeds answer token ``k - 1``. On the draft path those forwards are replayed one token each from
-    the prompt for as long as ``decode_context`` returns a context (the rows capture wants).
+    Prefix reuse: with ``prefix`` (a ``PrefixCache``) the prompt's part already in that shared cache is
+    not fed again; afterwards the cache is cut to this prompt's first ``prefix_tokens`` tokens for the
+    next trial (no separate prefix forward). Capture rows must lie after the prefix.
+    ``decode_context(k)`` is entered around decode forward ``k`` (the one feeding answer token ``k - 1``);
+    on the draft path those are replayed one token each while it returns a context (rows capture wants).
     """
     import torch
 
