@@ -118,7 +118,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     revisions = check_model_limits(config, args.config)
     check_prompts_fit(config, args.config, tasks)
     from evalkit.attention.preflight import check_capture
+    from evalkit.run.backend_checks import check_backends
 
+    check_backends(config, args.config)
     check_capture(config, args.config)
     trials = expand(config, {name: t.spec for name, t in tasks.items()}, revisions)
     print(f"{args.config}: ok ({len(config.models)} models x {len(tasks)} tasks, {len(trials)} trials)")

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from evalkit.attention.trial import attach_capture
 from evalkit.config.schema import EvalConfig
 from evalkit.errors import CaptureError
+from evalkit.models import describe_model
 
 
 def check_capture(config: EvalConfig, config_path: str | Path) -> None:
     """Raise CaptureError naming the config, the model entry and the family if capture cannot work."""
     if not config.attention.capture:
         return
-    from evalkit.attention.trial import attach_capture
-    from evalkit.models import describe_model
-
     for index, model_cfg in enumerate(config.models):
         skeleton = _meta_model(describe_model(model_cfg).config, model_cfg.trust_remote_code)
         try:

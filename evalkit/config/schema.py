@@ -43,6 +43,9 @@ class ModelConfig(BaseModel):
     max_new_tokens: int = Field(16, ge=1, le=4096)
     trust_remote_code: bool = False
     attn_implementation: str = "sdpa"
+    backend: str = Field(
+        "transformers", min_length=1, description="how the model is run (evalkit/models/backends.py): transformers"
+    )
 
 
 class AttentionConfig(BaseModel):
@@ -69,6 +72,8 @@ class AttentionConfig(BaseModel):
 HASH_EXCLUDED_FIELDS = frozenset({"output_dir", "task_dirs", "reuse_prefix", "batch_size"})
 # Fields added after runs existed: left out of ``config_hash`` while at their default, so old runs resume.
 HASH_OMITTED_AT_DEFAULT = frozenset({"controls", "layout"})
+# The same for fields of each model entry.
+MODEL_HASH_OMITTED_AT_DEFAULT = frozenset({"backend"})
 
 
 class EvalConfig(BaseModel):
@@ -267,5 +272,9 @@ def config_hash(cfg: EvalConfig) -> str:
     for name in HASH_OMITTED_AT_DEFAULT:
         if getattr(cfg, name) == EvalConfig.model_fields[name].get_default(call_default_factory=True):
             data.pop(name, None)
+    for entry in data["models"]:
+        for name in MODEL_HASH_OMITTED_AT_DEFAULT:
+            if entry.get(name) == ModelConfig.model_fields[name].get_default():
+                entry.pop(name)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

@@ -1,6 +1,6 @@
 """Run several prompts in one batch: one prefill for all, gold scoring and greedy decoding batched too.
 
-Same results as ``run_prompt`` per prompt (answers equal, log-probs within float noise), so batching
+Same results as ``single.run_prompt`` per prompt (answers equal, log-probs within float noise), so batching
 is only a speed choice. Prompts of unequal length are left-padded; the attention mask hides the pads
 and explicit position ids restart at 0 on each prompt's first real token, so absolute-position models
 (GPT-2) see the same positions as unbatched. Equal-length prompts (the default: every prompt has exactly
@@ -20,7 +20,16 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from evalkit.models.backend import _accepts, _can_crop, _output_cache, _with_cache
+from evalkit.models.forward import (
+    GoldScore,
+    accepts,
+    cache_kwargs,
+    can_crop,
+    gold_score_from_logits,
+    greedy_token,
+    output_cache,
+    trial_output,
+)
 from evalkit.models.hf import LoadedModel
 from evalkit.types import TrialOutput
 
@@ -79,7 +88,7 @@ def run_batch(
     stop_token_ids: Sequence[int] | None = None,
     prefill_context: AbstractContextManager[Any] | None = None,
 ) -> list[TrialOutput]:
-    """``run_prompt`` for several prompts at once; ``elapsed_s`` of each output is the batch time / B.
+    """``single.run_prompt`` for several prompts at once; ``elapsed_s`` of each output is the batch time / B.
 
     ``prefill_context`` is entered around the one batched prompt forward (capture rows and spans are
     batch positions: shift them by ``batch_layout(prompts).pads``).
@@ -96,16 +105,8 @@ def run_batch(
         generated = _decode(loaded, batch, cache, next_logprobs, max_new_tokens, stops)
     elapsed = (time.perf_counter() - started) / len(prompts)
     return [
-        TrialOutput(
-            generated_text=loaded.tokenizer.decode(tokens, skip_special_tokens=True),
-            generated_token_ids=tuple(tokens),
-            gold_token_ids=tuple(int(t) for t in gold),
-            gold_logprob_sum=total,
-            gold_logprob_mean=total / len(gold),
-            gold_first_token_is_argmax=first,
-            elapsed_s=elapsed,
-        )
-        for tokens, gold, (total, first) in zip(generated, golds, scores)
+        trial_output(loaded.tokenizer, tokens, gold, score, elapsed)
+        for tokens, gold, score in zip(generated, golds, scores)
     ]
 
 
@@ -121,41 +122,35 @@ def _prefill(loaded: LoadedModel, prompts: Sequence[Sequence[int]], context: Abs
         mask = torch.tensor([[0] * pad + [1] * len(p) for pad, p in zip(layout.pads, prompts)], device=loaded.device)
     lengths = torch.tensor([len(p) for p in prompts], device=loaded.device)  # [B]
     batch = _Batch(ids, mask, lengths)
-    extra = {"logits_to_keep": 1} if _accepts(loaded.model, "logits_to_keep") else {}
+    extra = {"logits_to_keep": 1} if accepts(loaded.model, "logits_to_keep") else {}
     with context if context is not None else nullcontext():
         out = loaded.model(input_ids=ids, use_cache=True, **batch.forward_args(ids.shape[1], 0), **extra)
-    return batch, _output_cache(out), out.logits[:, -1].float().log_softmax(-1)  # [B, V]
+    return batch, output_cache(out), out.logits[:, -1].float().log_softmax(-1)  # [B, V]
 
 
-def _score_gold(loaded: LoadedModel, batch: _Batch, cache: Any, next_logprobs, golds) -> list[tuple[float, bool]]:
-    """(log-prob sum, first gold token is the argmax) per prompt; the cache is left holding the prompts."""
+def _score_gold(loaded: LoadedModel, batch: _Batch, cache: Any, next_logprobs, golds) -> list[GoldScore]:
+    """The gold score of each prompt (``forward.gold_score_from_logits``); the cache is left holding the prompts."""
     import torch
 
     longest = max(len(g) for g in golds)
     pad_id = golds[0][0]  # any id: tokens after a prompt's own gold are never scored
     forced = torch.tensor([list(g[:-1]) + [pad_id] * (longest - len(g)) for g in golds], device=batch.ids.device)
-    logits = None
+    rows = next_logprobs[:, None]  # [B, 1, V]: row 0 of each prompt predicts its gold[0]
     if longest > 1:
         past = batch.ids.shape[1]
-        if _can_crop(cache, past + longest - 1):
+        if can_crop(cache, past + longest - 1):
             args = batch.forward_args(longest - 1, past)
-            out = loaded.model(input_ids=forced, use_cache=True, **args, **_with_cache(loaded.model, cache))
+            out = loaded.model(input_ids=forced, use_cache=True, **args, **cache_kwargs(loaded.model, cache))
             cache.crop(-(longest - 1))
-            logits = out.logits.float().log_softmax(-1)  # [B, G-1, V]
+            logits = out.logits  # [B, G-1, V]
         else:  # the cache cannot be cut back (sliding window past its size): one forward without it
             args = batch.forward_args(past + longest - 1, 0)
             ids = torch.cat([batch.ids, forced], dim=1)
-            extra = {"logits_to_keep": longest - 1} if _accepts(loaded.model, "logits_to_keep") else {}
+            extra = {"logits_to_keep": longest - 1} if accepts(loaded.model, "logits_to_keep") else {}
             out = loaded.model(input_ids=ids, use_cache=False, **args, **extra)
-            logits = out.logits[:, -(longest - 1) :].float().log_softmax(-1)  # [B, G-1, V]: after gold[:-1]
-    scores = []
-    for b, gold in enumerate(golds):
-        total = float(next_logprobs[b, gold[0]])
-        if len(gold) > 1:
-            rest = torch.tensor(gold[1:], device=logits.device)
-            total += float(logits[b, : len(gold) - 1].gather(-1, rest[:, None]).sum())
-        scores.append((total, int(next_logprobs[b].argmax()) == int(gold[0])))
-    return scores
+            logits = out.logits[:, -(longest - 1) :]  # [B, G-1, V]: after gold[:-1]
+        rows = torch.cat([rows, logits.float().log_softmax(-1).to(rows.device)], dim=1)  # [B, G, V]
+    return [gold_score_from_logits(rows[b], gold) for b, gold in enumerate(golds)]
 
 
 def _decode(loaded: LoadedModel, batch: _Batch, cache: Any, next_logprobs, max_new_tokens: int, stops) -> list[list[int]]:
@@ -173,7 +168,7 @@ def _decode(loaded: LoadedModel, batch: _Batch, cache: Any, next_logprobs, max_n
         if all(done):
             return generated
         args = batch.forward_args(1, past)
-        out = loaded.model(input_ids=tokens[:, None], use_cache=True, **args, **_with_cache(loaded.model, cache))
-        cache = _output_cache(out)
+        out = loaded.model(input_ids=tokens[:, None], use_cache=True, **args, **cache_kwargs(loaded.model, cache))
+        cache = output_cache(out)
         past += 1
-        tokens = out.logits[:, -1].float().argmax(-1)
+        tokens = greedy_token(out.logits[:, -1])  # [B]

@@ -12,19 +12,21 @@ model typically "." and its end-of-turn token). One forward over ``prompt + draf
 One-token decoding goes on only after the first disagreement, from the cache cropped back to the
 agreed tokens. A model that retrieves the fact and ends its turn as last time needs no decode forward.
 
-Cropping needs a cache that can be cut back exactly (``crop_limit``); for a model whose limit is not
-known yet (its first trial) or too short, the backend takes the classic path (prompt forward, gold
-forward, one-token decoding) and remembers the limit of the cache it returned.
+Cropping needs a cache that can be cut back exactly (``forward.crop_limit``). What is known about a
+model's caches and answers is an ``AnswerMemory`` held by its caller (the ``TransformersBackend``
+instance, which probes the crop limit before its first trial); with the limit unknown or too short a
+trial takes the classic path (prompt forward, gold forward, one-token decoding).
 """
 
 from __future__ import annotations
 
-import math
-import weakref
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from evalkit.errors import ModelLoadError
+from evalkit.models.forward import accepts, cache_kwargs, output_cache
 
 if TYPE_CHECKING:
     import torch
@@ -32,60 +34,44 @@ if TYPE_CHECKING:
     from evalkit.models.hf import LoadedModel
 
 __all__ = [
-    "AnswerMemory", "DraftForward", "answer_draft", "crop_limit", "extension_pieces", "forget", "forward_with_draft",
-    "greedy_from_draft", "memory_of", "tail_after_gold",
+    "AnswerMemory", "DraftForward", "answer_draft", "extension_pieces", "fixed_draft", "forward_with_draft",
+    "greedy_from_draft", "tail_after_gold",
 ]  # fmt: skip
+
+# Tokens drafted after the gold answer when the draft has a fixed length (``fixed_draft``): enough for a
+# chat model's "." + end of turn, few enough that the extra positions cost little.
+TAIL_TOKENS = 8
 
 
 @dataclass
 class AnswerMemory:
-    """What evalkit learned about one model's answers and caches, kept while the model lives."""
+    """What is known about one model's caches and answers; its owner decides how long it lives.
+
+    ``crop_limit`` None: unknown (the next trial takes the classic path and sets it from its cache).
+    ``fixed_length``: drafts are padded to ``fixed_draft``'s length, so a trial's forward shapes do not
+    depend on what the model answered before (the learned tail changes only the draft's content).
+    """
 
     crop_limit: float | None = None  # longest cache (tokens) that can still be cut back; None: not seen yet
     tail: tuple[int, ...] = ()  # the tokens the model generated after the gold answer, last time it did
-
-
-_MEMORY: weakref.WeakKeyDictionary[Any, AnswerMemory] = weakref.WeakKeyDictionary()
-
-
-def memory_of(model: Any) -> AnswerMemory:
-    """The ``AnswerMemory`` of ``model`` (created empty on first use)."""
-    memory = _MEMORY.get(model)
-    if memory is None:
-        memory = _MEMORY[model] = AnswerMemory()
-    return memory
-
-
-def forget(model: Any) -> None:
-    """Drop what was learned about ``model`` (after changing its weights, or to start a test afresh)."""
-    _MEMORY.pop(model, None)
-
-
-def crop_limit(cache: Any) -> float:
-    """Total length (tokens) below which ``cache`` can be cut back exactly: inf, a window, or 0 (never)."""
-    try:
-        from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
-    except ImportError:
-        return 0
-    if not isinstance(cache, DynamicCache) or not hasattr(cache, "layers"):
-        return 0
-    limit = math.inf
-    for layer in cache.layers:
-        if type(layer) is DynamicLayer:
-            continue
-        # a sliding layer drops its oldest states once full: croppable only while everything fits
-        if type(layer) is DynamicSlidingWindowLayer:
-            limit = min(limit, layer.sliding_window)
-            continue
-        return 0  # linear-attention / quantized / custom layers: crop is missing or lossy
-    return limit
-
-
+    fixed_length: bool = False
 def answer_draft(gold_ids: Sequence[int], tail: Sequence[int], max_new_tokens: int) -> list[int]:
     """The tokens fed after the prompt: ``gold + tail``, long enough to score every gold token
     (``len(gold) - 1``: the last gold token predicts nothing scored) and no longer than greedy needs."""
     wanted = max(len(gold_ids) - 1, max_new_tokens - 1)
     return [int(t) for t in (*gold_ids, *tail)][:wanted]
+
+
+def fixed_draft(gold_ids: Sequence[int], tail: Sequence[int], max_new_tokens: int, filler: int) -> list[int]:
+    """``answer_draft`` padded with ``filler`` to a length set by the gold length and ``max_new_tokens`` only.
+
+    Same forward shapes for a trial whatever the model answered before (a resumed run drafts like an
+    uninterrupted one); tokens after the gold answer only decide how far the greedy answer can be read
+    off the forward (a wrong filler is a disagreement like any other).
+    """
+    length = max(len(gold_ids) - 1, min(max_new_tokens - 1, len(gold_ids) + TAIL_TOKENS))
+    draft = answer_draft(gold_ids, tail, max_new_tokens)[:length]
+    return draft + [int(filler)] * (length - len(draft))
 
 
 def tail_after_gold(generated: Sequence[int], gold_ids: Sequence[int]) -> tuple[int, ...] | None:
@@ -142,9 +128,6 @@ def forward_with_draft(
     """
     import torch
 
-    from evalkit.errors import ModelLoadError
-    from evalkit.models.backend import _accepts, _output_cache, _with_cache
-
     model = loaded.model
     start = 0 if past_cache is None else int(past_cache.get_seq_length())
     if not 0 <= start < len(input_ids):
@@ -152,22 +135,22 @@ def forward_with_draft(
     tokens = [*input_ids, *draft]
     keep = len(draft) + 1  # logits of the last prompt position and of every draft position only
     last_query = min(len(input_ids) - 1, getattr(context, "first_row", len(input_ids) - 1))
-    logits_arg = {"logits_to_keep": keep} if _accepts(model, "logits_to_keep") else {}
+    logits_arg = {"logits_to_keep": keep} if accepts(model, "logits_to_keep") else {}
     cache = past_cache
     for piece_start, piece_end in extension_pieces(start, len(tokens), last_query):
         piece = torch.tensor([tokens[piece_start:piece_end]], dtype=torch.long, device=loaded.device)
         piece_logits = {"logits_to_keep": 1} if logits_arg else {}  # a piece's logits are not needed
-        cache = _output_cache(model(input_ids=piece, use_cache=True, **piece_logits, **_with_cache(model, cache)))
+        cache = output_cache(model(input_ids=piece, use_cache=True, **piece_logits, **cache_kwargs(model, cache)))
         start = piece_end
     fed = torch.tensor([tokens[start:]], dtype=torch.long, device=loaded.device)  # [1, T]
     extra = dict(logits_arg)
     if cache is not None:
-        extra.update(_with_cache(model, cache))
+        extra.update(cache_kwargs(model, cache))
     if context is not None and hasattr(context, "set_query_start"):
         context.set_query_start(start)
     with context if context is not None else nullcontext():
         out = model(input_ids=fed, use_cache=True, **extra)
-    cache = _output_cache(out)
+    cache = output_cache(out)
     if cache is None:
         raise ModelLoadError(f"model {loaded.name!r} returned no KV cache with use_cache=True; evalkit needs one")
     return DraftForward(logits=out.logits[0, -keep:].float(), cache=cache)

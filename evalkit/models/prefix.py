@@ -14,7 +14,8 @@ An 11-depth grid then feeds about 40% fewer tokens than one full prefill per tri
 Reuse needs a cache that can be cut back exactly: every layer a plain ``DynamicLayer``, or a sliding
 window layer that never fills up (window longer than prompt + gold + answer). Anything else
 (sliding windows shorter than the prompt, linear-attention states, quantized caches) is refused by
-``keep`` and the caller's later trials run without reuse.
+``keep`` and the caller's later trials run without reuse; ``acquire`` also drops a kept cache for a trial
+that would grow it past its window (a short context length followed by a longer one).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from evalkit.models.forward import can_crop
 from evalkit.models.hf import LoadedModel
 
 __all__ = ["PrefixCache"]
@@ -50,6 +52,10 @@ class PrefixCache:
         """
         if self.refused_from is not None and max_total_tokens >= self.refused_from:
             return None, 0
+        if self.cache is not None and not can_crop(self.cache, max_total_tokens):
+            # kept for shorter trials, but this one would push a sliding window past what can be cut back
+            self.reset()
+            return None, 0
         common = _common_length(self.held, [int(t) for t in prefix_ids])
         self._cut_to(common)
         return (self.cache, common) if self.cache is not None else (None, 0)
@@ -60,14 +66,12 @@ class PrefixCache:
         A cache that cannot be cut back exactly at ``max_total_tokens`` is dropped and reuse is refused
         from that length on (remembered: a refused model pays nothing more for trying).
         """
-        from evalkit.models.backend import _can_crop
-
         if self.refused_from is not None and max_total_tokens >= self.refused_from:
             return
         if not prefix_ids or cache is None:
             self.reset()
             return
-        if not _can_crop(cache, max_total_tokens):
+        if not can_crop(cache, max_total_tokens):
             self.refused_from = max_total_tokens if self.refused_from is None else min(self.refused_from, max_total_tokens)
             self.reset()
             return

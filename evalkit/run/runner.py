@@ -1,11 +1,15 @@
 """Run an eval config: plan the trials, build each prompt, call the backend, score, store.
 
-The runner owns ordering and bookkeeping only; placement lives in ``prompt.py``, model
-calls in ``models/``, records in ``store.py`` and tables/charts in ``report/``.
+The runner owns ordering and bookkeeping only; placement lives in ``prompt/``, model calls behind
+the ``models.base.Backend`` interface (chosen per model entry by ``backend:``, see ``models/backends.py``),
+records in ``store/`` and tables/charts in ``report/``. It hands the backend ``TrialRequest``s and never
+reaches into the model: capture, prefix reuse and batching are the backend's, checked against its
+``Capabilities`` before the run directory exists (``run/backend_checks.py``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterator
@@ -15,16 +19,25 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from evalkit.attention.preflight import check_capture
+from evalkit.attention.trial import attach_capture, capture_request
 from evalkit.config.schema import EvalConfig, ModelConfig
-from evalkit.prompt.controls import TrialPrompt
+from evalkit.errors import ConfigError, PlacementError
+from evalkit.models.backends import backend_class
+from evalkit.models.base import Backend, TrialRequest
+from evalkit.prompt.builder import PromptBuilder
+from evalkit.prompt.controls import TrialPrompt, build_trial_prompt, record_axes, score_trial
+from evalkit.report import write_report
+from evalkit.run import schedule
+from evalkit.run.backend_checks import check_backends
 from evalkit.run.distributed import current_slot, model_for_slot, shard_trials, wait_for_everyone
-from evalkit.errors import ConfigError
 from evalkit.run.memory import run_or_skip
 from evalkit.run.plan import expand, limit_trials
 from evalkit.run.preflight import PreparedTask, check_model_limits, prepare_tasks, run_header
-from evalkit.prompt.builder import PromptBuilder
 from evalkit.run.prompt_checks import check_prompts_fit
+from evalkit.attention.rows import trial_attention
+from evalkit.store.format import save_trial_attention
 from evalkit.store.run_store import RunStore
+from evalkit.tasks.sources import check_fills
 from evalkit.types import (
     REGION_CONTEXT_BEFORE,
     REGION_NEEDLE,
@@ -52,12 +65,18 @@ class RunSummary:
 
 @dataclass
 class _ModelSession:
-    """A loaded model with its prompt builder, alive while its trials run."""
+    """A model's backend with its prompt builder, alive while its trials run."""
 
     config: ModelConfig
-    loaded: object  # evalkit.models.LoadedModel
+    backend: Backend
     builder: PromptBuilder
-    capture: object | None = None  # evalkit.attention.capture.AttentionCapture when attention.capture is on
+    capture: bool = False  # attention.capture is on: every request asks for it
+    reuse: bool = False  # requests carry their shared-prefix length (reuse_prefix on a backend that has it)
+
+    @property
+    def revision(self) -> str:
+        """The model revision records carry."""
+        return self.backend.info.revision
 
 
 def run_eval(
@@ -75,6 +94,7 @@ def run_eval(
     tasks = prepare_tasks(config, config_path)
     revisions = check_model_limits(config, config_path)
     check_prompts_fit(config, config_path, tasks)  # before the run directory exists
+    check_backends(config, config_path)  # a backend asked for what it cannot do is refused here too
     check_capture(config, config_path)  # an uncapturable family is refused before the run dir is written
     trials = expand(config, {name: t.spec for name, t in tasks.items()}, revisions)
     if limit is not None:
@@ -88,7 +108,7 @@ def run_eval(
         trials = shard_trials(trials, slot)  # this process's share (all of them for one process)
         todo = [t for t in trials if t.trial_id not in done]
         log.info("%s: %d trials planned, %d already done, %d to run", run_dir, len(trials), len(trials) - len(todo), len(todo))
-        ran = _run_trials(config, config_path, tasks, todo, store, quiet)
+        ran = _run_trials(config, config_path, tasks, (trials, done), store, quiet)
         skipped = len(store.skipped_ids() & {t.trial_id for t in trials})
     # with several processes the main one reports once all are done (see distributed.py)
     if write_report and not wait_for_everyone(slot):
@@ -104,83 +124,87 @@ def _run_trials(
     config: EvalConfig,
     config_path: Path,
     tasks: dict[str, PreparedTask],
-    todo: list[Trial],
+    plan: tuple[list[Trial], set[str]],
     store: RunStore,
     quiet: bool,
 ) -> int:
+    """Run the trials of ``plan`` (this process's trials, ids already done) model by model; return how many ran."""
+    trials, done = plan
     ran = 0
-    progress = tqdm(total=len(todo), desc="trials", unit="trial", disable=quiet or not todo, dynamic_ncols=True)
+    todo = sum(t.trial_id not in done for t in trials)
+    progress = tqdm(total=todo, desc="trials", unit="trial", disable=quiet or not todo, dynamic_ncols=True)
     with progress:
         for model_cfg in config.models:
-            model_trials = [t for t in todo if t.model == model_cfg.name]
-            if not model_trials:
+            model_trials = [t for t in trials if t.model == model_cfg.name]
+            if all(t.trial_id in done for t in model_trials):
                 continue
             session = _open_model(model_cfg, config, config_path, tasks)
-            for record in _scheduled(session, tasks, model_trials, config, store):
-                store.append(record)
-                ran += 1
-                progress.update(1)
-                progress.set_postfix_str(f"{model_cfg.name} L={record.context_length} d={record.depth:g}")
+            try:
+                for record in _scheduled(session, tasks, (model_trials, done), config, store):
+                    store.append(record)
+                    ran += 1
+                    progress.update(1)
+                    progress.set_postfix_str(f"{model_cfg.name} L={record.context_length} d={record.depth:g}")
+            finally:
+                session.backend.close()
     return ran
 
 
 def _scheduled(
-    session: _ModelSession, tasks: dict[str, PreparedTask], trials: list[Trial], config: EvalConfig, store: RunStore
+    session: _ModelSession, tasks: dict[str, PreparedTask], plan: tuple[list[Trial], set[str]], config: EvalConfig,
+    store: RunStore,
 ) -> Iterator[TrialRecord]:
-    """The model's records in the order ``schedule.py`` runs them (reuse groups or batches)."""
-    from evalkit.run import schedule
+    """The model's records in the order ``schedule.py`` runs them (reuse groups or batches).
+
+    One trial at a time, a group's done trials are replayed unrecorded before its first trial still to
+    run (``schedule.run_with_reuse``): what a trial sees never depends on where a previous run stopped.
+    """
+    trials, done = plan
+    backend = session.backend
+
+    def attempt(trial: Trial, write: bool) -> TrialRecord:
+        try:
+            return run_trial(session, tasks[trial.task], trial, config, store, write=write)
+        except BaseException:
+            backend.reset()  # a failed extension leaves the shared cache in an unknown state
+            raise
+
+    def run_one(trial: Trial) -> TrialRecord:
+        return run_or_skip(trial, session.revision, lambda: attempt(trial, True))
+
+    def replay(trial: Trial) -> None:  # a done trial, run again for the state it leaves; nothing is written
+        run_or_skip(trial, session.revision, lambda: attempt(trial, False))
 
     if config.reuse_prefix or config.batch_size == 1:
-        from evalkit.models.prefix import PrefixCache
-
-        prefix = PrefixCache(session.loaded) if config.reuse_prefix else None
-
-        def run_one(trial: Trial, cache: object) -> TrialRecord:
-            def attempt() -> TrialRecord:
-                try:
-                    return run_trial(session, tasks[trial.task], trial, config, store, prefix=cache)
-                except BaseException:
-                    if cache is not None:
-                        cache.reset()  # a failed extension leaves the shared cache in an unknown state
-                    raise
-
-            return run_or_skip(trial, session.loaded.revision, attempt)
-
-        return schedule.run_with_reuse(trials, prefix, run_one)
-    loaded = session.loaded
+        return schedule.run_with_reuse(trials, run_one, done, replay, start_group=backend.reset)
 
     def run_many(batch: list[Trial]) -> list[TrialRecord]:
         if len(batch) > 1:  # schedule.run_in_batches halves a batch that runs out of memory
             return run_batch_of_trials(session, tasks, batch, config, store)
         # a single trial that still does not fit is recorded as skipped and the run goes on
-        return [run_or_skip(batch[0], loaded.revision, lambda: run_batch_of_trials(session, tasks, batch, config, store)[0])]
+        return [run_or_skip(batch[0], session.revision, lambda: run_batch_of_trials(session, tasks, batch, config, store)[0])]
 
-    return schedule.run_in_batches(
-        trials, config.batch_size, run_many,
-        lambda length, count: schedule.auto_batch_size(loaded.model, loaded.device, length, count),
-    )
+    todo = [t for t in trials if t.trial_id not in done]
+    return schedule.run_in_batches(todo, config.batch_size, run_many, backend.suggest_batch_size)
 
 
 def _open_model(model_cfg: ModelConfig, config: EvalConfig, config_path: Path, tasks: dict[str, PreparedTask]) -> _ModelSession:
-    from evalkit.models import load_model
-
-    loaded = load_model(model_for_slot(model_cfg, current_slot(), f"{config_path}: models"))
-    builder = PromptBuilder(loaded.tokenizer)
-    session = _ModelSession(model_cfg, loaded, builder)
-    if config.attention.capture:
-        from evalkit.attention.trial import attach_capture
-
-        session.capture = attach_capture(loaded.model, config.attention)
-    _check_smallest_prompt(session, config, config_path, tasks)
+    """Load the entry's backend (capture attached when on) and check the smallest prompt fits."""
+    cls = backend_class(model_cfg.backend)
+    capture = functools.partial(attach_capture, settings=config.attention) if config.attention.capture else None
+    backend = cls.load(model_for_slot(model_cfg, current_slot(), f"{config_path}: models"), capture)
+    reuse = config.reuse_prefix and cls.capabilities.prefix_reuse
+    session = _ModelSession(model_cfg, backend, PromptBuilder(backend.info.tokenizer), config.attention.capture, reuse)
+    try:
+        _check_smallest_prompt(session, config, config_path, tasks)
+    except BaseException:
+        backend.close()
+        raise
     return session
 
 
 def _check_smallest_prompt(session: _ModelSession, config: EvalConfig, config_path: Path, tasks: dict[str, PreparedTask]) -> None:
     """Refuse before any trial runs if the smallest context cannot hold the fixed parts."""
-    from evalkit.errors import PlacementError
-
-    from evalkit.prompt.controls import build_trial_prompt
-
     smallest = min(config.context_lengths)
     for name, task in tasks.items():
         for layout in config.layout.layouts():  # a layout with the question twice needs more room
@@ -196,8 +220,6 @@ def _check_smallest_prompt(session: _ModelSession, config: EvalConfig, config_pa
 def _check_haystack_fills(session: _ModelSession, config: EvalConfig, config_path: Path, name: str,
                           task: PreparedTask) -> None:
     """Refuse a files or dataset haystack too small for the longest context (it would repeat itself)."""
-    from evalkit.tasks.sources import check_fills
-
     parts, _ = task.parts_for(seed=config.seed, model_cfg=session.config)
     needed = max(config.context_lengths) - session.builder.fixed_tokens(parts) - config.length_tolerance_tokens
     check_fills(task.haystack, lambda text: len(session.builder.fragment_ids(text)), needed,
@@ -219,55 +241,54 @@ class _PreparedTrial:
 
 def run_trial(
     session: _ModelSession, task: PreparedTask, trial: Trial, config: EvalConfig, store: RunStore,
-    prefix: object | None = None,
+    write: bool = True,
 ) -> TrialRecord:
-    """Build, run and score one trial; the record is returned, not yet stored.
+    """Build, run and score one trial; the record is returned, not yet stored (attention arrays are).
 
-    ``prefix`` (a ``models.prefix.PrefixCache``): reuse its cache for the tokens before the needle.
+    With reuse on, the request says how many leading tokens (up to the needle) it shares with the
+    next trials of its group; the backend keeps them cached. ``write`` False (a replayed trial):
+    nothing goes to the run directory, neither its prompt nor its attention arrays.
     """
-    from evalkit.models import run_prompt
-
-    prepared = _prepare_trial(session, task, trial, config, store)
-    reuse = {} if prefix is None else {"prefix": prefix, "prefix_tokens": prepared.prompt.regions[REGION_CONTEXT_BEFORE].token_end}
-    if session.capture is not None:
-        output = _run_with_capture(session, prepared, config, store, reuse)
-    else:
-        output = run_prompt(
-            session.loaded, prepared.prompt.input_ids, prepared.gold_ids, max_new_tokens=session.config.max_new_tokens,
-            **reuse,
-        )
+    prepared = _prepare_trial(session, task, trial, config, store if write else None)
+    prompt = prepared.prompt
+    layout = request_capture = None
+    if session.capture:
+        layout, request_capture = capture_request(prompt, config.attention)
+    prefix_tokens = prompt.regions[REGION_CONTEXT_BEFORE].token_end if session.reuse else 0
+    (output,) = session.backend.run([_request(session, prepared, prefix_tokens, request_capture)])
+    if layout is not None and write:  # arrays on disk before the caller appends the record (resume stays exact)
+        save_trial_attention(store.run_dir, trial.trial_id, trial_attention(layout, prompt, output))
     return _trial_record(session, prepared, output)
 
 
 def run_batch_of_trials(
     session: _ModelSession, tasks: dict[str, PreparedTask], trials: list[Trial], config: EvalConfig, store: RunStore
 ) -> list[TrialRecord]:
-    """Build the trials' prompts, run them as one batch (``models/batch.py``) and score each."""
-    from evalkit.models.batch import run_batch
-
+    """Build the trials' prompts, run them as one batch request and score each."""
     prepared = [_prepare_trial(session, tasks[t.task], t, config, store) for t in trials]
-    outputs = run_batch(
-        session.loaded, [p.prompt.input_ids for p in prepared], [p.gold_ids for p in prepared],
-        max_new_tokens=session.config.max_new_tokens,
-    )
+    outputs = session.backend.run([_request(session, p) for p in prepared])
     return [_trial_record(session, p, out) for p, out in zip(prepared, outputs)]
 
 
-def _prepare_trial(
-    session: _ModelSession, task: PreparedTask, trial: Trial, config: EvalConfig, store: RunStore
-) -> _PreparedTrial:
-    from evalkit.prompt.controls import build_trial_prompt
+def _request(session: _ModelSession, prepared: _PreparedTrial, prefix_tokens: int = 0, capture=None) -> TrialRequest:
+    return TrialRequest(
+        input_ids=tuple(prepared.prompt.input_ids), gold_ids=tuple(prepared.gold_ids),
+        max_new_tokens=session.config.max_new_tokens, prefix_tokens=prefix_tokens, capture=capture,
+    )
 
+
+def _prepare_trial(
+    session: _ModelSession, task: PreparedTask, trial: Trial, config: EvalConfig, store: RunStore | None
+) -> _PreparedTrial:
+    """The trial's prompt and gold ids; its prompt is saved when ``save_prompts`` (and ``store`` is given)."""
     built = build_trial_prompt(session.builder, task, trial, session.config, config)
-    if config.save_prompts:
-        store.save_prompt(trial.trial_id, built.prompt, session.loaded.tokenizer.decode(built.prompt.input_ids))
+    if config.save_prompts and store is not None:
+        store.save_prompt(trial.trial_id, built.prompt, session.backend.info.tokenizer.decode(built.prompt.input_ids))
     gold_ids = session.builder.gold_continuation_ids(built.parts, built.needle.answer)
     return _PreparedTrial(trial, built, gold_ids)
 
 
 def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: TrialOutput) -> TrialRecord:
-    from evalkit.prompt.controls import record_axes, score_trial
-
     trial, built = prepared.trial, prepared.built
     prompt, needle = built.prompt, built.needle
     score, score_extra = score_trial(output.generated_text, built)
@@ -276,7 +297,7 @@ def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: Tria
         trial_id=trial.trial_id,
         status="ok",
         model=trial.model,
-        model_revision=session.loaded.revision,
+        model_revision=session.revision,
         task=trial.task,
         context_length=trial.context_length,
         prompt_tokens=prompt.prompt_tokens,
@@ -307,22 +328,7 @@ def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: Tria
     )
 
 
-def _run_with_capture(
-    session: _ModelSession, prepared: _PreparedTrial, config: EvalConfig, store: RunStore, reuse: dict
-) -> TrialOutput:
-    """Run with attention capture; its arrays are on disk before the caller appends the record."""
-    from evalkit.store.format import save_trial_attention
-    from evalkit.attention.trial import run_captured
-
-    output, attention = run_captured(session.loaded, session.capture, prepared.prompt, prepared.gold_ids,
-                                     session.config.max_new_tokens, config.attention, **reuse)
-    save_trial_attention(store.run_dir, prepared.trial.trial_id, attention)
-    return output
-
-
 def _write_report(run_dir: Path) -> Path:
-    from evalkit.report import write_report
-
     out_dir = run_dir / "report"
     write_report([run_dir], out_dir)
     return out_dir

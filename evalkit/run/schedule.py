@@ -2,7 +2,9 @@
 
 Reuse (``reuse_prefix: true``, the default): trials of one model, task, sample (seed) and context length
 share their haystack tokens, so they form a group run in ascending depth on one growing prefix cache
-(see ``models/prefix.py``). Batches (``reuse_prefix: false``): trials of one context length run
+(see ``models/prefix.py``); each group starts from an empty cache, and a resumed group replays its done
+trials first, so results never depend on where a previous run stopped. One trial at a time without reuse
+(``batch_size: 1``) runs the same way. Batches (``reuse_prefix: false``): trials of one context length run
 ``batch_size`` at a time; ``auto`` starts from a memory estimate, and any out-of-memory error halves
 the batch and reruns the same trials, so none is lost (a single trial that does not fit re-raises).
 
@@ -13,17 +15,20 @@ batch), so this module knows order and sizes only, not prompts or records.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Collection, Iterator, Sequence
+from typing import TypeVar
 
+from evalkit.models.sizing import AUTO_MAX_BATCH, auto_batch_size
 from evalkit.run.memory import free_memory, is_out_of_memory
 from evalkit.types import Trial
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
-AUTO_MAX_BATCH = 256  # auto never starts above this many prompts per forward
-_MEMORY_SHARE = 0.8  # share of free memory auto plans to use (the estimate is rough)
+__all__ = [
+    "AUTO_MAX_BATCH", "auto_batch_size", "group_key", "length_groups", "reuse_groups", "run_in_batches",
+    "run_with_reuse",
+]  # fmt: skip
 
 
 def group_key(trial: Trial) -> tuple[object, ...]:
@@ -56,13 +61,30 @@ def length_groups(trials: Sequence[Trial]) -> list[list[Trial]]:
 
 
 def run_with_reuse(
-    trials: Sequence[Trial], prefix: Any, run_one: Callable[[Trial, Any], R]
+    trials: Sequence[Trial],
+    run_one: Callable[[Trial], R],
+    done: Collection[str] = frozenset(),
+    replay: Callable[[Trial], None] | None = None,
+    start_group: Callable[[], None] | None = None,
 ) -> Iterator[R]:
-    """``run_one(trial, prefix)`` for every trial, group by group; the prefix cache carries over
-    (consecutive groups of one task keep at least the shared preamble)."""
+    """``run_one(trial)`` for every trial not in ``done`` (trial ids), group by group, in ascending depth.
+
+    A group's trials build on each other (prefix cache, learned answer tail), so every group starts
+    afresh (``start_group``) and a group that a previous run left half done first ``replay``s its done
+    trials before the first one still to run: each trial then sees exactly the state it would have seen
+    in an uninterrupted run, and a resumed run records the same results.
+    """
     for group in reuse_groups(trials):
-        for trial in group:
-            yield run_one(trial, prefix)
+        pending = [i for i, t in enumerate(group) if t.trial_id not in done]
+        if not pending:
+            continue
+        if start_group is not None:
+            start_group()
+        for trial in group[: pending[-1] + 1]:
+            if trial.trial_id not in done:
+                yield run_one(trial)
+            elif replay is not None:
+                replay(trial)
 
 
 def run_in_batches(
@@ -95,40 +117,3 @@ def run_in_batches(
                 continue
             done += len(chunk)
             yield from results
-
-
-def auto_batch_size(model: Any, device: str, context_length: int, trials: int) -> int:
-    """A first batch size from free memory and a per-prompt estimate (KV cache + activations).
-
-    Rough on purpose: an out-of-memory error halves it (``run_in_batches``).
-    """
-    free = _free_memory_bytes(device)
-    config = model.config.get_text_config()
-    layers = getattr(config, "num_hidden_layers", 1)
-    hidden = getattr(config, "hidden_size", 1024)
-    heads = getattr(config, "num_attention_heads", 1)
-    head_dim = getattr(config, "head_dim", None) or hidden // heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    inter = getattr(config, "intermediate_size", None) or 4 * hidden
-    item = next(model.parameters()).element_size()
-    kv_bytes = 2 * layers * kv_heads * head_dim * item * context_length
-    # the widest activation of one layer (MLP up + gate + input) plus residual copies, all [L, width]
-    activation_bytes = (3 * inter + 4 * hidden) * item * context_length
-    per_prompt = kv_bytes + activation_bytes
-    return max(1, min(trials, AUTO_MAX_BATCH, int(free * _MEMORY_SHARE // per_prompt)))
-
-
-def _free_memory_bytes(device: str) -> int:
-    import torch
-
-    if device.startswith("cuda"):
-        free, _total = torch.cuda.mem_get_info(torch.device(device))
-        return int(free)
-    try:  # Linux: what the kernel could give without swapping
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 * 1024**3  # unknown: assume 4 GiB

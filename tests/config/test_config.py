@@ -184,3 +184,16 @@ def test_attention_defaults_and_hash(tmp_path):
           ({}, {"bins": 5}, {"sink_tokens": 0}, {"decode_steps": 2}, {"inner": "eager"})]
     hashes = {config_hash(EvalConfig.model_validate(v)) for v in on}
     assert base not in hashes and len(hashes) == len(on)
+
+
+def test_backend_field_at_its_default_keeps_the_hash_of_older_configs() -> None:
+    """``models[*].backend`` came after runs existed: at its default it must not move ``config_hash``
+    (the literal is configs/quickstart.yaml's hash before the field was added), so old run dirs resume."""
+    raw = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())
+    quick = EvalConfig.model_validate(raw)
+    assert quick.models[0].backend == "transformers"
+    assert config_hash(quick) == "b0b8332f6d02b9e5"
+    spelled = {**raw, "models": [{**raw["models"][0], "backend": "transformers"}]}
+    assert config_hash(EvalConfig.model_validate(spelled)) == "b0b8332f6d02b9e5"
+    other = {**raw, "models": [{**raw["models"][0], "backend": "served"}]}
+    assert config_hash(EvalConfig.model_validate(other)) != "b0b8332f6d02b9e5"

@@ -10,7 +10,7 @@ import torch
 
 from evalkit.models import load_from_objects, run_prompt
 from evalkit.attention.capture import AttentionCapture
-from evalkit.models.draft import answer_draft, forget
+from evalkit.models.draft import AnswerMemory, answer_draft
 
 PROMPT_TOKENS, NEW_TOKENS, ROWS = 40, 8, 3
 SPANS = torch.tensor([[[0, 1], [1, 20], [20, PROMPT_TOKENS], [PROMPT_TOKENS, PROMPT_TOKENS + NEW_TOKENS]]])
@@ -35,7 +35,7 @@ def setup(smollm2_tokenizer):
     capture.detach()
 
 
-def _run(loaded, capture, prompt, gold, tail):
+def _run(loaded, capture, prompt, gold, tail, memory):
     """run_prompt with the last prompt row and ROWS decode rows recorded; returns output, masses, forward lengths."""
     decodes = {}
 
@@ -52,7 +52,7 @@ def _run(loaded, capture, prompt, gold, tail):
     )
     try:
         out = run_prompt(loaded, prompt, gold, NEW_TOKENS, (), prefill_context=first, decode_context=decode_step,
-                         answer_tail=tail)  # fmt: skip
+                         answer_tail=tail, memory=memory)  # fmt: skip
     finally:
         handle.remove()
     assert sorted(decodes) == list(range(1, ROWS + 1))
@@ -70,9 +70,9 @@ def test_decode_rows_replayed_from_the_draft_equal_plain_decoding(setup, wrong_f
         4: (answer[:3], [answer[3], wrong]),  # the draft agrees on tokens 0-3
         1: ([answer[0], wrong, answer[2]], []),  # the gold answer itself is wrong from token 1
     }[wrong_from]
-    forget(loaded.model)
-    plain, plain_mass, plain_lengths = _run(loaded, capture, prompt, gold, tail)  # first trial: classic path
-    drafted, drafted_mass, lengths = _run(loaded, capture, prompt, gold, tail)
+    memory = AnswerMemory()  # nothing known yet: the first trial takes the classic path and learns the crop limit
+    plain, plain_mass, plain_lengths = _run(loaded, capture, prompt, gold, tail, memory)  # first trial: classic path
+    drafted, drafted_mass, lengths = _run(loaded, capture, prompt, gold, tail, memory)
     assert plain_lengths == [PROMPT_TOKENS, len(gold) - 1] + [1] * (NEW_TOKENS - 1)
     assert list(plain.generated_token_ids) == list(drafted.generated_token_ids) == answer
     assert drafted.gold_logprob_sum == pytest.approx(plain.gold_logprob_sum, abs=1e-4)

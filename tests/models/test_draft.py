@@ -1,4 +1,4 @@
-"""Reading greedy tokens off a draft forward (evalkit/models/draft.py), on hand-made logits."""
+"""Reading greedy tokens off a draft forward (evalkit/models/draft.py, crop limits from forward.py), on hand-made logits."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from evalkit.models.draft import answer_draft, crop_limit, greedy_from_draft, tail_after_gold
+from evalkit.models.draft import answer_draft, greedy_from_draft, tail_after_gold
+from evalkit.models.forward import crop_limit
 
 VOCAB = 10
 

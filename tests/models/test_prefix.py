@@ -12,7 +12,7 @@ import torch
 from evalkit.config.schema import ModelConfig
 from evalkit.models import load_from_objects, run_prompt
 from evalkit.attention.capture import AttentionCapture
-from evalkit.models.draft import answer_draft, forget
+from evalkit.models.draft import AnswerMemory, answer_draft
 from evalkit.models.prefix import PrefixCache
 from evalkit.prompt.builder import PromptBuilder
 from evalkit.tasks import haystack_for_task, instantiate_needle, load_task, prompt_parts
@@ -88,13 +88,13 @@ def test_reuse_matches_one_prefill_per_trial(family, grid, smollm2_tokenizer) ->
     loaded = _loaded(family, smollm2_tokenizer)
     plain = []
     for p in prompts:  # the reference: classic path (prompt forward, gold forward, one-token decoding) every time
-        forget(loaded.model)
-        plain.append(run_prompt(loaded, p.input_ids, gold, NEW_TOKENS, stop_token_ids=()))
+        memory = AnswerMemory()
+        plain.append(run_prompt(loaded, p.input_ids, gold, NEW_TOKENS, stop_token_ids=(), memory=memory))
     prefix = PrefixCache(loaded)
     fed, handle = _count_fed_tokens(loaded.model)
     try:
         reused = [
-            run_prompt(loaded, p.input_ids, gold, NEW_TOKENS, (), prefix=prefix,
+            run_prompt(loaded, p.input_ids, gold, NEW_TOKENS, (), prefix=prefix, memory=memory,
                        prefix_tokens=p.regions[REGION_CONTEXT_BEFORE].token_end, answer_tail=())  # fmt: skip
             for p in prompts
         ]
@@ -130,13 +130,13 @@ def test_long_extensions_fed_in_pieces_give_the_same_results(grid, smollm2_token
     loaded = _loaded("qwen2", smollm2_tokenizer)
     plain = []
     for p in prompts:
-        forget(loaded.model)
-        plain.append(run_prompt(loaded, p.input_ids, gold, NEW_TOKENS, stop_token_ids=()))
+        memory = AnswerMemory()
+        plain.append(run_prompt(loaded, p.input_ids, gold, NEW_TOKENS, stop_token_ids=(), memory=memory))
     monkeypatch.setattr(draft, "MIN_PIECE_TOKENS", 16)
     prefix = PrefixCache(loaded)
     fed, handle = _count_fed_tokens(loaded.model)
     try:
-        reused = [run_prompt(loaded, p.input_ids, gold, NEW_TOKENS, (), prefix=prefix, answer_tail=(),
+        reused = [run_prompt(loaded, p.input_ids, gold, NEW_TOKENS, (), prefix=prefix, answer_tail=(), memory=memory,
                              prefix_tokens=p.regions[REGION_CONTEXT_BEFORE].token_end) for p in prompts]  # fmt: skip
     finally:
         handle.remove()
@@ -150,14 +150,14 @@ def test_out_of_order_and_changed_prefixes_are_cut_back(grid, smollm2_tokenizer)
     """Descending depths or another haystack still give the plain results (the cache is cut to the common part)."""
     prompts, gold = grid
     loaded = _loaded("llama", smollm2_tokenizer)
-    prefix = PrefixCache(loaded)
+    prefix, memory = PrefixCache(loaded), AnswerMemory()  # the first call learns the crop limit, the rest draft
     other = list(prompts[2].input_ids)
     other[40] = (other[40] + 1) % 49152  # a different haystack token inside the prefix
     for ids, start in [(p.input_ids, p.regions[REGION_CONTEXT_BEFORE].token_end) for p in reversed(prompts)] + [
         (tuple(other), prompts[2].regions[REGION_CONTEXT_BEFORE].token_end)
     ]:
-        expected = run_prompt(loaded, ids, gold, NEW_TOKENS, ())
-        got = run_prompt(loaded, ids, gold, NEW_TOKENS, (), prefix=prefix, prefix_tokens=start)
+        expected = run_prompt(loaded, ids, gold, NEW_TOKENS, (), memory=memory)
+        got = run_prompt(loaded, ids, gold, NEW_TOKENS, (), prefix=prefix, prefix_tokens=start, memory=memory)
         assert got.generated_token_ids == expected.generated_token_ids
         assert got.gold_logprob_sum == pytest.approx(expected.gold_logprob_sum, abs=1e-4)
         assert prefix.held == list(ids[:start])
@@ -173,20 +173,21 @@ def test_attention_capture_with_reuse_matches_capture_without(grid, smollm2_toke
     prompts, gold = grid
     loaded = _loaded("qwen2", smollm2_tokenizer)
     capture = AttentionCapture.attach(loaded.model)
-    prefix = PrefixCache(loaded)
+    prefix, memory = PrefixCache(loaded), AnswerMemory()  # the first call learns the crop limit, the rest draft
     try:
         for prompt in prompts[1:]:
             spans = torch.tensor([[[prompt.regions[n].token_start, prompt.regions[n].token_end] for n in REGION_NAMES]])
             rows = torch.tensor([[LENGTH - 1, prompt.regions["needle"].token_start]])
             with_plain, with_reuse = capture.record(rows, spans), capture.record(rows, spans)
-            run_prompt(loaded, prompt.input_ids, gold, 2, (), prefill_context=with_plain)
+            run_prompt(loaded, prompt.input_ids, gold, 2, (), prefill_context=with_plain, memory=memory)
             start = prompt.regions[REGION_CONTEXT_BEFORE].token_end
-            run_prompt(loaded, prompt.input_ids, gold, 2, (), prefill_context=with_reuse, prefix=prefix, prefix_tokens=start)
+            run_prompt(loaded, prompt.input_ids, gold, 2, (), prefill_context=with_reuse, prefix=prefix, prefix_tokens=start,
+                       memory=memory)  # fmt: skip
             assert torch.allclose(with_reuse.mass, with_plain.mass, atol=1e-5)
             assert not torch.isnan(with_reuse.mass).any()
         early = capture.record(torch.tensor([[3]]), spans)  # a row inside the reused prefix
         with pytest.raises(Exception, match="reused prefix"):
-            run_prompt(loaded, prompts[-1].input_ids, gold, 2, (), prefill_context=early, prefix=prefix,
+            run_prompt(loaded, prompts[-1].input_ids, gold, 2, (), prefill_context=early, prefix=prefix, memory=memory,
                        prefix_tokens=prompts[-1].regions[REGION_CONTEXT_BEFORE].token_end)  # fmt: skip
     finally:
         capture.detach()

@@ -33,9 +33,9 @@ def lines(path: Path) -> list[dict]:
 @pytest.fixture
 def oom_at_192(monkeypatch):
     """Make the backend raise torch.OutOfMemoryError for every 192-token prompt, as a GPU would."""
-    import evalkit.models
+    from evalkit.models import transformers_backend
 
-    real = evalkit.models.run_prompt
+    real = transformers_backend.run_prompt
     calls = {"oom": 0}
 
     def run_prompt(loaded, input_ids, *args, **kwargs):
@@ -44,7 +44,7 @@ def oom_at_192(monkeypatch):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         return real(loaded, input_ids, *args, **kwargs)
 
-    monkeypatch.setattr(evalkit.models, "run_prompt", run_prompt)
+    monkeypatch.setattr(transformers_backend, "run_prompt", run_prompt)
     return calls
 
 
@@ -87,12 +87,12 @@ def test_rerun_keeps_skipped_trials_unless_asked_to_retry(tmp_path, tiny_model_d
 
 
 def test_other_errors_are_not_taken_for_memory(tmp_path, tiny_model_dir, monkeypatch):
-    import evalkit.models
+    from evalkit.models import transformers_backend
 
     def broken(*args, **kwargs):
         raise RuntimeError("Expected all tensors to be on the same device")
 
-    monkeypatch.setattr(evalkit.models, "run_prompt", broken)
+    monkeypatch.setattr(transformers_backend, "run_prompt", broken)
     path = tiny_config(tmp_path, tiny_model_dir)
     with pytest.raises(RuntimeError, match="same device"):
         run_eval(load_config(path), path, quiet=True, write_report=False)

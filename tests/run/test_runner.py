@@ -99,3 +99,37 @@ def test_killed_run_resumes_to_exactly_the_planned_trials(tmp_path, tiny_model_d
     ids = [r["trial_id"] for r in records(run_dir)]
     assert len(ids) == planned and len(set(ids)) == planned
     assert not (run_dir / "run.lock").exists()
+
+
+def test_resumed_run_feeds_every_trial_as_an_uninterrupted_run(tmp_path, tiny_model_dir, monkeypatch):
+    """D15: stopped twice inside reuse groups and resumed, every trial runs the same forwards (the same input
+    lengths, so the same float rounding on any device) and the records equal an uninterrupted run's."""
+    from evalkit.models import transformers_backend
+
+    real = transformers_backend.run_prompt
+    fed: dict[tuple[int, ...], list[int]] = {}  # prompt -> input lengths of the forwards it ran
+
+    def recording(loaded, input_ids, *args, **kwargs):
+        lengths: list[int] = []
+        handle = loaded.model.register_forward_pre_hook(
+            lambda _m, _a, kw: lengths.append(kw["input_ids"].shape[1]), with_kwargs=True
+        )
+        try:
+            return real(loaded, input_ids, *args, **kwargs)
+        finally:
+            handle.remove()
+            fed[tuple(input_ids)] = lengths
+
+    monkeypatch.setattr(transformers_backend, "run_prompt", recording)
+    runs = {}
+    for name, limits in {"whole": [None], "resumed": [4, 8, None]}.items():  # groups of 3 depths: 4 and 8 split one
+        fed.clear()
+        path = tiny_config(tmp_path, tiny_model_dir, output_dir=str(tmp_path / name))
+        for limit in limits:
+            run_eval(load_config(path), path, limit=limit, quiet=True, write_report=False)
+        rows = [{k: v for k, v in r.items() if k != "elapsed_s"} for r in records(tmp_path / name)]
+        runs[name] = rows, dict(fed)
+    (whole, whole_fed), (resumed, resumed_fed) = runs["whole"], runs["resumed"]
+    by_id = lambda rows: sorted(rows, key=lambda r: r["trial_id"])  # noqa: E731
+    assert len(whole) == 12 and by_id(resumed) == by_id(whole)
+    assert resumed_fed == whole_fed

@@ -75,9 +75,9 @@ def _records(run_dir: Path) -> dict[str, dict]:
 
 
 def test_reuse_batches_and_plain_runs_record_the_same_results(tmp_path, tiny_model_dir, monkeypatch) -> None:
-    from evalkit.models import batch as batch_module
+    from evalkit.models import transformers_backend as backend_module
 
-    real_run_batch = batch_module.run_batch
+    real_run_batch = backend_module.run_batch
     sizes: list[int] = []
 
     def small_device(loaded, prompts, *args, **kwargs):
@@ -86,8 +86,8 @@ def test_reuse_batches_and_plain_runs_record_the_same_results(tmp_path, tiny_mod
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         return real_run_batch(loaded, prompts, *args, **kwargs)
 
-    monkeypatch.setattr(batch_module, "run_batch", small_device)
-    monkeypatch.setattr(schedule, "auto_batch_size", lambda *args: 6)
+    monkeypatch.setattr(backend_module, "run_batch", small_device)
+    monkeypatch.setattr(backend_module.TransformersBackend, "suggest_batch_size", lambda *args: 6)
     results = {}
     for name, changes in {"reuse": {}, "plain": {"reuse_prefix": False},
                           "batched": {"reuse_prefix": False, "batch_size": "auto"}}.items():  # fmt: skip

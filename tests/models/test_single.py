@@ -1,4 +1,4 @@
-"""One-prefill backend (evalkit/models/backend.py) on tiny random-init models of several families.
+"""One-prompt path (evalkit/models/single.py, classic.py) on tiny random-init models of several families.
 
 Every model is built offline from a config (float32, eval, seeded) with the SmolLM2 vocabulary size,
 so the SmolLM2 tokenizer fixture decodes its ids. Ground truths are a separate teacher-forced forward
@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from evalkit.models import backend, load_from_objects, run_prompt
-from evalkit.models.draft import forget
+from evalkit.models import classic, load_from_objects, run_prompt
+from evalkit.models.draft import AnswerMemory
+from evalkit.models.forward import can_crop
 
 VOCAB = 49152  # SmolLM2 tokenizer size
 PROMPT_TOKENS = 40
@@ -36,10 +37,25 @@ def _config(family: str):
         "mistral-sw64": lambda: MistralConfig(**_DECODER, **gqa, sliding_window=64),
         # window smaller than the prompt: the cache cannot be rolled back, gold uses the fallback forward
         "mistral-sw16": lambda: MistralConfig(**_DECODER, **gqa, sliding_window=16),
+        # Gemma 3 (gemma3_text): sliding and full layers mixed via layer_types, as in the real models
+        "gemma3-sw64": lambda: _gemma3(sliding_window=64),
+        "gemma3-sw16": lambda: _gemma3(sliding_window=16),
     }[family]()
 
 
-FAMILIES = ["llama", "qwen2", "qwen3", "gpt2", "mistral-sw64", "mistral-sw16"]
+def _gemma3(sliding_window: int):
+    from transformers import Gemma3TextConfig
+
+    return Gemma3TextConfig(
+        **_DECODER, num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=sliding_window,
+        layer_types=["sliding_attention", "full_attention"], pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        tie_word_embeddings=False,  # tied, Gemma's scaled embeddings make a tiny random model repeat one token
+    )
+
+
+FAMILIES = ["llama", "qwen2", "qwen3", "gpt2", "mistral-sw64", "mistral-sw16", "gemma3-sw64", "gemma3-sw16"]
+# the window is shorter than the prompt: the cache cannot be cut back, every trial takes the classic path
+SHORT_WINDOW = {"tiny-mistral-sw16", "tiny-gemma3-sw16"}
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -146,12 +162,12 @@ def test_prompt_is_prefilled_once(loaded) -> None:
     """A model's first trial: prompt once, gold[:-1] on the cache (prompt+gold[:-1] in the fallback), then 1s.
     Later trials: prompt + draft (gold, as the greedy answer is unknown) in one forward, then 1s."""
     prompt, gold = _ids(PROMPT_TOKENS, seed=8), _ids(4, seed=9)
-    forget(loaded.model)
-    first, out = _forward_lengths(loaded, lambda: run_prompt(loaded, prompt, gold, NEW_TOKENS, stop_token_ids=()))
-    uses_fallback = loaded.name == "tiny-mistral-sw16"
+    memory = AnswerMemory()  # nothing known about the model: its first trial takes the classic path
+    first, out = _forward_lengths(loaded, lambda: run_prompt(loaded, prompt, gold, NEW_TOKENS, (), memory=memory))
+    uses_fallback = loaded.name in SHORT_WINDOW
     gold_forward = PROMPT_TOKENS + len(gold) - 1 if uses_fallback else len(gold) - 1
     assert first == [PROMPT_TOKENS, gold_forward] + [1] * (len(out.generated_token_ids) - 1)
-    later, again = _forward_lengths(loaded, lambda: run_prompt(loaded, prompt, gold, NEW_TOKENS, stop_token_ids=()))
+    later, again = _forward_lengths(loaded, lambda: run_prompt(loaded, prompt, gold, NEW_TOKENS, (), memory=memory))
     assert again.generated_token_ids == out.generated_token_ids
     assert again.gold_logprob_sum == pytest.approx(out.gold_logprob_sum, abs=1e-5)
     assert out.generated_token_ids[0] != gold[0]  # the draft is refused at once: decoding from the prompt
@@ -164,21 +180,23 @@ def test_a_right_draft_needs_no_decode_forward(loaded) -> None:
     prompt = _ids(PROMPT_TOKENS, seed=4)
     expected = _generate(loaded.model, prompt, eos=None)  # NEW_TOKENS tokens
     gold, tail = expected[:3], expected[3:]
-    forget(loaded.model)
-    run_prompt(loaded, prompt, gold, NEW_TOKENS, stop_token_ids=())  # learns the model's cache type
+    memory = AnswerMemory()  # nothing known about the model: its first trial takes the classic path
+    run_prompt(loaded, prompt, gold, NEW_TOKENS, stop_token_ids=(), memory=memory)  # learns the model's cache type
     lengths, out = _forward_lengths(
-        loaded, lambda: run_prompt(loaded, prompt, gold, NEW_TOKENS, stop_token_ids=(), answer_tail=tail)
+        loaded, lambda: run_prompt(loaded, prompt, gold, NEW_TOKENS, stop_token_ids=(), answer_tail=tail, memory=memory)
     )
     assert list(out.generated_token_ids) == expected
     reference = float(_reference_logprobs(loaded.model, prompt, gold).sum())
     assert out.gold_logprob_sum == pytest.approx(reference, abs=1e-4) and out.gold_first_token_is_argmax
-    if loaded.name == "tiny-mistral-sw16":  # window 16 < prompt: no draft, the classic path
+    if loaded.name in SHORT_WINDOW:  # window 16 < prompt: no draft, the classic path
         assert lengths == [PROMPT_TOKENS, len(gold) - 1 + PROMPT_TOKENS] + [1] * (NEW_TOKENS - 1)
     else:
         assert lengths == [PROMPT_TOKENS + NEW_TOKENS - 1]  # the draft stops one short: max_new_tokens reached
         # without a tail the answer is learned: the next trial drafts the same tokens by itself
-        run_prompt(loaded, prompt, gold, NEW_TOKENS, stop_token_ids=())
-        lengths, learned = _forward_lengths(loaded, lambda: run_prompt(loaded, prompt, gold, NEW_TOKENS, stop_token_ids=()))
+        run_prompt(loaded, prompt, gold, NEW_TOKENS, stop_token_ids=(), memory=memory)
+        lengths, learned = _forward_lengths(
+            loaded, lambda: run_prompt(loaded, prompt, gold, NEW_TOKENS, stop_token_ids=(), memory=memory)
+        )
         assert learned.generated_token_ids == out.generated_token_ids and lengths == [PROMPT_TOKENS + NEW_TOKENS - 1]
 
 
@@ -187,11 +205,12 @@ def test_stop_on_tokenizer_eos_and_skip_special_tokens(loaded, path: str) -> Non
     """With default stop ids, <|im_end|> (the tokenizer's eos) ends decoding and is not in the text."""
     eos = loaded.tokenizer.eos_token_id
     prompt, gold = _ids(PROMPT_TOKENS, seed=10), _ids(3, seed=11)
-    forget(loaded.model)
+    memory = AnswerMemory()  # nothing known about the model: its first trial takes the classic path
     if path == "draft":
-        run_prompt(loaded, prompt, gold, max_new_tokens=NEW_TOKENS)  # learns the cache type: later trials draft
+        # learns the cache type: later trials draft
+        run_prompt(loaded, prompt, gold, max_new_tokens=NEW_TOKENS, memory=memory)
     # classic: 1 prefill, 2 gold forward, 3 -> second token, 4 -> third token; draft: 1 prompt + gold, 2, 3
-    third_token_call = 3 if path == "draft" and loaded.name != "tiny-mistral-sw16" else 4
+    third_token_call = 3 if path == "draft" and loaded.name not in SHORT_WINDOW else 4
     calls = {"n": 0}
 
     def force_eos_at_third_token(_module, _args, output):
@@ -203,7 +222,7 @@ def test_stop_on_tokenizer_eos_and_skip_special_tokens(loaded, path: str) -> Non
 
     handle = loaded.model.get_output_embeddings().register_forward_hook(force_eos_at_third_token)
     try:
-        out = run_prompt(loaded, prompt, gold, max_new_tokens=NEW_TOKENS)
+        out = run_prompt(loaded, prompt, gold, max_new_tokens=NEW_TOKENS, memory=memory)
     finally:
         handle.remove()
     assert calls["n"] == third_token_call
@@ -218,9 +237,9 @@ def test_prefill_context_wraps_only_the_prompt_forward(loaded, path: str) -> Non
     """The slot for attention capture: entered once, around the one forward that sees the whole prompt
     (with the drafted answer after it on the draft path)."""
     prompt, gold = _ids(PROMPT_TOKENS, seed=13), _ids(3, seed=14)
-    forget(loaded.model)
+    memory = AnswerMemory()  # nothing known about the model: its first trial takes the classic path
     if path == "draft":
-        run_prompt(loaded, prompt, gold, NEW_TOKENS, ())
+        run_prompt(loaded, prompt, gold, NEW_TOKENS, (), memory=memory)
     inside: list[int] = []
     state = {"active": False}
 
@@ -236,17 +255,17 @@ def test_prefill_context_wraps_only_the_prompt_forward(loaded, path: str) -> Non
         with_kwargs=True,
     )
     try:
-        run_prompt(loaded, prompt, gold, NEW_TOKENS, (), prefill_context=Recording(), answer_tail=())
+        run_prompt(loaded, prompt, gold, NEW_TOKENS, (), prefill_context=Recording(), answer_tail=(), memory=memory)
     finally:
         handle.remove()
-    drafted = path == "draft" and loaded.name != "tiny-mistral-sw16"
+    drafted = path == "draft" and loaded.name not in SHORT_WINDOW
     assert inside == [PROMPT_TOKENS + len(gold) if drafted else PROMPT_TOKENS]
 
 
 def test_cache_path_is_chosen_by_cache_type(loaded) -> None:
     with torch.inference_mode():
-        state = backend.prefill(loaded, _ids(PROMPT_TOKENS, seed=12))
-    assert backend._can_crop(state.cache, PROMPT_TOKENS + 4) is (loaded.name != "tiny-mistral-sw16")
+        state = classic.prefill(loaded, _ids(PROMPT_TOKENS, seed=12))
+    assert can_crop(state.cache, PROMPT_TOKENS + 4) is (loaded.name not in SHORT_WINDOW)
 
 
 def test_empty_inputs_are_refused(loaded) -> None:

@@ -1,0 +1,141 @@
+"""The in-process Hugging Face transformers backend: one class behind ``models/base.Backend``.
+
+Everything a model's trials share lives on the instance, so two backends never see each other's state
+and nothing is kept in module globals:
+
+    memory   the AnswerMemory of its model: the crop limit, probed before the first trial (so every trial
+             takes the same path whatever ran before it), and the tail the model says after the gold answer
+    prefix   the PrefixCache shared by consecutive requests with ``prefix_tokens`` (prefix reuse)
+    capture  the attention recorder attached to the model when capture is on (``attention/capture.py``,
+             handed in by the caller as a factory, so this module needs nothing from ``attention/``)
+
+One request runs through ``single.run_prompt`` (one forward per trial on the draft path), several through
+``batch.run_batch``. Drafts have a fixed length per (gold length, max_new_tokens): a resumed run feeds
+each trial exactly as an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from evalkit.config.schema import ModelConfig
+from evalkit.models.base import BackendInfo, Capabilities, CapturedRows, CaptureRequest, TrialRequest
+from evalkit.models.batch import run_batch
+from evalkit.models.draft import AnswerMemory
+from evalkit.models.forward import probe_crop_limit
+from evalkit.models.hf import LoadedModel, load_model
+from evalkit.models.prefix import PrefixCache
+from evalkit.models.single import run_prompt
+from evalkit.models.sizing import auto_batch_size
+from evalkit.types import TrialOutput
+
+__all__ = ["TransformersBackend"]
+
+
+class TransformersBackend:
+    """A transformers model in this process: draft-path trials, prefix reuse, batches, attention capture."""
+
+    name: ClassVar[str] = "transformers"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        token_prompts=True, gold_logprobs=True, attention_capture=True, prefix_reuse=True, batching=True
+    )
+
+    def __init__(self, loaded: LoadedModel, capture: Callable[[Any], Any] | None = None) -> None:
+        """Wrap a loaded model; ``capture(model)`` (optional) attaches the attention recorder after the probe."""
+        self.loaded = loaded
+        # known before the first trial: the first trial drafts like every other (no classic warm-up)
+        limit = probe_crop_limit(loaded.model, loaded.device)
+        self.memory = AnswerMemory(crop_limit=limit, fixed_length=True)
+        self.prefix = PrefixCache(loaded)
+        self.capture = capture(loaded.model) if capture is not None else None
+
+    @classmethod
+    def load(cls, cfg: ModelConfig, capture: Callable[[Any], Any] | None = None) -> TransformersBackend:
+        """Load the model and tokenizer ``cfg`` names (``hf.load_model``) and wrap them."""
+        return cls(load_model(cfg), capture)
+
+    @property
+    def info(self) -> BackendInfo:
+        """Label, revision, context limit, tokenizer and stop ids of the loaded model."""
+        loaded = self.loaded
+        return BackendInfo(loaded.name, loaded.revision, loaded.max_context_tokens, loaded.tokenizer,
+                           loaded.stop_token_ids)  # fmt: skip
+
+    def run(self, requests: Sequence[TrialRequest]) -> list[TrialOutput]:
+        """One request: one trial on the shared prefix; several: one batch (no reuse, no capture)."""
+        if not requests:
+            return []
+        if len(requests) == 1:
+            return [self._run_one(requests[0])]
+        if any(r.capture is not None for r in requests):
+            raise ValueError("TransformersBackend.run: attention capture runs one request at a time")
+        return run_batch(self.loaded, [r.input_ids for r in requests], [r.gold_ids for r in requests],
+                         max(r.max_new_tokens for r in requests))  # fmt: skip
+
+    def suggest_batch_size(self, context_length: int, requests: int) -> int:
+        """Free memory over a per-prompt estimate (``sizing.auto_batch_size``)."""
+        return auto_batch_size(self.loaded.model, self.loaded.device, context_length, requests)
+
+    def reset(self) -> None:
+        """Drop what requests share: the prefix cache and the learned answer tail (the crop limit stays).
+
+        Called before each reuse group and after a failed request (which leaves the cache in an
+        unknown state), so a request's forwards depend only on the requests since the last reset.
+        """
+        self.prefix.reset()
+        self.memory.tail = ()
+
+    def close(self) -> None:
+        """Detach capture and drop the prefix cache."""
+        self.prefix.reset()
+        if self.capture is not None:
+            self.capture.detach()
+            self.capture = None
+
+    def _run_one(self, request: TrialRequest) -> TrialOutput:
+        reuse = {"prefix": self.prefix, "prefix_tokens": request.prefix_tokens} if request.prefix_tokens else {}
+        if request.capture is None:
+            return run_prompt(self.loaded, request.input_ids, request.gold_ids, request.max_new_tokens,
+                              memory=self.memory, **reuse)  # fmt: skip
+        if self.capture is None:
+            raise ValueError("TransformersBackend.run: a request asks for capture, but none was attached")
+        return self._run_captured(request, reuse)
+
+    def _run_captured(self, request: TrialRequest, reuse: dict[str, Any]) -> TrialOutput:
+        """The trial with a recording around its prompt forward and each of its first decode forwards."""
+        import torch
+
+        spec: CaptureRequest = request.capture  # type: ignore[assignment]
+        spans = torch.tensor([list(spec.spans)], dtype=torch.long)  # [1, R, 2] absolute key positions
+        prefill = self.capture.record(torch.tensor([[len(request.input_ids) - 1]]), spans)  # the last prompt token
+        decodes: list[Any] = []
+
+        def decode_step(k: int):
+            if k > spec.decode_steps:
+                return None
+            recording = self.capture.record(torch.zeros((1, 1), dtype=torch.long), spans)  # a decode feeds one token
+            decodes.append(recording)
+            return recording
+
+        # decode rows need one forward per answer token; without them the answer comes from the draft forward
+        output = run_prompt(self.loaded, request.input_ids, request.gold_ids, request.max_new_tokens,
+                            memory=self.memory, prefill_context=prefill,
+                            decode_context=decode_step if spec.decode_steps else None, **reuse)  # fmt: skip
+        rows = _captured_rows([prefill, *decodes], spec.decode_steps + 1)
+        return dataclasses.replace(output, attention=rows)
+
+
+def _captured_rows(recordings: list[Any], rows: int) -> CapturedRows:
+    """Row 0 of each recording stacked into [layers, heads, rows, ...] arrays; rows never reached stay NaN / -1."""
+    first = recordings[0].mass  # [1, layers, heads, 1, R]
+    layers, heads, regions = first.shape[1], first.shape[2], first.shape[4]
+    mass = np.full((layers, heads, rows, regions), np.nan, dtype=np.float32)
+    argmax = np.full((layers, heads, rows), -1, dtype=np.int64)
+    for row, recording in enumerate(recordings):
+        mass[:, :, row] = recording.mass[0, :, :, 0].float().cpu().numpy()
+        argmax[:, :, row] = recording.argmax[0, :, :, 0].cpu().numpy()
+    return CapturedRows(mass=mass, argmax=argmax)
