@@ -21,7 +21,8 @@ def describe_validation_error(
     fields given by ``--set``: an error inside one says so.
     """
     errors = exc.errors(include_url=False)
-    first = errors[0]
+    # an unknown key first: a misspelt key (`ѕamples` with a Cyrillic s) also makes the real one "missing"
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(first["loc"])
     cause = (first.get("ctx") or {}).get("error")
     if isinstance(cause, FieldError):  # a whole-model check that names the field it is about
@@ -133,36 +134,36 @@ def _explain(err: dict[str, Any], field: str, parent: Any, annotation: Any, meta
         return field, _unknown_key(str(err["loc"][-1]), parent)
     if kind == "literal_error":
         options = [str(o) for o in typing.get_args(annotation)] or [ctx.get("expected", "")]
-        return field, f"{_show(value)} is not one of {', '.join(options)}; use one of these"
+        return field, f"{show_value(value)} is not one of {', '.join(options)}; use one of these"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         key = str(ctx.get("discriminator", "kind")).strip("'")
         tags = ", ".join(_union_tags(annotation, key))
         if kind == "union_tag_not_found":
             return f"{field}.{key}", f"required key is missing; add `{key}:` with one of {tags}"
-        return f"{field}.{key}", f"{_show(ctx.get('tag'))} is not one of {tags}; use one of these"
+        return f"{field}.{key}", f"{show_value(ctx.get('tag'))} is not one of {tags}; use one of these"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
         return field, _out_of_range(value, kind, ctx, meta)
     if kind in ("too_short", "string_too_short"):
         least = ctx.get("min_length", 1)
         unit = ("item" if kind == "too_short" else "character") + ("s" if least != 1 else "")
         what = "is empty" if value in ([], "") else "is too short"
-        return field, f"{_show(value)} {what}; give at least {least} {unit}"
+        return field, f"{show_value(value)} {what}; give at least {least} {unit}"
     if kind == "string_pattern_mismatch":
-        return field, f"{_show(value)} does not match {ctx.get('pattern')}; use letters, digits, '_', '.' and '-' only"
+        return field, f"{show_value(value)} does not match {ctx.get('pattern')}; use letters, digits, '_', '.' and '-' only"
     if kind in ("value_error", "assertion_error"):
         return field, str(ctx.get("error", err["msg"]))
     prefix = kind.split("_", 1)[0]
     if prefix in _KIND_HINTS or kind == "model_attributes_type":
         what, fix = _KIND_HINTS.get(prefix, _KIND_HINTS["model"])
-        return field, f"{_show(value)} {what}; {fix}"
-    return field, f"{_show(value)} is invalid ({err['msg']}); fix this value"
+        return field, f"{show_value(value)} {what}; {fix}"
+    return field, f"{show_value(value)} is invalid ({err['msg']}); fix this value"
 
 
 def _out_of_range(value: Any, kind: str, ctx: dict[str, Any], meta: list[Any]) -> str:
     low = next((m.ge for m in meta if getattr(m, "ge", None) is not None), None)
     high = next((m.le for m in meta if getattr(m, "le", None) is not None), None)
     if low is not None and high is not None:
-        return f"{_show(value)} is not within [{_num(low)}, {_num(high)}]; use a value from {_num(low)} to {_num(high)}"
+        return f"{show_value(value)} is not within [{_num(low)}, {_num(high)}]; use a value from {_num(low)} to {_num(high)}"
     words, key, op = {
         "greater_than_equal": ("below the minimum", "ge", ">="),
         "greater_than": ("not above", "gt", ">"),
@@ -170,7 +171,7 @@ def _out_of_range(value: Any, kind: str, ctx: dict[str, Any], meta: list[Any]) -
         "less_than": ("not below", "lt", "<"),
     }[kind]
     limit = _num(ctx.get(key))
-    return f"{_show(value)} is {words} {limit}; use a value {op} {limit}"
+    return f"{show_value(value)} is {words} {limit}; use a value {op} {limit}"
 
 
 def _num(value: Any) -> str:
@@ -181,10 +182,13 @@ def _unknown_key(key: str, parent: Any) -> str:
     allowed = list(parent.model_fields) if isinstance(parent, type) and issubclass(parent, BaseModel) else []
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}? " if close else ""
+    odd = [c for c in key if not c.isascii()]
+    if odd:  # look-alike letters print the same as the ASCII ones: name them
+        hint = f"it holds the non-ASCII {', '.join(f'{c!r} (U+{ord(c):04X})' for c in odd[:3])}; " + hint
     return f"unknown key {key!r}; {hint}allowed keys: {', '.join(allowed)}"
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     """Short repr of a user value for an error message (YAML spelling for null/true/false)."""
     if value is None:
         return "null"
