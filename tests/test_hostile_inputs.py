@@ -148,6 +148,12 @@ ROWS = [
     Row("config is /dev/zero", ("is a device, not a regular file",), setup=lambda t, c, m: Path("/dev/zero")),
     Row("config symlink loop", ("symbolic link loop",), setup=_loop),
     Row("config broken symlink", ("broken symbolic link", "nowhere.yaml"), setup=_broken_link),
+    Row("task file is a fifo", ("tasks[0]", "named pipe (FIFO)"), top={"tasks": ["fifo.yaml"]},
+        setup=lambda t, c, m: _fifo(t, c, m) and None),
+    Row("task file symlink loop", ("tasks[0]", "symbolic link loop"), top={"tasks": ["loop.yaml"]},
+        setup=lambda t, c, m: _loop(t, c, m) and None),
+    Row("haystack file is a fifo", ("tasks[0]", "haystack", "named pipe (FIFO)"),
+        task={"haystack": {"source": "files", "path": "fifo.yaml"}}, setup=lambda t, c, m: _fifo(t, c, m) and None),
     Row("cyrillic key", ("unknown key '\u0455amples'", "U+0455", "did you mean 'samples'?"), setup=_cyrillic),
     Row("unknown model key", ("models[0]", "unknown key 'dtpye'", "did you mean 'dtype'?"), model={"dtpye": "float32"}),
     # D19: a files haystack with no usable file names them
