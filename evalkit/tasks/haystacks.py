@@ -218,5 +218,7 @@ def haystack_from_spec(spec: GeneratedHaystackSpec | FilesHaystackSpec, task_fil
 
 
 def haystack_for_task(task: TaskSpec) -> HaystackSource:
-    """The haystack source of a loaded task (a ``files`` path is relative to the task's file)."""
+    """The haystack source of a loaded task (a ``files`` path is relative to the task's file); built once."""
+    if task.loaded_haystack is not None:
+        return task.loaded_haystack  # type: ignore[return-value]
     return haystack_from_spec(task.haystack, task.source_dir)

@@ -105,7 +105,7 @@ def load_task_file(path: str | Path) -> TaskSpec:
         )
     task._source_path = Path(path)
     try:
-        haystack_for_task(task)  # reads a files haystack now, so a bad path fails before any trial
+        task.keep_haystack(haystack_for_task(task))  # reads a files haystack now: a bad path fails before any trial
     except HaystackError as exc:
         raise HaystackError(f"{label}: haystack: {exc}") from None
     return task

@@ -193,6 +193,7 @@ class TaskSpec(BaseModel):
     )
 
     _source_path: Path | None = PrivateAttr(None)
+    _haystack: object = PrivateAttr(None)  # the source built at load, reused so files are read (and warned about) once
 
     @field_validator("needle")
     @classmethod
@@ -221,6 +222,15 @@ class TaskSpec(BaseModel):
     def source_path(self) -> Path | None:
         """The YAML file this task was loaded from (None when built in code)."""
         return self._source_path
+
+    @property
+    def loaded_haystack(self) -> object:
+        """The haystack source built when the task was loaded (None for a spec built in code)."""
+        return self._haystack
+
+    def keep_haystack(self, source: object) -> None:
+        """Remember the haystack source built at load (``load_task_file`` calls it once)."""
+        self._haystack = source
 
     @property
     def source_dir(self) -> Path:

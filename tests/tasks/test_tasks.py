@@ -287,3 +287,15 @@ def test_files_haystack_path_takes_a_list_with_exclusions(tmp_path):
     source = haystack_for_task(load_task("listed", [tmp_path / "tasks"]))
     assert [f.name for f in source.files] == ["a.txt", "more.md"]
     assert set(take(source, 0, 4)) == {"Alpha one.", "Alpha two.", "More one.", "More two."}
+
+
+def test_skipped_files_are_reported_once_per_task_load(tmp_path, caplog):
+    """D19: the task's files are read once at load; preparing the run reuses them (one warning, not two)."""
+    (tmp_path / "tasks" / "texts").mkdir(parents=True)
+    (tmp_path / "tasks" / "texts" / "a.txt").write_text("Alpha one. Alpha two.")
+    (tmp_path / "tasks" / "texts" / "rss.txt").write_text("Tiny.")
+    write_task(tmp_path / "tasks", "once", haystack={"source": "files", "path": "texts/*.txt"})
+    with caplog.at_level("WARNING"):
+        task = load_task("once", [tmp_path / "tasks"])
+        assert haystack_for_task(task) is haystack_for_task(task)
+    assert caplog.text.count("skipped 1 unusable file(s) of 2") == 1
