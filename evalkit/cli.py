@@ -32,7 +32,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config field, VALUE in YAML: --set depths=[0,0.5,1] --set models.0.dtype=bfloat16",
     )
-    parser.add_argument("--output-dir", type=Path, help="run directory (overrides output_dir)")
+    # a plain string: Path("") would be ".", and the name is used as written (no YAML parsing)
+    parser.add_argument("--output-dir", help="run directory (overrides output_dir), taken as written")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,10 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _load(args: argparse.Namespace):
     from evalkit.config.schema import load_config
 
-    overrides = list(args.overrides)
-    if args.output_dir is not None:
-        overrides.append(f"output_dir={args.output_dir}")
-    return load_config(args.config, overrides)
+    return load_config(args.config, list(args.overrides), output_dir=args.output_dir)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -109,21 +107,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from evalkit.run.plan import expand
+    from evalkit.run.plan import count_trials
     from evalkit.run.preflight import check_model_limits, prepare_tasks
     from evalkit.run.prompt_checks import check_prompts_fit
 
     config = _load(args)
     tasks = prepare_tasks(config, args.config)
-    revisions = check_model_limits(config, args.config)
+    check_model_limits(config, args.config)
     check_prompts_fit(config, args.config, tasks)
     from evalkit.attention.preflight import check_capture
     from evalkit.run.backend_checks import check_backends
 
     check_backends(config, args.config)
     check_capture(config, args.config)
-    trials = expand(config, {name: t.spec for name, t in tasks.items()}, revisions)
-    print(f"{args.config}: ok ({len(config.models)} models x {len(tasks)} tasks, {len(trials)} trials)")
+    trials = count_trials(config, {name: t.spec for name, t in tasks.items()})  # counted: a large grid stays fast
+    print(f"{args.config}: ok ({len(config.models)} models x {len(tasks)} tasks, {trials} trials)")
     return 0
 
 

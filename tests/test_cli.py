@@ -77,3 +77,16 @@ def test_list_shows_tasks_and_builtin_models():
     result = evalkit("list")
     assert result.returncode == 0, result.stderr
     assert "passkey" in result.stdout and "fact" in result.stdout and "smollm2-135m-instruct" in result.stdout
+
+
+def test_output_dir_is_taken_as_written_not_parsed_as_yaml(tmp_path, tiny_model_dir, capsys):
+    """D2: `--output-dir "exp #1"` writes to `exp #1` (YAML would read `exp` and a comment)."""
+    from evalkit.cli import main
+    from run_fixtures import tiny_config
+
+    config = tiny_config(tmp_path, tiny_model_dir, context_lengths=[128], depths=[0.5], samples=1)
+    for name in ("exp #1", "exp #2", "[1, 2]", "null"):
+        assert main(["run", str(config), "--output-dir", str(tmp_path / name), "--quiet", "--no-report"]) == 0
+        assert "1 trials run, 0 already done" in capsys.readouterr().out, name  # never another run's trials
+        assert (tmp_path / name / "header.json").is_file() and (tmp_path / name / "trials.jsonl").is_file()
+    assert not (tmp_path / "exp").exists()

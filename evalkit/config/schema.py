@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,17 +22,25 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from evalkit.errors import ConfigError
 from evalkit.config.validation_errors import show_value, describe_validation_error
-from evalkit.config.yaml_io import read_yaml_mapping, yaml_problem
 from evalkit.config.layouts import LayoutGrid
+from evalkit.config.yaml_io import MAX_YAML_DEPTH, NestingError, check_depth, read_yaml_mapping, yaml_problem
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 MAX_TRIALS = 10_000_000  # per run: far above any real grid, low enough to refuse a typo before planning it
+# every sample's needle is tokenized by the checks before a run (about 0.4 ms each): 10,000 stay near 4 s
+MAX_SAMPLES = 10_000
+# `device`: what torch can place a model on; `device_map` may also name an accelerate strategy
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda|cuda:\d+|xpu|xpu:\d+)$")
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
+# model-entry fields added after runs existed: left out of ``config_hash`` while at their default
+MODEL_HASH_OMITTED_AT_DEFAULT = frozenset({"allow_pickle_weights", "backend"})
 
 
 class ModelConfig(BaseModel):
     """One model entry of an eval config."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict like the top level: `trust_remote_code: "yes"` or `max_new_tokens: "8"` is refused, not coerced
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     name: str = Field(min_length=1, description="built-in alias (see `evalkit list`), Hub id or local path")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
@@ -46,6 +55,26 @@ class ModelConfig(BaseModel):
     backend: str = Field(
         "transformers", min_length=1, description="how the model is run (evalkit/models/backends.py): transformers"
     )
+    allow_pickle_weights: bool = Field(
+        False, description="load .bin/.pt weights (Python pickles) when a model has no safetensors"
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not DEVICE_PATTERN.match(value):
+            raise ValueError(f"{show_value(value)} is not a device; use auto, cpu, cuda, cuda:N or mps")
+        return value
+
+    @field_validator("device_map")
+    @classmethod
+    def _known_device_map(cls, value: str | None) -> str | None:
+        if value is not None and value not in DEVICE_MAP_STRATEGIES and not DEVICE_PATTERN.match(value):
+            raise ValueError(
+                f"{show_value(value)} is not a device map; use {', '.join(DEVICE_MAP_STRATEGIES)} or a device "
+                "(cpu, cuda:N), or remove it"
+            )
+        return value
 
 
 class AttentionConfig(BaseModel):
@@ -73,7 +102,6 @@ HASH_EXCLUDED_FIELDS = frozenset({"output_dir", "task_dirs", "reuse_prefix", "ba
 # Fields added after runs existed: left out of ``config_hash`` while at their default, so old runs resume.
 HASH_OMITTED_AT_DEFAULT = frozenset({"controls", "layout"})
 # The same for fields of each model entry.
-MODEL_HASH_OMITTED_AT_DEFAULT = frozenset({"backend"})
 
 
 class EvalConfig(BaseModel):
@@ -110,6 +138,14 @@ class EvalConfig(BaseModel):
 
     _source_path: Path | None = PrivateAttr(None)
 
+    @field_validator("output_dir")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        # a blank name would write the run into the current directory
+        if not value.strip():
+            raise ValueError(f"{show_value(value)} is blank; give a folder name such as reports/runs/try1")
+        return value
+
     @field_validator("models", mode="before")
     @classmethod
     def _expand_model_shorthand(cls, value: Any) -> Any:
@@ -141,6 +177,11 @@ class EvalConfig(BaseModel):
             raise ValueError(
                 f"{value} samples make a grid of {trials:,} trials, above evalkit's limit of {MAX_TRIALS:,} per run; "
                 "use fewer samples, lengths or depths, or split the grid over several configs"
+            )
+        if value > MAX_SAMPLES:
+            raise ValueError(
+                f"{value} is above evalkit's limit of {MAX_SAMPLES:,} samples per cell (each sample's needle is "
+                f"checked before a run); use at most {MAX_SAMPLES:,}, or split the samples over several seeds"
             )
         return value
 
@@ -200,15 +241,18 @@ class EvalConfig(BaseModel):
 # ---------------------------------------------------------------- loading
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = ()) -> EvalConfig:
+def load_config(path: str | Path, overrides: Sequence[str] = (), output_dir: str | None = None) -> EvalConfig:
     """Read, override and validate an eval config; raise ``ConfigError`` with file, field and fix.
 
     ``overrides`` are CLI ``--set KEY=VALUE`` strings: KEY is dotted (``models.0.dtype``; ``models[0].dtype``
-    also works), VALUE is parsed as YAML (``depths=[0,0.5,1]``).
+    also works), VALUE is parsed as YAML (``depths=[0,0.5,1]``). ``output_dir`` (CLI ``--output-dir``) is a
+    folder name taken as written, never parsed as YAML (``exp #1`` is not ``exp`` plus a comment).
     """
     label = str(path)
     raw = read_yaml_mapping(path, ConfigError, "models, tasks, context_lengths, depths, samples, output_dir")
     set_paths = [apply_override(raw, item, label) for item in overrides]
+    if output_dir is not None:
+        raw["output_dir"] = output_dir
     try:
         cfg = EvalConfig.model_validate(raw)
     except ValidationError as exc:
@@ -224,7 +268,12 @@ def apply_override(raw: dict[str, Any], item: str, label: str) -> str:
     if not sep or not key.strip() or any(not p for p in parts):
         raise ConfigError(f"{label}: --set {item!r}: expected KEY=VALUE with a dotted KEY; e.g. --set samples=3")
     try:
-        value = yaml.safe_load(text)
+        value = check_depth(yaml.safe_load(text))
+    except RecursionError:  # PyYAML recurses once per level: a 1 KB value of brackets exhausts the stack
+        raise ConfigError(f"{label}: --set {_short(item)}: nested more than {MAX_YAML_DEPTH} levels deep; "
+                          "write a flatter value") from None
+    except NestingError as exc:
+        raise ConfigError(f"{label}: --set {_short(item)}: {exc}; write a flatter value") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{label}: --set {item!r}: {yaml_problem(exc)}; quote or fix the value") from None
     node: Any = raw
@@ -255,6 +304,12 @@ def apply_override(raw: dict[str, Any], item: str, label: str) -> str:
     return _dotted(parts)
 
 
+def _short(item: str) -> str:
+    """``repr`` of a ``--set`` item, cut to keep the error on one readable line."""
+    text = repr(item)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _dotted(parts: Sequence[str]) -> str:
     return "".join(f"[{p}]" if p.isdigit() else (f".{p}" if i else p) for i, p in enumerate(parts))
 
@@ -272,9 +327,9 @@ def config_hash(cfg: EvalConfig) -> str:
     for name in HASH_OMITTED_AT_DEFAULT:
         if getattr(cfg, name) == EvalConfig.model_fields[name].get_default(call_default_factory=True):
             data.pop(name, None)
-    for entry in data["models"]:
+    for model, entry in zip(cfg.models, data["models"]):
         for name in MODEL_HASH_OMITTED_AT_DEFAULT:
-            if entry.get(name) == ModelConfig.model_fields[name].get_default():
-                entry.pop(name)
+            if getattr(model, name) == ModelConfig.model_fields[name].get_default():
+                entry.pop(name, None)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

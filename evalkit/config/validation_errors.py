@@ -21,7 +21,8 @@ def describe_validation_error(
     fields given by ``--set``: an error inside one says so.
     """
     errors = exc.errors(include_url=False)
-    first = errors[0]
+    # an unknown key first: a misspelt key (`ѕamples` with a Cyrillic s) also makes the real one "missing"
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(first["loc"])
     cause = (first.get("ctx") or {}).get("error")
     if isinstance(cause, FieldError):  # a whole-model check that names the field it is about
@@ -181,6 +182,9 @@ def _unknown_key(key: str, parent: Any) -> str:
     allowed = list(parent.model_fields) if isinstance(parent, type) and issubclass(parent, BaseModel) else []
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}? " if close else ""
+    odd = [c for c in key if not c.isascii()]
+    if odd:  # look-alike letters print the same as the ASCII ones: name them
+        hint = f"it holds the non-ASCII {', '.join(f'{c!r} (U+{ord(c):04X})' for c in odd[:3])}; " + hint
     return f"unknown key {key!r}; {hint}allowed keys: {', '.join(allowed)}"
 
 

@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+# deeper nesting is no real config; PyYAML and pydantic recurse per level (RecursionError near 300-500)
+MAX_YAML_DEPTH = 32
 
 
 def read_yaml_mapping(path: str | Path, error: type[Exception], keys_hint: str) -> dict[str, Any]:
     """``yaml.safe_load`` a file whose top level must be a mapping; raise ``error`` with a one-line fix."""
     label = str(path)
     file = Path(path)
-    if not file.exists():
+    problem = path_problem(file)
+    if problem == "file not found":
         raise error(f"{label}: file not found; check the path (relative paths start at {Path.cwd()})")
-    if not file.is_file():
-        raise error(f"{label}: not a file; give the path of a .yaml file")
+    if problem is not None:
+        raise error(f"{label}: {problem}; give the path of a .yaml file")
     try:
-        data = _safe_load_unique_keys(file.read_text(encoding="utf-8"))
+        data = safe_load_text(file.read_text(encoding="utf-8"))
     except DuplicateKeyError as exc:
         raise error(f"{label}: {exc}; keep one of them (YAML would silently use the last)") from None
+    except NestingError as exc:
+        raise error(f"{label}: {exc}; write a flatter structure") from None
     except yaml.YAMLError as exc:
         raise error(f"{label}: {yaml_problem(exc)}; fix the YAML syntax there") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -31,6 +40,58 @@ def read_yaml_mapping(path: str | Path, error: type[Exception], keys_hint: str) 
             f"{label}: top level: expected a mapping of keys ({keys_hint}), got {found}; write key: value pairs"
         )
     return data
+
+
+def path_problem(path: Path) -> str | None:
+    """Why ``path`` is not a readable regular file (None when it is one), in words for an error.
+
+    Checked before opening, so a FIFO or ``/dev/zero`` is refused instead of blocking or reading forever.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop (the link points back at itself)"
+        if os.path.islink(path):
+            return f"broken symbolic link (it points to {os.readlink(path)}, which does not exist)"
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return "file not found"
+        return f"cannot read it ({exc.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file"
+    kind = "named pipe (FIFO)" if stat.S_ISFIFO(mode) else "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) \
+        else "socket" if stat.S_ISSOCK(mode) else "special file"
+    return f"is a {kind}, not a regular file"
+
+
+def safe_load_text(text: str) -> Any:
+    """``yaml.safe_load`` of ``text`` refusing repeated keys and nesting deeper than ``MAX_YAML_DEPTH``."""
+    try:
+        data = _safe_load_unique_keys(text)
+    except RecursionError:
+        raise NestingError(f"nested more than {MAX_YAML_DEPTH} levels deep") from None
+    return check_depth(data)
+
+
+def check_depth(data: Any) -> Any:
+    """``data`` unchanged; ``NestingError`` when its lists and mappings nest deeper than ``MAX_YAML_DEPTH``."""
+    if _depth(data) > MAX_YAML_DEPTH:
+        raise NestingError(f"nested more than {MAX_YAML_DEPTH} levels deep")
+    return data
+
+
+def _depth(data: Any, level: int = 0) -> int:
+    """Nesting depth of lists and mappings, stopping just past the limit (so it never recurses far)."""
+    if level > MAX_YAML_DEPTH or not isinstance(data, (dict, list)):
+        return level
+    children = data.values() if isinstance(data, dict) else data
+    return max((_depth(child, level + 1) for child in children), default=level + 1)
+
+
+class NestingError(yaml.YAMLError):
+    """YAML nested deeper than any config needs (and deep enough to exhaust Python's recursion limit)."""
 
 
 class DuplicateKeyError(yaml.YAMLError):

@@ -16,10 +16,12 @@ import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
 from evalkit.errors import ModelLoadError
 from evalkit.models.registry import BuiltinModel
 
@@ -27,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 CACHE_ENV = "EVALKIT_CACHE"
 MARKER_FILE = "evalkit-builtin.json"  # written last into the temp folder; its presence = complete copy
+# a temp folder of another machine (shared cache) counts as abandoned after this; a conversion takes ~20 s
+STALE_STAGING_S = 3600
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ def ensure_builtin(spec: BuiltinModel, cache_dir: Path | None = None) -> CachedB
     digest = file_sha256(gguf)
     revision = f"{spec.package}=={_package_version(spec)} gguf-sha256:{digest[:12]}"
     folder = _cache_folder(spec, digest, cache_dir)
+    remove_stale_staging(folder)
     if not _is_complete(folder):
         if folder.exists():
             raise ModelLoadError(
@@ -97,13 +102,55 @@ def ensure_builtin(spec: BuiltinModel, cache_dir: Path | None = None) -> CachedB
     return CachedBuiltin(path=folder, revision=revision, gguf_sha256=digest)
 
 
+def _staging_prefix(folder: Path) -> str:
+    # host and pid in the name tell a later process whether the writer is still alive
+    return f".{folder.name}.tmp-{socket.gethostname()}-{os.getpid()}-"
+
+
+def _writer_alive(name: str, prefix: str) -> bool | None:
+    """Whether the process that made temp folder ``name`` still runs; None when it cannot be told here."""
+    host, _, rest = name[len(prefix):].rpartition("-")[0].rpartition("-")
+    if host != socket.gethostname() or not rest.isdigit():
+        return None  # another machine, or a folder from before the pid was in the name
+    try:
+        os.kill(int(rest), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_staging(folder: Path) -> list[Path]:
+    """Delete temp folders of conversions into ``folder`` that were killed; return the ones removed.
+
+    A folder is stale when its writer's process has ended (same machine), else when older than
+    ``STALE_STAGING_S``. A live conversion's folder is kept.
+    """
+    prefix = f".{folder.name}.tmp-"
+    removed: list[Path] = []
+    if not folder.parent.is_dir():
+        return removed
+    for staging in folder.parent.glob(f"{prefix}*"):
+        alive = _writer_alive(staging.name, prefix)
+        try:
+            old = time.time() - staging.stat().st_mtime > STALE_STAGING_S
+        except OSError:
+            continue  # removed meanwhile
+        if alive is False or (alive is None and old):
+            shutil.rmtree(staging, ignore_errors=True)
+            removed.append(staging)
+            logger.info("removed %s, left by a conversion that did not finish", staging)
+    return removed
+
+
 def _convert_into_place(spec: BuiltinModel, gguf: Path, folder: Path, digest: str) -> None:
     """Convert into a temp folder beside ``folder``, then rename it into place (first writer wins)."""
     logger.info("converting built-in model %s once into %s (about 20 s)", spec.name, folder)
     started = time.perf_counter()
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+        staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(folder), dir=folder.parent))
     except OSError as exc:
         raise ModelLoadError(
             f"built-in model {spec.name!r}: cannot create the cache folder {folder.parent}: {exc}; "

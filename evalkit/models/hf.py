@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,10 @@ _SANE_TOKENIZER_LIMIT = 10_000_000  # tokenizers without a limit report ~1e30
 # what from_pretrained raises for a missing repo, no network, an unknown architecture, a missing package,
 # or running out of memory; anything else is a bug and keeps its traceback
 _LOAD_ERRORS = (OSError, ValueError, ImportError, KeyError, RuntimeError)
+# weight files that are Python pickles (loading one can run code); safetensors files are plain data
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+HUB_PROBE_TIMEOUT_S = 1.5  # one TCP connect: without network a Hub look-up fails in this time, not after retries
+_TRUE = ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,6 +59,7 @@ class _Source:
     revision: str | None  # passed to from_pretrained (None for local folders)
     recorded_revision: str | None  # known before loading (built-ins), else None
     kind: str  # "built-in", "local" or "hub"
+    local_files_only: bool = False  # a Hub id whose files are cached while the Hub cannot be reached
 
 
 def resolve_device(device: str) -> str:
@@ -105,12 +111,79 @@ def _resolve_source(cfg: ModelConfig) -> _Source:
         return _Source(str(cached.path), None, cached.revision, "built-in")
     path = Path(cfg.name).expanduser()
     if path.exists():
+        if not cfg.allow_pickle_weights:
+            _refuse_pickle_weights(cfg, path)
         return _Source(str(path), None, None, "local")
     if _looks_like_path(cfg.name):
         raise ModelLoadError(
             f"model {cfg.name!r}: no such local folder; built-in aliases: {builtin_names()}"
         )
-    return _Source(cfg.name, cfg.revision, None, "hub")
+    return _hub_source(cfg)
+
+
+def _refuse_pickle_weights(cfg: ModelConfig, folder: Path) -> None:
+    """A local folder whose weights exist only as pickles is refused unless the entry opts in."""
+    if not folder.is_dir() or any(folder.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+    if pickles:
+        raise ModelLoadError(
+            f"model {cfg.name!r}: the weights are Python pickles ({', '.join(pickles[:3])}), which can run code "
+            "when loaded, and there is no .safetensors file; convert them (save_pretrained writes safetensors) "
+            "or, if you trust the files, set allow_pickle_weights: true in the model entry"
+        )
+
+
+def hub_offline() -> bool:
+    """True when the user switched the Hub off (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``)."""
+    import huggingface_hub.constants
+
+    env = (os.environ.get(name, "").strip().lower() for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return bool(huggingface_hub.constants.HF_HUB_OFFLINE) or any(value in _TRUE for value in env)
+
+
+def hub_address() -> tuple[str, int]:
+    """(host, port) a Hub request first connects to: the HTTPS proxy if one is set, else ``HF_ENDPOINT``."""
+    from urllib.parse import urlsplit
+
+    proxy = next((os.environ[k] for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy") if os.environ.get(k)),
+                 None)
+    parts = urlsplit(proxy or os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    return parts.hostname or "huggingface.co", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def hub_reachable(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """One TCP connect to the Hub (or its proxy) within ``timeout_s``."""
+    try:
+        with socket.create_connection(hub_address(), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _hub_cached(cfg: ModelConfig) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(cfg.name, "config.json", revision=cfg.revision), str)
+    except ValueError:  # not a valid repo id: from_pretrained says so itself
+        return False
+
+
+def _hub_source(cfg: ModelConfig) -> _Source:
+    """A Hub id; without network it fails in about a second (from_pretrained would retry for a minute)."""
+    if hub_offline() or hub_reachable():
+        return _Source(cfg.name, cfg.revision, None, "hub")
+    if _hub_cached(cfg):
+        return _Source(cfg.name, cfg.revision, None, "hub", local_files_only=True)
+    host, port = hub_address()
+    close = difflib.get_close_matches(cfg.name, list(BUILTIN_MODELS), n=1)
+    hint = f"did you mean the built-in {close[0]!r}? " if close else ""
+    raise ModelLoadError(
+        f"model {cfg.name!r}: not a built-in alias ({builtin_names()}) nor a local folder, so it is a Hugging Face "
+        f"Hub id, but {host}:{port} cannot be reached (no network?) and it is not in the local cache; {hint}"
+        "check the name, or download it where there is network and set HF_HUB_OFFLINE=1"
+    )
 
 
 def _load_error(cfg: ModelConfig, source: _Source, what: str, exc: BaseException) -> ModelLoadError:
@@ -125,13 +198,17 @@ def _load_error(cfg: ModelConfig, source: _Source, what: str, exc: BaseException
             f"Hugging Face Hub id{rev}; check the name and 'revision', network access (or HF_HUB_OFFLINE "
             "with a filled cache), and HF_TOKEN for gated models"
         )
-        if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        if "safetensors" in reason.lower() and not cfg.allow_pickle_weights:
+            hint += "; only safetensors weights load unless the entry sets allow_pickle_weights: true"
+        if hub_offline():
             # offline, only the local cache was searched: say how to fill it
             hint += f"; HF_HUB_OFFLINE is set, so fetch it first where there is network: hf download {cfg.name}"
     elif source.kind == "local":
         hint = "the folder should hold config.json, weights and tokenizer files (as written by save_pretrained)"
-    else:
-        hint = f"delete the cached copy {source.location} to convert it again"
+    elif any(word in reason.lower() for word in ("file", "safetensors", "json", "header", "corrupt", "no such")):
+        hint = f"the cached copy {source.location} looks damaged: delete it to convert it again"
+    else:  # the cache is fine; the model entry asks for something this machine or model cannot do
+        hint = "check the model entry's dtype, device, device_map and attn_implementation"
     if any(word in reason.lower() for word in ("attn", "attention", "sdpa", "flash")):
         hint += f"; attn_implementation={cfg.attn_implementation!r} may be unsupported: try 'eager'"
     return ModelLoadError(f"model {cfg.name!r}: loading the {what} from {source.location!r} failed ({reason}); {hint}")
@@ -155,6 +232,9 @@ def _load_weights(cfg: ModelConfig, source: _Source, device: str | None) -> PreT
             device_map=cfg.device_map if cfg.device_map is not None else device,
             trust_remote_code=cfg.trust_remote_code,
             attn_implementation=cfg.attn_implementation,
+            # pickled .bin weights can run code when loaded: only with the entry's explicit opt-in
+            use_safetensors=None if cfg.allow_pickle_weights else True,
+            local_files_only=source.local_files_only,
         )
     except _LOAD_ERRORS as exc:
         raise _load_error(cfg, source, "model", exc) from exc
@@ -165,7 +245,8 @@ def _load_tokenizer(cfg: ModelConfig, source: _Source) -> PreTrainedTokenizerBas
 
     try:
         return AutoTokenizer.from_pretrained(
-            source.location, revision=source.revision, trust_remote_code=cfg.trust_remote_code
+            source.location, revision=source.revision, trust_remote_code=cfg.trust_remote_code,
+            local_files_only=source.local_files_only,
         )
     except _LOAD_ERRORS as exc:
         raise _load_error(cfg, source, "tokenizer", exc) from exc
@@ -244,7 +325,8 @@ def _load_config(cfg: ModelConfig, source: _Source) -> PretrainedConfig:
 
     try:
         return AutoConfig.from_pretrained(
-            source.location, revision=source.revision, trust_remote_code=cfg.trust_remote_code
+            source.location, revision=source.revision, trust_remote_code=cfg.trust_remote_code,
+            local_files_only=source.local_files_only,
         )
     except _LOAD_ERRORS as exc:
         raise _load_error(cfg, source, "config", exc) from exc

@@ -111,6 +111,12 @@ def expand(
     return trials
 
 
+def count_trials(cfg: EvalConfig, tasks: Mapping[str, TaskSpec]) -> int:
+    """How many trials ``expand`` plans, counted without building them (``validate`` of a large grid)."""
+    specs = _ordered_tasks(cfg, tasks)
+    return len(cfg.models) * len(specs) * cfg.samples * len(cfg.layout.layouts()) * len(_cells(cfg))
+
+
 def _cells(cfg: EvalConfig) -> list[tuple[str, int, float]]:
     """(control, context length, depth) of one sample and layout: the grid, then its controls."""
     cells = [("", length, depth) for length in cfg.context_lengths for depth in cfg.depths]

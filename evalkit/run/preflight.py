@@ -41,6 +41,14 @@ def prepare_tasks(config: EvalConfig, config_path: Path) -> dict[str, PreparedTa
     """Load every task of the config with its haystack; errors name the config field."""
     from evalkit.tasks import haystack_for_task, load_task
 
+    for index, (entry, folder) in enumerate(zip(config.task_dirs, config.task_search_dirs())):
+        # a missing folder would be skipped, and a built-in task of the same name used instead
+        if not folder.is_dir():
+            what = "is not a folder" if folder.exists() else "does not exist"
+            raise ConfigError(
+                f"{config_path}: task_dirs[{index}]: {entry!r} ({folder}) {what}; relative task_dirs start at "
+                f"the config's folder ({config.base_dir}): fix the path or remove the entry"
+            )
     prepared: dict[str, PreparedTask] = {}
     for index, name in enumerate(config.tasks):
         try:
@@ -58,6 +66,7 @@ def check_model_limits(config: EvalConfig, config_path: Path) -> dict[str, str]:
     revisions: dict[str, str] = {}
     longest = max(config.context_lengths)
     for index, model_cfg in enumerate(config.models):
+        check_device(model_cfg, f"{config_path}: models[{index}]")
         try:
             info = describe_model(model_cfg)
         except EvalkitError as err:  # say which config entry named the model
@@ -71,6 +80,46 @@ def check_model_limits(config: EvalConfig, config_path: Path) -> dict[str, str]:
             )
         revisions[model_cfg.name] = info.revision
     return revisions
+
+
+def check_device(model_cfg: ModelConfig, where: str) -> None:
+    """Refuse a device this machine lacks (``cuda`` without CUDA, ``cuda:99``) before anything loads.
+
+    ``where`` is ``FILE: models[i]``; the schema has already refused names that are no device at all.
+    """
+    import torch
+
+    field = "device_map" if model_cfg.device_map is not None else "device"
+    device = model_cfg.device_map if model_cfg.device_map is not None else model_cfg.device
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"{where}.{field}: {device!r} but CUDA is not available here (no GPU visible or a "
+                              "CPU-only torch); use cpu or auto")
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            raise ConfigError(f"{where}.{field}: {device!r} but this machine has {count} CUDA device(s); "
+                              f"use cuda:0 to cuda:{count - 1}")
+    mps = getattr(torch.backends, "mps", None)
+    if device == "mps" and not (mps is not None and mps.is_available()):
+        raise ConfigError(f"{where}.{field}: 'mps' is not available here; use cpu or auto")
+    check_attention_name(model_cfg, where)
+    # auto and the accelerate strategies place the model on CUDA when there is one
+    on_cuda = device.startswith("cuda") or (not device.startswith(("cpu", "mps", "xpu")) and torch.cuda.is_available())
+    if model_cfg.attn_implementation.startswith("flash_attention") and not on_cuda:
+        raise ConfigError(f"{where}.attn_implementation: {model_cfg.attn_implementation!r} runs on CUDA only, "
+                          f"not on {device!r}; use sdpa or eager")
+
+
+def check_attention_name(model_cfg: ModelConfig, where: str) -> None:
+    """``attn_implementation`` must be a kernel transformers knows (registered ones included) or a Hub kernel repo."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    name = model_cfg.attn_implementation
+    known = ["eager", *(key for key in ALL_ATTENTION_FUNCTIONS.keys() if key != "eager")]
+    if name not in known and "/" not in name:  # "org/kernel": a kernel from the Hub's kernels library
+        raise ConfigError(f"{where}.attn_implementation: {name!r} is not an attention implementation; "
+                          f"use one of {', '.join(known)}")
 
 
 def library_versions() -> dict[str, str]:

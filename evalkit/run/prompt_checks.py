@@ -27,12 +27,32 @@ def check_prompts_fit(config: EvalConfig, config_path: str | Path, tasks: Mappin
     from evalkit.models import load_tokenizer
     from evalkit.prompt.builder import PromptBuilder
 
-    for model_cfg in config.models:
-        builder = PromptBuilder(load_tokenizer(model_cfg))
+    for index, model_cfg in enumerate(config.models):
+        tokenizer = load_tokenizer(model_cfg)
+        _check_chat_template(config, config_path, index, tokenizer)
+        builder = PromptBuilder(tokenizer)
         for name, task in tasks.items():
             where = f"(task {name}, model {model_cfg.name})"
             fixed_tokens = _largest_fixed_part(builder, config, config_path, task, model_cfg, where)
             _check_file_haystack(builder, config, config_path, task, fixed_tokens, where)
+
+
+def _check_chat_template(config: EvalConfig, config_path: str | Path, index: int, tokenizer: Any) -> None:
+    """A model whose prompts use the chat template needs a tokenizer that has one; name the field that asks."""
+    if getattr(tokenizer, "chat_template", None):
+        return
+    model_cfg = config.models[index]
+    settings = [layout.chat_template for layout in config.layout.layouts()]  # None: the model entry's setting
+    if model_cfg.chat_template and None in settings:
+        raise ConfigError(
+            f"{config_path}: models[{index}].chat_template: true, but the tokenizer of {model_cfg.name} has no chat "
+            f"template; set models[{index}].chat_template: false (prompts are then plain text)"
+        )
+    if True in settings:
+        raise ConfigError(
+            f"{config_path}: layout.chat_template: lists true, but the tokenizer of {model_cfg.name} "
+            f"(models[{index}]) has no chat template; remove true from layout.chat_template"
+        )
 
 
 def _largest_fixed_part(

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import glob
 import itertools
+import logging
 import random
 import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from evalkit.config.yaml_io import path_problem
 from evalkit.errors import HaystackError
 from evalkit.tasks.prose import generate_sentences
 from evalkit.tasks.sources import DocumentsHaystack, KvPairsHaystack, NoiseHaystack
@@ -22,6 +24,8 @@ from evalkit.tasks.spec import FilesHaystackSpec, GeneratedHaystackSpec, TaskSpe
 # a sentence: the shortest run of text up to . ! ? (and closing quotes/brackets) that whitespace or the end follows
 _SENTENCE_RE = re.compile(r"\S.*?[.!?]+[\"'\u201d\u2019)\]]*(?=\s|$)")
 _GLOB_CHARS = re.compile(r"[*?\[]")
+
+logger = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -44,22 +48,61 @@ class GeneratedHaystack:
 class FileHaystack:
     """Sentences of the user's text files, cycled from a seed-dependent starting sentence.
 
-    ``paths`` are files or glob patterns (relative to the cwd unless absolute), read as UTF-8 in sorted
-    order per pattern. Whitespace and newlines collapse to single spaces before splitting.
+    ``paths`` are files, folders or glob patterns (relative to ``base_dir``, else the cwd, unless absolute),
+    read as UTF-8 in sorted order per entry; an entry starting with ``!`` leaves out the files it matches.
+    A file named by itself must be usable; a file matched by a glob or folder that is unusable (not UTF-8,
+    fewer than two sentences) is skipped and counted in ``skipped``. Whitespace and newlines collapse to
+    single spaces before splitting.
     """
 
-    def __init__(self, paths: str | Path | Sequence[str | Path]):
+    def __init__(self, paths: str | Path | Sequence[str | Path], base_dir: Path | None = None):
         items = [paths] if isinstance(paths, (str, Path)) else list(paths)
-        if not items:
+        base = base_dir if base_dir is not None else Path()
+        includes = [base / Path(item).expanduser() for item in items if not str(item).startswith("!")]
+        excludes = [base / Path(str(item)[1:]).expanduser() for item in items if str(item).startswith("!")]
+        if not includes:
             raise HaystackError("files haystack: no path given; name at least one text file or glob")
-        self.files: tuple[Path, ...] = tuple(f for item in items for f in expand_paths(item))
-        self._sentences: tuple[str, ...] = tuple(s for f in self.files for s in read_sentences(f))
+        left_out = {f.resolve() for item in excludes for f in _matches(item)}
+        files: list[Path] = []
+        sentences: list[str] = []
+        skipped: list[tuple[Path, str]] = []
+        for item in includes:
+            single = not _GLOB_CHARS.search(str(item)) and not Path(item).is_dir()
+            for path in expand_paths(item):
+                if path.resolve() in left_out or path in files:
+                    continue
+                try:
+                    found = read_sentences(path)
+                except HaystackError as err:
+                    if single:
+                        raise
+                    skipped.append((path, str(err).removeprefix(f"{path}: ").split(";")[0]))
+                    continue
+                files.append(path)
+                sentences.extend(found)
+        if not files:
+            named = ", ".join(f"{p} ({why})" for p, why in skipped[:5]) or "every match is left out by a ! entry"
+            raise HaystackError(f"files haystack: no usable text file: {named}; give files with at least two sentences")
+        if skipped:
+            logger.warning("files haystack: skipped %d unusable file(s) of %d: %s", len(skipped),
+                           len(skipped) + len(files), ", ".join(f"{p} ({why})" for p, why in skipped[:5]))
+        self.files: tuple[Path, ...] = tuple(files)
+        self.skipped: tuple[tuple[Path, str], ...] = tuple(skipped)  # (file, why) of glob matches left out
+        self._sentences: tuple[str, ...] = tuple(sentences)
 
     def sentences(self, seed: int) -> Iterator[str]:
         """Endless cycle through the files' sentences, starting at an offset drawn from ``seed``."""
         start = random.Random(f"evalkit.files:{seed}").randrange(len(self._sentences))
         ordered = self._sentences[start:] + self._sentences[:start]
         return itertools.cycle(ordered)
+
+
+def _matches(item: Path) -> list[Path]:
+    """Files an exclusion entry names (none is fine: nothing to leave out)."""
+    try:
+        return expand_paths(item)
+    except HaystackError:
+        return []
 
 
 def expand_paths(item: str | Path) -> list[Path]:
@@ -76,9 +119,9 @@ def expand_paths(item: str | Path) -> list[Path]:
         if not files:
             raise HaystackError(f"{text}: folder holds no .txt or .md file; put text files in it or give a glob")
         return files
-    if not path.is_file():
-        what = "is a folder, not a file" if path.is_dir() else "file not found"
-        raise HaystackError(f"{text}: {what}; give the path of a text file (or a glob such as texts/*.txt)")
+    problem = path_problem(path)
+    if problem is not None:
+        raise HaystackError(f"{text}: {problem}; give the path of a text file (or a glob such as texts/*.txt)")
     return [path]
 
 
@@ -164,7 +207,7 @@ def _build_generated(spec: GeneratedHaystackSpec, task_dir: Path) -> HaystackSou
 
 def _build_files(spec: FilesHaystackSpec, task_dir: Path) -> HaystackSource:
     # a relative path is relative to the task file; an absolute one replaces task_dir in the join
-    return FileHaystack(task_dir / Path(spec.path).expanduser())
+    return FileHaystack([spec.path] if isinstance(spec.path, str) else spec.path, base_dir=task_dir)
 
 
 def _build_noise(spec: Any, task_dir: Path) -> HaystackSource:
@@ -205,5 +248,7 @@ def haystack_from_spec(spec: GeneratedHaystackSpec | FilesHaystackSpec, task_fil
 
 
 def haystack_for_task(task: TaskSpec) -> HaystackSource:
-    """The haystack source of a loaded task (a ``files`` path is relative to the task's file)."""
+    """The haystack source of a loaded task (a ``files`` path is relative to the task's file); built once."""
+    if task.loaded_haystack is not None:
+        return task.loaded_haystack  # type: ignore[return-value]
     return haystack_from_spec(task.haystack, task.source_dir)

@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from evalkit.config.validation_errors import describe_validation_error
-from evalkit.config.yaml_io import read_yaml_mapping
+from evalkit.config.yaml_io import path_problem, read_yaml_mapping
 from evalkit.errors import HaystackError, TaskError
 from evalkit.tasks.haystacks import haystack_for_task
 from evalkit.tasks.spec import TASK_NAME_PATTERN, TaskSpec
@@ -59,8 +59,11 @@ def find_task(name_or_path: str | Path, search_dirs: Sequence[str | Path] = ()) 
         path = Path(name_or_path).expanduser()
         if path.suffix not in TASK_SUFFIXES:
             raise TaskError(f"{path}: not a task file; give a .yaml file or a task name")
-        if not path.is_file():
+        problem = path_problem(path)
+        if problem == "file not found":
             raise TaskError(f"{path}: task file not found; check the path (relative to {Path.cwd()})")
+        if problem is not None:  # a FIFO, a device or a symlink loop: say which, never "not found"
+            raise TaskError(f"{path}: {problem}; give the path of a task .yaml file")
         return path
     name = str(name_or_path)
     if not _NAME_RE.match(name):
@@ -102,7 +105,7 @@ def load_task_file(path: str | Path) -> TaskSpec:
         )
     task._source_path = Path(path)
     try:
-        haystack_for_task(task)  # reads a files haystack now, so a bad path fails before any trial
+        task.keep_haystack(haystack_for_task(task))  # reads a files haystack now: a bad path fails before any trial
     except HaystackError as exc:
         raise HaystackError(f"{label}: haystack: {exc}") from None
     return task

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import string
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -15,6 +16,9 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from evalkit.errors import FieldError
+
+# widest padding or precision a template's format spec may ask for ("{value:>999999999}" would fill GBs)
+MAX_FORMAT_WIDTH = 200
 
 # A task name is one path component: no separators, so a name can never walk out of a search folder.
 TASK_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
@@ -72,11 +76,12 @@ class GeneratedHaystackSpec(BaseModel):
 
 
 class FilesHaystackSpec(BaseModel):
-    """Filler text from the user's files: a path or glob relative to the task file."""
+    """Filler text from the user's files: a path, folder or glob relative to the task file, or a list of them
+    (an entry starting with ``!`` leaves out what it matches, e.g. ``["essays/*.txt", "!essays/rss.txt"]``)."""
 
     model_config = _SPEC
     source: Literal["files"]
-    path: str = Field(min_length=1)
+    path: Annotated[str, Field(min_length=1)] | Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
 
 
 class NoiseHaystackSpec(BaseModel):
@@ -188,6 +193,7 @@ class TaskSpec(BaseModel):
     )
 
     _source_path: Path | None = PrivateAttr(None)
+    _haystack: object = PrivateAttr(None)  # the source built at load, reused so files are read (and warned about) once
 
     @field_validator("needle")
     @classmethod
@@ -218,6 +224,15 @@ class TaskSpec(BaseModel):
         return self._source_path
 
     @property
+    def loaded_haystack(self) -> object:
+        """The haystack source built when the task was loaded (None for a spec built in code)."""
+        return self._haystack
+
+    def keep_haystack(self, source: object) -> None:
+        """Remember the haystack source built at load (``load_task_file`` calls it once)."""
+        self._haystack = source
+
+    @property
     def source_dir(self) -> Path:
         """Folder that a relative ``haystack.path`` is relative to (the task file's, else cwd)."""
         return self._source_path.parent if self._source_path is not None else Path.cwd()
@@ -238,9 +253,12 @@ class TaskSpec(BaseModel):
 def template_fields(text: str) -> set[str]:
     """Names of the ``{fields}`` in a template; raise ValueError unless they are all ``value``."""
     try:
-        names = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+        fields = [(name, spec or "") for _, name, spec, _ in string.Formatter().parse(text) if name is not None]
     except ValueError as exc:
         raise ValueError(f"{text!r} is not a valid template ({exc}); write {{{{ and }}}} for literal braces") from None
+    names = {name for name, _ in fields}
+    for _, spec in fields:
+        _check_format_spec(text, spec)
     unknown = sorted(n for n in names if n != "value")
     if unknown:
         raise ValueError(f"{text!r} uses {{{unknown[0]}}}; only {{value}} is available (write {{{{ for a brace)")
@@ -249,3 +267,14 @@ def template_fields(text: str) -> set[str]:
     except (ValueError, IndexError, KeyError, AttributeError) as exc:
         raise ValueError(f"{text!r} cannot be filled in ({exc}); write plain {{value}}") from None
     return names
+
+
+def _check_format_spec(text: str, spec: str) -> None:
+    """Refuse format specs whose expansion is unbounded: a nested ``{field}`` or a width above the limit."""
+    if "{" in spec:  # the width would come from the value itself (up to 40 digits)
+        raise ValueError(f"{text!r} nests a field in a format spec; write plain {{value}}")
+    widths = [int(digits) for digits in re.findall(r"\d+", spec)]
+    if widths and max(widths) > MAX_FORMAT_WIDTH:
+        raise ValueError(
+            f"{text!r} asks for a width or precision of {max(widths)}; use at most {MAX_FORMAT_WIDTH} (or plain {{value}})"
+        )

@@ -276,3 +276,99 @@ def test_resolve_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ModelLoadError, match="torch.cuda.is_available"):
             resolve_device("cuda:0")
+
+
+# ---- reliability (issue 18) ----------------------------------------------------------------------
+
+
+def test_pickled_weights_load_only_with_the_opt_in(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    """D8: a folder with only pytorch_model.bin is refused in one line; allow_pickle_weights loads it."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_llama_dir, folder)
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(ModelLoadError, match=r"Python pickles \(pytorch_model\.bin\).*allow_pickle_weights: true"):
+        describe_model(ModelConfig(name=str(folder), device="cpu"))
+    loaded = load_model(ModelConfig(name=str(folder), device="cpu", allow_pickle_weights=True))
+    assert loaded.model.config.num_hidden_layers == 2
+
+
+def test_the_new_model_field_keeps_old_config_hashes() -> None:
+    """allow_pickle_weights at its default leaves config_hash as before it existed (old runs resume)."""
+    from evalkit.config.schema import EvalConfig, config_hash
+
+    cfg = EvalConfig.model_validate({
+        "models": [{"name": ALIAS, "dtype": "float32", "device": "cpu"}, "org/other"], "tasks": ["passkey"],
+        "context_lengths": [256, 512], "depths": [0.0, 1.0], "samples": 2, "output_dir": "x",
+    })
+    assert config_hash(cfg) == "aee633e885cd5ab0"  # computed by evalkit before the field was added
+    opted = cfg.model_copy(update={"models": [cfg.models[0].model_copy(update={"allow_pickle_weights": True})]})
+    assert config_hash(opted) != config_hash(cfg.model_copy(update={"models": cfg.models[:1]}))
+
+
+def test_a_load_failure_not_about_the_cache_does_not_advise_deleting_it(tiny_llama_dir, monkeypatch) -> None:
+    """D10: a device or kernel failure of a built-in names the entry's fields, not the cached copy."""
+    import transformers
+
+    from evalkit.models.builtin import CachedBuiltin
+
+    monkeypatch.setattr("evalkit.models.hf.builtin.ensure_builtin",
+                        lambda spec: CachedBuiltin(tiny_llama_dir, "test", "0" * 64))
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("CUDA error: invalid device ordinal")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", fail)
+    with pytest.raises(ModelLoadError) as info:
+        load_model(BUILTIN_CFG)
+    assert "delete" not in str(info.value) and "device" in str(info.value).split("failed")[-1]
+
+
+def test_hub_id_without_network_fails_in_about_a_second(monkeypatch) -> None:
+    """D14: one refused connect, one line, no retries (the old path took ~58 s of retries)."""
+    import socket
+    import time
+
+    import huggingface_hub.constants
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    started = time.perf_counter()
+    with pytest.raises(ModelLoadError, match=rf"127\.0\.0\.1:{port} cannot be reached") as info:
+        describe_model(ModelConfig(name="org/not-cached-anywhere", device="cpu"))
+    assert time.perf_counter() - started < 5 and "\n" not in str(info.value)
+
+
+def test_stale_conversion_folders_are_removed(tmp_path: Path) -> None:
+    """D16: temp folders of killed conversions go on the next call; a live one and old-style fresh ones stay."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    spec = get_builtin(ALIAS)
+    folder = tmp_path / "models" / f"{ALIAS}-{file_sha256(smollm2_gguf_path())[:12]}"
+    folder.mkdir(parents=True)
+    (folder / MARKER_FILE).write_text("{}")  # a complete copy: nothing is converted
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    killed = folder.parent / f".{folder.name}.tmp-{host}-{dead.stdout.strip()}-abcd1234"
+    live = folder.parent / f".{folder.name}.tmp-{host}-{os.getpid()}-efgh5678"
+    legacy_old = folder.parent / f".{folder.name}.tmp-x1y2z3w4"
+    legacy_new = folder.parent / f".{folder.name}.tmp-q9r8s7t6"
+    for staging in (killed, live, legacy_old, legacy_new):
+        staging.mkdir()
+        (staging / "model.safetensors").write_bytes(b"0" * 1000)
+    os.utime(legacy_old, (1, 1))  # written in 1970: abandoned
+    ensure_builtin(spec, cache_dir=tmp_path)
+    assert not killed.exists() and not legacy_old.exists()
+    assert live.exists() and legacy_new.exists()

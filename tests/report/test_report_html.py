@@ -203,3 +203,25 @@ def test_write_report_threshold_is_validated(tmp_path):
         write_report(write_grid_run(tmp_path / "run"), tmp_path / "out", threshold=90)
     assert not (tmp_path / "out").exists()
 
+
+
+def test_markdown_links_and_images_from_records_do_not_render(tmp_path):
+    """D3: a needle, answer, output or model name holding Markdown links or images stays plain text."""
+    image = "![px](http://evil.example/p.png)"
+    link = "[click me](https://evil.example/x)"
+    model = "[m](http://evil.example/m)"
+    run = tmp_path / "run"
+    write_header(run, models={model: "abc"})
+    records = grid_records(model=model, grid={(1024, 0.0): (1, 2), (1024, 1.0): (0, 2)})
+    records = [{**r, "needle": f"The pass key is {image}.", "gold_answer": image, "generated": f"{link} <{link}>"}
+               for r in records]
+    write_records(run, records)
+    paths = write_report(run, tmp_path / "out")
+    for path in (paths.report_md, paths.summary_md):
+        prose = re.sub(r"`[^`\n]*`", "", path.read_text(encoding="utf-8"))  # code spans show text literally
+        assert "Example trials" in prose or path == paths.summary_md
+        # no link or image can form: every bracket from a record is escaped, bare URLs are broken up
+        assert not re.search(r"(?<!\\)\[[^\]]*(?<!\\)\]\(http", prose), path.name
+        assert not re.search(r"(?<![\\])https?://", prose), path.name
+        assert "evil.example" in prose  # still shown, as text
+    assert "!\\[px\\](http\\://evil.example/p.png)" in paths.report_md.read_text(encoding="utf-8")

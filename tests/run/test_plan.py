@@ -143,3 +143,15 @@ def test_quickstart_plan_has_forty_trials():
     cfg = load_config(REPO / "configs" / "quickstart.yaml")
     trials = expand(cfg, {"passkey": load_task("passkey")})
     assert len(trials) == 4 * 5 * 2 and {t.model for t in trials} == {"smollm2-135m-instruct"}
+
+
+def test_validate_counts_the_plan_without_building_it(tmp_path, tasks):
+    """D12: `count_trials` (what `validate` prints) equals the planned trials, controls and layouts included."""
+    from evalkit.run.plan import count_trials
+
+    cfg = EvalConfig.model_validate({
+        "models": ["m1", "m2"], "tasks": ["passkey"], "context_lengths": [256, 512], "depths": [0.0, 0.5, 1.0],
+        "samples": 3, "output_dir": str(tmp_path), "controls": ["closed_book", "oracle", "dummy_needle"],
+        "layout": {"question_position": ["after", "both"]},
+    })
+    assert count_trials(cfg, tasks) == len(expand(cfg, tasks)) == 2 * 3 * 2 * (6 + 2 + 1 + 6)

@@ -259,3 +259,43 @@ def test_files_haystack_of_a_task_is_relative_to_the_task_file(tmp_path, monkeyp
 def test_unknown_haystack_source_lists_the_known_ones(tmp_path):
     with pytest.raises(HaystackError, match="'web' is not a known source; use one of dataset, documents, files, generated, kv_pairs, noise"):
         haystack_from_spec(SimpleNamespace(source="web"), tmp_path)
+
+
+def test_a_glob_skips_and_counts_unusable_files_but_a_named_file_must_be_usable(tmp_path, caplog):
+    """D19: one tiny file among the matches is skipped (and counted), not fatal; named alone it is refused."""
+    (tmp_path / "essay.txt").write_text("It rained. The roads were wet. Nobody went out.")
+    (tmp_path / "rss.txt").write_text("Only one sentence here.")
+    (tmp_path / "latin1.txt").write_bytes("Caf\xe9 one. Caf\xe9 two.".encode("latin-1"))
+    with caplog.at_level("WARNING"):
+        source = FileHaystack(str(tmp_path / "*.txt"))
+    assert [f.name for f in source.files] == ["essay.txt"]
+    assert sorted(p.name for p, _ in source.skipped) == ["latin1.txt", "rss.txt"]
+    assert "skipped 2 unusable file(s) of 3" in caplog.text and "rss.txt (only one sentence found)" in caplog.text
+    with pytest.raises(HaystackError, match=r"rss\.txt: only one sentence found"):
+        FileHaystack(tmp_path / "rss.txt")
+    with pytest.raises(HaystackError, match=r"no usable text file: .*latin1\.txt \(not UTF-8 text\)"):
+        FileHaystack([str(tmp_path / "rss.txt*"), str(tmp_path / "latin1.txt*")])
+
+
+def test_files_haystack_path_takes_a_list_with_exclusions(tmp_path):
+    """D19: `path` may list paths and globs; an entry starting with ! leaves files out."""
+    (tmp_path / "tasks" / "texts").mkdir(parents=True)
+    (tmp_path / "tasks" / "texts" / "a.txt").write_text("Alpha one. Alpha two.")
+    (tmp_path / "tasks" / "texts" / "b.txt").write_text("Beta one. Beta two.")
+    (tmp_path / "tasks" / "more.md").write_text("More one. More two.")
+    write_task(tmp_path / "tasks", "listed", haystack={"source": "files", "path": ["texts/*.txt", "more.md", "!texts/b.txt"]})
+    source = haystack_for_task(load_task("listed", [tmp_path / "tasks"]))
+    assert [f.name for f in source.files] == ["a.txt", "more.md"]
+    assert set(take(source, 0, 4)) == {"Alpha one.", "Alpha two.", "More one.", "More two."}
+
+
+def test_skipped_files_are_reported_once_per_task_load(tmp_path, caplog):
+    """D19: the task's files are read once at load; preparing the run reuses them (one warning, not two)."""
+    (tmp_path / "tasks" / "texts").mkdir(parents=True)
+    (tmp_path / "tasks" / "texts" / "a.txt").write_text("Alpha one. Alpha two.")
+    (tmp_path / "tasks" / "texts" / "rss.txt").write_text("Tiny.")
+    write_task(tmp_path / "tasks", "once", haystack={"source": "files", "path": "texts/*.txt"})
+    with caplog.at_level("WARNING"):
+        task = load_task("once", [tmp_path / "tasks"])
+        assert haystack_for_task(task) is haystack_for_task(task)
+    assert caplog.text.count("skipped 1 unusable file(s) of 2") == 1

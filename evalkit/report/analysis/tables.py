@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Iterable
 
 import numpy as np
@@ -149,21 +150,23 @@ def to_markdown(table: pd.DataFrame, percent: bool | Iterable[str] | None = None
         else:
             values = [_format_cell(v, column in percent_names) for v in frame[column].tolist()]
         name = "accuracy" if merged and column == "n" else str(column)
-        header = first_header if position == 0 and first_header else _HEADERS.get(name, name)
-        headers.append(_escape(header))
+        if position == 0 and first_header:
+            headers.append(first_header)  # escaped piece by piece in _flatten_index
+        else:  # evalkit's own headers are written as meant ("accuracy [95% CI] (n)"); others are escaped
+            headers.append(_HEADERS[name] if name in _HEADERS else escape_markdown(name))
         cells.append(values)
         numeric.append(pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column]))
-    return layout_markdown_table(headers, cells, numeric)
+    return layout_table(headers, cells, numeric)
 
 
 def _flatten_index(table: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
     """Move a meaningful index into the first column; name it ``"index \\ columns"`` for pivots."""
     if isinstance(table.index, pd.RangeIndex) and table.index.name is None:
         return table, None
-    names = [str(n) if n is not None else "" for n in table.index.names]
+    names = [escape_markdown(str(n)) if n is not None else "" for n in table.index.names]
     header = " / ".join(names) or None
     if header and table.columns.name:
-        header = f"{header} \\ {table.columns.name}"
+        header = f"{header} \\ {escape_markdown(str(table.columns.name))}"
     return table.reset_index(), header
 
 
@@ -179,15 +182,24 @@ def _format_cell(value: object, as_percent: bool) -> str:
         if as_percent:
             return f"{value * 100:.1f}%"
         return f"{value:.1f}" if abs(value) >= 100 else f"{value:.3f}"
-    return _escape(str(value))
+    return escape_markdown(str(value))
 
 
-def _escape(text: str) -> str:
-    # HTML-escaped too: Markdown viewers render raw tags, and names and answers come from users and models
-    return html.escape(text, quote=False).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+# Markdown that could fetch or link out: [text](url), ![alt](url), reference links, `code`, autolinks
+_MD_SPECIAL = re.compile(r"([\\`\[\]|])")
 
 
-def layout_markdown_table(headers: list[str], cells: list[list[str]], numeric: list[bool]) -> str:
+def escape_markdown(text: str) -> str:
+    """Text shown literally in Markdown, on one line: HTML escaped (viewers render raw tags), brackets,
+    backticks, pipes and backslashes escaped (no link or image, so nothing external is fetched), bare
+    URLs broken up so no autolink forms. Names, needles and answers come from users and models."""
+    text = _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+    text = re.sub(r"(?i)(?<=[a-z0-9+.-]):(?=//)", r"\\:", text)  # http://x is an autolink in GitHub Markdown
+    text = re.sub(r"(?i)\bwww\.", r"www\\.", text)
+    return re.sub(r"\s+", " ", text)  # a newline would end a table row or paragraph
+
+
+def layout_table(headers: list[str], cells: list[list[str]], numeric: list[bool]) -> str:
     """Pad columns to a common width; numbers right-aligned."""
     widths = [max([len(h), 3, *(len(c) for c in col)]) for h, col in zip(headers, cells)]
 

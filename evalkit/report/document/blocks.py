@@ -6,12 +6,10 @@ records (needles, model outputs, model names) is never pasted into markup unesca
 
 from __future__ import annotations
 
-import html
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evalkit.report.analysis.tables import layout_markdown_table
+from evalkit.report.analysis.tables import escape_markdown, layout_table
 
 
 @dataclass(frozen=True)
@@ -104,9 +102,8 @@ def spans(text: Text) -> tuple[Inline, ...]:
 
 
 def md_escape(text: str) -> str:
-    """Text safe in a Markdown table or paragraph: HTML escaped, pipes escaped, one line."""
-    text = html.escape(text, quote=False).replace("|", "\\|")
-    return re.sub(r"\s+", " ", text)  # newlines would end a table row or paragraph
+    """Text safe in a Markdown table or paragraph: no tag, link, image or autolink renders; one line."""
+    return escape_markdown(text)
 
 
 def _md_inline(piece: Inline) -> str:
@@ -132,7 +129,7 @@ def md_table(table: Table) -> str:
     headers = [md_escape(h) for h in table.headers]
     columns = [[md_escape(row[i]) for row in table.rows] for i in range(len(headers))]
     numeric = list(table.numeric) or [False] * len(headers)
-    return layout_markdown_table(headers, columns, numeric)
+    return layout_table(headers, columns, numeric)
 
 
 def to_markdown_doc(blocks: list[Block]) -> str:
