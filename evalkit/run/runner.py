@@ -257,6 +257,7 @@ def run_trial(
     prefix_tokens = prompt.regions[REGION_CONTEXT_BEFORE].token_end if session.reuse else 0
     (output,) = session.backend.run([_request(session, prepared, prefix_tokens, request_capture)])
     if layout is not None and write:  # arrays on disk before the caller appends the record (resume stays exact)
+        store.write_header()
         save_trial_attention(store.run_dir, trial.trial_id, trial_attention(layout, prompt, output))
     return _trial_record(session, prepared, output)
 

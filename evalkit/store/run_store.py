@@ -157,6 +157,10 @@ class RunStore:
         self.records_path = self.run_dir / records_name
         self.prompts_path = self.run_dir / prompts_name
         self.lock = RunLock(self.run_dir, lock_name)
+        # a new run's header waits for its first record: a run that fails before (a model that does not
+        # load) leaves nothing behind, so the corrected config is not refused as "a different config"
+        self._pending_header: dict[str, Any] | None = None
+        self._created_dir = False
 
     def __enter__(self) -> "RunStore":
         return self
@@ -168,6 +172,7 @@ class RunStore:
         """Lock the directory, check or write the header, and return the finished trial ids."""
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise RunDirError(f"{self.run_dir}: is a file, not a run directory; choose another --output-dir")
+        self._created_dir = not self.run_dir.exists()
         with disk_errors(self.run_dir, "create the run directory"):
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.lock.acquire()
@@ -185,7 +190,7 @@ class RunStore:
 
     def _check_or_write_header(self, header: dict[str, Any]) -> None:
         if not (self.run_dir / HEADER_FILE).exists():
-            fmt.write_header(self.run_dir, header)
+            self._pending_header = header
             return
         existing = fmt.read_header(self.run_dir)
         for key in IDENTITY_FIELDS:
@@ -241,18 +246,39 @@ class RunStore:
         if len(keep) != len(lines):
             fmt.write_atomic(self.prompts_path, b"".join(keep))
 
+    def write_header(self) -> None:
+        """Write a new run's header now (done by the first write of anything else; idempotent)."""
+        if self._pending_header is not None:
+            fmt.write_header(self.run_dir, self._pending_header)
+            self._pending_header = None
+
     def append(self, record: TrialRecord) -> None:
         """Append one record and force it to disk before returning."""
+        self.write_header()
         fmt.append_line(self.records_path, fmt.record_row(record))
 
     def save_prompt(self, trial_id: str, prompt: BuiltPrompt, text: str) -> None:
         """Keep the exact prompt (token ids and decoded text) so one trial can be rerun by hand."""
         regions = {name: [s.token_start, s.token_end] for name, s in prompt.regions.items()}
         row = {"trial_id": trial_id, "input_ids": list(prompt.input_ids), "regions": regions, "text": text}
+        self.write_header()
         fmt.append_line(self.prompts_path, row)
 
     def close(self) -> None:
+        """Release the lock; a directory this run created and never wrote to is removed again."""
         self.lock.release()
+        if self._pending_header is not None and self._created_dir:
+            _remove_if_only_lock(self.run_dir, self.lock.path)
+
+
+def _remove_if_only_lock(run_dir: Path, lock_path: Path) -> None:
+    """Remove ``run_dir`` if it holds nothing but its lock file (best effort: a racing run may be writing)."""
+    try:
+        if {p.name for p in run_dir.iterdir()} <= {lock_path.name}:
+            lock_path.unlink(missing_ok=True)
+            run_dir.rmdir()
+    except OSError:
+        pass
 
 
 def _status_of(line: bytes) -> str | None:

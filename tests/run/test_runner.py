@@ -133,3 +133,22 @@ def test_resumed_run_feeds_every_trial_as_an_uninterrupted_run(tmp_path, tiny_mo
     by_id = lambda rows: sorted(rows, key=lambda r: r["trial_id"])  # noqa: E731
     assert len(whole) == 12 and by_id(resumed) == by_id(whole)
     assert resumed_fed == whole_fed
+
+
+def test_a_model_that_fails_to_load_leaves_nothing_and_the_fixed_config_runs(tmp_path, tiny_model_dir):
+    """D10: the header waits for the first record, so a load failure writes nothing (no run of "a different config")."""
+    import shutil
+
+    from evalkit.errors import ModelLoadError
+
+    broken = tmp_path / "no-weights"
+    shutil.copytree(tiny_model_dir, broken)
+    for weights in broken.glob("*.safetensors"):
+        weights.unlink()
+    path = tiny_config(tmp_path, broken, context_lengths=[128], depths=[0.0])
+    with pytest.raises(ModelLoadError):
+        run_eval(load_config(path), path, quiet=True, write_report=False)
+    assert not (tmp_path / "run").exists()
+    fixed = tiny_config(tmp_path, tiny_model_dir, context_lengths=[128], depths=[0.0])
+    summary = run_eval(load_config(fixed), fixed, quiet=True, write_report=False)
+    assert summary.ran == len(records(summary.run_dir)) == 2
