@@ -300,8 +300,15 @@ def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: Tria
         needle_token_end=needle_span.token_end,
         prompt_sha256=prompt.prompt_sha256,
         elapsed_s=round(output.elapsed_s, 4),
-        extra={**built.extra, **score_extra},
+        extra={**built.extra, **score_extra,
+               "truncated": is_truncated(output.generated_token_ids, session.config.max_new_tokens,
+                                         session.loaded.stop_token_ids)},
     )
+
+
+def is_truncated(generated_ids: tuple[int, ...], max_new_tokens: int, stop_token_ids) -> bool:
+    """True when generation used the whole budget without a stop token (the answer may be cut off)."""
+    return len(generated_ids) >= max_new_tokens and (not generated_ids or generated_ids[-1] not in set(stop_token_ids))
 
 
 def _run_with_capture(
