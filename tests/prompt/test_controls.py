@@ -113,7 +113,7 @@ def test_run_records_controls_and_report_shows_their_rates(tmp_path, tiny_model_
 
     path = write_config(
         tmp_path / "c.yaml", models=[{"name": str(tiny_model_dir), "dtype": "float32", "device": "cpu",
-                                      "max_new_tokens": 2}],
+                                      "max_new_tokens": 8}],
         tasks=["passkey"], context_lengths=[128], depths=[0.0, 1.0], samples=1, output_dir=str(tmp_path / "run"),
         controls=["closed_book", "oracle", "dummy_needle"])
     summary = run_eval(load_config(path), path, quiet=True)
