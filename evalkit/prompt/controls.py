@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from evalkit.errors import PlacementError
-from evalkit.prompt.layouts import Layout, apply_layout
 from evalkit.prompt.builder import PromptBuilder
+from evalkit.prompt.haystack_check import CandidateFilter, check_haystack_clean
+from evalkit.prompt.layouts import Layout, apply_layout
+from evalkit.tasks.needles import answer_candidates
 from evalkit.scoring import score_answer, values_found
 from evalkit.types import BuiltPrompt, NeedleInstance, PromptParts, Score, Trial
 
@@ -70,8 +72,11 @@ def build_trial_prompt(builder: PromptBuilder, task: Any, trial: Trial, model_cf
         extra["layout_axes"] = layout.axes()
     if trial.control:
         extra["control"] = trial.control
+    # units that mention the answer (or the asked key or entity) never enter the haystack
+    candidates = answer_candidates(needle)
+    units = CandidateFilter(task.sentences(trial.seed), candidates)
     if trial.control == "closed_book":
-        prompt = builder.build_without_needle(parts, task.sentences(trial.seed), trial.context_length, tolerance)
+        prompt = builder.build_without_needle(parts, units, trial.context_length, tolerance)
     elif trial.control == "oracle":
         # no haystack: the prompt is exactly the fixed parts, needles in their order of depth
         length = builder.fixed_tokens(parts) + sum(len(builder.fragment_ids(text)) for text, _ in extras)
@@ -81,15 +86,20 @@ def build_trial_prompt(builder: PromptBuilder, task: Any, trial: Trial, model_cf
             dummy = dummy_sentence(builder, len(builder.fragment_ids(parts.needle)))
             parts = dataclasses.replace(parts, needle=dummy)
             extra["dummy"] = dummy
-        prompt = builder.build_prompt(parts, task.sentences(trial.seed), trial.context_length, trial.depth,
+        prompt = builder.build_prompt(parts, units, trial.context_length, trial.depth,
                                       tolerance, extra_needles=extras)
+    check_haystack_clean(builder.tokenizer, prompt, candidates)
+    if units.dropped:
+        extra["haystack_units_dropped"] = units.dropped
+    if prompt.filler_tokens:
+        extra["filler_tokens"] = prompt.filler_tokens
     if "entity" in needle.facts and not trial.control:  # doc_qa: the gold document's index among the documents
         extra.update(_document_position(builder, prompt))
     return TrialPrompt(parts, needle, prompt, extra)
 
 
 def _document_position(builder: PromptBuilder, prompt: BuiltPrompt) -> dict[str, int]:
-    """Whole documents before the gold one (its 0-based index) and in all (the haystack may open mid-document)."""
+    """Whole documents before the gold one (its 0-based index) and in all (the haystack holds whole documents)."""
     def titles(region: str) -> int:
         span = prompt.regions[region]
         return builder.tokenizer.decode(list(prompt.input_ids[span.token_start : span.token_end])).count("(Title: ")

@@ -42,6 +42,10 @@ WORDS: tuple[str, ...] = (
 )
 
 
+# closes the key-value object after the last pair's comma: a member no question asks about
+KV_CONTEXT_CLOSE = '"end": null}'
+
+
 def draw_value(spec: IntegerValue | ChoiceValue | WordValue | UuidValue, rng: random.Random) -> str:
     """One value of a value spec, drawn from ``rng``."""
     if isinstance(spec, IntegerValue):
@@ -72,6 +76,18 @@ def instantiate_needle(task: TaskSpec, seed: int) -> NeedleInstance:
     )
 
 
+def answer_candidates(needle: NeedleInstance) -> tuple[str, ...]:
+    """Texts that must appear in a prompt only inside its needles: the gold answer, every value a needle carries,
+    and what names the asked fact where the kind tells it (the key of a key-value pair, the entity of a doc_qa
+    question), so the haystack can neither answer the question nor hold a second answer to it."""
+    texts = [needle.answer, needle.value, *needle.required_values, *needle.needle_values]
+    texts += [str(needle.facts[name]) for name in ("key", "entity") if needle.facts.get(name)]
+    if needle.required_values:  # "v1, v2, v3" is never one text; its parts are listed above
+        texts.remove(needle.answer)
+    unique = dict.fromkeys(t.strip() for t in texts if t.strip())
+    return tuple(unique)
+
+
 def prompt_parts(task: TaskSpec, needle: NeedleInstance, model_cfg: ModelConfig) -> PromptParts:
     """Text pieces for the prompt builder; system prompt and chat-template use come from the model entry."""
     return PromptParts(
@@ -81,6 +97,8 @@ def prompt_parts(task: TaskSpec, needle: NeedleInstance, model_cfg: ModelConfig)
         answer_prefix=task.answer_prefix,
         system_prompt=model_cfg.system_prompt,
         use_chat_template=model_cfg.chat_template,
-        # key-value retrieval: the pairs form one JSON object
-        **({"context_open": "{", "context_close": "}"} if isinstance(task.generator, KvGenerator) else {}),
+        # key-value retrieval: the pairs form one JSON object; every pair ends in a comma, so a closing member
+        # keeps it valid JSON, and the filler that makes the exact length is a member too
+        **({"context_open": "{", "context_close": KV_CONTEXT_CLOSE, "filler": "json_member"}
+           if isinstance(task.generator, KvGenerator) else {}),
     )

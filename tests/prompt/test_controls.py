@@ -78,7 +78,8 @@ def test_closed_book_has_no_needle_and_oracle_has_no_haystack(smollm2_tokenizer,
     assert value in _decode(smollm2_tokenizer, placed.prompt.input_ids)
     assert value not in _decode(smollm2_tokenizer, closed.prompt.input_ids)
     assert closed.prompt.prompt_tokens == 256 and closed.prompt.regions["needle"].length == 0
-    assert closed.extra == {"control": "closed_book"}
+    assert closed.extra == {"control": "closed_book", "filler_tokens": closed.prompt.filler_tokens}
+    assert closed.prompt.filler_tokens > 0  # the record says how much content-free filler makes the exact length
     spans = [closed.prompt.regions[name] for name in REGION_NAMES]
     assert all(a.token_end == b.token_start for a, b in zip(spans, spans[1:]))
     # oracle: the fixed parts of the placement prompt and the needle, nothing else
