@@ -77,6 +77,12 @@ class PromptParts:
     # what completes a haystack of whole units to the exact length (evalkit/prompt/filler.py): "words" or
     # "json_member" (key-value objects, so the JSON stays valid)
     filler: str = "words"
+    # template-off framing (TaskSpec.raw_prompt): block separator, question line, answer label, and whether the
+    # first context piece keeps its joining space
+    separator: str = "\n\n"
+    question_format: str = "Question: {question}\n"
+    answer_format: str = "Answer:"
+    first_piece_space: bool = True
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,8 @@ class PromptBuilder:
         input_ids = tuple(
             chain(frame.head_ids, *pieces[:needle_index], needle_ids, *pieces[needle_index:], frame.tail_ids)
         )
+        input_ids = self.without_first_space(parts, input_ids, len(frame.head_ids),
+                                             pieces[0] if needle_index > 0 else needle_ids)
         lengths = (len(frame.head_ids), before_tokens, len(needle_ids), haystack_tokens - before_tokens)
         regions = _tile_regions(*lengths, len(frame.tail_ids))
         self._verify(input_ids, regions, parts.needle, context_length, length_tolerance_tokens)
@@ -195,6 +197,8 @@ class PromptBuilder:
         pieces, filler_tokens = self._take_haystack(iter(sentences), context_length - fixed_tokens,
                                                     length_tolerance_tokens, context_length, parts.filler)
         input_ids = tuple(chain(frame.head_ids, *pieces, frame.tail_ids))
+        if pieces:
+            input_ids = self.without_first_space(parts, input_ids, len(frame.head_ids), pieces[0])
         regions = _tile_regions(len(frame.head_ids), 0, 0, len(input_ids) - fixed_tokens, len(frame.tail_ids))
         if not context_length - length_tolerance_tokens <= len(input_ids) <= context_length:
             raise PlacementError(f"built {len(input_ids)} tokens for context_length {context_length}; "
@@ -204,6 +208,28 @@ class PromptBuilder:
             length_tolerance_tokens=length_tolerance_tokens, requested_depth=math.nan, achieved_depth=math.nan,
             prompt_sha256=ids_sha256(input_ids), filler_tokens=filler_tokens,
         )
+
+    def without_first_space(
+        self, parts: PromptParts, input_ids: tuple[int, ...], context_token_start: int, first_ids: tuple[int, ...]
+    ) -> tuple[int, ...]:
+        """``input_ids`` with the first context piece (``first_ids`` at ``context_token_start``) placed without its
+        joining space when ``parts.first_piece_space`` is off, as it follows the text before it; else unchanged.
+
+        Raises PlacementError when dropping the space changes the piece's token count (the length would move).
+        """
+        if parts.first_piece_space or not first_ids:
+            return input_ids
+        text = decode_exact(self._tokenizer, first_ids).strip()
+        head_text = frame_text(self._tokenizer, parts, self._adds_bos).head_text
+        bare_ids = (self._encoder.encode_after(text, (head_text,), split_special_tokens=True) if head_text
+                    else encode_plain(self._tokenizer, text, split_special_tokens=True))
+        if len(bare_ids) != len(first_ids):
+            raise PlacementError(
+                f"without its joining space the first context piece {text[:40]!r} is {len(bare_ids)} tokens, not "
+                f"{len(first_ids)}; set raw_prompt.first_piece_space to true for this tokenizer"
+            )
+        end = context_token_start + len(first_ids)
+        return input_ids[:context_token_start] + tuple(bare_ids) + input_ids[end:]
 
     def gold_continuation_ids(self, parts: PromptParts, answer: str) -> list[int]:
         """Ids of the gold ``answer`` as they follow the prompt (e.g. ``" 12345"`` after "The pass key is").

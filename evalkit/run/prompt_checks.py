@@ -102,7 +102,8 @@ def _largest_fixed_part(
     smallest = min(config.context_lengths)
     # a stand-in haystack: only the fixed parts are measured here
     try:
-        prompt = builder.build_prompt(parts, iter(["Filler."] * (smallest + 1)), smallest, 0.0,
+        # "The end." keeps its token count with or without the joining space (raw_prompt.first_piece_space)
+        prompt = builder.build_prompt(parts, iter(["The end."] * (smallest + 1)), smallest, 0.0,
                                       config.length_tolerance_tokens)
     except (PlacementError, HaystackError) as err:
         raise ConfigError(f"{config_path}: context_lengths: {err} {where}") from None

@@ -10,7 +10,7 @@ import random
 import uuid
 from typing import TYPE_CHECKING
 
-from evalkit.tasks.spec import ChoiceValue, IntegerValue, KvGenerator, TaskSpec, UuidValue, WordValue
+from evalkit.tasks.spec import ChoiceValue, FixedValue, IntegerValue, KvGenerator, TaskSpec, UuidValue, WordValue
 from evalkit.types import NeedleInstance, PromptParts
 
 if TYPE_CHECKING:
@@ -46,8 +46,10 @@ WORDS: tuple[str, ...] = (
 KV_CONTEXT_CLOSE = '"end": null}'
 
 
-def draw_value(spec: IntegerValue | ChoiceValue | WordValue | UuidValue, rng: random.Random) -> str:
-    """One value of a value spec, drawn from ``rng``."""
+def draw_value(spec: IntegerValue | ChoiceValue | WordValue | UuidValue | FixedValue, rng: random.Random) -> str:
+    """One value of a value spec, drawn from ``rng`` (a fixed value draws nothing)."""
+    if isinstance(spec, FixedValue):
+        return spec.value
     if isinstance(spec, IntegerValue):
         return str(rng.randint(1, 9)) + "".join(str(rng.randint(0, 9)) for _ in range(spec.digits - 1))
     if isinstance(spec, ChoiceValue):
@@ -88,6 +90,15 @@ def answer_candidates(needle: NeedleInstance) -> tuple[str, ...]:
     return tuple(unique)
 
 
+def _raw_prompt_fields(task: TaskSpec) -> dict[str, object]:
+    """The template-off framing of ``task.raw_prompt`` as PromptParts fields (none: the defaults)."""
+    raw = task.raw_prompt
+    if raw is None:
+        return {}
+    return {"separator": raw.separator, "question_format": raw.question_format,
+            "answer_format": raw.answer_format, "first_piece_space": raw.first_piece_space}
+
+
 def prompt_parts(task: TaskSpec, needle: NeedleInstance, model_cfg: ModelConfig) -> PromptParts:
     """Text pieces for the prompt builder; system prompt and chat-template use come from the model entry."""
     return PromptParts(
@@ -97,6 +108,7 @@ def prompt_parts(task: TaskSpec, needle: NeedleInstance, model_cfg: ModelConfig)
         answer_prefix=task.answer_prefix,
         system_prompt=model_cfg.system_prompt,
         use_chat_template=model_cfg.chat_template,
+        **_raw_prompt_fields(task),
         # key-value retrieval: the pairs form one JSON object; every pair ends in a comma, so a closing member
         # keeps it valid JSON, and the filler that makes the exact length is a member too
         **({"context_open": "{", "context_close": KV_CONTEXT_CLOSE, "filler": "json_member"}
