@@ -91,6 +91,8 @@ def build_trial_prompt(builder: PromptBuilder, task: Any, trial: Trial, model_cf
     check_haystack_clean(builder.tokenizer, prompt, candidates)
     if units.dropped:
         extra["haystack_units_dropped"] = units.dropped
+    if getattr(task.haystack, "dropped_sentences", 0):  # a files or dataset haystack: values of the needle's kind
+        extra["haystack_sentences_dropped"] = task.haystack.dropped_sentences
     if prompt.filler_tokens:
         extra["filler_tokens"] = prompt.filler_tokens
     if "entity" in needle.facts and not trial.control:  # doc_qa: the gold document's index among the documents

@@ -124,18 +124,17 @@ def _check_file_haystack(
     builder: Any, config: EvalConfig, config_path: str | Path, task: PreparedTask, fixed_tokens: int, where: str
 ) -> None:
     """A ``files`` haystack must hold the haystack tokens of the longest context without repeating."""
-    from evalkit.tasks.haystacks import FileHaystack, read_sentences
+    from evalkit.tasks.haystacks import FileHaystack
 
     if not isinstance(task.haystack, FileHaystack):
         return  # the generated haystack is endless
     longest = max(config.context_lengths)
     needed_tokens = longest - fixed_tokens
     have_tokens = 0
-    for path in task.haystack.files:
-        for sentence in read_sentences(path):
-            have_tokens += len(builder.fragment_ids(sentence))
-            if have_tokens >= needed_tokens:
-                return
+    for sentence in task.haystack.units:  # without the sentences left out for holding values of the needle's kind
+        have_tokens += len(builder.fragment_ids(sentence))
+        if have_tokens >= needed_tokens:
+            return
     files = ", ".join(str(p) for p in task.haystack.files)
     raise ConfigError(
         f"{config_path}: context_lengths: context_length {longest} needs {needed_tokens} haystack tokens but the "

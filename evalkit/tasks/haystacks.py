@@ -1,7 +1,9 @@
 """Haystack sources: deterministic, endless streams of filler sentences.
 
 Every sentence ends with terminal punctuation (``.``, ``!`` or ``?``, possibly followed by a closing
-quote or bracket) and holds no newline, so the prompt builder can cut and place at sentence boundaries.
+quote or bracket) or at a paragraph break, and holds no newline, so the prompt builder can place at sentence
+boundaries. Text from the user's files or datasets is checked for the needle's kind of value: sentences that
+hold one (any number for an integer pass key) are left out, and the count is stated (``dropped_sentences``).
 """
 
 from __future__ import annotations
@@ -17,10 +19,15 @@ from typing import Any, Protocol, runtime_checkable
 from evalkit.errors import HaystackError
 from evalkit.tasks.prose import generate_sentences
 from evalkit.tasks.spec import FilesHaystackSpec, GeneratedHaystackSpec, TaskSpec
+from evalkit.tasks.values import value_kind_pattern
 
 # a sentence: the shortest run of text up to . ! ? (and closing quotes/brackets) that whitespace or the end follows
 _SENTENCE_RE = re.compile(r"\S.*?[.!?]+[\"'\u201d\u2019)\]]*(?=\s|$)")
 _GLOB_CHARS = re.compile(r"[*?\[]")
+# a paragraph break: a blank line (whitespace-only lines count as blank)
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
+# a full stop glued to the next sentence ("accelerating.We"): lower-case letter, terminal mark, capitalised word
+_GLUED = re.compile(r"(?<=[a-z][.!?])(?=[A-Z][a-z])")
 
 
 @runtime_checkable
@@ -53,6 +60,18 @@ class FileHaystack:
             raise HaystackError("files haystack: no path given; name at least one text file or glob")
         self.files: tuple[Path, ...] = tuple(f for item in items for f in expand_paths(item))
         self._sentences: tuple[str, ...] = tuple(s for f in self.files for s in read_sentences(f))
+        self.dropped_sentences = 0
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        """The sentences the stream cycles through (after ``drop_matching``)."""
+        return self._sentences
+
+    def drop_matching(self, pattern: re.Pattern[str], what: str) -> int:
+        """Leave out the sentences ``pattern`` finds something in; HaystackError if fewer than two remain."""
+        where = ", ".join(str(f) for f in self.files)
+        self._sentences, self.dropped_sentences = drop_matching(self._sentences, pattern, what, where)
+        return self.dropped_sentences
 
     def sentences(self, seed: int) -> Iterator[str]:
         """Endless cycle through the files' sentences, starting at an offset drawn from ``seed``."""
@@ -81,20 +100,33 @@ def expand_paths(item: str | Path) -> list[Path]:
     return [path]
 
 
-def split_sentences(text: str) -> list[str]:
-    """Split prose into sentences on . ! ? followed by whitespace; whitespace collapses to single spaces.
+def drop_matching(sentences: tuple[str, ...], pattern: re.Pattern[str], what: str,
+                  where: object) -> tuple[tuple[str, ...], int]:
+    """``sentences`` without those ``pattern`` matches, and how many were left out (at least two must stay)."""
+    kept = tuple(s for s in sentences if not pattern.search(s))
+    if len(kept) < 2:
+        raise HaystackError(f"{where}: {len(sentences) - len(kept)} of {len(sentences)} sentences hold {what}, "
+                            "which the needle's answer could be confused with; use text without them")
+    return kept, len(sentences) - len(kept)
 
-    Trailing text without terminal punctuation becomes a last sentence ending in ``.``.
+
+def split_sentences(text: str) -> list[str]:
+    """Split prose into sentences on . ! ? followed by whitespace, and at paragraph breaks (blank lines).
+
+    Whitespace inside a paragraph collapses to single spaces; a terminal mark glued to the next sentence
+    ("accelerating.We") still ends a sentence. A paragraph that ends without terminal punctuation (a heading,
+    a cut passage) is a sentence as it is: nothing is added to the text.
     """
-    flat = " ".join(text.split())
     found: list[str] = []
-    end = 0
-    for match in _SENTENCE_RE.finditer(flat):  # matches are separated by whitespace only
-        found.append(match.group(0))
-        end = match.end()
-    tail = flat[end:].strip()
-    if tail:
-        found.append(tail + ".")
+    for paragraph in _PARAGRAPH_BREAK.split(text):
+        flat = _GLUED.sub(" ", " ".join(paragraph.split()))
+        end = 0
+        for match in _SENTENCE_RE.finditer(flat):  # matches are separated by whitespace only
+            found.append(match.group(0))
+            end = match.end()
+        tail = flat[end:].strip()
+        if tail:
+            found.append(tail)
     return found
 
 
@@ -175,5 +207,13 @@ def haystack_from_spec(spec: GeneratedHaystackSpec | FilesHaystackSpec, task_fil
 
 
 def haystack_for_task(task: TaskSpec) -> HaystackSource:
-    """The haystack source of a loaded task (a ``files`` path is relative to the task's file)."""
-    return haystack_from_spec(task.haystack, task.source_dir)
+    """The haystack source of a loaded task (a ``files`` path is relative to the task's file).
+
+    A finite source (files, dataset) leaves out the sentences holding values of the needle's kind
+    (``value_kind_pattern``); ``dropped_sentences`` says how many.
+    """
+    source = haystack_from_spec(task.haystack, task.source_dir)
+    kind = value_kind_pattern(task)
+    if kind is not None and hasattr(source, "drop_matching"):
+        source.drop_matching(*kind)
+    return source

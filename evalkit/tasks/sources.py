@@ -80,6 +80,20 @@ class DatasetHaystack:
         self._sentences = tuple(s for text in data[column] if isinstance(text, str) for s in split_sentences(text))
         if len(self._sentences) < 2:
             raise HaystackError(f"{path}: column {column!r} holds fewer than two sentences; use a text column")
+        self._path = path
+        self.dropped_sentences = 0
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        """The sentences the stream cycles through (after ``drop_matching``)."""
+        return self._sentences
+
+    def drop_matching(self, pattern, what: str) -> int:
+        """Leave out the sentences ``pattern`` finds something in; HaystackError if fewer than two remain."""
+        from evalkit.tasks.haystacks import drop_matching
+
+        self._sentences, self.dropped_sentences = drop_matching(self._sentences, pattern, what, self._path)
+        return self.dropped_sentences
 
     def sentences(self, seed: int) -> Iterator[str]:
         """The dataset's sentences cycled from an offset drawn from ``seed``."""
