@@ -75,7 +75,8 @@ def run_eval(
     tasks = prepare_tasks(config, config_path)
     revisions = check_model_limits(config, config_path)
     check_prompts_fit(config, config_path, tasks)  # before the run directory exists
-    check_capture(config, config_path)  # an uncapturable family is refused before the run dir is written
+    # a kernel the family cannot run, or an uncapturable family, is refused before the run dir is written
+    kernels = check_capture(config, config_path)
     trials = expand(config, {name: t.spec for name, t in tasks.items()}, revisions)
     if limit is not None:
         trials = limit_trials(trials, limit)
@@ -88,7 +89,7 @@ def run_eval(
         trials = shard_trials(trials, slot)  # this process's share (all of them for one process)
         todo = [t for t in trials if t.trial_id not in done]
         log.info("%s: %d trials planned, %d already done, %d to run", run_dir, len(trials), len(trials) - len(todo), len(todo))
-        ran = _run_trials(config, config_path, tasks, todo, store, quiet)
+        ran = _run_trials(config, config_path, tasks, todo, store, quiet, kernels)
         skipped = len(store.skipped_ids() & {t.trial_id for t in trials})
     # with several processes the main one reports once all are done (see distributed.py)
     if write_report and not wait_for_everyone(slot):
@@ -107,6 +108,7 @@ def _run_trials(
     todo: list[Trial],
     store: RunStore,
     quiet: bool,
+    kernels: dict[str, str],
 ) -> int:
     ran = 0
     progress = tqdm(total=len(todo), desc="trials", unit="trial", disable=quiet or not todo, dynamic_ncols=True)
@@ -115,7 +117,9 @@ def _run_trials(
             model_trials = [t for t in todo if t.model == model_cfg.name]
             if not model_trials:
                 continue
-            session = _open_model(model_cfg, config, config_path, tasks)
+            # the kernel check_capture chose (attention.inner while capture is on) is the one the model loads with
+            loaded_cfg = model_cfg.model_copy(update={"attn_implementation": kernels[model_cfg.name]})
+            session = _open_model(loaded_cfg, config, config_path, tasks)
             for record in _scheduled(session, tasks, model_trials, config, store):
                 store.append(record)
                 ran += 1
