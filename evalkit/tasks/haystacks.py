@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 from evalkit.errors import HaystackError
 from evalkit.tasks.prose import generate_sentences
 from evalkit.tasks.spec import FilesHaystackSpec, GeneratedHaystackSpec, TaskSpec
-from evalkit.tasks.values import value_kind_pattern
+from evalkit.tasks.values import drop_matching, value_kind_pattern
 
 # a sentence: the shortest run of text up to . ! ? (and closing quotes/brackets) that whitespace or the end follows
 _SENTENCE_RE = re.compile(r"\S.*?[.!?]+[\"'\u201d\u2019)\]]*(?=\s|$)")
@@ -98,16 +98,6 @@ def expand_paths(item: str | Path) -> list[Path]:
         what = "is a folder, not a file" if path.is_dir() else "file not found"
         raise HaystackError(f"{text}: {what}; give the path of a text file (or a glob such as texts/*.txt)")
     return [path]
-
-
-def drop_matching(sentences: tuple[str, ...], pattern: re.Pattern[str], what: str,
-                  where: object) -> tuple[tuple[str, ...], int]:
-    """``sentences`` without those ``pattern`` matches, and how many were left out (at least two must stay)."""
-    kept = tuple(s for s in sentences if not pattern.search(s))
-    if len(kept) < 2:
-        raise HaystackError(f"{where}: {len(sentences) - len(kept)} of {len(sentences)} sentences hold {what}, "
-                            "which the needle's answer could be confused with; use text without them")
-    return kept, len(sentences) - len(kept)
 
 
 def split_sentences(text: str) -> list[str]:

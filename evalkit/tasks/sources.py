@@ -15,6 +15,7 @@ from pathlib import Path
 
 from evalkit.errors import HaystackError
 from evalkit.tasks.entities import documents
+from evalkit.tasks.values import drop_matching
 
 # RULER's noise haystack (Hsieh et al. 2024), repeated: text that carries no information at all
 NOISE_SENTENCES: tuple[str, ...] = (
@@ -90,8 +91,6 @@ class DatasetHaystack:
 
     def drop_matching(self, pattern, what: str) -> int:
         """Leave out the sentences ``pattern`` finds something in; HaystackError if fewer than two remain."""
-        from evalkit.tasks.haystacks import drop_matching
-
         self._sentences, self.dropped_sentences = drop_matching(self._sentences, pattern, what, self._path)
         return self.dropped_sentences
 

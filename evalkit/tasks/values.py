@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from evalkit.errors import HaystackError
+from evalkit.tasks.needles import WORDS
 from evalkit.tasks.spec import (
     ChoiceValue,
     FixedValue,
@@ -37,11 +39,19 @@ def value_kind_pattern(task: TaskSpec) -> tuple[re.Pattern[str], str] | None:
     if isinstance(spec, (UuidValue, KvGenerator)):
         return re.compile(UUID_PATTERN), "UUIDs"
     if isinstance(spec, WordValue):
-        from evalkit.tasks.needles import WORDS
-
         return _any_word(WORDS), "words of evalkit's pass-word list"
     if isinstance(spec, ChoiceValue):
         return _any_word(spec.values), "values of the task's value list"
     if isinstance(spec, FixedValue):
         return _any_word([spec.value]), "the fixed value"
     return None
+
+
+def drop_matching(sentences: tuple[str, ...], pattern: re.Pattern[str], what: str,
+                  where: object) -> tuple[tuple[str, ...], int]:
+    """``sentences`` without those ``pattern`` matches, and how many were left out (at least two must stay)."""
+    kept = tuple(s for s in sentences if not pattern.search(s))
+    if len(kept) < 2:
+        raise HaystackError(f"{where}: {len(sentences) - len(kept)} of {len(sentences)} sentences hold {what}, "
+                            "which the needle's answer could be confused with; use text without them")
+    return kept, len(sentences) - len(kept)
