@@ -78,6 +78,15 @@ class PromptParts:
     instruction_position: str = "before"  # "before" or "after" the context
     context_open: str = ""  # text right before the context (e.g. "<document>"), in the preamble region
     context_close: str = ""  # text right after the context, in the question region
+    # what completes a haystack of whole units to the exact length (evalkit/prompt/filler.py): "words" or
+    # "json_member" (key-value objects, so the JSON stays valid)
+    filler: str = "words"
+    # template-off framing (TaskSpec.raw_prompt): block separator, question line, answer label, and whether the
+    # first context piece keeps its joining space
+    separator: str = "\n\n"
+    question_format: str = "Question: {question}\n"
+    answer_format: str = "Answer:"
+    first_piece_space: bool = True
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,8 @@ class BuiltPrompt:
     # spans of further needles (multi-needle tasks), in the order they were given; inside the context regions
     extra_needle_spans: tuple[TokenSpan, ...] = ()
     extra_needle_depths: tuple[float, ...] = ()  # achieved depth of each further needle
+    # tokens of content-free filler that open the haystack so the prompt hits the exact length (0 = none)
+    filler_tokens: int = 0
 
     @property
     def prompt_tokens(self) -> int:

@@ -10,7 +10,7 @@ from evalkit.store.run_store import read_record_lines
 
 def tiny_config(tmp_path: Path, model_dir: Path, **changes) -> Path:
     fields = dict(
-        models=[{"name": str(model_dir), "dtype": "float32", "device": "cpu", "max_new_tokens": 3}],
+        models=[{"name": str(model_dir), "dtype": "float32", "device": "cpu", "max_new_tokens": 8}],
         tasks=["passkey"], context_lengths=[128, 192], depths=[0.0, 0.5, 1.0], samples=2, seed=7,
         output_dir=str(tmp_path / "run"),
     )

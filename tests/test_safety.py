@@ -79,7 +79,7 @@ def from_pretrained_calls(monkeypatch):
 
 def _one_trial_config(tmp_path: Path, model: str, name: str = "cfg") -> Path:
     return write_config(tmp_path / f"{name}.yaml", models=[{"name": model, "dtype": "float32", "device": "cpu",
-                        "max_new_tokens": 2}], tasks=["passkey"], context_lengths=[128], depths=[0.5], samples=1,
+                        "max_new_tokens": 8}], tasks=["passkey"], context_lengths=[128], depths=[0.5], samples=1,
                         output_dir=str(tmp_path / name))
 
 

@@ -1,8 +1,14 @@
-"""Before any trial runs: can every model of the config be captured with the chosen kernel?
+"""Before any trial runs: does every model load with its attention kernel, and can it be captured?
 
-Each model is built on the ``meta`` device from its config alone (no weights, no memory) and capture is
-attached and detached, so an unsupported family (Falcon, Mamba, ...) or a missing kernel is refused before the
-run directory is touched.
+Which kernel a model loads with (one rule, by construction): while ``attention.capture`` is on,
+``attention.inner`` decides (``auto``: sdpa, or eager for families that need it: softcap, sinks) and
+``models[*].attn_implementation`` is not used; a model entry that sets it explicitly to something else is
+refused. With capture off, ``attn_implementation`` decides. ``check_capture`` returns that choice per model
+and the runner loads each model with it.
+
+Each model is built on the ``meta`` device from its config alone (no weights, no memory) with that kernel, and
+capture is attached and detached, so an unsupported family (Falcon, Mamba, ...), a family that cannot run the
+kernel (Gemma 2 on sdpa) or a missing kernel is refused before the run directory is touched.
 """
 
 from __future__ import annotations
@@ -10,27 +16,68 @@ from __future__ import annotations
 from pathlib import Path
 
 from evalkit.attention.trial import attach_capture
-from evalkit.config.schema import EvalConfig
-from evalkit.errors import CaptureError
+from evalkit.config.schema import EvalConfig, ModelConfig
+from evalkit.errors import CaptureError, ConfigError
 from evalkit.models import describe_model
 
 
-def check_capture(config: EvalConfig, config_path: str | Path) -> None:
-    """Raise CaptureError naming the config, the model entry and the family if capture cannot work."""
-    if not config.attention.capture:
-        return
+def check_capture(config: EvalConfig, config_path: str | Path) -> dict[str, str]:
+    """Raise (ConfigError, CaptureError) naming the config, the model entry and the family if a model cannot load
+    with its kernel or cannot be captured; return {model name: the attn_implementation it loads with} (see the module doc)."""
+    kernels: dict[str, str] = {}
     for index, model_cfg in enumerate(config.models):
-        skeleton = _meta_model(describe_model(model_cfg).config, model_cfg.trust_remote_code)
+        hf_config = describe_model(model_cfg).config
+        if not config.attention.capture:
+            kernels[model_cfg.name] = model_cfg.attn_implementation
+            _check_loads(hf_config, model_cfg, model_cfg.attn_implementation, config_path, index)
+            continue
+        wanted = None if config.attention.inner == "auto" else config.attention.inner
+        skeleton = _meta_model(hf_config, model_cfg, wanted, f"{config_path}: attention.inner")
         try:
-            attach_capture(skeleton, config.attention).detach()
+            capture = attach_capture(skeleton, config.attention)
         except CaptureError as err:
             raise CaptureError(f"{config_path}: models[{index}] ({model_cfg.name}): {err}") from None
+        capture.detach()
+        _check_agrees(model_cfg, capture.inner, config_path, index)  # capture.inner: "auto" resolved per family
+        kernels[model_cfg.name] = capture.inner
+    return kernels
 
 
-def _meta_model(hf_config, trust_remote_code: bool):
-    """The model class of ``hf_config`` instantiated on the meta device (shapes only)."""
+def _check_loads(hf_config, model_cfg: ModelConfig, kernel: str, config_path: str | Path, index: int) -> None:
+    """Capture off: refuse an attn_implementation the family refuses (Gemma 2 on sdpa), before any weight loads.
+
+    Only transformers' own refusal counts; a family that cannot even be built on the meta device is left to the
+    load (that is not a kernel question)."""
+    try:
+        _meta_model(hf_config, model_cfg, kernel, f"{config_path}: models[{index}].attn_implementation")
+    except ConfigError:
+        raise
+    except Exception:  # noqa: BLE001 - meta construction of remote or exotic code: not this check's business
+        return
+
+
+def _check_agrees(model_cfg: ModelConfig, kernel: str, config_path: str | Path, index: int) -> None:
+    """Refuse an explicit ``attn_implementation`` that the capture kernel overrides (it would be ignored)."""
+    if "attn_implementation" in model_cfg.model_fields_set and model_cfg.attn_implementation != kernel:
+        raise ConfigError(
+            f"{config_path}: models[{index}].attn_implementation: {model_cfg.attn_implementation!r} conflicts with "
+            f"attention.inner {kernel!r} ({model_cfg.name}); while attention.capture is on attention.inner decides "
+            f"the kernel: remove attn_implementation or set it to {kernel!r}"
+        )
+
+
+def _meta_model(hf_config, model_cfg: ModelConfig, kernel: str | None, where: str):
+    """The model class of ``hf_config`` instantiated on the meta device (shapes only) with ``kernel``; a kernel
+    transformers refuses for this family or machine is a ConfigError at ``where`` (the field that chose it)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(hf_config, trust_remote_code=trust_remote_code)
+    try:
+        with torch.device("meta"):
+            return AutoModelForCausalLM.from_config(hf_config, trust_remote_code=model_cfg.trust_remote_code,
+                                                    **({"attn_implementation": kernel} if kernel else {}))
+    except (ValueError, ImportError) as err:  # transformers refuses a kernel the family or machine lacks
+        reason = " ".join(str(err).split())[:200]
+        if not any(word in reason.lower() for word in ("attention", "attn", "sdpa", "flash")):
+            raise  # not about the kernel: the load reports it
+        raise ConfigError(f"{where}: {model_cfg.name} cannot load with {kernel!r} ({reason}); use 'eager'") from None

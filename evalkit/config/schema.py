@@ -51,7 +51,10 @@ class ModelConfig(BaseModel):
     system_prompt: str | None = None
     max_new_tokens: int = Field(16, ge=1, le=4096)
     trust_remote_code: bool = False
-    attn_implementation: str = "sdpa"
+    attn_implementation: str = Field(
+        "sdpa", description="attention kernel the model loads with; while attention.capture is on, attention.inner "
+        "decides instead (an explicit different value here is refused)"
+    )
     backend: str = Field(
         "transformers", min_length=1, description="how the model is run (evalkit/models/backends.py): transformers"
     )
@@ -81,8 +84,9 @@ class AttentionConfig(BaseModel):
     """The ``attention:`` section: per-trial attention mass on prompt regions (see evalkit/attention/).
 
     ``inner`` is the kernel that still computes the model's output under capture; ``auto`` is sdpa, or the
-    family's eager kernel where it needs one (softcap, sinks). It replaces ``models[*].attn_implementation``
-    while capture is on.
+    family's eager kernel where it needs one (softcap, sinks). While capture is on it is the kernel every model
+    loads with: it wins over ``models[*].attn_implementation``, and a model entry that sets that to another kernel
+    is refused by validate (see ``evalkit/attention/preflight.py``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)

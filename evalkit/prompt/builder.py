@@ -5,7 +5,7 @@ Every prompt is built in the model's own tokens; its regions tile ``[0, prompt_t
     preamble        [BOS] template head, system prompt, instructions, blank line
     context_before  " s1 s2 ... sk"         whole haystack sentences
     needle          " <needle>"
-    context_after   " sk+1 ... sm"          the last haystack sentence may be cut at token level
+    context_after   " sk+1 ... sm"          whole haystack sentences (units: documents, key-value pairs)
     question        blank line, question, template tail, generation prompt, answer prefix
 
 Joining convention: every context piece (a haystack sentence or the needle), stripped of outer
@@ -13,6 +13,11 @@ whitespace, is encoded as a mid-text fragment with exactly one leading space, ``
 context it has in running text (see ``tokenization.py``). Pieces are concatenated as ids, so the
 needle has the same ids at every depth and the haystack the same ids at every depth: only the
 insertion point moves. Decoded, a prompt reads ``"{instructions}\\n\\n s1 s2 ... sm\\n\\n..."``.
+
+Exact length: the haystack is whole units (sentences, documents, key-value pairs), never a cut-off piece of
+one; when the next unit does not fit, content-free filler of exactly the missing tokens opens the haystack
+(``filler.py``; ``BuiltPrompt.filler_tokens`` says how many), and when the filler style cannot be that short one
+more whole unit makes room for a longer filler.
 
 Depth: the needle goes at the sentence boundary (start and end of the haystack included) whose token
 offset is closest to ``depth * haystack_tokens``; ``achieved_depth = context_before_tokens /
@@ -36,6 +41,7 @@ from evalkit.prompt.spans import (
     closest_boundary,
     tile_regions,
 )
+from evalkit.prompt.filler import filler_ids
 from evalkit.prompt.tokenization import (
     MID_TEXT_ANCHORS,
     AnchoredEncoder,
@@ -117,10 +123,9 @@ class PromptBuilder:
         context regions). Depths are fractions of the haystack alone, needles not counted.
 
         ``sentences`` is consumed only as far as the haystack needs. With ``length_tolerance_tokens``
-        0 one sentence is cut at token level so the prompt has exactly ``context_length`` tokens: its tail
-        opens the haystack (as if reading from the middle of a text), and the haystack ends on a whole
-        sentence; with a tolerance the prompt may end up to that many tokens short, on a sentence boundary,
-        instead of cutting a sentence (it is never longer than ``context_length``). Raises
+        0 content-free filler (``parts.filler``) opens the haystack so the prompt has exactly ``context_length``
+        tokens, and every sentence is whole; with a tolerance the prompt may end up to that many tokens short,
+        on a sentence boundary, instead of adding filler (it is never longer than ``context_length``). Raises
         PlacementError when the fixed parts do not fit or a check fails, HaystackError when
         ``sentences`` runs dry.
         """
@@ -131,20 +136,23 @@ class PromptBuilder:
         extra_ids = [self._needle_ids(text) for text, _ in extra_needles]
         fixed_tokens = len(frame.head_ids) + len(needle_ids) + len(frame.tail_ids) + sum(map(len, extra_ids))
         _require_room(fixed_tokens, context_length)
-        pieces = self._take_haystack(iter(sentences), context_length - fixed_tokens, length_tolerance_tokens,
-                                     context_length)
+        pieces, filler_tokens = self._take_haystack(iter(sentences), context_length - fixed_tokens,
+                                                    length_tolerance_tokens, context_length, parts.filler)
 
         boundary_token_offsets = list(accumulate((len(piece) for piece in pieces), initial=0))
         if extra_needles:
-            return place_needles(self, parts, frame, pieces, boundary_token_offsets, [needle_ids, *extra_ids],
-                                     [depth, *(d for _, d in extra_needles)], [t for t, _ in extra_needles],
-                                     context_length, length_tolerance_tokens)
+            built = place_needles(self, parts, frame, pieces, boundary_token_offsets, [needle_ids, *extra_ids],
+                                  [depth, *(d for _, d in extra_needles)], [t for t, _ in extra_needles],
+                                  context_length, length_tolerance_tokens)
+            return dataclasses.replace(built, filler_tokens=filler_tokens)
         # place the needle at the boundary nearest the requested depth
         needle_index = closest_boundary(boundary_token_offsets, depth)
         before_tokens, haystack_tokens = boundary_token_offsets[needle_index], boundary_token_offsets[-1]
         input_ids = tuple(
             chain(frame.head_ids, *pieces[:needle_index], needle_ids, *pieces[needle_index:], frame.tail_ids)
         )
+        input_ids = self.without_first_space(parts, input_ids, len(frame.head_ids),
+                                             pieces[0] if needle_index > 0 else needle_ids)
         lengths = (len(frame.head_ids), before_tokens, len(needle_ids), haystack_tokens - before_tokens)
         regions = tile_regions(*lengths, len(frame.tail_ids))
         self.verify(input_ids, regions, parts.needle, context_length, length_tolerance_tokens)
@@ -157,6 +165,7 @@ class PromptBuilder:
             requested_depth=float(depth),
             achieved_depth=achieved_depth(before_tokens, haystack_tokens, depth),
             prompt_sha256=ids_sha256(input_ids),
+            filler_tokens=filler_tokens,
         )
 
     def fixed_tokens(self, parts: PromptParts) -> int:
@@ -177,9 +186,11 @@ class PromptBuilder:
         if fixed_tokens > context_length:
             raise PlacementError(f"context_length {context_length} is too small: template, instructions and "
                                  f"question take {fixed_tokens} tokens; use at least {fixed_tokens}")
-        pieces = self._take_haystack(iter(sentences), context_length - fixed_tokens, length_tolerance_tokens,
-                                     context_length)
+        pieces, filler_tokens = self._take_haystack(iter(sentences), context_length - fixed_tokens,
+                                                    length_tolerance_tokens, context_length, parts.filler)
         input_ids = tuple(chain(frame.head_ids, *pieces, frame.tail_ids))
+        if pieces:
+            input_ids = self.without_first_space(parts, input_ids, len(frame.head_ids), pieces[0])
         regions = tile_regions(len(frame.head_ids), 0, 0, len(input_ids) - fixed_tokens, len(frame.tail_ids))
         if not context_length - length_tolerance_tokens <= len(input_ids) <= context_length:
             raise PlacementError(f"built {len(input_ids)} tokens for context_length {context_length}; "
@@ -187,8 +198,30 @@ class PromptBuilder:
         return BuiltPrompt(
             input_ids=input_ids, regions=regions, needle_text="", requested_context_length=context_length,
             length_tolerance_tokens=length_tolerance_tokens, requested_depth=math.nan, achieved_depth=math.nan,
-            prompt_sha256=ids_sha256(input_ids),
+            prompt_sha256=ids_sha256(input_ids), filler_tokens=filler_tokens,
         )
+
+    def without_first_space(
+        self, parts: PromptParts, input_ids: tuple[int, ...], context_token_start: int, first_ids: tuple[int, ...]
+    ) -> tuple[int, ...]:
+        """``input_ids`` with the first context piece (``first_ids`` at ``context_token_start``) placed without its
+        joining space when ``parts.first_piece_space`` is off, as it follows the text before it; else unchanged.
+
+        Raises PlacementError when dropping the space changes the piece's token count (the length would move).
+        """
+        if parts.first_piece_space or not first_ids:
+            return input_ids
+        text = decode_exact(self._tokenizer, first_ids).strip()
+        head_text = frame_text(self._tokenizer, parts, self._adds_bos).head_text
+        bare_ids = (self._encoder.encode_after(text, (head_text,), split_special_tokens=True) if head_text
+                    else encode_plain(self._tokenizer, text, split_special_tokens=True))
+        if len(bare_ids) != len(first_ids):
+            raise PlacementError(
+                f"without its joining space the first context piece {text[:40]!r} is {len(bare_ids)} tokens, not "
+                f"{len(first_ids)}; set raw_prompt.first_piece_space to true for this tokenizer"
+            )
+        end = context_token_start + len(first_ids)
+        return input_ids[:context_token_start] + tuple(bare_ids) + input_ids[end:]
 
     def gold_continuation_ids(self, parts: PromptParts, answer: str) -> list[int]:
         """Ids of the gold ``answer`` as they follow the prompt (e.g. ``" 12345"`` after "The pass key is").
@@ -234,11 +267,13 @@ class PromptBuilder:
         return frame
 
     def _take_haystack(
-        self, sentences: Iterator[str], budget_tokens: int, tolerance_tokens: int, context_length: int
-    ) -> list[tuple[int, ...]]:
-        """Fragments of whole sentences filling ``budget_tokens``, led by the tail of one cut to fit exactly.
+        self, sentences: Iterator[str], budget_tokens: int, tolerance_tokens: int, context_length: int,
+        filler_style: str,
+    ) -> tuple[list[tuple[int, ...]], int]:
+        """Fragments of whole sentences filling ``budget_tokens``, led by content-free filler to fit exactly.
 
-        Within the tolerance the haystack ends short on a sentence boundary rather than cutting.
+        Returns the pieces and the filler's token count. Within the tolerance the haystack ends short on a
+        sentence boundary rather than adding filler.
         """
         pieces: list[tuple[int, ...]] = []
         total_tokens = 0
@@ -259,11 +294,25 @@ class PromptBuilder:
             elif remaining_tokens <= tolerance_tokens:
                 break
             else:
-                # the haystack opens mid-sentence (the tail of this sentence) so that it ends on a
-                # whole sentence: a needle at depth 1.0 then follows a full stop, not a cut-off clause
-                pieces.insert(0, sentence_ids[len(sentence_ids) - remaining_tokens :])
-                total_tokens = budget_tokens
-        return pieces
+                return self._fill_exactly(pieces, remaining_tokens, filler_style)
+        return pieces, 0
+
+    def _fill_exactly(
+        self, pieces: list[tuple[int, ...]], gap_tokens: int, style: str
+    ) -> tuple[list[tuple[int, ...]], int]:
+        """``pieces`` opened by filler of ``gap_tokens`` (or more, in place of whole units dropped from the end);
+        returns the pieces and the filler's token count."""
+        filler_tokens = gap_tokens
+        filler = filler_ids(self.fragment_ids, filler_tokens, style)
+        kept = list(pieces)
+        while filler is None and kept:  # too short for this filler style: one more whole unit makes room
+            filler_tokens += len(kept.pop())
+            filler = filler_ids(self.fragment_ids, filler_tokens, style)
+        if filler is None:
+            raise PlacementError(f"no {style} filler of {filler_tokens} tokens exists for this tokenizer; "
+                                 "set length_tolerance_tokens to allow a shorter prompt")
+        # the haystack opens with the filler and ends on a whole unit: a needle at depth 1.0 follows a full one
+        return [*filler, *kept], filler_tokens
 
     def _next_sentence_ids(self, sentences: Iterator[str]) -> tuple[int, ...] | None:
         """Fragment ids of the next non-blank sentence, or None when the stream is exhausted."""

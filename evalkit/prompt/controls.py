@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from evalkit.errors import PlacementError
-from evalkit.prompt.layouts import Layout, apply_layout
 from evalkit.prompt.builder import PromptBuilder
+from evalkit.prompt.haystack_check import CandidateFilter, check_haystack_clean
+from evalkit.prompt.layouts import Layout, apply_layout
+from evalkit.tasks.needles import answer_candidates
 from evalkit.scoring import score_answer, values_found
 from evalkit.types import BuiltPrompt, NeedleInstance, PromptParts, Score, Trial
 
@@ -73,8 +75,11 @@ def build_trial_prompt(builder: PromptBuilder, task: Any, trial: Trial, model_cf
     tolerance = config.length_tolerance_tokens
     extras = list(zip(needle.extra_needles, needle.extra_depths))
     extra: dict[str, Any] = dict(needle.facts)
+    # units that mention the answer (or the asked key or entity) never enter the haystack
+    candidates = answer_candidates(needle)
+    units = CandidateFilter(task.sentences(trial.seed), candidates)
     if trial.control == "closed_book":
-        prompt = builder.build_without_needle(parts, task.sentences(trial.seed), trial.context_length, tolerance)
+        prompt = builder.build_without_needle(parts, units, trial.context_length, tolerance)
     elif trial.control == "oracle":
         # no haystack: the prompt is exactly the fixed parts, needles in their order of depth
         length = builder.fixed_tokens(parts) + sum(len(builder.fragment_ids(text)) for text, _ in extras)
@@ -84,15 +89,22 @@ def build_trial_prompt(builder: PromptBuilder, task: Any, trial: Trial, model_cf
             dummy = dummy_sentence(builder, len(builder.fragment_ids(parts.needle)))
             parts = dataclasses.replace(parts, needle=dummy)
             extra["dummy"] = dummy
-        prompt = builder.build_prompt(parts, task.sentences(trial.seed), trial.context_length, trial.depth,
+        prompt = builder.build_prompt(parts, units, trial.context_length, trial.depth,
                                       tolerance, extra_needles=extras)
+    check_haystack_clean(builder.tokenizer, prompt, candidates)
+    if units.dropped:
+        extra["haystack_units_dropped"] = units.dropped
+    if getattr(task.haystack, "dropped_sentences", 0):  # a files or dataset haystack: values of the needle's kind
+        extra["haystack_sentences_dropped"] = task.haystack.dropped_sentences
+    if prompt.filler_tokens:
+        extra["filler_tokens"] = prompt.filler_tokens
     if "entity" in needle.facts and not trial.control:  # doc_qa: the gold document's index among the documents
         return TrialPrompt(parts, needle, prompt, extra, *_document_position(builder, prompt))
     return TrialPrompt(parts, needle, prompt, extra)
 
 
 def _document_position(builder: PromptBuilder, prompt: BuiltPrompt) -> tuple[int, int]:
-    """Whole documents before the gold one (its 0-based index) and in all (the haystack may open mid-document)."""
+    """Whole documents before the gold one (its 0-based index) and in all (the haystack holds whole documents)."""
     def titles(region: str) -> int:
         span = prompt.regions[region]
         return builder.tokenizer.decode(list(prompt.input_ids[span.token_start : span.token_end])).count("(Title: ")

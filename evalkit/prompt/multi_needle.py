@@ -45,6 +45,8 @@ def place_needles(
         position += len(needles[i])
     chunks += [*pieces[next_piece:], frame.tail_ids]
     input_ids = tuple(chain(*chunks))
+    if len(chunks) > 2:  # the first context piece (a needle or a haystack piece) may go without its space
+        input_ids = builder.without_first_space(parts, input_ids, len(frame.head_ids), chunks[1])
     head, tail = len(frame.head_ids), len(frame.tail_ids)
     main_start, main_end = starts[0], starts[0] + len(needles[0])
     lengths = (head, main_start - head, len(needles[0]), len(input_ids) - tail - main_end)

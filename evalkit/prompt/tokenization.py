@@ -102,14 +102,7 @@ def frame_text(tokenizer: Any, parts: PromptParts, adds_bos: bool) -> FrameText:
     question = parts.question.strip()
     answer_prefix = parts.answer_prefix.strip()
     if not parts.use_chat_template:
-        # no system role without a template: a system prompt opens the text, before the instructions
-        system_prompt = (parts.system_prompt or "").strip()
-        before, after = _layout_pieces(parts, instructions, f"Question: {question}" if question else "")
-        head_text = "".join(f"{text}\n\n" for text in (system_prompt, *before) if text)
-        question_line = f"Question: {question}\n" if question and parts.question_position != "before" else ""
-        after_text = "".join(f"{text}\n\n" for text in after[:-1] if text)  # the question line comes last
-        tail_text = f"\n\n{after_text}{question_line}Answer:" + (f" {answer_prefix}" if answer_prefix else "")
-        return FrameText(head_text=head_text, tail_text=tail_text, bos_prefix=adds_bos)
+        return _plain_frame(parts, instructions, question, answer_prefix, adds_bos)
     rendered = _render_chat(tokenizer, parts, instructions, question)
     head_text, tail_text = rendered.split(CONTEXT_MARKER)
     if answer_prefix:
@@ -118,6 +111,23 @@ def frame_text(tokenizer: Any, parts: PromptParts, adds_bos: bool) -> FrameText:
         tail_text = f"{tail_text}{joiner}{answer_prefix}"
     # every context piece brings its own leading space, so the head's trailing blanks would double it
     return FrameText(head_text=head_text.rstrip(" \t"), tail_text=tail_text, bos_prefix=False)
+
+
+def _plain_frame(parts: PromptParts, instructions: str, question: str, answer_prefix: str, adds_bos: bool) -> FrameText:
+    """The template-off frame: blocks joined by ``parts.separator``, the question and answer lines as the task
+    frames them (defaults: ``"\n\n"``, ``"Question: {question}\n"``, ``"Answer:"``)."""
+    # no system role without a template: a system prompt opens the text, before the instructions
+    system_prompt = (parts.system_prompt or "").strip()
+    separator = parts.separator
+    question_line = parts.question_format.format(question=question) if question else ""
+    before, after = _layout_pieces(parts, instructions, question_line.strip())
+    head_text = "".join(f"{text}{separator}" for text in (system_prompt, *before) if text)
+    if parts.question_position == "before":
+        question_line = ""
+    after_text = "".join(f"{text}{separator}" for text in after[:-1] if text)  # the question line comes last
+    answer = parts.answer_format + (f" {answer_prefix}" if answer_prefix else "")
+    tail_text = f"{separator}{after_text}{question_line}{answer}"
+    return FrameText(head_text=head_text, tail_text=tail_text, bos_prefix=adds_bos)
 
 
 def _layout_pieces(parts: PromptParts, instructions: str, question: str) -> tuple[list[str], list[str]]:

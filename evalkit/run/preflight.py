@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import logging
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any, Iterator
 from evalkit.config.schema import EvalConfig, ModelConfig, config_hash
 from evalkit.errors import ConfigError, EvalkitError
 from evalkit.types import NeedleInstance, PromptParts, Trial
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,10 @@ def prepare_tasks(config: EvalConfig, config_path: Path) -> dict[str, PreparedTa
         try:
             spec = load_task(name, config.task_search_dirs())
             prepared[spec.name] = PreparedTask(spec, haystack_for_task(spec))
+            dropped = getattr(prepared[spec.name].haystack, "dropped_sentences", 0)
+            if dropped:  # stated once per run here, and in every record's extra
+                log.warning("%s: tasks[%d] (%s): %d haystack sentences hold values of the needle's kind and are "
+                            "left out", config_path, index, spec.name, dropped)
         except EvalkitError as err:
             raise type(err)(f"{config_path}: tasks[{index}]: {err}") from None
     return prepared

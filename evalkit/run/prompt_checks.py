@@ -8,19 +8,22 @@ Only the tokenizer of each model is loaded (no weights).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from evalkit.config.schema import EvalConfig, ModelConfig
 from evalkit.errors import ConfigError, HaystackError, PlacementError
 from evalkit.run.preflight import PreparedTask
+from evalkit.types import PromptParts
 
 
 def check_prompts_fit(config: EvalConfig, config_path: str | Path, tasks: Mapping[str, PreparedTask]) -> None:
     """Raise ``ConfigError`` naming the file, field and numbers when some trial's prompt cannot be built.
 
     For every model and task: the fixed parts (template, instructions, needle, question) of every
-    sample's needle must fit the smallest context length, and a ``files`` haystack must hold at
+    sample's needle must fit the smallest context length, every sample's gold answer must fit the
+    model's ``max_new_tokens`` (see ``check_answer_budget``), and a ``files`` haystack must hold at
     least as many distinct tokens as the longest context length needs (evalkit never repeats or
     truncates silently).
     """
@@ -33,7 +36,10 @@ def check_prompts_fit(config: EvalConfig, config_path: str | Path, tasks: Mappin
         builder = PromptBuilder(tokenizer)
         for name, task in tasks.items():
             where = f"(task {name}, model {model_cfg.name})"
-            fixed_tokens = _largest_fixed_part(builder, config, config_path, task, model_cfg, where)
+            samples = _measure_samples(builder, config, config_path, task, model_cfg, where)
+            check_answer_budget(samples.gold_tokens, samples.gold_answer, model_cfg, index, name, config_path,
+                                stop_tokens=1 if getattr(builder.tokenizer, "eos_token_id", None) is not None else 0)
+            fixed_tokens = _largest_fixed_part(builder, config, config_path, samples.longest_needle_parts, where)
             _check_file_haystack(builder, config, config_path, task, fixed_tokens, where)
 
 
@@ -55,27 +61,69 @@ def _check_chat_template(config: EvalConfig, config_path: str | Path, index: int
         )
 
 
-def _largest_fixed_part(
+def check_answer_budget(gold_tokens: int, gold_answer: str, model_cfg: ModelConfig, model_index: int, task: str,
+                        config_path: str | Path, stop_tokens: int = 1) -> None:
+    """ConfigError unless ``max_new_tokens`` holds the longest gold answer plus its stop token.
+
+    The answer prefix ends the prompt, so the model does not have to generate it; ``gold_tokens`` are the gold
+    answer's ids as they follow the prefix. A budget below that can never score the trial correct (the answer
+    is cut off), so it is refused instead of run.
+    """
+    needed = gold_tokens + stop_tokens
+    if model_cfg.max_new_tokens < needed:
+        stop = f" plus {stop_tokens} stop token" if stop_tokens else ""
+        raise ConfigError(
+            f"{config_path}: models[{model_index}].max_new_tokens: {model_cfg.max_new_tokens} tokens cannot hold "
+            f"task {task}'s gold answer, {gold_tokens} tokens in {model_cfg.name}'s tokenizer ({_clip(gold_answer)})"
+            f"{stop}; set max_new_tokens to at least {needed}"
+        )
+
+
+@dataclass(frozen=True)
+class _SampleSizes:
+    """What the samples of one task need: the parts of the longest needle, the longest gold answer."""
+
+    longest_needle_parts: PromptParts
+    gold_tokens: int
+    gold_answer: str
+
+
+def _measure_samples(
     builder: Any, config: EvalConfig, config_path: str | Path, task: PreparedTask, model_cfg: ModelConfig, where: str
-) -> int:
-    """Tokens taken by everything but the haystack, for the sample with the longest needle."""
+) -> _SampleSizes:
+    """The longest needle and the longest gold answer over the config's samples (gold ids must round-trip)."""
     from evalkit.run.plan import trial_seed
 
-    smallest = min(config.context_lengths)
     longest_needle: tuple[int, Any] | None = None
+    longest_gold: tuple[int, str] = (0, "")
     for sample in range(config.samples):
         parts, needle = task.parts_for(seed=trial_seed(config.seed, task.spec.name, sample), model_cfg=model_cfg)
         try:
-            builder.gold_continuation_ids(parts, needle.answer)
+            gold_tokens = len(builder.gold_continuation_ids(parts, needle.answer))
         except PlacementError as err:
             raise ConfigError(f"{config_path}: tasks: {err} {where}") from None
+        if gold_tokens > longest_gold[0]:
+            longest_gold = (gold_tokens, needle.answer)
         needle_tokens = len(builder.fragment_ids(parts.needle))  # the frame is the same for every sample
         if longest_needle is None or needle_tokens > longest_needle[0]:
             longest_needle = (needle_tokens, parts)
     assert longest_needle is not None  # samples >= 1
+    return _SampleSizes(longest_needle[1], *longest_gold)
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return repr(text) if len(text) <= limit else repr(text[: limit - 1] + "…")
+
+
+def _largest_fixed_part(
+    builder: Any, config: EvalConfig, config_path: str | Path, parts: PromptParts, where: str
+) -> int:
+    """Tokens taken by everything but the haystack, for the sample with the longest needle (``parts``)."""
+    smallest = min(config.context_lengths)
     # a stand-in haystack: only the fixed parts are measured here
     try:
-        prompt = builder.build_prompt(longest_needle[1], iter(["Filler."] * (smallest + 1)), smallest, 0.0,
+        # "The end." keeps its token count with or without the joining space (raw_prompt.first_piece_space)
+        prompt = builder.build_prompt(parts, iter(["The end."] * (smallest + 1)), smallest, 0.0,
                                       config.length_tolerance_tokens)
     except (PlacementError, HaystackError) as err:
         raise ConfigError(f"{config_path}: context_lengths: {err} {where}") from None
@@ -96,18 +144,17 @@ def _check_file_haystack(
     builder: Any, config: EvalConfig, config_path: str | Path, task: PreparedTask, fixed_tokens: int, where: str
 ) -> None:
     """A ``files`` haystack must hold the haystack tokens of the longest context without repeating."""
-    from evalkit.tasks.haystacks import FileHaystack, read_sentences
+    from evalkit.tasks.haystacks import FileHaystack
 
     if not isinstance(task.haystack, FileHaystack):
         return  # the generated haystack is endless
     longest = max(config.context_lengths)
     needed_tokens = longest - fixed_tokens
     have_tokens = 0
-    for path in task.haystack.files:
-        for sentence in read_sentences(path):
-            have_tokens += len(builder.fragment_ids(sentence))
-            if have_tokens >= needed_tokens:
-                return
+    for sentence in task.haystack.units:  # without the sentences left out for holding values of the needle's kind
+        have_tokens += len(builder.fragment_ids(sentence))
+        if have_tokens >= needed_tokens:
+            return
     files = ", ".join(str(p) for p in task.haystack.files)
     raise ConfigError(
         f"{config_path}: context_lengths: context_length {longest} needs {needed_tokens} haystack tokens but the "

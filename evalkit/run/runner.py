@@ -95,7 +95,8 @@ def run_eval(
     revisions = check_model_limits(config, config_path)
     check_prompts_fit(config, config_path, tasks)  # before the run directory exists
     check_backends(config, config_path)  # a backend asked for what it cannot do is refused here too
-    check_capture(config, config_path)  # an uncapturable family is refused before the run dir is written
+    # a kernel the family cannot run, or an uncapturable family, is refused before the run dir is written
+    kernels = check_capture(config, config_path)
     trials = expand(config, {name: t.spec for name, t in tasks.items()}, revisions)
     if limit is not None:
         trials = limit_trials(trials, limit)
@@ -108,7 +109,7 @@ def run_eval(
         trials = shard_trials(trials, slot)  # this process's share (all of them for one process)
         todo = [t for t in trials if t.trial_id not in done]
         log.info("%s: %d trials planned, %d already done, %d to run", run_dir, len(trials), len(trials) - len(todo), len(todo))
-        ran = _run_trials(config, config_path, tasks, (trials, done), store, quiet)
+        ran = _run_trials(config, config_path, tasks, (trials, done), store, quiet, kernels)
         skipped = len(store.skipped_ids() & {t.trial_id for t in trials})
     # with several processes the main one reports once all are done (see distributed.py)
     if write_report and not wait_for_everyone(slot):
@@ -127,6 +128,7 @@ def _run_trials(
     plan: tuple[list[Trial], set[str]],
     store: RunStore,
     quiet: bool,
+    kernels: dict[str, str],
 ) -> int:
     """Run the trials of ``plan`` (this process's trials, ids already done) model by model; return how many ran."""
     trials, done = plan
@@ -138,7 +140,9 @@ def _run_trials(
             model_trials = [t for t in trials if t.model == model_cfg.name]
             if all(t.trial_id in done for t in model_trials):
                 continue
-            session = _open_model(model_cfg, config, config_path, tasks)
+            # the kernel check_capture chose (attention.inner while capture is on) is the one the model loads with
+            loaded_cfg = model_cfg.model_copy(update={"attn_implementation": kernels[model_cfg.name]})
+            session = _open_model(loaded_cfg, config, config_path, tasks)
             try:
                 for record in _scheduled(session, tasks, (model_trials, done), config, store):
                     store.append(record)
@@ -325,8 +329,15 @@ def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: Tria
         **record_axes(trial),
         gold_document_index=built.gold_document_index,
         documents_total=built.documents_total,
-        extra={**built.extra, **score_extra},
+        extra={**built.extra, **score_extra,
+               "truncated": is_truncated(output.generated_token_ids, session.config.max_new_tokens,
+                                         session.backend.info.stop_token_ids)},
     )
+
+
+def is_truncated(generated_ids: tuple[int, ...], max_new_tokens: int, stop_token_ids) -> bool:
+    """True when generation used the whole budget without a stop token (the answer may be cut off)."""
+    return len(generated_ids) >= max_new_tokens and (not generated_ids or generated_ids[-1] not in set(stop_token_ids))
 
 
 def _write_report(run_dir: Path) -> Path:

@@ -1,7 +1,9 @@
 """Haystack sources: deterministic, endless streams of filler sentences.
 
 Every sentence ends with terminal punctuation (``.``, ``!`` or ``?``, possibly followed by a closing
-quote or bracket) and holds no newline, so the prompt builder can cut and place at sentence boundaries.
+quote or bracket) or at a paragraph break, and holds no newline, so the prompt builder can place at sentence
+boundaries. Text from the user's files or datasets is checked for the needle's kind of value: sentences that
+hold one (any number for an integer pass key) are left out, and the count is stated (``dropped_sentences``).
 """
 
 from __future__ import annotations
@@ -20,10 +22,15 @@ from evalkit.errors import HaystackError
 from evalkit.tasks.prose import generate_sentences
 from evalkit.tasks.sources import DocumentsHaystack, KvPairsHaystack, NoiseHaystack
 from evalkit.tasks.spec import FilesHaystackSpec, GeneratedHaystackSpec, TaskSpec
+from evalkit.tasks.values import drop_matching, value_kind_pattern
 
 # a sentence: the shortest run of text up to . ! ? (and closing quotes/brackets) that whitespace or the end follows
 _SENTENCE_RE = re.compile(r"\S.*?[.!?]+[\"'\u201d\u2019)\]]*(?=\s|$)")
 _GLOB_CHARS = re.compile(r"[*?\[]")
+# a paragraph break: a blank line (whitespace-only lines count as blank)
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
+# a full stop glued to the next sentence ("accelerating.We"): lower-case letter, terminal mark, capitalised word
+_GLUED = re.compile(r"(?<=[a-z][.!?])(?=[A-Z][a-z])")
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +96,18 @@ class FileHaystack:
         self.files: tuple[Path, ...] = tuple(files)
         self.skipped: tuple[tuple[Path, str], ...] = tuple(skipped)  # (file, why) of glob matches left out
         self._sentences: tuple[str, ...] = tuple(sentences)
+        self.dropped_sentences = 0
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        """The sentences the stream cycles through (after ``drop_matching``)."""
+        return self._sentences
+
+    def drop_matching(self, pattern: re.Pattern[str], what: str) -> int:
+        """Leave out the sentences ``pattern`` finds something in; HaystackError if fewer than two remain."""
+        where = ", ".join(str(f) for f in self.files)
+        self._sentences, self.dropped_sentences = drop_matching(self._sentences, pattern, what, where)
+        return self.dropped_sentences
 
     def sentences(self, seed: int) -> Iterator[str]:
         """Endless cycle through the files' sentences, starting at an offset drawn from ``seed``."""
@@ -126,19 +145,22 @@ def expand_paths(item: str | Path) -> list[Path]:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Split prose into sentences on . ! ? followed by whitespace; whitespace collapses to single spaces.
+    """Split prose into sentences on . ! ? followed by whitespace, and at paragraph breaks (blank lines).
 
-    Trailing text without terminal punctuation becomes a last sentence ending in ``.``.
+    Whitespace inside a paragraph collapses to single spaces; a terminal mark glued to the next sentence
+    ("accelerating.We") still ends a sentence. A paragraph that ends without terminal punctuation (a heading,
+    a cut passage) is a sentence as it is: nothing is added to the text.
     """
-    flat = " ".join(text.split())
     found: list[str] = []
-    end = 0
-    for match in _SENTENCE_RE.finditer(flat):  # matches are separated by whitespace only
-        found.append(match.group(0))
-        end = match.end()
-    tail = flat[end:].strip()
-    if tail:
-        found.append(tail + ".")
+    for paragraph in _PARAGRAPH_BREAK.split(text):
+        flat = _GLUED.sub(" ", " ".join(paragraph.split()))
+        end = 0
+        for match in _SENTENCE_RE.finditer(flat):  # matches are separated by whitespace only
+            found.append(match.group(0))
+            end = match.end()
+        tail = flat[end:].strip()
+        if tail:
+            found.append(tail)
     return found
 
 
@@ -187,6 +209,18 @@ class DatasetHaystack:
         self._sentences = tuple(s for text in data[column] if isinstance(text, str) for s in split_sentences(text))
         if len(self._sentences) < 2:
             raise HaystackError(f"{path}: column {column!r} holds fewer than two sentences; use a text column")
+        self._path = path
+        self.dropped_sentences = 0
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        """The sentences the stream cycles through (after ``drop_matching``)."""
+        return self._sentences
+
+    def drop_matching(self, pattern, what: str) -> int:
+        """Leave out the sentences ``pattern`` finds something in; HaystackError if fewer than two remain."""
+        self._sentences, self.dropped_sentences = drop_matching(self._sentences, pattern, what, self._path)
+        return self.dropped_sentences
 
     def sentences(self, seed: int) -> Iterator[str]:
         """The dataset's sentences cycled from an offset drawn from ``seed``."""
@@ -248,7 +282,15 @@ def haystack_from_spec(spec: GeneratedHaystackSpec | FilesHaystackSpec, task_fil
 
 
 def haystack_for_task(task: TaskSpec) -> HaystackSource:
-    """The haystack source of a loaded task (a ``files`` path is relative to the task's file); built once."""
+    """The haystack source of a loaded task (a ``files`` path is relative to the task's file); built once.
+
+    A finite source (files, dataset) leaves out the sentences holding values of the needle's kind
+    (``value_kind_pattern``); ``dropped_sentences`` says how many.
+    """
     if task.loaded_haystack is not None:
         return task.loaded_haystack  # type: ignore[return-value]
-    return haystack_from_spec(task.haystack, task.source_dir)
+    source = haystack_from_spec(task.haystack, task.source_dir)
+    kind = value_kind_pattern(task)
+    if kind is not None and hasattr(source, "drop_matching"):
+        source.drop_matching(*kind)
+    return source

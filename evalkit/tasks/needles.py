@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from evalkit.tasks.kinds import generate
 from evalkit.tasks.spec import (
     ChoiceValue,
+    FixedValue,
     IntegerValue,
     KvGenerator,
     TaskSpec,
@@ -25,8 +26,14 @@ from evalkit.types import NeedleInstance, PromptParts
 if TYPE_CHECKING:
     from evalkit.config.schema import ModelConfig
 
-def draw_value(spec: IntegerValue | ChoiceValue | WordValue | UuidValue, rng: random.Random) -> str:
-    """One value of a value spec, drawn from ``rng``."""
+# closes the key-value object after the last pair's comma: a member no question asks about
+KV_CONTEXT_CLOSE = '"end": null}'
+
+
+def draw_value(spec: IntegerValue | ChoiceValue | WordValue | UuidValue | FixedValue, rng: random.Random) -> str:
+    """One value of a value spec, drawn from ``rng`` (a fixed value draws nothing)."""
+    if isinstance(spec, FixedValue):
+        return spec.value
     if isinstance(spec, IntegerValue):
         return str(rng.randint(1, 9)) + "".join(str(rng.randint(0, 9)) for _ in range(spec.digits - 1))
     if isinstance(spec, ChoiceValue):
@@ -53,6 +60,27 @@ def instantiate_needle(task: TaskSpec, seed: int) -> NeedleInstance:
     )
 
 
+def answer_candidates(needle: NeedleInstance) -> tuple[str, ...]:
+    """Texts that must appear in a prompt only inside its needles: the gold answer, every value a needle carries,
+    and what names the asked fact where the kind tells it (the key of a key-value pair, the entity of a doc_qa
+    question), so the haystack can neither answer the question nor hold a second answer to it."""
+    texts = [needle.answer, needle.value, *needle.required_values, *needle.needle_values]
+    texts += [str(needle.facts[name]) for name in ("key", "entity") if needle.facts.get(name)]
+    if needle.required_values:  # "v1, v2, v3" is never one text; its parts are listed above
+        texts.remove(needle.answer)
+    unique = dict.fromkeys(t.strip() for t in texts if t.strip())
+    return tuple(unique)
+
+
+def _raw_prompt_fields(task: TaskSpec) -> dict[str, object]:
+    """The template-off framing of ``task.raw_prompt`` as PromptParts fields (none: the defaults)."""
+    raw = task.raw_prompt
+    if raw is None:
+        return {}
+    return {"separator": raw.separator, "question_format": raw.question_format,
+            "answer_format": raw.answer_format, "first_piece_space": raw.first_piece_space}
+
+
 def prompt_parts(task: TaskSpec, needle: NeedleInstance, model_cfg: ModelConfig) -> PromptParts:
     """Text pieces for the prompt builder; system prompt and chat-template use come from the model entry."""
     return PromptParts(
@@ -62,6 +90,9 @@ def prompt_parts(task: TaskSpec, needle: NeedleInstance, model_cfg: ModelConfig)
         answer_prefix=task.answer_prefix,
         system_prompt=model_cfg.system_prompt,
         use_chat_template=model_cfg.chat_template,
-        # key-value retrieval: the pairs form one JSON object
-        **({"context_open": "{", "context_close": "}"} if isinstance(task.generator, KvGenerator) else {}),
+        **_raw_prompt_fields(task),
+        # key-value retrieval: the pairs form one JSON object; every pair ends in a comma, so a closing member
+        # keeps it valid JSON, and the filler that makes the exact length is a member too
+        **({"context_open": "{", "context_close": KV_CONTEXT_CLOSE, "filler": "json_member"}
+           if isinstance(task.generator, KvGenerator) else {}),
     )

@@ -65,7 +65,47 @@ class UuidValue(BaseModel):
     kind: Literal["uuid"]
 
 
-ValueSpec = Annotated[Union[IntegerValue, ChoiceValue, WordValue, UuidValue], Field(discriminator="kind")]
+class FixedValue(BaseModel):
+    """The same ``value`` in every trial (``value: {kind: fixed, value: "71432"}``)."""
+
+    model_config = _SPEC
+    kind: Literal["fixed"]
+    value: str = Field(min_length=1)
+
+
+ValueSpec = Annotated[Union[IntegerValue, ChoiceValue, WordValue, UuidValue, FixedValue],
+                      Field(discriminator="kind")]
+
+
+class RawPromptSpec(BaseModel):
+    """The prompt text around the context when the model's chat template is off (``chat_template: false``).
+
+    The prompt reads ``{instructions}{separator}{context}{separator}{question_format}{answer_format}
+    [" " answer_prefix]``; the defaults give evalkit's usual ``"...\n\n{context}\n\nQuestion: {q}\nAnswer:"``.
+    ``first_piece_space: false`` places the first context piece without its joining space, so the context can
+    open with ``"The"`` right after the separator (later pieces still join with one space).
+    """
+
+    model_config = _SPEC
+    separator: str = Field("\n\n", description="text between instructions, context and question")
+    question_format: str = Field("Question: {question}\n", description="the question line; {question} is the question")
+    answer_format: str = Field("Answer:", description="text after the question, before the answer prefix")
+    first_piece_space: bool = Field(True, description="false: the context opens without a joining space")
+
+    @field_validator("question_format")
+    @classmethod
+    def _has_question(cls, text: str) -> str:
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"{text!r} is not a valid template ({exc}); write {{{{ for a literal brace") from None
+        if names != {"question"}:
+            raise ValueError(f"{text!r} must contain {{question}} and no other field (write {{{{ for a brace)")
+        try:
+            text.format(question="q")
+        except (ValueError, IndexError, KeyError, AttributeError) as exc:
+            raise ValueError(f"{text!r} cannot be filled in ({exc}); write plain {{question}}") from None
+        return text
 
 
 class GeneratedHaystackSpec(BaseModel):
@@ -187,6 +227,9 @@ class TaskSpec(BaseModel):
     instructions: str = ""
     answer_prefix: str = Field("", description="text the assistant turn starts with")
     haystack: HaystackSpec = Field(default_factory=lambda: GeneratedHaystackSpec(source="generated"))
+    raw_prompt: RawPromptSpec | None = Field(
+        None, description="prompt text around the context with the chat template off (None: evalkit's default)"
+    )
 
     generator: GeneratorSpec | None = Field(
         None, description="a built-in needle kind (tasks/kinds.py) instead of needle, value and question"
@@ -243,7 +286,8 @@ class TaskSpec(BaseModel):
         Covers the spec as written; for a ``files`` haystack that is the path, not the text in the files.
         """
         data = self.model_dump(mode="json")
-        for name in ("generator", "needle", "value", "question"):  # unset optional keys: older tasks keep their hash
+        # unset optional keys: older tasks keep their hash (and their trial ids)
+        for name in ("generator", "needle", "value", "question", "raw_prompt"):
             if data.get(name) is None:
                 data.pop(name, None)
         text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

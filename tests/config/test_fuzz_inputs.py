@@ -86,7 +86,7 @@ TASK_PATH, OUT_DIR = "@TASK_PATH@", "@OUT_DIR@"  # replaced by the case's real p
 
 def base_config(model: str) -> dict:
     """A valid config for the tiny model and the fuzz task (paths as placeholders)."""
-    return {"models": [{"name": model, "dtype": "float32", "device": "cpu", "max_new_tokens": 3}],
+    return {"models": [{"name": model, "dtype": "float32", "device": "cpu", "max_new_tokens": 8}],
             "tasks": [TASK_PATH], "context_lengths": [128, 256], "depths": [0.0, 0.5, 1.0], "samples": 2, "seed": 1,
             "output_dir": OUT_DIR}
 

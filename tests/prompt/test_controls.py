@@ -78,8 +78,9 @@ def test_closed_book_has_no_needle_and_oracle_has_no_haystack(smollm2_tokenizer,
     assert value in _decode(smollm2_tokenizer, placed.prompt.input_ids)
     assert value not in _decode(smollm2_tokenizer, closed.prompt.input_ids)
     assert closed.prompt.prompt_tokens == 256 and closed.prompt.regions["needle"].length == 0
-    assert closed.extra == {}  # the control kind is a record field (record_axes), not an extra
+    assert closed.extra == {"filler_tokens": closed.prompt.filler_tokens}  # the control kind is a record field
     assert record_axes(_trial(cfg, "closed_book"))["control"] == "closed_book"
+    assert closed.prompt.filler_tokens > 0  # the record says how much content-free filler makes the exact length
     spans = [closed.prompt.regions[name] for name in REGION_NAMES]
     assert all(a.token_end == b.token_start for a, b in zip(spans, spans[1:]))
     # oracle: the fixed parts of the placement prompt and the needle, nothing else
@@ -114,7 +115,7 @@ def test_run_records_controls_and_report_shows_their_rates(tmp_path, tiny_model_
 
     path = write_config(
         tmp_path / "c.yaml", models=[{"name": str(tiny_model_dir), "dtype": "float32", "device": "cpu",
-                                      "max_new_tokens": 2}],
+                                      "max_new_tokens": 8}],
         tasks=["passkey"], context_lengths=[128], depths=[0.0, 1.0], samples=1, output_dir=str(tmp_path / "run"),
         controls=["closed_book", "oracle", "dummy_needle"])
     summary = run_eval(load_config(path), path, quiet=True)

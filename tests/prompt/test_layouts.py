@@ -62,7 +62,7 @@ def test_run_records_layout_and_report_compares_layouts(tmp_path, tiny_model_dir
 
     path = write_config(
         tmp_path / "c.yaml", models=[{"name": str(tiny_model_dir), "dtype": "float32", "device": "cpu",
-                                      "max_new_tokens": 2}],
+                                      "max_new_tokens": 8}],
         tasks=["passkey"], context_lengths=[160], depths=[0.0, 1.0], samples=1, output_dir=str(tmp_path / "run"),
         layout={"question_position": ["after", "before"], "context_markers": ["xml"]})
     summary = run_eval(load_config(path), path, quiet=True, write_report=False)

@@ -35,6 +35,7 @@ from tokenizer_fixtures import (
 
 from evalkit.errors import HaystackError, PlacementError
 from evalkit.prompt.builder import PromptBuilder, build_prompt, gold_continuation_ids
+from evalkit.prompt.filler import filler_ids
 from evalkit.types import REGION_NAMES, BuiltPrompt, PromptParts
 
 EXAMPLES_PER_FAMILY = 200
@@ -109,7 +110,8 @@ _TAIL = "\n\nQuestion: What is the key?\nAnswer: The key is"
 
 @pytest.fixture(scope="module")
 def word_level():
-    return word_level_tokenizer([_HEAD, _TAIL, " red", " The key is red.", *(" " + s for s in _SENTENCES)])
+    return word_level_tokenizer([_HEAD, _TAIL, " red", " The key is red.", " And so on.",
+                                 *(" " + s for s in _SENTENCES)])
 
 
 @pytest.mark.parametrize(
@@ -126,12 +128,12 @@ def test_exact_offsets_without_template(word_level, depth, expected_before_token
     assert _decode(word_level, prompt.input_ids) == _HEAD + "".join(pieces) + _TAIL
 
 
-def test_cut_sentence_opens_the_haystack_or_is_dropped_within_tolerance(word_level):
+def test_filler_opens_the_haystack_or_the_sentence_is_dropped_within_tolerance(word_level):
     prompt = build_prompt(word_level, _parts(), iter(_SENTENCES), 34, 1.0)
-    assert prompt.prompt_tokens == 34
-    assert _spans(prompt)[2:] == [(14, 19), (19, 19), (19, 34)]  # 3 of " Six seven eight nine.", then 4+3 tokens
-    # the needle at depth 1.0 follows a whole sentence, never a cut-off clause
-    assert _decode(word_level, prompt.input_ids[4:19]) == " eight nine. One two three. Four five. The key is red."
+    assert prompt.prompt_tokens == 34 and prompt.filler_tokens == 3  # " Six seven eight nine." (5) does not fit
+    assert _spans(prompt)[2:] == [(14, 19), (19, 19), (19, 34)]  # 3 filler tokens, then 4+3 tokens
+    # content-free filler, never a cut-off piece of the sentence; the needle at depth 1.0 follows a whole sentence
+    assert _decode(word_level, prompt.input_ids[4:19]) == " And so. One two three. Four five. The key is red."
     short = build_prompt(word_level, _parts(), iter(_SENTENCES), 34, 1.0, length_tolerance_tokens=3)
     assert short.prompt_tokens == 31 and short.length_tolerance_tokens == 3
     assert _spans(short)[2:] == [(11, 16), (16, 16), (16, 31)]
@@ -340,21 +342,27 @@ def _check_scenario(family: Family, builder: PromptBuilder, scenario: dict[str, 
 
 
 def _check_context(family: Family, prompt: BuiltPrompt, consumed: list[str], needle_text: str, depth: float) -> None:
-    """The context is the reference encoding of the sentences fitted to length, the needle at the best boundary.
+    """The context is the reference encoding of whole sentences fitted to length, the needle at the best boundary.
 
-    When a sentence had to be cut, the tail of the last consumed sentence opens the haystack.
+    When the next sentence does not fit, content-free filler of exactly the missing tokens opens the haystack
+    (never a cut-off piece of a sentence); the rest are whole consumed sentences, in order.
     """
     _, before, _, after, _ = _spans(prompt)
     ids = prompt.input_ids
     before_tokens, haystack_tokens = before[1] - before[0], (before[1] - before[0]) + (after[1] - after[0])
-    pieces = [family.reference_ids(sentence) for sentence in consumed]
-    whole_tokens = sum(len(piece) for piece in pieces[:-1])
-    assert not pieces or haystack_tokens == 0 or whole_tokens < haystack_tokens <= whole_tokens + len(pieces[-1])
-    if pieces and whole_tokens + len(pieces[-1]) > haystack_tokens:  # cut: its tail goes first
-        cut = pieces.pop()
-        pieces.insert(0, cut[len(cut) - (haystack_tokens - whole_tokens) :])
+    filler = filler_ids(family.reference_ids, prompt.filler_tokens, "words")
+    assert sum(map(len, filler)) == prompt.filler_tokens
+    filler_text = _decode(family.tokenizer, list(itertools.chain.from_iterable(filler)))
+    assert re.fullmatch(r"[A-Za-z .]*", filler_text) and not filler_text.strip("And so on forth as usual.")
+    pieces = list(filler)
+    whole_tokens = prompt.filler_tokens
+    for sentence in consumed:  # the whole sentences that follow the filler
+        if whole_tokens >= haystack_tokens:
+            break
+        pieces.append(family.reference_ids(sentence))
+        whole_tokens += len(pieces[-1])
+    assert whole_tokens == haystack_tokens  # whole sentences only: nothing was cut
     haystack = list(itertools.chain.from_iterable(pieces))
-    assert len(haystack) == haystack_tokens
     needle_ids = family.reference_ids(needle_text)
     assert list(ids[before[0] : after[1]]) == (
         haystack[:before_tokens] + needle_ids + haystack[before_tokens:haystack_tokens]

@@ -41,11 +41,21 @@ def test_auroc_is_the_mann_whitney_statistic_by_hand():
 
 
 def test_chance_auroc_by_hand():
-    from evalkit.report.analysis.attention import chance_auroc
+    from evalkit.report.analysis.attention import chance_auroc, mann_whitney_counts
 
-    # n1 = 3, n0 = 2: spread sqrt(6 / 72); one test at 5%: z = 1.6449 -> 0.5 + 1.6449 * 0.288675
-    assert chance_auroc(3, 2, 1) == pytest.approx(0.5 + 1.644854 * np.sqrt(6 / 72), abs=1e-6)
-    assert chance_auroc(3, 2, 100) > chance_auroc(3, 2, 1) and np.isnan(chance_auroc(3, 0, 10))
+    # n1 = n0 = 4: C(8, 4) = 70 orderings; U = 16 once, 15 once, 14 twice (partitions of 2: "2", "1+1"), so
+    # P(U >= 15) = 2/70 = 0.029 <= 5% < P(U >= 14) = 4/70 = 0.057: the 5% chance level is AUROC 15/16
+    assert mann_whitney_counts(4, 4)[-3:] == [2, 1, 1] and sum(mann_whitney_counts(4, 4)) == 70
+    assert chance_auroc(4, 4, 1) == pytest.approx(15 / 16)
+    # n1 = 3, n0 = 2: a perfect AUROC has probability 1 / C(5, 2) = 10% > 5%: chance reaches 1.0 (never above)
+    assert mann_whitney_counts(3, 2) == [1, 1, 2, 2, 2, 1, 1]
+    assert chance_auroc(3, 2, 1) == 1.0 and chance_auroc(3, 2, 100) == 1.0 and np.isnan(chance_auroc(3, 0, 10))
+    # 4 correct, 2 wrong, 6 heads: the old normal formula said 0.5 + 2.394 * sqrt(7 / 96) = 1.15 (impossible)
+    assert chance_auroc(4, 2, 6) == 1.0
+    # large samples: normal approximation, one test at 5%: z = 1.6449, spread sqrt(111 / (12 * 60 * 50))
+    assert chance_auroc(60, 50, 1) == pytest.approx(0.5 + 1.644854 * np.sqrt(111 / 36000), abs=1e-6)
+    for n1, n0, tests in [(1, 1, 1), (2, 30, 5), (10, 10, 1000), (50, 50, 10), (100, 3, 1), (200, 200, 10**6)]:
+        assert 0.5 <= chance_auroc(n1, n0, tests) <= 1.0
 
 
 def test_mean_interval_is_the_t_interval_by_hand():
@@ -120,6 +130,19 @@ def test_report_has_the_attention_section_charts_and_tables(attention_run, tmp_p
     assert "|2,048|2|0|n/a|10.42%|–|" in compact  # no wrong trial at 2,048 tokens
     for name in ("attention_prediction.csv", "attention_heads.csv", "attention_bins.csv"):
         assert (tmp_path / "report" / name) in paths.tables
+
+
+def test_report_prints_no_impossible_chance_level_or_nan_interval(attention_run, tmp_path):
+    # one more trial alone in its cell (1,024 tokens, depth 0.25): its interval is undefined
+    records = [make_record(trial_id=tid, context_length=length, correct=correct, depth=0.5, sample=i)
+               for i, (tid, length, correct, _) in enumerate(TRIALS)]
+    write_records(attention_run, [*records, make_record(trial_id="c1", context_length=1024, correct=True,
+                                                        depth=0.25, sample=9)])
+    save_trial_attention(attention_run, "c1", _arrays(0.3))
+    markdown = write_report(attention_run, tmp_path / "report").report_md.read_text()
+    assert "nan" not in markdown.lower()
+    assert "n too small" in markdown  # the lone cell's interval and the chance line (5 correct, 2 wrong, 6 heads)
+    assert "exceeds AUROC 1." not in markdown and "reaches AUROC 1.00" in markdown
 
 
 def test_report_without_attention_is_unchanged(tmp_path):

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def grid(tmp_path: Path, model: str, **changes) -> Path:
     fields = dict(
-        models=[{"name": model, "dtype": "float32", "device": "cpu", "max_new_tokens": 3}], tasks=["passkey"],
+        models=[{"name": model, "dtype": "float32", "device": "cpu", "max_new_tokens": 8}], tasks=["passkey"],
         context_lengths=[128, 256], depths=[0.0, 1.0], samples=2, seed=1, output_dir=str(tmp_path / "run"),
     )
     fields.update(changes)
@@ -52,8 +52,8 @@ def write_task(folder: Path, name: str, **changes) -> Path:
 def test_length_above_the_model_limit_names_both_numbers(tmp_path, tiny_model_dir, capsys):
     config = grid(tmp_path, str(tiny_model_dir), context_lengths=[128, 5000])
     # the tiny model's max_position_embeddings is 4096
-    refused(capsys, tmp_path, config, "context_lengths: 5000 tokens plus max_new_tokens 3", "maximum of 4096",
-            "use lengths up to 4093")
+    refused(capsys, tmp_path, config, "context_lengths: 5000 tokens plus max_new_tokens 8", "maximum of 4096",
+            "use lengths up to 4088")
 
 
 def test_needle_longer_than_the_context_is_refused_with_token_counts(tmp_path, tiny_model_dir, capsys):

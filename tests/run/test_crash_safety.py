@@ -29,7 +29,7 @@ CHILD_TIMEOUT_S = 120.0
 def _grid(tmp_path: Path, model_dir: Path, run_dir: Path) -> Path:
     return write_config(
         tmp_path / f"{run_dir.name}.yaml",
-        models=[{"name": str(model_dir), "dtype": "float32", "device": "cpu", "max_new_tokens": 2}],
+        models=[{"name": str(model_dir), "dtype": "float32", "device": "cpu", "max_new_tokens": 8}],
         tasks=["passkey"], context_lengths=[112, 128], depths=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0], samples=8, seed=5,
         output_dir=str(run_dir),
     )

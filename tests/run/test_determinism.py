@@ -21,7 +21,7 @@ TIMING_FIELDS = ("elapsed_s",)
 def run(tmp_path: Path, model_dir: Path, name: str, seed: int) -> Path:
     path = write_config(
         tmp_path / f"{name}.yaml",
-        models=[{"name": str(model_dir), "dtype": "float32", "device": "cpu", "max_new_tokens": 3}],
+        models=[{"name": str(model_dir), "dtype": "float32", "device": "cpu", "max_new_tokens": 8}],
         tasks=["passkey", "fact"], context_lengths=[128, 176], depths=[0.0, 1.0], samples=2, seed=seed,
         output_dir=str(tmp_path / name), save_prompts=True,
     )

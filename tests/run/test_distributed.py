@@ -54,7 +54,7 @@ def test_device_map_with_several_processes_is_refused() -> None:
 def test_two_processes_split_the_run_and_the_report_merges_them(tmp_path, tiny_model_dir) -> None:
     path = write_config(
         tmp_path / "cfg.yaml", output_dir=str(tmp_path / "run"), tasks=["passkey"], samples=2, seed=7,
-        models=[{"name": str(tiny_model_dir), "dtype": "float32", "device": "cpu", "max_new_tokens": 3}],
+        models=[{"name": str(tiny_model_dir), "dtype": "float32", "device": "cpu", "max_new_tokens": 8}],
         context_lengths=[128], depths=[0.0, 1.0],
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models: one thread
 
 def tiny_config(tmp_path: Path, model_dir: Path, **changes) -> Path:
     fields = dict(
-        models=[{"name": str(model_dir), "dtype": "float32", "device": "cpu", "max_new_tokens": 2}],
+        models=[{"name": str(model_dir), "dtype": "float32", "device": "cpu", "max_new_tokens": 8}],
         tasks=["passkey"], context_lengths=[128, 192], depths=[0.0, 0.5, 1.0], samples=2, seed=3,
         output_dir=str(tmp_path / "run"), save_prompts=True,
     )

@@ -65,7 +65,7 @@ def test_saved_prompt_reproduces_the_trial_by_hand(tmp_path, tiny_model_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     import torch
 
-    out = model.generate(torch.tensor([saved["input_ids"]]), do_sample=False, max_new_tokens=3,
+    out = model.generate(torch.tensor([saved["input_ids"]]), do_sample=False, max_new_tokens=8,
                          attention_mask=torch.ones(1, 128, dtype=torch.long))
     text = tokenizer.decode(out[0, 128:], skip_special_tokens=True)
     assert text == record["generated"]

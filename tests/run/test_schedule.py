@@ -93,7 +93,7 @@ def test_reuse_batches_and_plain_runs_record_the_same_results(tmp_path, tiny_mod
                           "batched": {"reuse_prefix": False, "batch_size": "auto"}}.items():  # fmt: skip
         path = write_config(
             tmp_path / f"{name}.yaml", output_dir=str(tmp_path / name), tasks=["passkey"], samples=2, seed=3,
-            models=[{"name": str(tiny_model_dir), "dtype": "float32", "device": "cpu", "max_new_tokens": 4}],
+            models=[{"name": str(tiny_model_dir), "dtype": "float32", "device": "cpu", "max_new_tokens": 8}],
             context_lengths=[128, 192], depths=[0.0, 0.5, 1.0], length_tolerance_tokens=6, **changes,
         )
         summary = run_eval(load_config(path), path, quiet=True, write_report=False)

@@ -27,7 +27,7 @@ def _env() -> dict:
 def test_second_run_into_a_live_run_dir_is_refused_naming_the_holder(tmp_path, tiny_model_dir, capsys):
     run_dir = tmp_path / "run"
     config = write_config(tmp_path / "cfg.yaml", models=[{"name": str(tiny_model_dir), "device": "cpu",
-                          "dtype": "float32", "max_new_tokens": 2}], tasks=["passkey"], context_lengths=[128],
+                          "dtype": "float32", "max_new_tokens": 8}], tasks=["passkey"], context_lengths=[128],
                           depths=[0.0, 0.5, 1.0], samples=1, output_dir=str(run_dir))
     # a live evalkit process holds the directory (the same lock a run takes)
     holder = subprocess.Popen(

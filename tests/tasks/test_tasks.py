@@ -200,18 +200,26 @@ def test_generated_haystack_never_uses_a_needle_value():
 
 def test_split_sentences_collapses_whitespace():
     text = "First line\nstill first.  Second?\n\nThird! \"Quoted.\" Tail without end"
-    assert split_sentences(text) == ["First line still first.", "Second?", "Third!", '"Quoted."', "Tail without end."]
+    # nothing is added to the text: a cut passage keeps its end as it is
+    assert split_sentences(text) == ["First line still first.", "Second?", "Third!", '"Quoted."', "Tail without end"]
+
+
+def test_split_sentences_keeps_paragraph_breaks_as_boundaries():
+    text = "Lessons\n\nthe pace was accelerating.We learned a lot.\n  \nnumber four! 1. Release Early.\n"
+    assert split_sentences(text) == ["Lessons", "the pace was accelerating.", "We learned a lot.", "number four!",
+                                     "1.", "Release Early."]
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=st.sampled_from(list("ab .!?\n\t\"")), max_size=60))
 def test_split_sentences_keeps_every_word_in_order_and_ends_each_sentence(text):
     sentences = split_sentences(text)
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n[ \t]*\n", text)]
     for sentence in sentences:
-        assert re.search(r"[.!?][\"]*$", sentence) and "\n" not in sentence and sentence == sentence.strip()
-    joined = " ".join(sentences)
-    collapsed = " ".join(text.split())
-    assert joined == collapsed or joined == collapsed + "."  # only an unterminated tail gains a period
+        assert "\n" not in sentence and sentence == sentence.strip() and sentence
+        # a sentence ends with terminal punctuation, or it is where a paragraph (or the text) ends
+        assert re.search(r"[.!?][\"]*$", sentence) or any(p.endswith(sentence) for p in paragraphs)
+    assert " ".join(sentences) == " ".join(text.split())  # every word in order, nothing added
 
 
 def test_file_haystack_cycles_from_a_seeded_offset(tmp_path):

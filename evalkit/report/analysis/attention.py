@@ -196,15 +196,49 @@ def head_table(data: AttentionData) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+# exact null distribution of the Mann-Whitney U up to this many (correct x wrong) pairs; normal beyond
+EXACT_CHANCE_MAX_PAIRS = 2500
+
+
 def chance_auroc(n_correct: int, n_wrong: int, tests: int, alpha: float = 0.05) -> float:
-    """The AUROC one of ``tests`` heads reaches by chance with probability ``alpha`` (Bonferroni), from the
-    normal approximation of the Mann-Whitney statistic with no effect: 0.5 + z * sqrt((n1 + n0 + 1) / (12 n1 n0))."""
+    """The AUROC one of ``tests`` heads reaches by chance with probability ``alpha`` (Bonferroni): the smallest
+    AUROC that a score with no effect reaches with probability at most ``alpha / tests``. Always in [0, 1].
+
+    Small samples use the exact distribution of the Mann-Whitney U without ties; when even a perfect AUROC
+    is more likely than ``alpha / tests`` the answer is 1.0 (n too small to tell a head from chance). Large
+    samples use the normal approximation 0.5 + z * sqrt((n1 + n0 + 1) / (12 n1 n0)), capped at 1.
+    """
     from statistics import NormalDist
 
     if n_correct < 1 or n_wrong < 1 or tests < 1:
         return float("nan")
-    spread = np.sqrt((n_correct + n_wrong + 1) / (12.0 * n_correct * n_wrong))
-    return float(0.5 + NormalDist().inv_cdf(1.0 - alpha / tests) * spread)
+    tail = alpha / tests
+    pairs = n_correct * n_wrong
+    if pairs <= EXACT_CHANCE_MAX_PAIRS:
+        counts = mann_whitney_counts(n_correct, n_wrong)  # counts[u]: orderings with U = u
+        total, above = sum(counts), 0
+        for u in range(pairs, -1, -1):  # walk down from the top while P(U >= u) stays within the tail
+            if (above + counts[u]) / total > tail:
+                return 1.0 if u == pairs else (u + 1) / pairs
+            above += counts[u]
+        return 0.0
+    spread = np.sqrt((n_correct + n_wrong + 1) / (12.0 * pairs))
+    return float(min(1.0, 0.5 + NormalDist().inv_cdf(1.0 - tail) * spread))
+
+
+def mann_whitney_counts(n1: int, n0: int) -> list[int]:
+    """``counts[u]``: how many of the C(n1 + n0, n1) orderings of two untied samples give U = u.
+
+    The coefficients of the Gaussian binomial prod_{i=1..m} (1 - q^(k+i)) / (1 - q^i), m = min, k = max.
+    """
+    m, k = min(n1, n0), max(n1, n0)
+    poly = [1] + [0] * (m * k)
+    for i in range(1, m + 1):
+        for u in range(len(poly) - 1, k + i - 1, -1):  # times (1 - q^(k+i))
+            poly[u] -= poly[u - k - i]
+        for u in range(i, len(poly)):  # divided by (1 - q^i): a running sum with stride i
+            poly[u] += poly[u - i]
+    return poly
 
 
 def top_heads(heads: pd.DataFrame, column: str, n: int = TOP_HEADS) -> pd.DataFrame:

@@ -54,6 +54,17 @@ def _mass(value: float) -> str:
     return "–" if pd.isna(value) else f"{value * 100:.2f}%"
 
 
+def interval_cell(value: float, low: float, high: float, show: Callable[[float], str]) -> str:
+    """``"value [low–high]"``, or ``"value (n too small)"`` when the interval is undefined (fewer than 2 trials)."""
+    if pd.isna(low) or pd.isna(high):
+        return f"{show(value)} (n too small)"
+    return f"{show(value)} [{show(low)}–{show(high)}]"
+
+
+def _ratio(value: float) -> str:
+    return "–" if pd.isna(value) else f"{value:.2f}x"
+
+
 def attention_report(records: pd.DataFrame, out: Path, inside: Callable[[Path, str], Path],
                      stems: Callable[[list[tuple[str, str]]], dict[tuple[str, str], str]]) -> AttentionReport:
     """Compute the attention tables of ``records``' runs, write charts and CSVs into ``out``, return blocks.
@@ -150,8 +161,8 @@ def _series_blocks(tables: dict[str, pd.DataFrame], pngs: list[Path], model: str
         Details("Needle attention mass per cell", (Table(
             ("context length", "depth", "n", "needle mass [95% CI]", "vs uniform [95% CI]"),
             tuple((f"{r.context_length:,}", f"{r.depth * 100:.4g}%", str(r.n),
-                   f"{_mass(r.needle_mass)} [{_mass(r.mass_low)}–{_mass(r.mass_high)}]",
-                   f"{r.vs_uniform:.2f}x [{r.vs_uniform_low:.2f}–{r.vs_uniform_high:.2f}]")
+                   interval_cell(r.needle_mass, r.mass_low, r.mass_high, _mass),
+                   interval_cell(r.vs_uniform, r.vs_uniform_low, r.vs_uniform_high, _ratio))
                   for r in mass.itertuples(index=False)), (True, True, True, True, True)),)),
         Heading(4, "By layer"),
         Image(layers_png, f"Needle attention mass by layer and depth · {model} · {task}", wide=True),
@@ -185,8 +196,13 @@ def _chance_text(heads: pd.DataFrame) -> str:
     level = chance_auroc(n1, n0, len(heads))
     if pd.isna(level):
         return "AUROC needs both correct and wrong trials; this series has only one kind."
+    if level >= 1.0:
+        return (f"The top heads are picked from {len(heads)} on the same {n1 + n0} trials ({n1} correct, {n0} wrong): "
+                "n too small, since without any real effect one of them reaches AUROC 1.00 with probability "
+                "above 5% (exact Mann-Whitney distribution, Bonferroni); no head's AUROC here shows more than chance.")
     return (f"The top heads are picked from {len(heads)} on the same {n1 + n0} trials: without any real effect one "
-            f"of them exceeds AUROC {level:.2f} with probability 5% (Bonferroni, normal approximation). Pooled over "
+            f"of them exceeds AUROC {level:.2f} with probability 5% (Bonferroni; exact Mann-Whitney distribution for "
+            "small samples, normal approximation for large ones). Pooled over "
             "lengths and depths, a head's AUROC also reflects where the wrong trials sit (depth, length).")
 
 
@@ -210,7 +226,7 @@ def _calibration_blocks(table: pd.DataFrame) -> list[Block]:
         Heading(4, "Needle vs dummy needle: attention for content, not position"),
         Table(("context length", "depth", "pairs", "needle mass", "dummy mass", "needle − dummy [95% CI]"),
               tuple((f"{r.context_length:,}", f"{r.depth * 100:.4g}%", str(r.n), _mass(r.needle_mass),
-                     _mass(r.dummy_mass), f"{_mass(r.difference)} [{_mass(r.diff_low)}–{_mass(r.diff_high)}]")
+                     _mass(r.dummy_mass), interval_cell(r.difference, r.diff_low, r.diff_high, _mass))
                     for r in table.itertuples(index=False)),
               (True,) * 6,
               caption="Answer-step attention on the needle minus that on a content-free sentence of the same length "

@@ -31,11 +31,23 @@ def variant_blocks(data: ReportData, charts: dict[tuple[str, str], list[Path]]) 
             if not skipped.empty:
                 reasons = skipped["skip_reason"].replace("", "no reason given").value_counts()
                 blocks.append(Para("Skip reasons: " + "; ".join(f"{r} ({c})" for r, c in reasons.items()) + "."))
+            truncated = truncated_count(trials)
+            if truncated:
+                blocks.append(Para(f"{truncated} of {len(trials)} trials used the whole max_new_tokens budget "
+                                   "without a stop token (`truncated: true` in their records): a cut-off answer "
+                                   "may be scored wrong; raise max_new_tokens.", kind="note"))
             for png in [p for p in charts.get((variant, task), []) if p.suffix == ".png"]:
                 kind = "Accuracy heatmap" if png.name.startswith("heatmap_") else "Accuracy vs needle depth"
                 blocks.append(Image(png, f"{kind}: {variant} · {task}"))
             blocks.append(Details(f"Table: every cell of {label}", (cell_table(rows),)))
     return blocks
+
+
+def truncated_count(trials: pd.DataFrame) -> int:
+    """Trials whose record says ``extra["truncated"]`` (the generation hit max_new_tokens)."""
+    if "extra" not in trials:
+        return 0
+    return int(sum(bool(isinstance(e, dict) and e.get("truncated")) for e in trials["extra"]))
 
 
 def cell_table(rows: pd.DataFrame) -> Table:
