@@ -12,7 +12,9 @@ Joining convention: every context piece (a haystack sentence or the needle), str
 whitespace, is encoded as a mid-text fragment with exactly one leading space, ``" " + piece``, in the
 context it has in running text (see ``tokenization.py``). Pieces are concatenated as ids, so the
 needle has the same ids at every depth and the haystack the same ids at every depth: only the
-insertion point moves. Decoded, a prompt reads ``"{instructions}\\n\\n s1 s2 ... sm\\n\\n..."``.
+insertion point moves. Decoded, a prompt reads ``"{instructions}\\n\\n s1 s2 ... sm\\n\\n..."``. With
+``PromptParts.first_piece_space`` off (a task's ``raw_prompt``) the first context piece, whichever it is, goes
+without its joining space, as it follows the text before it (``"...\\nThe grass..."``).
 
 Exact length: the haystack is whole units (sentences, documents, key-value pairs), never a cut-off piece of
 one; when the next unit does not fit, content-free filler of exactly the missing tokens opens the haystack
@@ -41,7 +43,7 @@ from evalkit.prompt.spans import (
     closest_boundary,
     tile_regions,
 )
-from evalkit.prompt.filler import filler_ids
+from evalkit.prompt.filler import fill_gap
 from evalkit.prompt.tokenization import (
     MID_TEXT_ANCHORS,
     AnchoredEncoder,
@@ -294,25 +296,8 @@ class PromptBuilder:
             elif remaining_tokens <= tolerance_tokens:
                 break
             else:
-                return self._fill_exactly(pieces, remaining_tokens, filler_style)
+                return fill_gap(pieces, remaining_tokens, filler_style, self.fragment_ids)
         return pieces, 0
-
-    def _fill_exactly(
-        self, pieces: list[tuple[int, ...]], gap_tokens: int, style: str
-    ) -> tuple[list[tuple[int, ...]], int]:
-        """``pieces`` opened by filler of ``gap_tokens`` (or more, in place of whole units dropped from the end);
-        returns the pieces and the filler's token count."""
-        filler_tokens = gap_tokens
-        filler = filler_ids(self.fragment_ids, filler_tokens, style)
-        kept = list(pieces)
-        while filler is None and kept:  # too short for this filler style: one more whole unit makes room
-            filler_tokens += len(kept.pop())
-            filler = filler_ids(self.fragment_ids, filler_tokens, style)
-        if filler is None:
-            raise PlacementError(f"no {style} filler of {filler_tokens} tokens exists for this tokenizer; "
-                                 "set length_tolerance_tokens to allow a shorter prompt")
-        # the haystack opens with the filler and ends on a whole unit: a needle at depth 1.0 follows a full one
-        return [*filler, *kept], filler_tokens
 
     def _next_sentence_ids(self, sentences: Iterator[str]) -> tuple[int, ...] | None:
         """Fragment ids of the next non-blank sentence, or None when the stream is exhausted."""

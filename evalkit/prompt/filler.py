@@ -20,6 +20,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 
+from evalkit.errors import PlacementError
+
 FILLER_WORDS = "words"
 FILLER_JSON_MEMBER = "json_member"
 FILLER_STYLES = (FILLER_WORDS, FILLER_JSON_MEMBER)
@@ -49,6 +51,23 @@ def filler_ids(fragment_ids: FragmentIds, tokens: int, style: str) -> list[tuple
         pieces.append(fragment_ids(text))
         left -= len(pieces[-1])
     return pieces
+
+
+def fill_gap(pieces: list[tuple[int, ...]], gap_tokens: int, style: str,
+             fragment_ids: FragmentIds) -> tuple[list[tuple[int, ...]], int]:
+    """``pieces`` (whole units) opened by filler of ``gap_tokens``, or of more in place of whole units dropped
+    from the end when the style cannot be that short; returns the pieces and the filler's token count."""
+    filler_tokens = gap_tokens
+    filler = filler_ids(fragment_ids, filler_tokens, style)
+    kept = list(pieces)
+    while filler is None and kept:  # too short for this filler style: one more whole unit makes room
+        filler_tokens += len(kept.pop())
+        filler = filler_ids(fragment_ids, filler_tokens, style)
+    if filler is None:
+        raise PlacementError(f"no {style} filler of {filler_tokens} tokens exists for this tokenizer; "
+                             "set length_tolerance_tokens to allow a shorter prompt")
+    # the haystack opens with the filler and ends on a whole unit: a needle at depth 1.0 follows a full one
+    return [*filler, *kept], filler_tokens
 
 
 def _tail_ids(fragment_ids: FragmentIds, tokens: int) -> tuple[int, ...]:
