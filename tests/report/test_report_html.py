@@ -76,7 +76,7 @@ def test_html_is_self_contained_and_script_free(demo_report):
     assert "http://" not in text and "https://" not in text and "<link" not in text
     sources = re.findall(r'<img src="([^"]+)"', text)
     pngs = [p for p in demo_report.charts if p.suffix == ".png"]
-    assert len(sources) == len(pngs) == 7  # 2 x (heatmap, curves) + by length, by depth, difference
+    assert len(sources) == len(pngs) == 9  # 2 x (safety strip, heatmap, curves) + by length, by depth, difference
     for source in sources:
         assert source.startswith("data:image/png;base64,")
         assert base64.b64decode(source.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
@@ -127,7 +127,7 @@ def test_report_opens_in_chromium_without_errors_and_shows_the_needle_as_text(de
     dom, stderr = chromium(checked.as_uri(), "--dump-dom", "--virtual-time-budget=5000")
     assert console_lines(stderr) == []
     body = re.search(r"<body([^>]*)>", dom).group(1)
-    assert 'data-images-ok="true"' in body and 'data-image-count="7"' in body
+    assert 'data-images-ok="true"' in body and 'data-image-count="9"' in body
     assert "data-pwned" not in body and re.search(r"<title>([^<]*)</title>", dom).group(1) == TITLE
 
     shot = tmp_path / "report.png"
@@ -150,10 +150,10 @@ def test_two_runs_of_one_model_produce_the_comparison_section(tmp_path):
     assert {"heatmap_org-tiny-model-baseline_passkey.png", "heatmap_org-tiny-model-retry_passkey.png"} <= names
     markdown = paths.report_md.read_text(encoding="utf-8")
     assert "## Comparison" in markdown and "labelled with the directory's name" in markdown
-    assert ("- **Comparison:** Over all depths at 2,048 tokens, org/tiny-model · retry finds 97% vs 77% for "
-            "org/tiny-model · baseline: +20 pts, 95% CI +2 to +38.") in markdown
+    assert ("| org/tiny-model · retry | Over all depths at 2,048 tokens, org/tiny-model · retry finds 97% vs 77% for "
+            "org/tiny-model · baseline: +20 pts, 95% CI +2 to +38. |") in markdown  # the summary table's row
     html = paths.report_html.read_text(encoding="utf-8")
-    assert 'id="comparison"' in html and html.count("<img ") == 7
+    assert 'id="comparison"' in html and html.count("<img ") == 8  # one safety strip: the first variant's
     cells = pd.read_csv(tmp_path / "out" / "comparison.csv")
     middle = cells[(cells["context_length"] == 2048) & (cells["depth"] == 0.5)]
     assert middle["difference"].item() == pytest.approx(0.6)
