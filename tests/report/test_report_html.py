@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import re
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -21,16 +19,13 @@ from report_fixtures import (
     write_records,
 )
 
+from browser_fixtures import chromium, console_lines, needs_chromium
+
 from evalkit.cli import main
 from evalkit.report import write_report
 from evalkit.report.document.html import CONTENT_SECURITY_POLICY
 from evalkit.report.render import TITLE
 
-CHROMIUM = Path("/usr/bin/chromium")
-needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="headless Chromium not installed at /usr/bin/chromium (apt-get install chromium chromium-driver)",
-)
 # Injected by the test only (the report itself carries no script): marks the body once every image decoded.
 IMAGE_CHECK = """<script>window.addEventListener("load", function () {
   var images = Array.prototype.slice.call(document.images);
@@ -45,23 +40,6 @@ def demo_report(tmp_path_factory):
     """The two-model demo report (hostile needle and output, controls, trust_remote_code on)."""
     base = tmp_path_factory.mktemp("demo")
     return write_report(write_demo_runs(base / "runs"), base / "out")
-
-
-def chromium(url: str, *extra: str) -> tuple[str, str]:
-    """Run headless Chromium on ``url``; return (stdout, stderr). Console messages go to stderr."""
-    with tempfile.TemporaryDirectory() as profile:
-        result = subprocess.run(
-            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--hide-scrollbars", *extra, url],
-            capture_output=True, text=True, timeout=60,
-        )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout, result.stderr
-
-
-def console_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if ":CONSOLE" in line]
 
 
 # ---------------------------------------------------------------------------- static checks
