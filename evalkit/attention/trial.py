@@ -7,12 +7,14 @@ and around each of the first ``decode_steps`` decode forwards.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from evalkit.attention.regions import RegionLayout, region_layout
+from evalkit.attention.token_mass import stack_token_mass
 from evalkit.store.attention_arrays import TrialAttention
 from evalkit.config.schema import AttentionConfig
 from evalkit.types import REGION_NEEDLE, BuiltPrompt, TrialOutput
@@ -46,20 +48,26 @@ def run_captured(
 
     layout = region_layout(prompt, settings.bins, settings.sink_tokens, settings.decode_steps)
     spans = torch.tensor([layout.spans], dtype=torch.long)  # [1, R, 2] absolute key positions (no padding)
-    prefill = capture.record(torch.tensor([[prompt.prompt_tokens - 1]]), spans)  # the last prompt token
+    tokens = settings.tokens  # attention.tokens: also the mass on every key (token_mass.py)
+    prefill = capture.record(torch.tensor([[prompt.prompt_tokens - 1]]), spans, tokens=tokens)  # last prompt token
     decodes: list[Any] = []
 
     def decode_step(k: int):
         if k > settings.decode_steps:
             return None
-        recording = capture.record(torch.zeros((1, 1), dtype=torch.long), spans)  # a decode feeds one token
+        recording = capture.record(torch.zeros((1, 1), dtype=torch.long), spans, tokens=tokens)  # feeds one token
         decodes.append(recording)
         return recording
 
     # decode rows need one forward per answer token; without them the answer comes from the draft forward
     output = run_prompt(loaded, prompt.input_ids, gold_ids, max_new_tokens, stop_token_ids, prefill_context=prefill,
                         decode_context=decode_step if settings.decode_steps else None, **reuse)
-    return output, _assemble(layout, prompt, output, [prefill, *decodes], settings.decode_steps + 1)
+    attention = _assemble(layout, prompt, output, [prefill, *decodes], settings.decode_steps + 1)
+    if tokens:
+        token_mass, layers = stack_token_mass([prefill, *decodes], settings.decode_steps + 1, prompt.prompt_tokens,
+                                              settings.token_layers)
+        attention = dataclasses.replace(attention, token_mass=token_mass, token_layers=layers)
+    return output, attention
 
 
 def _assemble(layout: RegionLayout, prompt: BuiltPrompt, output: TrialOutput, recordings: list[Any],
