@@ -13,7 +13,8 @@ the pooled accuracy and interval of its trials. The block also holds the recomme
 over the runner-up (paired bootstrap and McNemar, ``recommend.layout_pairs``), the effective context length
 (``indices.effective_context_length``), the control rates and one open question with a power estimate:
 how many trials per arm a two-sided test at alpha = 0.05 needs to detect the observed gap with 80% power
-(statsmodels ``NormalIndPower`` on Cohen's h; for paired layouts this is conservative).
+(Cohen's h from statsmodels' ``proportion_effectsize``, the normal-approximation power equation of its
+``NormalIndPower``; for paired layouts this is conservative).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import math
 from dataclasses import dataclass
 
 import pandas as pd
-from statsmodels.stats.power import NormalIndPower
+from scipy.stats import norm
 from statsmodels.stats.proportion import proportion_effectsize
 
 from evalkit.report.analysis.indices import DEFAULT_THRESHOLD, completed_trials, effective_context_length
@@ -160,7 +161,10 @@ def trials_needed(p1: float, p2: float, power: float = POWER, alpha: float = ALP
     effect = abs(float(proportion_effectsize(p1, p2)))
     if effect < 1e-9:
         return None
-    return int(math.ceil(NormalIndPower().solve_power(effect_size=effect, alpha=alpha, power=power, ratio=1.0)))
+    # NormalIndPower's equation without its far-tail term, solved in closed form: its root finder fails to
+    # converge for small effects (thousands of trials), where the far tail is negligible anyway
+    n = 2.0 * ((norm.ppf(1 - alpha / 2) + norm.ppf(power)) / effect) ** 2
+    return int(math.ceil(n - 1e-9))
 
 
 def trials_to_call_safe(accuracy: float, limit: int = 100_000) -> int | None:
