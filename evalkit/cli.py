@@ -1,4 +1,4 @@
-"""Command line: ``evalkit run | validate | report | list``.
+"""Command line: ``evalkit run | validate | report | view | list``.
 
 Errors evalkit raises on purpose print as one line and exit 2; nothing else prints a traceback
 unless ``--debug`` is given.
@@ -22,6 +22,7 @@ EXAMPLES = """examples:
   evalkit run configs/quickstart.yaml --output-dir reports/runs/try2
   evalkit validate configs/quickstart.yaml
   evalkit report reports/runs/quickstart
+  evalkit view reports/runs/quickstart
   evalkit list
 """
 
@@ -71,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
              "default 85.6%% as in RULER",
     )
 
+    view = sub.add_parser(
+        "view", help="write one self-contained HTML trial viewer (filter trials, open one: prompt, answer, attention)",
+        epilog="examples:\n  evalkit view reports/runs/quickstart\n"
+               "  evalkit view reports/runs/a reports/runs/b --out compare_viewer.html",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    view.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    view.add_argument("--out", type=Path, help="HTML file to write (default: RUN_DIR/viewer.html for one run)")
+
     listing = sub.add_parser("list", help="list tasks and built-in models")
     listing.add_argument("what", nargs="?", choices=("tasks", "models"), help="only tasks or only models")
     return parser
@@ -116,12 +126,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     check_model_limits(config, args.config)
     check_prompts_fit(config, args.config, tasks)
     from evalkit.attention.preflight import check_capture
+    from evalkit.attention.token_mass import storage_line
     from evalkit.run.backend_checks import check_backends
 
     check_backends(config, args.config)
     check_capture(config, args.config)
     trials = count_trials(config, {name: t.spec for name, t in tasks.items()})  # counted: a large grid stays fast
     print(f"{args.config}: ok ({len(config.models)} models x {len(tasks)} tasks, {trials} trials)")
+    if config.attention.capture and config.attention.tokens:
+        # every context length has the same share of the grid (a cross product); controls only make prompts shorter
+        lengths = [length for length in config.context_lengths for _ in range(trials // len(config.context_lengths))]
+        print(storage_line(lengths, config.attention.decode_steps + 1, config.attention.token_layers))
     return 0
 
 
@@ -144,6 +159,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    """``evalkit view``: write the trial viewer of RUN_DIRs (see ``report/document/viewer.py``)."""
+    from evalkit.report.document.viewer import write_viewer
+
+    out = args.out
+    if out is None:
+        if len(args.run_dirs) != 1:
+            raise EvalkitError("view: several run directories need --out FILE.html for the merged viewer")
+        out = args.run_dirs[0] / "viewer.html"
+    elif out.is_dir():
+        out = out / "viewer.html"
+    if not out.parent.is_dir():
+        raise EvalkitError(f"view: --out {out}: folder {out.parent} does not exist; create it or pick another path")
+    path = write_viewer(args.run_dirs, out)
+    print(f"viewer: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from evalkit.models import list_builtin_models
     from evalkit.tasks import list_tasks
@@ -159,7 +192,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report, "list": cmd_list}
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report, "view": cmd_view, "list": cmd_list}
 
 
 def _one_line(text: str) -> str:

@@ -11,6 +11,7 @@ Public API::
     rec.mass       # [B, layers, heads, Q, R] float32
     rec.remainder  # [B, layers, heads, Q] = 1 - rec.mass.sum(-1)
     rec.argmax     # [B, layers, heads, Q] int64: absolute key position of each row's strongest weight
+    rec.token_mass # with record(..., tokens=True): [B, layers, Q, keys] float32, mean over heads per key
     capture.detach()
 
 ``attach`` registers ``capture_<inner>`` with ``transformers.AttentionInterface`` (a wrapper that calls the inner
@@ -52,7 +53,7 @@ from typing import Any
 import torch
 
 from evalkit.errors import CaptureError
-from evalkit.attention.capture_math import KERNEL_EAGER, KERNEL_FLASH, kernel_kind, mask_bias, region_mass_argmax
+from evalkit.attention.capture_math import KERNEL_EAGER, KERNEL_FLASH, kernel_kind, mask_bias, region_mass_argmax_tokens
 
 __all__ = ["AttentionCapture", "AttentionRecording"]
 
@@ -99,9 +100,10 @@ class AttentionCapture:
         _switch(model, inner, name)
         return cls(model, inner, previous, chunk_tokens)
 
-    def record(self, rows: torch.Tensor, spans: torch.Tensor) -> AttentionRecording:
-        """A one-forward request: ``rows [B, Q]`` query indices, ``spans [B, R, 2]`` absolute key intervals."""
-        return AttentionRecording(self, _as_index(rows, 2, "rows"), _as_index(spans, 3, "spans"))
+    def record(self, rows: torch.Tensor, spans: torch.Tensor, *, tokens: bool = False) -> AttentionRecording:
+        """A one-forward request: ``rows [B, Q]`` query indices, ``spans [B, R, 2]`` absolute key intervals;
+        ``tokens`` also keeps each row's mass on every key, averaged over heads (``token_mass``)."""
+        return AttentionRecording(self, _as_index(rows, 2, "rows"), _as_index(spans, 3, "spans"), tokens=tokens)
 
     def detach(self) -> None:
         """Remove the hook and restore the attention implementation the model had before ``attach``."""
@@ -119,7 +121,8 @@ class AttentionCapture:
 class AttentionRecording:
     """The context manager returned by ``AttentionCapture.record``; holds ``mass`` and ``remainder`` after it."""
 
-    def __init__(self, capture: AttentionCapture, rows: torch.Tensor, spans: torch.Tensor) -> None:
+    def __init__(self, capture: AttentionCapture, rows: torch.Tensor, spans: torch.Tensor, *,
+                 tokens: bool = False) -> None:
         if rows.shape[0] != spans.shape[0] or spans.shape[-1] != 2:
             raise CaptureError(f"rows [B, Q] and spans [B, R, 2] disagree: {tuple(rows.shape)}, {tuple(spans.shape)}")
         if rows.numel() == 0 or spans.shape[1] == 0:
@@ -134,6 +137,8 @@ class AttentionRecording:
         self.mass: torch.Tensor | None = None  # [B, layers, heads, Q, R], NaN until a layer reports
         self.remainder: torch.Tensor | None = None  # [B, layers, heads, Q]
         self.argmax: torch.Tensor | None = None  # [B, layers, heads, Q] absolute key positions, -1 until reported
+        self.tokens = tokens
+        self.token_mass: torch.Tensor | None = None  # [B, layers, Q, keys] absolute key positions, NaN until reported
         self._total_tokens: int | None = None
         self._forwards = 0
         self._token = None
@@ -215,16 +220,29 @@ class AttentionRecording:
                 is_causal=getattr(module, "is_causal", True) if is_causal is None else bool(is_causal),
                 row_span=self._row_span,
             )  # fmt: skip
-            mass, argmax = region_mass_argmax(
+            mass, argmax, token_mass = region_mass_argmax_tokens(
                 q_rows, key, (spans - offset).clamp(0, k_len), dim**-0.5 if scaling is None else scaling, bias,
                 softcap=kwargs.get("softcap"), sinks=kwargs.get("s_aux"), chunk_tokens=capture.chunk_tokens,
-            )  # [B, H, Q, R]  # fmt: skip
+                tokens=self.tokens,
+            )  # [B, H, Q, R]; token_mass [B, Q, Lk] or None  # fmt: skip
         if self.mass is None:
             shape = (batch, capture.num_layers, heads, rows.shape[1], spans.shape[1])
             self.mass = torch.full(shape, float("nan"), dtype=torch.float32, device=query.device)
             self.argmax = torch.full(shape[:-1], -1, dtype=torch.long, device=query.device)
         self.mass[:, layer] = mass
         self.argmax[:, layer] = torch.where(argmax >= 0, argmax + offset, argmax)
+        if token_mass is not None:
+            self._store_tokens(layer, token_mass, offset)
+
+    def _store_tokens(self, layer: int, token_mass: torch.Tensor, offset: int) -> None:
+        """Put one layer's ``[B, Q, Lk]`` per-key mass at absolute key positions (a sliding window's dropped keys: 0)."""
+        if self.token_mass is None:  # layers that never report stay NaN
+            keys = max(self._total_tokens or 0, offset + token_mass.shape[-1])
+            batch, rows = token_mass.shape[:2]
+            self.token_mass = torch.full((batch, self.capture.num_layers, rows, keys), float("nan"),
+                                         dtype=torch.float32, device=token_mass.device)
+        self.token_mass[:, layer] = 0.0
+        self.token_mass[:, layer, :, offset:offset + token_mass.shape[-1]] = token_mass
 
     def _tensors_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         if device not in self._on_device:

@@ -206,6 +206,28 @@ def region_mass_argmax(
     ``argmax`` is the key index (in ``[0, Lk)``) of the largest attention weight, the first one on ties as
     ``torch.argmax`` gives it, -1 where a row sees no key. It comes from the first pass at no extra pass.
     """
+    mass, argmax, _ = region_mass_argmax_tokens(query_rows, key, bounds, scaling, bias, softcap=softcap, sinks=sinks,
+                                                chunk_tokens=chunk_tokens, tokens=False)
+    return mass, argmax
+
+
+def region_mass_argmax_tokens(
+    query_rows: torch.Tensor,
+    key: torch.Tensor,
+    bounds: torch.Tensor,
+    scaling: float,
+    bias: MaskBias,
+    *,
+    softcap: float | None = None,
+    sinks: torch.Tensor | None = None,
+    chunk_tokens: int = 4096,
+    tokens: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``region_mass_argmax`` plus, with ``tokens``, each row's probability on every key averaged over the query
+    heads: ``token_mass [B, Q, Lk]`` float32 (0 for masked keys), from the same second pass (no extra pass).
+
+    Summing ``token_mass`` over a region's keys gives that region's ``mass`` averaged over heads.
+    """
     batch, heads, n_rows, dim = query_rows.shape
     kv_heads, k_len = key.shape[1], key.shape[2]
     group = heads // kv_heads
@@ -230,9 +252,14 @@ def region_mass_argmax(
     # pass 2: prefix sums of probabilities, read at every region boundary
     flat_bounds = bounds.to(q.device).reshape(batch, 1, 1, -1)  # [B, 1, 1, 2R]
     prefix = torch.zeros((batch, kv_heads, group * n_rows, flat_bounds.shape[-1]), device=q.device)
+    # per key, mean over the H query heads (skipped chunks stay 0: no row sees them)
+    token_mass = torch.zeros((batch, n_rows, k_len), device=q.device) if tokens else None  # [B, Q, Lk]
     for start, end, extra in chunks:
         probs = torch.exp(logits(start, end, extra) - reference) / denominator[..., None]  # [B, Hkv, G*Q, C]
         prefix += _prefix_sums_at(probs, flat_bounds - start, end - start, prefix.shape)
+        if token_mass is not None:
+            token_mass[:, :, start:end] = probs.reshape(batch, heads, n_rows, end - start).mean(1)
     mass = prefix[..., 1::2] - prefix[..., 0::2]  # [B, Hkv, G*Q, R]
     argmax = best_index.reshape(batch, kv_heads, group, n_rows).reshape(batch, heads, n_rows)
-    return mass.reshape(batch, kv_heads, group, n_rows, -1).reshape(batch, heads, n_rows, -1), argmax
+    mass = mass.reshape(batch, kv_heads, group, n_rows, -1).reshape(batch, heads, n_rows, -1)
+    return mass, argmax, token_mass

@@ -98,6 +98,15 @@ class AttentionConfig(BaseModel):
     bins: int = Field(20, ge=1, le=512, description="equal positional bins of the haystack (context) span")
     sink_tokens: int = Field(1, ge=0, le=64, description="first prompt tokens counted as the `sink` region")
     inner: Literal["auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3"] = "sdpa"
+    tokens: bool = Field(False, description="also store each captured row's mass on every prompt token "
+                         "(mean over heads, float16, compressed) for the trial viewer")
+    token_layers: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=list, description="layers whose per-token mass is stored (empty: every layer)"
+    )
+
+
+# ``attention`` fields added after runs existed: left out of ``config_hash`` at their default, so old runs resume.
+ATTENTION_HASH_OMITTED_AT_DEFAULT = frozenset({"tokens", "token_layers"})
 
 
 # Fields that say where things live, not what is measured: left out of ``config_hash``.
@@ -328,6 +337,10 @@ def config_hash(cfg: EvalConfig) -> str:
     if not cfg.attention.capture:  # its settings change nothing then (and configs from before it hash alike)
         excluded.add("attention")
     data = cfg.model_dump(mode="json", exclude=excluded)
+    for name in ATTENTION_HASH_OMITTED_AT_DEFAULT:
+        if "attention" in data and getattr(cfg.attention, name) == AttentionConfig.model_fields[name].get_default(
+                call_default_factory=True):
+            data["attention"].pop(name, None)
     for name in HASH_OMITTED_AT_DEFAULT:
         if getattr(cfg, name) == EvalConfig.model_fields[name].get_default(call_default_factory=True):
             data.pop(name, None)

@@ -30,7 +30,11 @@ from evalkit.report.data.labels import add_variants, placement_trials, variant_o
 from evalkit.report.data.load import load_header, load_results
 from evalkit.report.document.recommend_section import recommendation_blocks
 from evalkit.report.document.results import controls_blocks, examples_blocks, glossary_blocks, variant_blocks
-from evalkit.report.document.sections import ReportData, comparison_blocks, positions_blocks, runs_blocks, summary_blocks
+from evalkit.report.document.sections import ReportData, comparison_blocks, positions_blocks, runs_blocks, trust_warnings
+from evalkit.report.analysis.decision import ModelDecision, model_decisions
+from evalkit.report.charts.safety_strip import legend_handles, plot_safety_strip, strip_size
+from evalkit.report.document.decision_section import decision_blocks, variant_summary_blocks
+from evalkit.report.document.viewer import write_viewer
 from evalkit.report.analysis.tables import summary_table, to_markdown
 from evalkit.errors import RunDirError
 from evalkit.store.format import disk_errors
@@ -52,11 +56,12 @@ class ReportPaths:
     charts: tuple[Path, ...]  # heatmap_*, accuracy_vs_depth_*, compare_*, difference_* (.png and .svg)
     report_html: Path | None = None  # self-contained: charts embedded, no external URL
     tables: tuple[Path, ...] = ()  # every table file: summary.csv, position_indices.csv, ... (+ .parquet)
+    viewer_html: Path | None = None  # the trial viewer (``evalkit view``), linked from the decision block
 
     @property
     def files(self) -> tuple[Path, ...]:
         """Every written file."""
-        html = (self.report_html,) if self.report_html is not None else ()
+        html = tuple(p for p in (self.report_html, self.viewer_html) if p is not None)
         extra = tuple(p for p in self.tables if p != self.summary_csv)
         return (self.report_md, *html, self.summary_md, self.summary_csv, *extra, *self.charts)
 
@@ -73,7 +78,9 @@ def write_report(
     ``heatmap_*`` and ``accuracy_vs_depth_*``; with several variants per task ``compare_by_length_*``,
     ``compare_by_depth_*`` and ``difference_*``. When the runs captured attention: ``attention_*.csv`` tables and
     per model x task ``attention_needle_mass_*``, ``attention_layers_*``, ``attention_bins_*``,
-    ``attention_heads_*`` charts (see ``attention_sections.py``). Then ``report.md`` and ``report.html``.
+    ``attention_heads_*`` charts (see ``attention_sections.py``); per model one ``safety_*`` strip for the
+    decision block (``decision.py``). Then ``report.md`` and ``report.html`` (decision block first) and
+    ``viewer.html``, the trial viewer (``viewer.py``).
     ``threshold`` (fraction, default 0.856) sets the effective context length.
     """
     threshold = check_threshold(threshold)
@@ -99,11 +106,14 @@ def _write_all(data: ReportData, dirs: list[Path], out: Path) -> ReportPaths:
     attention = attention_report(data.df, out, _inside, unique_stems)
     tables += attention.tables
 
-    body = [*runs_blocks(data), *recommendation_blocks(data), *comparison_blocks(data, compare_charts),
+    decisions = model_decisions(data.df, data.controls, data.threshold)
+    strips = _write_strip_charts(decisions, out)
+    viewer = write_viewer(dirs, _inside(out, "viewer.html"))
+    body = [*variant_summary_blocks(data), *runs_blocks(data), *recommendation_blocks(data), *comparison_blocks(data, compare_charts),
             *positions_blocks(data),
             *controls_blocks(data), *variant_blocks(data, variant_charts), *attention.blocks,
             *examples_blocks(data), *glossary_blocks(data, [p for p in tables if p.suffix == ".csv"])]
-    summary = summary_blocks(data)
+    summary = [*decision_blocks(data, decisions, strips), *trust_warnings(data)]
     links = Para(("Tables: ", Link("summary.md", "summary.md"), " · ", Link("summary.csv", "summary.csv"),
                   ". A self-contained version of this report is ", Link("report.html", "report.html"), "."))
     report_md = _inside(out, "report.md")
@@ -111,8 +121,9 @@ def _write_all(data: ReportData, dirs: list[Path], out: Path) -> ReportPaths:
     report_html = _inside(out, "report.html")
     report_html.write_text(render_html(TITLE, summary, body, footer=f"Written by evalkit from {len(dirs)} run "
                                        "directories." if len(dirs) > 1 else "Written by evalkit."), encoding="utf-8")
-    charts = tuple(p for paths in [*variant_charts.values(), *compare_charts.values(), attention.charts] for p in paths)
-    return ReportPaths(out, report_md, summary_md, tables[0], charts, report_html, tuple(tables))
+    charts = tuple(p for paths in [*strips.values(), *variant_charts.values(), *compare_charts.values(),
+                                   attention.charts] for p in paths)
+    return ReportPaths(out, report_md, summary_md, tables[0], charts, report_html, tuple(tables), viewer)
 
 
 def _compute(dirs: list[Path], headers: list[dict], records: pd.DataFrame, threshold: float) -> ReportData:
@@ -218,6 +229,18 @@ def _write_variant_charts(data: ReportData, out: Path) -> dict[tuple[str, str], 
         fig = new_figure(8.5, 4.6)
         plot_accuracy_vs_depth(main, fig.add_subplot(), variant, task, by="variant")
         charts[(variant, task)] = written + save_figure(fig, _inside(out, f"accuracy_vs_depth_{stem}"))
+    return charts
+
+
+def _write_strip_charts(decisions: tuple[ModelDecision, ...], out: Path) -> dict[str, list[Path]]:
+    """One "where is it safe" strip per model (``safety_<variant>``), for the decision block."""
+    charts: dict[str, list[Path]] = {}
+    stems = unique_stems([(d.variant,) for d in decisions])
+    for decision in decisions:
+        fig = new_figure(*strip_size(decision))
+        plot_safety_strip(decision, fig.add_subplot())
+        fig.legend(handles=legend_handles(), loc="outside lower center", ncol=3, frameon=False, fontsize=8)
+        charts[decision.variant] = save_figure(fig, _inside(out, f"safety_{stems[(decision.variant,)]}"))
     return charts
 
 

@@ -281,8 +281,8 @@ def test_write_report_writes_every_file_with_a_correct_finding(tmp_path):
     out = tmp_path / "out"
     paths = write_report([run], out)
     stem = "org-tiny-model_passkey"
-    expected = {"report.md", "report.html", "summary.md", "summary.csv", "position_indices.csv", "depth_bands.csv",
-                "effective_length.csv"} | {
+    expected = {"report.md", "report.html", "viewer.html", "summary.md", "summary.csv", "position_indices.csv",
+                "depth_bands.csv", "effective_length.csv", "safety_org-tiny-model.png", "safety_org-tiny-model.svg"} | {
         f"{kind}_{stem}.{ext}" for kind in ("heatmap", "accuracy_vs_depth") for ext in ("png", "svg")
     }  # one variant, no controls: no comparison or controls tables
     if importlib.util.find_spec("pyarrow") is not None:  # tables also as Parquet where pyarrow is installed

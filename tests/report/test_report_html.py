@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import re
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -21,16 +19,13 @@ from report_fixtures import (
     write_records,
 )
 
+from browser_fixtures import chromium, console_lines, needs_chromium
+
 from evalkit.cli import main
 from evalkit.report import write_report
 from evalkit.report.document.html import CONTENT_SECURITY_POLICY
 from evalkit.report.render import TITLE
 
-CHROMIUM = Path("/usr/bin/chromium")
-needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="headless Chromium not installed at /usr/bin/chromium (apt-get install chromium chromium-driver)",
-)
 # Injected by the test only (the report itself carries no script): marks the body once every image decoded.
 IMAGE_CHECK = """<script>window.addEventListener("load", function () {
   var images = Array.prototype.slice.call(document.images);
@@ -47,23 +42,6 @@ def demo_report(tmp_path_factory):
     return write_report(write_demo_runs(base / "runs"), base / "out")
 
 
-def chromium(url: str, *extra: str) -> tuple[str, str]:
-    """Run headless Chromium on ``url``; return (stdout, stderr). Console messages go to stderr."""
-    with tempfile.TemporaryDirectory() as profile:
-        result = subprocess.run(
-            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--hide-scrollbars", *extra, url],
-            capture_output=True, text=True, timeout=60,
-        )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout, result.stderr
-
-
-def console_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if ":CONSOLE" in line]
-
-
 # ---------------------------------------------------------------------------- static checks
 
 
@@ -76,7 +54,7 @@ def test_html_is_self_contained_and_script_free(demo_report):
     assert "http://" not in text and "https://" not in text and "<link" not in text
     sources = re.findall(r'<img src="([^"]+)"', text)
     pngs = [p for p in demo_report.charts if p.suffix == ".png"]
-    assert len(sources) == len(pngs) == 7  # 2 x (heatmap, curves) + by length, by depth, difference
+    assert len(sources) == len(pngs) == 9  # 2 x (safety strip, heatmap, curves) + by length, by depth, difference
     for source in sources:
         assert source.startswith("data:image/png;base64,")
         assert base64.b64decode(source.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
@@ -127,7 +105,7 @@ def test_report_opens_in_chromium_without_errors_and_shows_the_needle_as_text(de
     dom, stderr = chromium(checked.as_uri(), "--dump-dom", "--virtual-time-budget=5000")
     assert console_lines(stderr) == []
     body = re.search(r"<body([^>]*)>", dom).group(1)
-    assert 'data-images-ok="true"' in body and 'data-image-count="7"' in body
+    assert 'data-images-ok="true"' in body and 'data-image-count="9"' in body
     assert "data-pwned" not in body and re.search(r"<title>([^<]*)</title>", dom).group(1) == TITLE
 
     shot = tmp_path / "report.png"
@@ -150,10 +128,10 @@ def test_two_runs_of_one_model_produce_the_comparison_section(tmp_path):
     assert {"heatmap_org-tiny-model-baseline_passkey.png", "heatmap_org-tiny-model-retry_passkey.png"} <= names
     markdown = paths.report_md.read_text(encoding="utf-8")
     assert "## Comparison" in markdown and "labelled with the directory's name" in markdown
-    assert ("- **Comparison:** Over all depths at 2,048 tokens, org/tiny-model · retry finds 97% vs 77% for "
-            "org/tiny-model · baseline: +20 pts, 95% CI +2 to +38.") in markdown
+    assert ("| org/tiny-model · retry | Over all depths at 2,048 tokens, org/tiny-model · retry finds 97% vs 77% for "
+            "org/tiny-model · baseline: +20 pts, 95% CI +2 to +38. |") in markdown  # the summary table's row
     html = paths.report_html.read_text(encoding="utf-8")
-    assert 'id="comparison"' in html and html.count("<img ") == 7
+    assert 'id="comparison"' in html and html.count("<img ") == 8  # one safety strip: the first variant's
     cells = pd.read_csv(tmp_path / "out" / "comparison.csv")
     middle = cells[(cells["context_length"] == 2048) & (cells["depth"] == 0.5)]
     assert middle["difference"].item() == pytest.approx(0.6)

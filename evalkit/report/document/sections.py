@@ -12,10 +12,6 @@ import pandas as pd
 
 from evalkit.report.document.blocks import Block, Bullets, Code, Details, Heading, Image, Para, Strong, Table
 from evalkit.report.document.findings import (
-    comparison_sentence,
-    count,
-    depth_headline,
-    effective_length_sentence,
     pct,
     pct_below,
     points_ci,
@@ -64,27 +60,6 @@ def series_label(data: ReportData, variant: str, task: str) -> str:
 
 
 # ---------------------------------------------------------------------------- summary
-
-
-def summary_blocks(data: ReportData) -> list[Block]:
-    """The plain-language summary at the top: per variant where facts get lost, effective length, comparisons."""
-    items = []
-    for (variant, task), bands in data.bands.groupby(["variant", "task"], sort=False):
-        effective = data.effective[(data.effective["variant"] == variant) & (data.effective["task"] == task)]
-        text = depth_headline(bands)
-        if not effective.empty:
-            text += " " + effective_length_sentence(effective.iloc[0])
-        items.append((Strong(series_label(data, variant, task) + ": "), text))
-    for (_variant, _task), rows in data.lengths.groupby(["variant", "task"], sort=False):
-        items.append((Strong("Comparison: "), comparison_sentence(rows)))
-    for (variant, task), rows in data.controls.groupby(["variant", "task"], sort=False):
-        items.append((Strong(f"{series_label(data, variant, task)}, controls: "), control_sentence(rows)))
-    total = int((data.df["status"] == "ok").sum())
-    blocks: list[Block] = [Para((Strong("Summary. "), f"{count(total, 'completed trial', 'completed trials')} from "
-                                 f"{count(len(data.dirs), 'run', 'runs')}; accuracy = share of trials whose answer "
-                                 "contains the fact; 95% intervals in brackets."))]
-    blocks.append(Bullets(tuple(items)) if items else Para("No completed trials."))
-    return blocks + trust_warnings(data)
 
 
 CONTROL_MEANING = {

@@ -1,0 +1,240 @@
+"""The trial viewer's inline CSS and script (``viewer.py`` embeds them; the page loads nothing else).
+
+The script reads the trials from a ``<script type="application/json">`` block and builds every element with
+``textContent``, never ``innerHTML``, so a needle such as ``<script>...`` shows as text. Filters and the
+opened trial can also be set from the URL fragment: ``viewer.html#model=m&correct=no&trial=<id>``.
+"""
+
+from __future__ import annotations
+
+VIEWER_CSS = """
+:root { --fg: #1f2328; --muted: #59636e; --line: #d1d9e0; --zebra: #f6f8fa; --accent: #0072b2; }
+* { box-sizing: border-box; }
+body { margin: 0; color: var(--fg); font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; }
+main { display: grid; grid-template-columns: minmax(420px, 44%) 1fr; gap: 18px; padding: 16px 20px; }
+h1 { font-size: 1.35rem; margin: 12px 20px 0; }
+p.note { margin: 4px 20px; color: var(--muted); max-width: 1100px; }
+.filters { display: flex; flex-wrap: wrap; gap: 8px 12px; margin-bottom: 8px; }
+.filters label { display: flex; flex-direction: column; font-size: .8rem; color: var(--muted); }
+.filters select { font: inherit; min-width: 6rem; }
+.list { max-height: 82vh; overflow: auto; border: 1px solid var(--line); border-radius: 6px; }
+table { border-collapse: collapse; width: 100%; font-size: .85rem; }
+th, td { border-bottom: 1px solid var(--line); padding: 3px 6px; text-align: left; vertical-align: top; }
+th { position: sticky; top: 0; background: var(--zebra); }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tbody tr { cursor: pointer; }
+tbody tr:hover td { background: #eef6fc; }
+tbody tr.open td { background: #dbeefb; }
+td.answer { max-width: 16rem; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.ok { color: #007a5a; font-weight: 600; } .bad { color: #b33c00; font-weight: 600; }
+#detail h2 { font-size: 1.1rem; margin: 0 0 6px; overflow-wrap: anywhere; }
+dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; margin: 0 0 10px; }
+dl.facts dt { color: var(--muted); } dl.facts dd { margin: 0; overflow-wrap: anywhere; white-space: pre-wrap; }
+.prompt { white-space: pre-wrap; overflow-wrap: anywhere; font: 12.5px/1.5 ui-monospace, Menlo, Consolas, monospace;
+          border: 1px solid var(--line); border-radius: 6px; padding: 8px; max-height: 60vh; overflow: auto; }
+.piece { border-radius: 2px; }
+.r-preamble { background: #eeeeee; } .r-before, .r-context_before { background: #e8f1fa; }
+.r-after, .r-context_after { background: #f3ecf8; } .r-question { background: #fdf1dc; }
+.r-tail { background: #eeeeee; } .r-prompt { background: #fafafa; }
+mark.needle { background: #ffd84d; outline: 2px solid #b58900; color: #000; }
+.fold, .placeholder { color: var(--muted); font-style: italic; background: #fff; }
+.legend span { display: inline-block; padding: 0 6px; margin-right: 6px; border-radius: 3px; font-size: .8rem; }
+.strip { display: flex; height: 26px; border: 1px solid var(--line); margin: 4px 0 2px; }
+.strip div { flex: 1 1 0; min-width: 1px; }
+.bars td.bar { width: 60%; } .bars .fill { background: var(--accent); height: 10px; }
+.muted { color: var(--muted); }
+"""
+
+VIEWER_SCRIPT = r"""
+(function () {
+  "use strict";
+  var data = JSON.parse(document.getElementById("trial-data").textContent);
+  var trials = data.trials;
+  var FILTERS = ["model", "task", "length", "depth", "layout", "correct"];
+  var REGION_LABELS = {preamble: "preamble", before: "before the needle", context_before: "haystack before",
+    needle: "needle", after: "after the needle", context_after: "haystack after", question: "question",
+    tail: "template tail", prompt: "prompt (needle not found in the saved text)"};
+  var openId = null;
+
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) { node.className = cls; }
+    if (text !== undefined && text !== null) { node.textContent = String(text); }
+    return node;
+  }
+  function pct(x) { return (Math.round(x * 1000) / 10) + "%"; }
+  function value(t, f) {
+    if (f === "correct") { return t.status !== "ok" ? "skipped" : (t.correct ? "yes" : "no"); }
+    if (f === "depth") { return t.control ? "control" : t.depth === null ? "–" : pct(t.depth); }
+    if (f === "layout") { return t.control ? "control: " + t.control : (t.layout || "(default)"); }
+    if (f === "model") { return t.variant; }
+    return String(t[f]);
+  }
+  function numeric(text) { var n = parseFloat(text); return isNaN(n) ? Infinity : n; }
+
+  function fillFilters() {
+    FILTERS.forEach(function (f) {
+      var select = document.getElementById("filter-" + f);
+      var seen = {};
+      trials.forEach(function (t) { seen[value(t, f)] = true; });
+      var values = Object.keys(seen);
+      values.sort(function (a, b) { return (numeric(a) - numeric(b)) || (a < b ? -1 : a > b ? 1 : 0); });
+      values.forEach(function (v) { var o = el("option", "", v); o.value = v; select.appendChild(o); });
+      select.addEventListener("change", render);
+    });
+  }
+  function chosen() {
+    var out = {};
+    FILTERS.forEach(function (f) { out[f] = document.getElementById("filter-" + f).value; });
+    return out;
+  }
+  function render() {
+    var want = chosen();
+    var body = document.querySelector("#trials tbody");
+    body.textContent = "";
+    var shown = 0;
+    trials.forEach(function (t, i) {
+      for (var k = 0; k < FILTERS.length; k++) {
+        var f = FILTERS[k];
+        if (want[f] !== "" && value(t, f) !== want[f]) { return; }
+      }
+      shown += 1;
+      var tr = el("tr");
+      tr.setAttribute("data-index", String(i));
+      tr.setAttribute("tabindex", "0");
+      if (t.id === openId) { tr.className = "open"; }
+      [value(t, "model"), t.task, t.length === null ? "–" : t.length.toLocaleString("en-US"), value(t, "depth"), value(t, "layout")]
+        .forEach(function (v, c) { tr.appendChild(el("td", c === 2 || c === 3 ? "num" : "", v)); });
+      var mark = value(t, "correct");
+      tr.appendChild(el("td", mark === "yes" ? "ok" : mark === "no" ? "bad" : "muted",
+                        mark === "yes" ? "✓" : mark === "no" ? "✗" : "–"));
+      tr.appendChild(el("td", "answer", t.answer));
+      tr.addEventListener("click", function () { show(i); });
+      tr.addEventListener("keydown", function (e) { if (e.key === "Enter") { show(i); } });
+      body.appendChild(tr);
+    });
+    document.getElementById("shown").textContent = shown + " of " + trials.length + " trials";
+  }
+
+  function fact(dl, name, text) { dl.appendChild(el("dt", "", name)); dl.appendChild(el("dd", "", text)); }
+  function promptView(t) {
+    var box = el("div", "prompt");
+    t.pieces.forEach(function (p) {
+      var label = REGION_LABELS[p.region] || p.region;
+      var span = el(p.region === "needle" ? "mark" : "span", p.region === "needle" ? "needle" : "piece r-" + p.region);
+      span.title = label;
+      if (p.text === null) {
+        span.appendChild(el("span", "placeholder", "[" + label + ": " + (p.tokens === null ? "?" : p.tokens) +
+                            " tokens, text not saved]"));
+      } else {
+        span.appendChild(document.createTextNode(p.text));
+        if (p.folded) {
+          span.appendChild(el("span", "fold", " … " + p.folded.toLocaleString("en-US") + " characters folded … "));
+          span.appendChild(document.createTextNode(p.tail));
+        }
+      }
+      box.appendChild(span);
+    });
+    return box;
+  }
+  function strip(values, title) {
+    var box = el("div", "strip");
+    var top = Math.max.apply(null, values.map(function (v) { return v || 0; }).concat([1e-9]));
+    values.forEach(function (v, i) {
+      var cell = el("div");
+      var a = v === null ? 0 : v / top;
+      cell.style.background = "rgba(0, 114, 178, " + a.toFixed(3) + ")";
+      cell.title = title + " " + i + ": " + (v === null ? "–" : v.toFixed(4));
+      box.appendChild(cell);
+    });
+    return box;
+  }
+  function attentionView(a) {
+    var box = el("div", "attention");
+    box.appendChild(el("h3", "", "Attention (last prompt token; " + a.layers + " layers x " + a.heads + " heads)"));
+    box.appendChild(el("p", "", "Sink (first tokens), shown apart: " + (a.sink === null ? "–" : a.sink.toFixed(3))));
+    var select = el("select");
+    select.id = "attention-layer";
+    var avg = el("option", "", "mean over layers and heads"); avg.value = "mean"; select.appendChild(avg);
+    a.bins_by_layer.forEach(function (_, l) { var o = el("option", "", "layer " + l); o.value = String(l); select.appendChild(o); });
+    var holder = el("div");
+    function draw() {
+      holder.textContent = "";
+      var values = select.value === "mean" ? a.bins : a.bins_by_layer[parseInt(select.value, 10)];
+      holder.appendChild(strip(values, "bin"));
+      holder.appendChild(el("div", "muted", "haystack bins, first to last; darker = more attention mass"));
+    }
+    select.addEventListener("change", draw);
+    box.appendChild(select); box.appendChild(holder); draw();
+    if (a.tokens) {
+      box.appendChild(strip(a.tokens.cells, "cell"));
+      box.appendChild(el("div", "muted", "per-token mass over all " + a.tokens.positions + " prompt positions " +
+                         "(mean over layers " + a.tokens.layers.join(", ") + ")"));
+    }
+    var bars = el("table", "bars");
+    Object.keys(a.regions).forEach(function (name) {
+      var tr = el("tr"); var v = a.regions[name];
+      tr.appendChild(el("td", "", name)); tr.appendChild(el("td", "num", v === null ? "–" : v.toFixed(3)));
+      var td = el("td", "bar"); var fill = el("div", "fill"); fill.style.width = ((v || 0) * 100).toFixed(1) + "%";
+      td.appendChild(fill); tr.appendChild(td); bars.appendChild(tr);
+    });
+    box.appendChild(el("h4", "", "Mass per region (mean over layers and heads)")); box.appendChild(bars);
+    var heads = el("table");
+    var head = el("tr");
+    ["layer", "head", "needle mass", "copy events"].forEach(function (h) { head.appendChild(el("th", "", h)); });
+    heads.appendChild(head);
+    a.top_heads.forEach(function (h) {
+      var tr = el("tr");
+      [h.layer, h.head, h.needle_mass === null ? "–" : h.needle_mass.toFixed(3), h.copies]
+        .forEach(function (v) { tr.appendChild(el("td", "num", v)); });
+      heads.appendChild(tr);
+    });
+    box.appendChild(el("h4", "", "Top retrieval heads of this trial (most mass on the needle)"));
+    box.appendChild(heads);
+    return box;
+  }
+  function show(i) {
+    var t = trials[i];
+    openId = t.id;
+    var detail = document.getElementById("detail");
+    detail.textContent = "";
+    detail.setAttribute("data-trial", t.id);
+    detail.appendChild(el("h2", "", t.id));
+    var dl = el("dl", "facts");
+    fact(dl, "model", t.variant); fact(dl, "task / length / depth", t.task + " · " + (t.length === null ? "?" : t.length.toLocaleString("en-US")) + " tokens · " + value(t, "depth"));
+    fact(dl, "question", t.question); fact(dl, "gold answer", t.gold); fact(dl, "model answer", t.answer);
+    fact(dl, "correct", value(t, "correct"));
+    fact(dl, "gold log-prob", t.logprob_sum === null ? "–" : t.logprob_sum.toFixed(3) + " (mean per token " +
+         (t.logprob_mean === null ? "–" : t.logprob_mean.toFixed(3)) + ")");
+    fact(dl, "prompt", (t.prompt_tokens === null ? "?" : t.prompt_tokens) + " tokens; shown from " + data.sources[t.source]);
+    detail.appendChild(dl);
+    var legend = el("div", "legend");
+    ["preamble", "before", "needle", "after", "question"].forEach(function (r) {
+      var s = el("span", r === "needle" ? "" : "r-" + r, REGION_LABELS[r]);
+      if (r === "needle") { s.style.background = "#ffd84d"; }
+      legend.appendChild(s);
+    });
+    detail.appendChild(legend);
+    detail.appendChild(promptView(t));
+    if (t.attention) { detail.appendChild(attentionView(t.attention)); }
+    else { detail.appendChild(el("p", "muted", "No attention was captured for this trial.")); }
+    render();
+  }
+  function fromHash() {
+    var params = {};
+    window.location.hash.replace(/^#/, "").split("&").forEach(function (kv) {
+      if (!kv) { return; }
+      var at = kv.indexOf("=");
+      if (at > 0) { params[decodeURIComponent(kv.slice(0, at))] = decodeURIComponent(kv.slice(at + 1)); }
+    });
+    FILTERS.forEach(function (f) { if (params[f] !== undefined) { document.getElementById("filter-" + f).value = params[f]; } });
+    render();
+    if (params.trial !== undefined) {
+      for (var i = 0; i < trials.length; i++) { if (trials[i].id === params.trial) { show(i); break; } }
+    }
+  }
+  fillFilters();
+  fromHash();
+  window.addEventListener("hashchange", fromHash);
+})();
+"""
