@@ -221,6 +221,8 @@ class TrialAttention:
     spans: np.ndarray
     bins: int
     prompt_tokens: int
+    token_mass: np.ndarray | None = None  # float16 [stored layers, rows, prompt_tokens], attention.tokens only
+    token_layers: tuple[int, ...] = ()
 
     @property
     def partition_size(self) -> int:

@@ -39,4 +39,6 @@ def trial_attention(layout: RegionLayout, prompt: BuiltPrompt, output: TrialOutp
         spans=np.array(layout.spans, dtype=np.int64),
         bins=layout.bins,
         prompt_tokens=prompt.prompt_tokens,
+        token_mass=rows.token_mass,
+        token_layers=rows.token_layers,
     )

@@ -9,38 +9,8 @@ about ``2 * layers * rows * prompt_tokens`` bytes before compression.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-import numpy as np
-
-from evalkit.errors import CaptureError
 
 
-def stored_layers(num_layers: int, chosen: Sequence[int]) -> tuple[int, ...]:
-    """The layers whose per-token mass is kept: ``chosen`` (refusing ones the model lacks) or all of them."""
-    layers = tuple(chosen) if chosen else tuple(range(num_layers))
-    missing = [layer for layer in layers if not 0 <= layer < num_layers]
-    if missing:
-        raise CaptureError(f"attention.token_layers: {missing} not in this model's layers 0-{num_layers - 1}; "
-                         "pick layers below its num_hidden_layers")
-    return layers
-
-
-def stack_token_mass(recordings: Sequence[Any], rows: int, prompt_tokens: int,
-                     chosen: Sequence[int]) -> tuple[np.ndarray | None, tuple[int, ...]]:
-    """``(token_mass [stored layers, rows, prompt_tokens] float16, layers)``; ``(None, ())`` when not recorded.
-
-    Rows the trial never reached (generation stopped first) stay NaN.
-    """
-    first = getattr(recordings[0], "token_mass", None) if recordings else None
-    if first is None:
-        return None, ()
-    layers = stored_layers(first.shape[1], chosen)
-    out = np.full((len(layers), rows, prompt_tokens), np.nan, dtype=np.float32)
-    for row, recording in enumerate(recordings):
-        values = recording.token_mass[0, list(layers), 0, :prompt_tokens].float().cpu().numpy()  # [stored, keys]
-        out[:, row, : values.shape[-1]] = values
-    return out.astype(np.float16), layers
 
 
 def storage_bytes(context_lengths: Sequence[int], rows: int, layers: int) -> int:

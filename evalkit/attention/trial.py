@@ -30,4 +30,5 @@ def capture_request(prompt: BuiltPrompt, settings: AttentionConfig) -> tuple[Reg
     """The trial's region layout and what the backend records: its key spans and ``decode_steps`` rows."""
     layout = region_layout(prompt, settings.bins, settings.sink_tokens, settings.decode_steps)
     spans = tuple((int(start), int(end)) for start, end in layout.spans)
-    return layout, CaptureRequest(spans=spans, decode_steps=settings.decode_steps)
+    return layout, CaptureRequest(spans=spans, decode_steps=settings.decode_steps, tokens=settings.tokens,
+                                  token_layers=tuple(settings.token_layers))

@@ -43,6 +43,8 @@ class CaptureRequest:
 
     spans: tuple[tuple[int, int], ...]  # [start, end) key positions per region, in prompt tokens
     decode_steps: int  # rows after the last prompt token's (the first generated tokens)
+    tokens: bool = False  # also each row's mass on every prompt token, averaged over heads
+    token_layers: tuple[int, ...] = ()  # the layers whose per-token mass is kept (empty: all)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class CapturedRows:
 
     mass: np.ndarray  # [layers, heads, rows, regions] float32 attention mass per key span
     argmax: np.ndarray  # [layers, heads, rows] int64 key position of each row's largest weight
+    token_mass: np.ndarray | None = None  # [stored layers, rows, prompt_tokens] float16, when asked for
+    token_layers: tuple[int, ...] = ()  # the layers of ``token_mass``
 
 
 @dataclass(frozen=True, eq=False)

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from evalkit.config.schema import ModelConfig
+from evalkit.errors import CaptureError
 from evalkit.models.base import BackendInfo, Capabilities, CapturedRows, CaptureRequest, TrialRequest
 from evalkit.models.batch import run_batch
 from evalkit.models.draft import AnswerMemory
@@ -111,13 +112,15 @@ class TransformersBackend:
 
         spec: CaptureRequest = request.capture  # type: ignore[assignment]
         spans = torch.tensor([list(spec.spans)], dtype=torch.long)  # [1, R, 2] absolute key positions
-        prefill = self.capture.record(torch.tensor([[len(request.input_ids) - 1]]), spans)  # the last prompt token
+        last = torch.tensor([[len(request.input_ids) - 1]])
+        prefill = self.capture.record(last, spans, tokens=spec.tokens)  # the last prompt token
         decodes: list[Any] = []
 
         def decode_step(k: int):
             if k > spec.decode_steps:
                 return None
-            recording = self.capture.record(torch.zeros((1, 1), dtype=torch.long), spans)  # a decode feeds one token
+            one = torch.zeros((1, 1), dtype=torch.long)
+            recording = self.capture.record(one, spans, tokens=spec.tokens)  # a decode feeds one token
             decodes.append(recording)
             return recording
 
@@ -126,6 +129,10 @@ class TransformersBackend:
                             memory=self.memory, prefill_context=prefill,
                             decode_context=decode_step if spec.decode_steps else None, **reuse)  # fmt: skip
         rows = _captured_rows([prefill, *decodes], spec.decode_steps + 1)
+        if spec.tokens:
+            token_mass, layers = stack_token_mass([prefill, *decodes], spec.decode_steps + 1,
+                                                  len(request.input_ids), spec.token_layers)
+            rows = dataclasses.replace(rows, token_mass=token_mass, token_layers=layers)
         return dataclasses.replace(output, attention=rows)
 
 
@@ -139,3 +146,30 @@ def _captured_rows(recordings: list[Any], rows: int) -> CapturedRows:
         mass[:, :, row] = recording.mass[0, :, :, 0].float().cpu().numpy()
         argmax[:, :, row] = recording.argmax[0, :, :, 0].cpu().numpy()
     return CapturedRows(mass=mass, argmax=argmax)
+
+
+def stored_layers(num_layers: int, chosen: Sequence[int]) -> tuple[int, ...]:
+    """The layers whose per-token mass is kept: ``chosen`` (refusing ones the model lacks) or all of them."""
+    layers = tuple(chosen) if chosen else tuple(range(num_layers))
+    missing = [layer for layer in layers if not 0 <= layer < num_layers]
+    if missing:
+        raise CaptureError(f"attention.token_layers: {missing} not in this model's layers 0-{num_layers - 1}; "
+                           "pick layers below its num_hidden_layers")
+    return layers
+
+
+def stack_token_mass(recordings: Sequence[Any], rows: int, prompt_tokens: int,
+                     chosen: Sequence[int]) -> tuple[np.ndarray | None, tuple[int, ...]]:
+    """``(token_mass [stored layers, rows, prompt_tokens] float16, layers)``; ``(None, ())`` when not recorded.
+
+    Rows the trial never reached (generation stopped first) stay NaN.
+    """
+    first = getattr(recordings[0], "token_mass", None) if recordings else None
+    if first is None:
+        return None, ()
+    layers = stored_layers(first.shape[1], chosen)
+    out = np.full((len(layers), rows, prompt_tokens), np.nan, dtype=np.float32)
+    for row, recording in enumerate(recordings):
+        values = recording.token_mass[0, list(layers), 0, :prompt_tokens].float().cpu().numpy()  # [stored, keys]
+        out[:, row, : values.shape[-1]] = values
+    return out.astype(np.float16), layers

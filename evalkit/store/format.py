@@ -287,11 +287,34 @@ def read_records(path: str | Path) -> RecordsRead:
 #     region_names    str     [regions]                        see evalkit/attention/regions.py
 #     spans           int32   [regions, 2]                     [start, end) token positions of each region
 #     bins, prompt_tokens int
+#     token_mass      float16 [stored layers, rows, prompt_tokens]  only with ``attention.tokens: true``: each row's
+#                     mass on every prompt token, mean over heads (summed over a region's tokens: that region's
+#                     ``mass`` averaged over heads, up to float16 rounding)
+#     token_layers    int32   [stored layers]                  the layers of ``token_mass``
 #
 # Rows: 0 is the last prompt token (the step that produces the first answer token), row k >= 1 the decode
 # step that feeds generated token k - 1. A row the trial never reached (generation stopped first) is NaN / -1.
 
 TRIAL_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")  # ids that are plain file names get an array
+
+
+def read_saved_prompts(run_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """``trial_id -> {"input_ids", "regions", "text"}`` from every prompts file of a run (``save_prompts: true``).
+
+    Lines that are not JSON objects with a ``trial_id`` (a torn last line of a killed run) are left out.
+    """
+    saved: dict[str, dict[str, Any]] = {}
+    for path in sorted(Path(run_dir).glob("prompts*.jsonl")):
+        with disk_errors(path, "read"):
+            lines = path.read_bytes().splitlines()
+        for raw in lines:
+            try:
+                row = json.loads(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                continue
+            if isinstance(row, dict) and isinstance(row.get("trial_id"), str):
+                saved[row["trial_id"]] = row
+    return saved
 
 
 def attention_path(run_dir: str | Path, trial_id: str) -> Path:
@@ -305,13 +328,16 @@ def save_trial_attention(run_dir: str | Path, trial_id: str, attention: TrialAtt
     """Write one trial's arrays atomically (replacing an earlier file of the same trial); return the path."""
     path = attention_path(run_dir, trial_id)
     buffer = io.BytesIO()
+    tokens = {} if attention.token_mass is None else {  # attention.tokens: per-token mass of the stored layers
+        "token_mass": attention.token_mass.astype(np.float16),
+        "token_layers": np.array(attention.token_layers, dtype=np.int32)}
     np.savez_compressed(
         buffer, mass=attention.mass.astype(np.float32), remainder=attention.remainder.astype(np.float32),
         argmax_position=attention.argmax_position.astype(np.int32),
         argmax_token=attention.argmax_token.astype(np.int32), row_token=attention.row_token.astype(np.int32),
         row_in_needle=attention.row_in_needle.astype(bool), region_names=np.array(attention.region_names),
         spans=attention.spans.astype(np.int32), bins=np.int64(attention.bins),
-        prompt_tokens=np.int64(attention.prompt_tokens),
+        prompt_tokens=np.int64(attention.prompt_tokens), **tokens,
     )  # fmt: skip
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with disk_errors(path, "write an attention array"):
@@ -333,6 +359,8 @@ def read_trial_attention(path: str | Path) -> TrialAttention:
                 argmax_token=data["argmax_token"], row_token=data["row_token"], row_in_needle=data["row_in_needle"],
                 region_names=tuple(str(n) for n in data["region_names"]), spans=data["spans"],
                 bins=int(data["bins"]), prompt_tokens=int(data["prompt_tokens"]),
+                token_mass=data["token_mass"] if "token_mass" in data.files else None,
+                token_layers=tuple(int(x) for x in data["token_layers"]) if "token_layers" in data.files else (),
             )  # fmt: skip
     except (OSError, KeyError, ValueError) as err:
         raise RunDirError(f"{path}: unreadable attention array ({err}); rerun that trial (delete its record)") from None

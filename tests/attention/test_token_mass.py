@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from evalkit.attention import PARTITION, read_trial_attention
+from evalkit.attention import PARTITION
 from evalkit.attention.capture_math import region_mass_argmax, region_mass_argmax_tokens
-from evalkit.attention.token_mass import storage_bytes, stored_layers
+from evalkit.attention.token_mass import storage_bytes
+from evalkit.models.transformers_backend import stored_layers
 from evalkit.cli import main
 from evalkit.config.schema import config_hash, load_config
 from evalkit.errors import CaptureError
 from evalkit.run.runner import run_eval
-from evalkit.store.attention_arrays import attention_path, save_trial_attention
+from evalkit.store.format import attention_path, read_trial_attention, save_trial_attention
 from run_fixtures import records, tiny_config
 
 ATTENTION_CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "attention.yaml")

@@ -46,24 +46,33 @@ def test_the_block_in_report_md_names_the_danger_band_and_stays_on_one_screen(tm
     write_records(run, grid_records(grid=_middle_failing_grid()))
     text = write_report([run], tmp_path / "out").report_md.read_text(encoding="utf-8")
     block = text.split("**Decision.**")[1].split("\nTables: ")[0]
-    assert "- **4,096 tokens:** safe 0–20% (100% [94–100], n=60), 70–100% (100% [95–100], n=80) · danger 30–60% " \
-           "(0% [0–5], n=80)" in block
+    # brackets are escaped in Markdown (no text from a record can start a link); they render as written
+    assert r"- **4,096 tokens:** safe 0–20% (100% \[94–100\], n=60), 70–100% (100% \[95–100\], n=80) · danger " \
+           r"30–60% (0% \[0–5\], n=80)" in block
     assert "![Where is it safe: org/tiny-model](safety_org-tiny-model.png)" in block
     assert len([line for line in block.splitlines() if line.strip()]) <= 12
     assert text.index("**Decision.**") < text.index("## Summary per variant") < text.index("## Runs")
 
 
+LAYOUT_GRID = {"models": ["org/tiny-model"], "tasks": ["passkey"], "layout": {"question_position": ["before", "after"]}}
+
+
 def _layout_records(better: list[bool], worse: list[bool]) -> list[dict]:
-    """Paired trials of two layouts (same depth and sample), plus closed-book and oracle controls."""
+    """Paired trials of two layouts (same depth and sample), plus closed-book and oracle controls.
+
+    Each record carries its layout axis (``question_position``) and the label ``load_results`` derives from it
+    under ``LAYOUT_GRID`` (``layout``), so the same records serve a DataFrame and a run directory.
+    """
     records = []
-    for layout, outcomes in (("question_first", better), ("question_last", worse)):
+    for position, outcomes in (("before", better), ("after", worse)):
+        label = f"question {position}"
         for i, right in enumerate(outcomes):
             depth = DEPTHS[i % len(DEPTHS)]
-            records.append(make_record(trial_id=f"{layout}-{i}", depth=depth, achieved_depth=depth, sample=i,
-                                       correct=right, extra={"layout": layout}))
+            records.append({**make_record(trial_id=f"{position}-{i}", depth=depth, achieved_depth=depth, sample=i,
+                                          correct=right, question_position=position), "layout": label})
         for control, right in (("closed_book", False), ("oracle", True)):
-            records.append(make_record(trial_id=f"{layout}-{control}", correct=right,
-                                       extra={"layout": layout, "control": control}))
+            records.append({**make_record(trial_id=f"{position}-{control}", correct=right, control=control,
+                                          question_position=position), "layout": label})
     return records
 
 
@@ -74,10 +83,10 @@ def test_a_layout_better_by_a_known_margin_is_recommended_with_the_right_sign():
     df = add_variants(pd.DataFrame(_layout_records(better, worse)))
     (decision,) = model_decisions(df, control_rates(df))
     choice = decision.layout
-    assert choice.layout == "question_first" and choice.runner_up == "question_last"
+    assert choice.layout == "question before" and choice.runner_up == "question after"
     assert choice.gain == pytest.approx(0.2) and 0 < choice.gain_low < 0.2 < choice.gain_high
     assert choice.pairs == n and choice.p_value < 1e-5
-    assert decision.variant == "org/tiny-model · question_first"
+    assert decision.variant == "org/tiny-model · question before"
     assert set(decision.controls["control"]) == {"closed_book", "oracle"}
 
 
@@ -87,19 +96,19 @@ def test_a_layout_gap_inside_noise_is_the_open_question_with_a_power_estimate(tm
     df = add_variants(pd.DataFrame(_layout_records(better, worse)))
     (decision,) = model_decisions(df, control_rates(df))
     question = decision.question
-    assert question.what == "layout question_first vs question_last" and question.gap == pytest.approx(0.1)
+    assert question.what == "layout question before vs question after" and question.gap == pytest.approx(0.1)
     assert question.low <= 0 <= question.high and question.n_now == 20
     # Cohen's h 0.2838; n = 2 * ((1.96 + 0.8416) / h)^2 per arm at 80% power, alpha 0.05
     assert question.n_needed == trials_needed(0.9, 0.8) == 195
     run = tmp_path / "run"
-    write_header(run)
-    write_records(run, _layout_records(better, worse))
+    write_header(run, config=LAYOUT_GRID)
+    write_records(run, [{k: v for k, v in r.items() if k != "layout"} for r in _layout_records(better, worse)])
     text = write_report([run], tmp_path / "out").report_md.read_text(encoding="utf-8")
-    assert ("- **Layout:** use `question_first` 90% [70–97] (n=20); +10 pts [0, +25] over `question_last` on 20 "
-            "paired trials, McNemar p = 0.5") in text
+    assert (r"- **Layout:** use `question before` 90% \[70–97\] (n=20); +10 pts \[0, +25\] over `question after` on "
+            "20 paired trials, McNemar p = 0.5") in text
     assert "- **1,024 tokens:** safe none · danger none" in text  # one or two trials per depth: all amber
     assert "about 195 trials per arm (now 20) would detect a gap this size with 80% power" in text
-    assert "- **Controls:** closed book 0% [0–79] (n=1); oracle 100% [21–100] (n=1)" in text
+    assert r"- **Controls:** closed book 0% \[0–79\] (n=1); oracle 100% \[21–100\] (n=1)" in text
 
 
 def test_verdicts_follow_the_interval():

@@ -15,7 +15,8 @@ from evalkit.cli import main
 from evalkit.report.document.viewer import script_hash, write_viewer
 from evalkit.report.document.viewer_assets import VIEWER_SCRIPT
 from evalkit.report.document.viewer_data import FOLD_CHARS
-from evalkit.store.attention_arrays import TrialAttention, save_trial_attention
+from evalkit.store.format import save_trial_attention
+from evalkit.types import TrialAttention
 
 HAYSTACK_WORDS = 30_000  # about 200k characters on each side of the needle
 QUESTION = "What is the pass key?"

@@ -25,8 +25,9 @@ import numpy as np
 import pandas as pd
 
 from evalkit.report.data.labels import control_labels, layout_labels
-from evalkit.store.attention_arrays import TrialAttention, attention_for_records, copy_events
-from evalkit.store.run_store import PROMPTS_FILE, read_record_lines
+from evalkit.store.attention_arrays import attention_for_records, copy_events
+from evalkit.store.format import read_saved_prompts
+from evalkit.types import TrialAttention
 
 FOLD_CHARS = 400  # characters kept at each end of a long prompt region
 MAX_PROMPT_TRIALS = 2000  # trials whose prompt pieces are embedded (a page of about 2000 x 3 kB at most)
@@ -49,12 +50,8 @@ def fold(text: str, fold_chars: int = FOLD_CHARS) -> tuple[str, str, int]:
 
 
 def saved_prompts(run_dir: str | Path) -> dict[str, str]:
-    """``trial_id -> prompt text`` from ``RUN_DIR/prompts.jsonl`` ({} when prompts were not saved)."""
-    path = Path(run_dir) / PROMPTS_FILE
-    if not path.is_file():
-        return {}
-    return {str(r["trial_id"]): str(r.get("text", "")) for r in read_record_lines(path)
-            if isinstance(r, dict) and "trial_id" in r}
+    """``trial_id -> prompt text`` from the run's saved prompts ({} when prompts were not saved)."""
+    return {trial_id: str(row.get("text", "")) for trial_id, row in read_saved_prompts(run_dir).items()}
 
 
 def _piece(region: str, text: str | None, fold_chars: int, tokens: int | None = None) -> dict[str, Any]:
