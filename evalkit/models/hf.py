@@ -14,6 +14,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from evalkit.config.schema import ModelConfig
 from evalkit.errors import ModelLoadError
@@ -144,8 +145,6 @@ def hub_offline() -> bool:
 
 def hub_address() -> tuple[str, int]:
     """(host, port) a Hub request first connects to: the HTTPS proxy if one is set, else ``HF_ENDPOINT``."""
-    from urllib.parse import urlsplit
-
     proxy = next((os.environ[k] for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy") if os.environ.get(k)),
                  None)
     parts = urlsplit(proxy or os.environ.get("HF_ENDPOINT") or "https://huggingface.co")

@@ -7,15 +7,19 @@ request never costs a partly written run directory.
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import logging
+import math
 import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+import evalkit
+from evalkit.config.layouts import Layout
 from evalkit.config.schema import EvalConfig, ModelConfig, config_hash
 from evalkit.errors import ConfigError, EvalkitError
+from evalkit.models import describe_model
+from evalkit.tasks import haystack_for_task, instantiate_needle, load_task, prompt_parts
 from evalkit.types import NeedleInstance, PromptParts, Trial
 
 log = logging.getLogger(__name__)
@@ -30,8 +34,6 @@ class PreparedTask:
 
     def parts_for(self, seed: int, model_cfg: ModelConfig) -> tuple[PromptParts, NeedleInstance]:
         """The needle drawn from ``seed`` and the prompt pieces for ``model_cfg``."""
-        from evalkit.tasks import instantiate_needle, prompt_parts
-
         needle = instantiate_needle(self.spec, seed)
         return prompt_parts(self.spec, needle, model_cfg), needle
 
@@ -42,8 +44,6 @@ class PreparedTask:
 
 def prepare_tasks(config: EvalConfig, config_path: Path) -> dict[str, PreparedTask]:
     """Load every task of the config with its haystack; errors name the config field."""
-    from evalkit.tasks import haystack_for_task, load_task
-
     for index, (entry, folder) in enumerate(zip(config.task_dirs, config.task_search_dirs())):
         # a missing folder would be skipped, and a built-in task of the same name used instead
         if not folder.is_dir():
@@ -68,8 +68,6 @@ def prepare_tasks(config: EvalConfig, config_path: Path) -> dict[str, PreparedTa
 
 def check_model_limits(config: EvalConfig, config_path: Path) -> dict[str, str]:
     """Refuse lengths above a model's maximum; return {model name: resolved revision}."""
-    from evalkit.models import describe_model
-
     revisions: dict[str, str] = {}
     longest = max(config.context_lengths)
     for index, model_cfg in enumerate(config.models):
@@ -151,8 +149,6 @@ def run_header(
     ``task_hashes`` (and ``task_files``) let a rerun refuse a changed task file instead of mixing the new
     task's trials in beside the old ones; ``planned`` lets a report say which trials are missing.
     """
-    import evalkit
-
     tasks = tasks or {}
     extra: dict[str, Any] = {
         "task_hashes": {name: task.spec.content_hash() for name, task in tasks.items()},
@@ -180,8 +176,6 @@ def planned_cells(trials: list[Trial], config: EvalConfig) -> dict[str, Any]:
     The keys are the record columns a report groups by (``layout`` is the label reports use, depth null
     for controls without a needle position), so a report can mark the cells that lack trials.
     """
-    from evalkit.config.layouts import Layout
-
     counts: dict[tuple[Any, ...], int] = {}
     for t in trials:
         depth = None if math.isnan(t.depth) else t.depth

@@ -14,7 +14,11 @@ from typing import Any, Mapping
 
 from evalkit.config.schema import EvalConfig, ModelConfig
 from evalkit.errors import ConfigError, HaystackError, PlacementError
+from evalkit.models import load_tokenizer
+from evalkit.prompt.builder import PromptBuilder
+from evalkit.run.plan import trial_seed
 from evalkit.run.preflight import PreparedTask
+from evalkit.tasks.haystacks import FileHaystack
 from evalkit.types import PromptParts
 
 
@@ -27,9 +31,6 @@ def check_prompts_fit(config: EvalConfig, config_path: str | Path, tasks: Mappin
     least as many distinct tokens as the longest context length needs (evalkit never repeats or
     truncates silently).
     """
-    from evalkit.models import load_tokenizer
-    from evalkit.prompt.builder import PromptBuilder
-
     for index, model_cfg in enumerate(config.models):
         tokenizer = load_tokenizer(model_cfg)
         _check_chat_template(config, config_path, index, tokenizer)
@@ -92,8 +93,6 @@ def _measure_samples(
     builder: Any, config: EvalConfig, config_path: str | Path, task: PreparedTask, model_cfg: ModelConfig, where: str
 ) -> _SampleSizes:
     """The longest needle and the longest gold answer over the config's samples (gold ids must round-trip)."""
-    from evalkit.run.plan import trial_seed
-
     longest_needle: tuple[int, Any] | None = None
     longest_gold: tuple[int, str] = (0, "")
     for sample in range(config.samples):
@@ -144,8 +143,6 @@ def _check_file_haystack(
     builder: Any, config: EvalConfig, config_path: str | Path, task: PreparedTask, fixed_tokens: int, where: str
 ) -> None:
     """A ``files`` haystack must hold the haystack tokens of the longest context without repeating."""
-    from evalkit.tasks.haystacks import FileHaystack
-
     if not isinstance(task.haystack, FileHaystack):
         return  # the generated haystack is endless
     longest = max(config.context_lengths)
