@@ -11,7 +11,7 @@ from pathlib import Path
 
 SCHEMA1_RUN = Path(__file__).parent / "store" / "data" / "schema1_run"
 SCHEMA1_CONFIG = {
-    "models": [{"name": "./tiny-llama", "dtype": "float32", "device": "cpu", "max_new_tokens": 3}],
+    "models": [{"name": "./tiny-llama", "dtype": "float32", "device": "cpu", "max_new_tokens": 8}],
     "tasks": ["passkey"],
     "context_lengths": [128],
     "depths": [0.0, 1.0],

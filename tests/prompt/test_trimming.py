@@ -61,7 +61,7 @@ def test_doc_qa_haystack_is_whole_documents_and_filler_at_every_length_and_depth
         haystack = before + after
         assert haystack.count("It was founded by") == len(re.findall(r"stands in the town of \w+\. It was founded",
                                                                       haystack))
-        assert built.extra["documents"] == built.extra["gold_index"] + 1 + after.count("(Title: ")
+        assert built.documents_total == built.gold_document_index + 1 + after.count("(Title: ")  # typed fields
         assert built.extra.get("filler_tokens", 0) == prompt.filler_tokens
 
 

@@ -30,7 +30,7 @@ def registry(monkeypatch):
 
 
 def _config(tmp_path: Path, model_dir: Path, backend: str, **changes) -> Path:
-    model = {"name": str(model_dir), "dtype": "float32", "device": "cpu", "max_new_tokens": 3, "backend": backend}
+    model = {"name": str(model_dir), "dtype": "float32", "device": "cpu", "max_new_tokens": 8, "backend": backend}
     return tiny_config(tmp_path, model_dir, models=[model], context_lengths=[128], samples=1, **changes)
 
 

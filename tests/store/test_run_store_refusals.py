@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _config(tmp_path: Path, model_dir: Path, **changes) -> Path:
-    fields = dict(models=[{"name": str(model_dir), "dtype": "float32", "device": "cpu", "max_new_tokens": 2}],
+    fields = dict(models=[{"name": str(model_dir), "dtype": "float32", "device": "cpu", "max_new_tokens": 8}],
                   tasks=["passkey"], context_lengths=[128], depths=[0.0, 1.0], samples=1, seed=5,
                   output_dir=str(tmp_path / "run"))
     fields.update(changes)

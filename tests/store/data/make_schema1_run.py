@@ -2,7 +2,7 @@
 
 Run from a scratch folder with the old code first on the path::
 
-    cd $(mktemp -d) && PYTHONPATH=/work/old python /work/wt/records/tests/store/data/make_schema1_run.py
+    cd $(mktemp -d) && PYTHONPATH=/work/old python /path/to/evalkit/tests/store/data/make_schema1_run.py
 
 It saves the tiny random-init model the tests build (``./tiny-llama``, a path relative to the working
 directory so trial ids do not depend on a temporary folder), writes ``cfg.yaml`` (the same text as
