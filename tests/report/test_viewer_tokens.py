@@ -156,3 +156,32 @@ def test_the_long_trial_opens_folded_with_a_script_needle_as_text(long_run, tmp_
     assert "<script>document" not in dom
     shown = {int(p) for p, _ in BG.findall(dom)}
     assert 15_000 - FOLD_TOKENS in shown and 15_000 - FOLD_TOKENS - 1 not in shown  # folded tokens are not on the page
+
+
+# Injected by the test only (the CSP is removed for it): switch the colour series to layer 1.
+SWITCH = """<script>(function () {
+  var tok = document.querySelector('#detail .tok[data-pos="5"]');
+  document.body.setAttribute("data-before", tok.title + "|" + tok.style.backgroundColor);
+  var select = document.getElementById("token-layer");
+  select.value = "2";
+  select.dispatchEvent(new Event("change"));
+  document.body.setAttribute("data-after", tok.title + "|" + tok.style.backgroundColor);
+})();</script>"""
+
+
+@needs_chromium
+def test_the_layer_select_recolours_the_tokens_with_that_layers_mass(tiny_run, tmp_path):
+    _, record, page = tiny_run
+    text = page.read_text(encoding="utf-8")
+    view = _payload(text)["trials"][0]["token_view"]
+    text = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", text)
+    checked = tmp_path / "checked.html"
+    checked.write_text(text.replace("</body>", SWITCH + "</body>"), encoding="utf-8")
+    dom, stderr = chromium(checked.as_uri() + "#trial=" + record["trial_id"], "--dump-dom",
+                           "--virtual-time-budget=3000")
+    assert console_lines(stderr) == []
+    body = dict(re.findall(r'(data-[a-z]+)="([^"]*)"', re.search(r"<body([^>]*)>", dom).group(1)))
+    (before, before_bg), (after, after_bg) = (body[k].split("|") for k in ("data-before", "data-after"))
+    for title, series in ((before, 0), (after, 2)):
+        assert float(title.rsplit(": ", 1)[1]) == pytest.approx(_series(view, series)[5], rel=5e-3)
+    assert before_bg != after_bg and after_bg.startswith("rgba(213, 94, 0")
