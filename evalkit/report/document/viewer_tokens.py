@@ -31,18 +31,18 @@ def float16_values(values: np.ndarray) -> list[float | None]:
 
 
 def _regions(att: TrialAttention, positions: int) -> list[tuple[str, int, int]]:
-    """``(name, start, end)`` of the partition regions inside the prompt, in order; gaps as ``prompt``."""
+    """``(name, start, end)`` of the partition regions inside the prompt, in order; gaps as ``other``."""
     spans = [(str(name), int(a), min(int(b), positions))
              for name, (a, b) in zip(att.region_names[: att.partition_size], att.spans[: att.partition_size])]
     out, at = [], 0
     for name, start, end in sorted((s for s in spans if s[1] < s[2]), key=lambda s: s[1]):
         if start > at:
-            out.append(("prompt", at, start))  # not expected: the partition tiles the prompt
+            out.append(("other", at, start))  # not expected: the partition tiles the prompt
         if end > at:
             out.append((name, max(start, at), end))
             at = end
     if at < positions:
-        out.append(("prompt", at, positions))
+        out.append(("other", at, positions))
     return out
 
 
