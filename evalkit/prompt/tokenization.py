@@ -39,6 +39,34 @@ def decode_exact(tokenizer: Any, token_ids: Sequence[int]) -> str:
     return tokenizer.decode(list(token_ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
 
+TOKEN_TEXT_CONTEXT = 4  # tokens decoded before each one, so no decode starts at the token itself
+TOKEN_TEXT_PENDING = 8  # tokens one character may span before a token falls back to its lone decode
+
+
+def token_texts(tokenizer: Any, token_ids: Sequence[int]) -> list[str]:
+    """Each token's own text, such that the texts joined are ``decode_exact`` of all the ids.
+
+    A token decoded alone can be wrong: SentencePiece drops the space of a decode's first piece (``▁the`` ->
+    ``the``) and byte-level BPE splits a multi-byte character over tokens (each alone decodes to U+FFFD). So a
+    token's text is what it adds to the decode of the few tokens before it, and a token that leaves a character
+    incomplete gets ``""``: the character goes to the token that completes it. Two short decodes per token.
+    """
+    ids = list(token_ids)
+    texts: list[str] = []
+    start, done, emitted = 0, "", 0  # window ids[start:emitted] decodes to ``done``; ids[emitted:] have no text yet
+    for k in range(len(ids)):
+        text = decode_exact(tokenizer, ids[start : k + 1])
+        grows = text.startswith(done)
+        if (not grows or text.endswith("\ufffd")) and k + 1 - emitted < TOKEN_TEXT_PENDING:
+            texts.append("")  # an incomplete character (or a decode that rewrote the window): wait
+            continue
+        # past the pending limit (a text of literal U+FFFD, say) the token keeps what it adds, or its lone decode
+        texts.append(text[len(done):] if grows else decode_exact(tokenizer, ids[k : k + 1]))
+        emitted, start = k + 1, max(start, k + 1 - TOKEN_TEXT_CONTEXT)
+        done = decode_exact(tokenizer, ids[start:emitted])
+    return texts
+
+
 def tokenizer_adds_bos(tokenizer: Any) -> bool:
     """True when the tokenizer puts a BOS first by default, i.e. ``encode("a")`` starts with it."""
     bos_token_id = getattr(tokenizer, "bos_token_id", None)

@@ -26,6 +26,7 @@ from evalkit.models.backends import backend_class
 from evalkit.models.base import Backend, TrialRequest
 from evalkit.prompt.builder import PromptBuilder
 from evalkit.prompt.controls import TrialPrompt, build_trial_prompt, record_axes, score_trial
+from evalkit.prompt.tokenization import decode_exact, token_texts
 from evalkit.report import write_report
 from evalkit.run import schedule
 from evalkit.run.backend_checks import check_backends
@@ -288,7 +289,8 @@ def _prepare_trial(
     """The trial's prompt and gold ids; its prompt is saved when ``save_prompts`` (and ``store`` is given)."""
     built = build_trial_prompt(session.builder, task, trial, session.config, config)
     if config.save_prompts and store is not None:
-        store.save_prompt(trial.trial_id, built.prompt, session.backend.info.tokenizer.decode(built.prompt.input_ids))
+        tokenizer, ids = session.backend.info.tokenizer, built.prompt.input_ids
+        store.save_prompt(trial.trial_id, built.prompt, decode_exact(tokenizer, ids), token_texts(tokenizer, ids))
     gold_ids = session.builder.gold_continuation_ids(built.parts, built.needle.answer)
     return _PreparedTrial(trial, built, gold_ids)
 

@@ -5,7 +5,8 @@ Layout of ``RUN_DIR``::
     header.json           what defines the run (config, its hash, task hashes, versions, seed, model
                           revisions, the planned trials) and ``schema_version``
     trials.jsonl          one TrialRecord per line (``trials.<rank>.jsonl`` per process of a multi-process run)
-    prompts.jsonl         with ``save_prompts: true``: the exact token ids and text of every prompt
+    prompts.jsonl         with ``save_prompts: true``: the exact token ids and text of every prompt, and
+                          (runs since the viewer colours tokens) each token's text, ``token_texts``
     run.lock              pid of the process that holds the directory while it runs (``run.<rank>.lock``)
     attention/<id>.npz    with attention capture: one trial's arrays (see ``TrialAttention``)
     report/               tables and charts written at the end of the run
@@ -299,7 +300,9 @@ TRIAL_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")  # ids that are plain file nam
 
 
 def read_saved_prompts(run_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """``trial_id -> {"input_ids", "regions", "text"}`` from every prompts file of a run (``save_prompts: true``).
+    """``trial_id -> {"input_ids", "regions", "text"[, "token_texts"]}`` from every prompts file of a run
+    (``save_prompts: true``). ``token_texts`` (one string per id, joined they are ``text``) is optional: older
+    runs did not save it, and one that is not a list of strings, one per id, is dropped with a warning.
 
     Lines that are not JSON objects with a ``trial_id`` (a torn last line of a killed run) are left out.
     """
@@ -313,8 +316,19 @@ def read_saved_prompts(run_dir: str | Path) -> dict[str, dict[str, Any]]:
             except (UnicodeDecodeError, json.JSONDecodeError):
                 continue
             if isinstance(row, dict) and isinstance(row.get("trial_id"), str):
-                saved[row["trial_id"]] = row
+                saved[row["trial_id"]] = _checked_token_texts(path, row)
     return saved
+
+
+def _checked_token_texts(path: Path, row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` without a ``token_texts`` that does not hold one string per input id (a hand-edited file)."""
+    texts, ids = row.get("token_texts"), row.get("input_ids")
+    if texts is None or (isinstance(texts, list) and isinstance(ids, list) and len(texts) == len(ids)
+                         and all(isinstance(t, str) for t in texts)):
+        return row
+    log.warning("%s: trial %s: token_texts is not one string per input id; its tokens are shown uncoloured",
+                path, row["trial_id"])
+    return {k: v for k, v in row.items() if k != "token_texts"}
 
 
 def attention_path(run_dir: str | Path, trial_id: str) -> Path:

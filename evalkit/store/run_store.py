@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -257,10 +258,16 @@ class RunStore:
         self.write_header()
         fmt.append_line(self.records_path, fmt.record_row(record))
 
-    def save_prompt(self, trial_id: str, prompt: BuiltPrompt, text: str) -> None:
-        """Keep the exact prompt (token ids and decoded text) so one trial can be rerun by hand."""
+    def save_prompt(self, trial_id: str, prompt: BuiltPrompt, text: str,
+                    token_texts: Sequence[str] | None = None) -> None:
+        """Keep the exact prompt (token ids and decoded text) so one trial can be rerun by hand, and each
+        token's text (``token_texts``, one per id) so the viewer can colour the tokens by attention."""
         regions = {name: [s.token_start, s.token_end] for name, s in prompt.regions.items()}
         row = {"trial_id": trial_id, "input_ids": list(prompt.input_ids), "regions": regions, "text": text}
+        if token_texts is not None:
+            if len(token_texts) != len(prompt.input_ids):
+                raise ValueError(f"{len(token_texts)} token texts for {len(prompt.input_ids)} tokens")
+            row["token_texts"] = list(token_texts)
         self.write_header()
         fmt.append_line(self.prompts_path, row)
 

@@ -69,9 +69,12 @@ def test_arrays_without_tokens_read_as_before(tmp_path, tiny_model_dir):
 
 
 def test_the_new_fields_leave_the_config_hash_of_existing_capture_runs_alone():
-    # the literal: config_hash of configs/attention.yaml before attention.tokens existed (commit a3db80b)
-    assert config_hash(load_config(ATTENTION_CONFIG)) == "5e2d6eb69c71c64c"
-    assert config_hash(load_config(ATTENTION_CONFIG, ["attention.tokens=true"])) != "5e2d6eb69c71c64c"
+    # the literal: config_hash of configs/attention.yaml before attention.tokens existed (commit a3db80b); the
+    # committed file now asks for tokens (and saved prompts), so the old one is that file with those at default
+    old = ["attention.tokens=false", "attention.token_layers=[]", "save_prompts=false"]
+    assert config_hash(load_config(ATTENTION_CONFIG, old)) == "5e2d6eb69c71c64c"
+    assert config_hash(load_config(ATTENTION_CONFIG, old[1:] + ["attention.tokens=true"])) != "5e2d6eb69c71c64c"
+    assert config_hash(load_config(ATTENTION_CONFIG)) != "5e2d6eb69c71c64c"
 
 
 def test_storage_cost_and_layer_choice(tmp_path, tiny_model_dir, capsys):

@@ -110,3 +110,33 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
         store.open(HEADER)
         assert (tmp_path / "run.lock").read_text() == str(os.getpid())
     assert not (tmp_path / "run.lock").exists()
+
+
+def _prompt(tokens: int = 3):
+    from evalkit.types import BuiltPrompt, TokenSpan
+
+    return BuiltPrompt(input_ids=tuple(range(tokens)), regions={"needle": TokenSpan(1, 2)}, needle_text="b",
+                       requested_context_length=tokens, length_tolerance_tokens=0, requested_depth=0.5,
+                       achieved_depth=0.5, prompt_sha256="x")
+
+
+def test_saved_prompts_keep_token_texts_and_older_or_broken_rows_still_read(tmp_path, caplog):
+    from evalkit.store.format import read_saved_prompts
+
+    with RunStore(tmp_path) as store:
+        store.open(HEADER)
+        store.save_prompt("new", _prompt(), "a b<c>", ["a", " b", "<c>"])
+        store.save_prompt("old", _prompt(), "a b<c>")  # a run before token texts were saved
+        with pytest.raises(ValueError, match="2 token texts for 3 tokens"):
+            store.save_prompt("short", _prompt(), "a b", ["a", " b"])
+        store.append(make_record("new"))
+        store.append(make_record("old"))
+        store.append(make_record("edited"))
+    with open(tmp_path / "prompts.jsonl", "a", encoding="utf-8") as f:  # hand-edited: one text short
+        f.write(json.dumps({"trial_id": "edited", "input_ids": [0, 1, 2], "text": "ab", "token_texts": ["a", "b"]})
+                + "\n")
+    saved = read_saved_prompts(tmp_path)
+    assert saved["new"]["token_texts"] == ["a", " b", "<c>"] and saved["new"]["text"] == "a b<c>"
+    assert "token_texts" not in saved["old"] and saved["old"]["input_ids"] == [0, 1, 2]
+    assert "token_texts" not in saved["edited"] and saved["edited"]["text"] == "ab"
+    assert "trial edited: token_texts is not one string per input id" in caplog.text

@@ -1,8 +1,9 @@
 """The trial viewer: one self-contained HTML page listing every trial of some run directories.
 
 A filterable table (model, task, length, depth, layout, correctness); a click opens the trial: its prompt with
-regions coloured and the needle highlighted (folded, see ``viewer_data.py``), the gold and model answers, the
-gold log-prob and, where attention was captured, its strips and top heads. The page loads nothing: its one
+regions coloured and the needle highlighted (folded, see ``viewer_data.py``) or, with saved token texts and
+per-token attention, as tokens coloured by attention mass (``viewer_tokens.py``); the gold and model answers,
+the gold log-prob and, where attention was captured, its strips and top heads. The page loads nothing: its one
 script is inline and allowed by its SHA-256 in the Content-Security-Policy, which forbids every other script
 and every network load; record text travels as JSON (``<`` escaped) and is put on the page as text only.
 Written by ``evalkit view RUN_DIR`` and, as ``viewer.html``, beside every report.
@@ -22,6 +23,7 @@ from evalkit.report.data.labels import add_variants
 from evalkit.report.data.load import load_results
 from evalkit.report.document.viewer_assets import VIEWER_CSS, VIEWER_SCRIPT
 from evalkit.report.document.viewer_data import FOLD_CHARS, MAX_PROMPT_TRIALS, trial_payloads
+from evalkit.report.document.viewer_tokens import FOLD_TOKENS, MAX_TOKEN_TRIALS
 
 TITLE = "evalkit trial viewer"
 FILTER_LABELS = (("model", "model"), ("task", "task"), ("length", "context length"), ("depth", "depth"),
@@ -50,7 +52,8 @@ def json_for_script(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def embedding_note(counts: dict[str, int], total: int, fold_chars: int, max_prompt_trials: int) -> str:
+def embedding_note(counts: dict[str, int], total: int, fold_chars: int, max_prompt_trials: int,
+                   fold_tokens: int = FOLD_TOKENS) -> str:
     """Which trials are embedded and how (shown on the page, and returned to the CLI)."""
     parts = [f"{total:,} trials embedded."]
     if counts["saved"]:
@@ -62,6 +65,10 @@ def embedding_note(counts: dict[str, int], total: int, fold_chars: int, max_prom
     if counts["needle_only"]:
         parts.append(f"{counts['needle_only']:,} with the needle only (past the first {max_prompt_trials:,}).")
     parts.append(f"attention captured for {counts['attention']:,}.")
+    if counts.get("tokens"):
+        parts.append(f"Prompt tokens coloured by attention for {counts['tokens']:,} (the first {MAX_TOKEN_TRIALS:,} "
+                     f"at most), each region longer than {2 * fold_tokens:,} tokens folded to its first and last "
+                     f"{fold_tokens:,}.")
     return " ".join(parts)
 
 
@@ -93,12 +100,12 @@ def viewer_html(trials: list[dict[str, Any]], note: str, runs: Sequence[str]) ->
 
 
 def write_viewer(run_dirs: Sequence[str | Path] | str | Path, out: str | Path, *, fold_chars: int = FOLD_CHARS,
-                 max_prompt_trials: int = MAX_PROMPT_TRIALS) -> Path:
+                 max_prompt_trials: int = MAX_PROMPT_TRIALS, fold_tokens: int = FOLD_TOKENS) -> Path:
     """Write the viewer of ``run_dirs`` to ``out`` (one HTML file); return its path."""
     dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
     records = add_variants(load_results(dirs))
-    trials, counts = trial_payloads(records, fold_chars, max_prompt_trials)
-    note = embedding_note(counts, len(trials), fold_chars, max_prompt_trials)
+    trials, counts = trial_payloads(records, fold_chars, max_prompt_trials, fold_tokens)
+    note = embedding_note(counts, len(trials), fold_chars, max_prompt_trials, fold_tokens)
     path = Path(out)
     path.write_text(viewer_html(trials, note, [str(d) for d in dirs]), encoding="utf-8")
     return path

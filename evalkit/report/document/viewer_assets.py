@@ -1,7 +1,8 @@
 """The trial viewer's inline CSS and script (``viewer.py`` embeds them; the page loads nothing else).
 
 The script reads the trials from a ``<script type="application/json">`` block and builds every element with
-``textContent``, never ``innerHTML``, so a needle such as ``<script>...`` shows as text. Filters and the
+``textContent``, never ``innerHTML``, so a needle such as ``<script>...`` shows as text (token texts too: each
+token is a ``<span>`` whose text is set as text and whose background shows its attention mass). Filters and the
 opened trial can also be set from the URL fragment: ``viewer.html#model=m&correct=no&trial=<id>``.
 """
 
@@ -43,6 +44,8 @@ mark.needle { background: #ffd84d; outline: 2px solid #b58900; color: #000; }
 .strip div { flex: 1 1 0; min-width: 1px; }
 .bars td.bar { width: 60%; } .bars .fill { background: var(--accent); height: 10px; }
 .muted { color: var(--muted); }
+.tokens .seg { background: none; } .tokens mark.needle { background: none; color: inherit; }
+.tok { border-radius: 2px; } .tok.sink { outline: 1px dashed var(--muted); background: #fff; }
 """
 
 VIEWER_SCRIPT = r"""
@@ -137,6 +140,50 @@ VIEWER_SCRIPT = r"""
     });
     return box;
   }
+  function tokenView(v) {
+    var box = el("div", "token-view");
+    var select = el("select");
+    select.id = "token-layer";
+    v.series.forEach(function (name, i) { var o = el("option", "", name); o.value = String(i); select.appendChild(o); });
+    box.appendChild(select);
+    box.appendChild(el("p", "muted", "Prompt tokens coloured by the attention mass of the last prompt token " +
+      "(mean over heads; colour strength = square root of mass / the largest mass off the sink). The sink " +
+      "(dashed) is left off the scale: its mass " + (v.sink === null ? "–" : v.sink.map(function (m) {
+        return m === null ? "–" : m.toFixed(3); }).join(" / ")) + "."));
+    var prompt = el("div", "prompt tokens");
+    var cells = [];
+    v.segments.forEach(function (s) {
+      var label = REGION_LABELS[s.region] || s.region;
+      var wrap = el(s.region === "needle" ? "mark" : "span", s.region === "needle" ? "needle" : "seg r-" + s.region);
+      wrap.title = label;
+      s.texts.forEach(function (text, k) {
+        if (s.folded && k === s.head) {
+          wrap.appendChild(el("span", "fold", " … " + s.folded.toLocaleString("en-US") + " tokens folded … "));
+        }
+        var tok = el("span", s.region === "sink" ? "tok sink" : "tok", text);
+        tok.setAttribute("data-pos", String(s.start + (k < s.head ? k : k + s.folded)));
+        wrap.appendChild(tok);
+        cells.push([tok, s, k]);
+      });
+      prompt.appendChild(wrap);
+    });
+    function paint() {
+      var i = parseInt(select.value, 10);
+      var top = v.top[i] > 0 ? v.top[i] : 1e-9;
+      cells.forEach(function (c) {
+        var m = c[1].mass[i][c[2]];
+        c[0].title = (REGION_LABELS[c[1].region] || c[1].region) + ", token " + c[0].getAttribute("data-pos") +
+          ": " + (m === null ? "–" : m.toPrecision(3));
+        if (c[1].region === "sink") { return; }
+        var a = m === null || m <= 0 ? 0 : Math.sqrt(Math.min(1, m / top));
+        c[0].style.backgroundColor = "rgba(213, 94, 0, " + a.toFixed(3) + ")";
+      });
+    }
+    select.addEventListener("change", paint);
+    paint();
+    box.appendChild(prompt);
+    return box;
+  }
   function strip(values, title) {
     var box = el("div", "strip");
     var top = Math.max.apply(null, values.map(function (v) { return v || 0; }).concat([1e-9]));
@@ -215,7 +262,11 @@ VIEWER_SCRIPT = r"""
       legend.appendChild(s);
     });
     detail.appendChild(legend);
-    detail.appendChild(promptView(t));
+    if (t.token_view) { detail.appendChild(tokenView(t.token_view)); }
+    else {
+      if (t.token_note) { detail.appendChild(el("p", "muted token-note", t.token_note)); }
+      detail.appendChild(promptView(t));
+    }
     if (t.attention) { detail.appendChild(attentionView(t.attention)); }
     else { detail.appendChild(el("p", "muted", "No attention was captured for this trial.")); }
     render();

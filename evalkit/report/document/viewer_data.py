@@ -12,7 +12,8 @@ Attention (trials with an ``attention/<trial_id>.npz``): row 0 (the step that pr
 averaged over layers and heads per region (the sink apart) and per bin, the bins per layer (averaged over
 heads), and the five heads with the most mass on the needle, with their copy events over all captured rows.
 With ``attention.tokens: true`` also the per-token mass of row 0 (mean over the stored layers), summed into at
-most ``TOKEN_CELLS`` equal cells.
+most ``TOKEN_CELLS`` equal cells, and, where the run also saved the token texts, the folded prompt as tokens
+coloured by that mass (``viewer_tokens.py``; ``token_note`` says why a trial has no such view).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from evalkit.report.data.labels import control_labels, layout_labels
+from evalkit.report.document.viewer_tokens import FOLD_TOKENS, MAX_TOKEN_TRIALS, token_note, token_view
 from evalkit.store.attention_arrays import attention_for_records, copy_events
 from evalkit.store.format import read_saved_prompts
 from evalkit.types import TrialAttention
@@ -52,6 +54,12 @@ def fold(text: str, fold_chars: int = FOLD_CHARS) -> tuple[str, str, int]:
 def saved_prompts(run_dir: str | Path) -> dict[str, str]:
     """``trial_id -> prompt text`` from the run's saved prompts ({} when prompts were not saved)."""
     return {trial_id: str(row.get("text", "")) for trial_id, row in read_saved_prompts(run_dir).items()}
+
+
+def saved_token_texts(run_dir: str | Path) -> dict[str, list[str]]:
+    """``trial_id -> one text per prompt token`` for the saved prompts that hold them."""
+    return {trial_id: row["token_texts"] for trial_id, row in read_saved_prompts(run_dir).items()
+            if "token_texts" in row}
 
 
 def _piece(region: str, text: str | None, fold_chars: int, tokens: int | None = None) -> dict[str, Any]:
@@ -135,15 +143,18 @@ def attention_summary(att: TrialAttention) -> dict[str, Any]:
     return summary
 
 
-def trial_payloads(records: pd.DataFrame, fold_chars: int = FOLD_CHARS,
-                   max_prompt_trials: int = MAX_PROMPT_TRIALS) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """One dict per record row (records with ``variant``), and counts of how each trial's prompt is shown."""
+def trial_payloads(records: pd.DataFrame, fold_chars: int = FOLD_CHARS, max_prompt_trials: int = MAX_PROMPT_TRIALS,
+                   fold_tokens: int = FOLD_TOKENS) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """One dict per record row (records with ``variant``), and counts of how each trial's prompt is shown
+    (``tokens``: trials whose prompt tokens are coloured by attention, see ``viewer_tokens.py``)."""
     prompts: dict[tuple[str, str], str] = {}
+    token_texts: dict[tuple[str, str], list[str]] = {}
     for run_dir in dict.fromkeys(records["run_dir"].astype("str")):
         prompts.update({(run_dir, k): v for k, v in saved_prompts(run_dir).items()})
+        token_texts.update({(run_dir, k): v for k, v in saved_token_texts(run_dir).items()})
     arrays = attention_for_records(records)
     layouts, controls = layout_labels(records).tolist(), control_labels(records).tolist()
-    counts = {"saved": 0, "records": 0, "needle_only": 0, "attention": 0}
+    counts = {"saved": 0, "records": 0, "needle_only": 0, "attention": 0, "tokens": 0}
     out = []
     for i, row in enumerate(records.itertuples(index=False)):
         text = prompts.get((str(row.run_dir), str(row.trial_id)))
@@ -167,5 +178,12 @@ def trial_payloads(records: pd.DataFrame, fold_chars: int = FOLD_CHARS,
         if arrays[i] is not None:
             item["attention"] = attention_summary(arrays[i])
             counts["attention"] += 1
+        texts = token_texts.get((str(row.run_dir), str(row.trial_id)))
+        note = token_note(arrays[i], texts, counts["tokens"] < MAX_TOKEN_TRIALS)
+        if note is None:
+            item["token_view"] = token_view(arrays[i], texts, fold_tokens)
+            counts["tokens"] += 1
+        else:
+            item["token_note"] = note
         out.append(item)
     return out, counts
