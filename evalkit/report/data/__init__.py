@@ -1,1 +1,1 @@
-"""report/data"""
+"""Reports, step 1: run directories read into DataFrames (records, attention) through ``store/format.py``."""
