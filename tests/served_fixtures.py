@@ -22,6 +22,7 @@ class Script:
     tokenizer: Any
     answer: str = " 12345"
     fail_next: list[int] = field(default_factory=list)  # HTTP codes to answer the next requests with
+    fail_path: str = ""  # only requests to this path fail ("" for any)
     error_message: str = "injected"
     tokenize_offset: int = 0  # added to every id /tokenize returns (a disagreeing tokenizer)
     prompt_token_delta: int = 0  # added to tokens_evaluated (a server that saw another prompt)
@@ -43,7 +44,7 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
 
         def _route(self, body: dict) -> None:
             script.requests.append((self.path, dict(self.headers), body))
-            if script.fail_next:
+            if script.fail_next and script.fail_path in ("", self.path):
                 code = script.fail_next.pop(0)
                 self._reply(code, {"error": {"code": code, "message": script.error_message}})
                 return

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from evalkit.attention.preflight import check_capture
 from evalkit.attention.trial import attach_capture, capture_request
 from evalkit.config.schema import EvalConfig, ModelConfig
-from evalkit.errors import ConfigError, PlacementError
+from evalkit.errors import ConfigError, PlacementError, TrialFailed
 from evalkit.models.backends import backend_class
 from evalkit.models.base import Backend, TrialRequest
 from evalkit.prompt.builder import PromptBuilder
@@ -176,11 +176,16 @@ def _scheduled(
         run_or_skip(trial, session.revision, lambda: attempt(trial, False))
 
     if config.reuse_prefix or config.batch_size == 1:
-        return schedule.run_with_reuse(trials, run_one, done, replay, start_group=backend.reset)
+        # a backend that keeps nothing between requests (served) gains nothing from replaying done trials
+        stateful = type(backend).capabilities.prefix_reuse
+        return schedule.run_with_reuse(trials, run_one, done, replay if stateful else None, start_group=backend.reset)
 
     def run_many(batch: list[Trial]) -> list[TrialRecord]:
         if len(batch) > 1:  # schedule.run_in_batches halves a batch that runs out of memory
-            return run_batch_of_trials(session, tasks, batch, config, store)
+            try:
+                return run_batch_of_trials(session, tasks, batch, config, store)
+            except TrialFailed:  # one request failed for good: each trial alone, the failing one skipped
+                return [run_one(t) for t in batch]
         # a single trial that still does not fit is recorded as skipped and the run goes on
         return [run_or_skip(batch[0], session.revision, lambda: run_batch_of_trials(session, tasks, batch, config, store)[0])]
 
@@ -324,7 +329,7 @@ def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: Tria
         **record_axes(trial),
         gold_document_index=built.gold_document_index,
         documents_total=built.documents_total,
-        extra={**built.extra, **score_extra},
+        extra={**built.extra, **score_extra, **output.extra},
     )
 
 
