@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -72,6 +73,8 @@ class _ModelSession:
     builder: PromptBuilder
     capture: bool = False  # attention.capture is on: every request asks for it
     reuse: bool = False  # requests carry their shared-prefix length (reuse_prefix on a backend that has it)
+    # trials of several reuse groups may run in threads (served): building prompts and saving them is serialised
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def revision(self) -> str:
@@ -176,9 +179,11 @@ def _scheduled(
         run_or_skip(trial, session.revision, lambda: attempt(trial, False))
 
     if config.reuse_prefix or config.batch_size == 1:
-        # a backend that keeps nothing between requests (served) gains nothing from replaying done trials
-        stateful = type(backend).capabilities.prefix_reuse
-        return schedule.run_with_reuse(trials, run_one, done, replay if stateful else None, start_group=backend.reset)
+        if not type(backend).capabilities.prefix_reuse:
+            # the engine keeps its own prefix cache (served): groups in ascending depth, several at once;
+            # nothing is kept here between requests, so done trials need no replay
+            return schedule.run_groups_concurrently(trials, run_one, done, backend.info.max_concurrency)
+        return schedule.run_with_reuse(trials, run_one, done, replay, start_group=backend.reset)
 
     def run_many(batch: list[Trial]) -> list[TrialRecord]:
         if len(batch) > 1:  # schedule.run_in_batches halves a batch that runs out of memory
@@ -286,10 +291,12 @@ def _prepare_trial(
     session: _ModelSession, task: PreparedTask, trial: Trial, config: EvalConfig, store: RunStore | None
 ) -> _PreparedTrial:
     """The trial's prompt and gold ids; its prompt is saved when ``save_prompts`` (and ``store`` is given)."""
-    built = build_trial_prompt(session.builder, task, trial, session.config, config)
-    if config.save_prompts and store is not None:
-        store.save_prompt(trial.trial_id, built.prompt, session.backend.info.tokenizer.decode(built.prompt.input_ids))
-    gold_ids = session.builder.gold_continuation_ids(built.parts, built.needle.answer)
+    with session.lock:  # the tokenizer and the prompts file are shared by the threads of concurrent groups
+        built = build_trial_prompt(session.builder, task, trial, session.config, config)
+        if config.save_prompts and store is not None:
+            text = session.backend.info.tokenizer.decode(built.prompt.input_ids)
+            store.save_prompt(trial.trial_id, built.prompt, text)
+        gold_ids = session.builder.gold_continuation_ids(built.parts, built.needle.answer)
     return _PreparedTrial(trial, built, gold_ids)
 
 

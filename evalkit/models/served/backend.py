@@ -107,7 +107,7 @@ class ServedBackend:
         check_tokenizer_agreement(engine, tokenizer, served.tokenizer or cfg.name)
         model_config = load_model_config(cfg)
         info = BackendInfo(cfg.name, engine.describe(), max_context_tokens_of(model_config, tokenizer), tokenizer,
-                           _stop_ids(tokenizer, model_config))  # fmt: skip
+                           _stop_ids(tokenizer, model_config), served.max_concurrency)  # fmt: skip
         return cls(engine, info, served.max_concurrency)
 
     @property

@@ -105,3 +105,26 @@ def test_the_key_never_reaches_the_run_directory(tmp_path, tiny_model_dir, serve
     for file in summary.run_dir.rglob("*"):
         if file.is_file():
             assert b"sk-never-written-42" not in file.read_bytes(), file
+
+
+def _group_depths(rows):
+    """Depths of each reuse group (sample seed, length) in the order its records were written."""
+    groups: dict[tuple, list[float]] = {}
+    for row in rows:
+        groups.setdefault((row["seed"], row["context_length"]), []).append(row["depth"])
+    return list(groups.values())
+
+
+@pytest.mark.parametrize("workers, overlap", [(1, 1), (3, 2)])
+def test_groups_run_concurrently_each_in_ascending_depth(tmp_path, tiny_model_dir, server, workers, overlap):
+    server.script.delay_s = 0.2
+    path = write_config(tmp_path / "cfg.yaml", models=[
+        {"name": "served-smol", "backend": "served", "max_new_tokens": 3,
+         "served": {"base_url": server.url, "tokenizer": str(tiny_model_dir), "max_concurrency": workers}}],
+        tasks=["passkey"], context_lengths=[128, 160], depths=[0.0, 0.25, 0.5, 1.0], samples=2, seed=7,
+        output_dir=str(tmp_path / "run"))
+    rows = records(run(path).run_dir)
+    assert len(rows) == 16 and {r["status"] for r in rows} == {"ok"}
+    groups = _group_depths(rows)
+    assert len(groups) == 4 and all(depths == [0.0, 0.25, 0.5, 1.0] for depths in groups)
+    assert server.script.max_in_flight >= overlap and (workers > 1 or server.script.max_in_flight == 1)
