@@ -1,4 +1,4 @@
-"""Command line: ``evalkit run | validate | report | list``.
+"""Command line: ``evalkit run | validate | report | agree | list``.
 
 Errors evalkit raises on purpose print as one line and exit 2; nothing else prints a traceback
 unless ``--debug`` is given.
@@ -70,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="accuracy the effective context length must keep: a fraction (0.856) or a percentage (85.6%%); "
              "default 85.6%% as in RULER",
     )
+
+    agree = sub.add_parser(
+        "agree", help="trial-by-trial agreement of two runs of one grid (e.g. transformers vs a served engine)",
+        epilog="example:\n  evalkit agree reports/runs/quickstart reports/runs/quickstart-llamacpp",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    agree.add_argument("run_a", type=Path, metavar="RUN_A")
+    agree.add_argument("run_b", type=Path, metavar="RUN_B")
 
     listing = sub.add_parser("list", help="list tasks and built-in models")
     listing.add_argument("what", nargs="?", choices=("tasks", "models"), help="only tasks or only models")
@@ -144,6 +152,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_agree(args: argparse.Namespace) -> int:
+    """``evalkit agree RUN_A RUN_B``: answers equal, correctness equal (McNemar), gold log-prob differences."""
+    from evalkit.report.analysis.agreement import agreement, format_agreement
+    from evalkit.report.data.load import load_results
+
+    frames = [load_results(path) for path in (args.run_a, args.run_b)]
+    result = agreement(*frames)
+    if result.pairs == 0:
+        raise EvalkitError(f"agree: {args.run_a} and {args.run_b} share no finished trial of the same grid cell; "
+                           "compare two runs of one grid")  # fmt: skip
+    print(format_agreement(result, str(args.run_a), str(args.run_b)))
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from evalkit.models import list_builtin_models
     from evalkit.tasks import list_tasks
@@ -159,7 +181,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report, "list": cmd_list}
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report, "agree": cmd_agree, "list": cmd_list}
 
 
 def _one_line(text: str) -> str:
