@@ -88,9 +88,9 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
 class FakeServer:
     """A threaded fake llama-server on 127.0.0.1 and a free port; ``url`` to reach it, ``close()`` to stop."""
 
-    def __init__(self, script: Script) -> None:
+    def __init__(self, script: Script, port: int = 0) -> None:
         self.script = script
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(script))
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(script))
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
@@ -216,3 +216,11 @@ class LlamaServer:
             self.process.kill()  # a hard stop, as a crashed server stops
             self.process.wait(timeout=30)
         self.process = None
+
+
+if __name__ == "__main__":  # a fake server as its own process (for served.serve): PORT TOKENIZER_DIR
+    import sys
+
+    from transformers import AutoTokenizer
+
+    FakeServer(Script(AutoTokenizer.from_pretrained(sys.argv[2])), int(sys.argv[1])).thread.join()

@@ -37,7 +37,9 @@ DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 # model-entry fields added after runs existed: left out of ``config_hash`` while at their default
 MODEL_HASH_OMITTED_AT_DEFAULT = frozenset({"allow_pickle_weights", "backend", "served"})
 # where a served model runs and how the client behaves: engine, served name and tokenizer stay in the hash
-SERVED_HASH_EXCLUDED_FIELDS = frozenset({"base_url", "api_key_env", "max_concurrency", "timeout_s", "retries"})
+SERVED_HASH_EXCLUDED_FIELDS = frozenset(
+    {"base_url", "api_key_env", "max_concurrency", "timeout_s", "retries", "serve", "serve_wait_s"}
+)
 
 
 class ServedConfig(BaseModel):
@@ -59,6 +61,10 @@ class ServedConfig(BaseModel):
     max_concurrency: int = Field(4, ge=1, le=256)
     timeout_s: float = Field(120.0, gt=0)
     retries: int = Field(3, ge=0, le=20, description="retries after a connection error, timeout or 5xx")
+    serve: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None, min_length=1, description="command (argv list) that starts the server; stopped at the end"
+    )
+    serve_wait_s: float = Field(300.0, gt=0, description="how long a started server may take to answer /health")
 
     @field_validator("base_url")
     @classmethod

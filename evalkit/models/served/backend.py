@@ -25,6 +25,7 @@ from evalkit.models.base import BackendInfo, Capabilities, TrialRequest
 from evalkit.models.hf import load_model_config, load_tokenizer, max_context_tokens_of
 from evalkit.models.served.client import HttpClient
 from evalkit.models.served.engines import Engine, LlamaCppEngine, OpenAIEngine
+from evalkit.models.served.launcher import ServerProcess
 from evalkit.types import TrialOutput
 
 __all__ = ["NO_GOLD_LOGPROB", "ServedBackend", "check_tokenizer_agreement", "make_engine"]
@@ -34,12 +35,13 @@ NO_GOLD_LOGPROB = "the served engine gives no log-probs for given answer tokens"
 PROBE_TEXT = "The pass key is 71432. Où est-il caché? 東京 🙂\n  indented\tline"
 
 
-def make_engine(cfg: ModelConfig) -> Engine:
+def make_engine(cfg: ModelConfig, retries: int | None = None) -> Engine:
     """The engine routes ``cfg.served`` names, over a client with its timeout, retries and key variable."""
     served = cfg.served
     if served is None:
         raise ConfigError(f"models: {cfg.name}: backend: served needs a served: block with base_url")
-    client = HttpClient(served.base_url, served.timeout_s, served.retries, served.api_key_env)
+    retries = served.retries if retries is None else retries
+    client = HttpClient(served.base_url, served.timeout_s, retries, served.api_key_env)
     if served.engine == "openai":
         return OpenAIEngine(client, served.model)
     return LlamaCppEngine(client)
@@ -86,17 +88,32 @@ class ServedBackend:
         token_prompts=True, gold_logprobs=False, attention_capture=False, prefix_reuse=False, batching=True
     )
 
-    def __init__(self, engine: Engine, info: BackendInfo, max_concurrency: int = 1) -> None:
-        """Wrap an engine whose tokenizer was checked against ``info.tokenizer``."""
+    def __init__(self, engine: Engine, info: BackendInfo, max_concurrency: int = 1,
+                 process: ServerProcess | None = None) -> None:
+        """Wrap an engine whose tokenizer was checked against ``info.tokenizer`` (``process``: launched by us)."""
         self.engine = engine
         self._info = info
         self.max_concurrency = max_concurrency
+        self.process = process
 
     @classmethod
     def load(cls, cfg: ModelConfig, capture: Callable[[Any], Any] | None = None) -> ServedBackend:
-        """Wait for the server, load the local tokenizer, check the two agree."""
+        """Start the server if ``served.serve`` says how, wait for it, load the local tokenizer, check agreement."""
         if capture is not None:
             raise ConfigError("attention.capture: backend 'served' cannot capture attention; set it to false")
+        served = cfg.served
+        process = ServerProcess(served.serve) if served is not None and served.serve else None
+        try:
+            if process is not None:
+                process.wait_healthy(make_engine(cfg, retries=0).health, served.serve_wait_s)
+            return cls._connect(cfg, process)
+        except BaseException:  # also Ctrl-C: a server we started never outlives the run
+            if process is not None:
+                process.stop()
+            raise
+
+    @classmethod
+    def _connect(cls, cfg: ModelConfig, process: ServerProcess | None) -> ServedBackend:
         served = cfg.served
         engine = make_engine(cfg)
         try:
@@ -108,7 +125,7 @@ class ServedBackend:
         model_config = load_model_config(cfg)
         info = BackendInfo(cfg.name, engine.describe(), max_context_tokens_of(model_config, tokenizer), tokenizer,
                            _stop_ids(tokenizer, model_config), served.max_concurrency)  # fmt: skip
-        return cls(engine, info, served.max_concurrency)
+        return cls(engine, info, served.max_concurrency, process)
 
     @property
     def info(self) -> BackendInfo:
@@ -132,7 +149,10 @@ class ServedBackend:
         """Nothing is kept between requests here (the engine's prefix cache is its own)."""
 
     def close(self) -> None:
-        """Nothing to release: the server is the user's (or a launcher's) to stop."""
+        """Stop the server if this backend started it (``served.serve``); a user's own server is left running."""
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
 
     def _run_one(self, request: TrialRequest) -> TrialOutput:
         started = time.perf_counter()

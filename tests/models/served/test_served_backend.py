@@ -128,3 +128,37 @@ def test_groups_run_concurrently_each_in_ascending_depth(tmp_path, tiny_model_di
     groups = _group_depths(rows)
     assert len(groups) == 4 and all(depths == [0.0, 0.25, 0.5, 1.0] for depths in groups)
     assert server.script.max_in_flight >= overlap and (workers > 1 or server.script.max_in_flight == 1)
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_serve_starts_the_server_and_stops_it_at_the_end(tmp_path, tiny_model_dir):
+    import sys
+
+    import served_fixtures
+    from served_fixtures import free_port
+
+    port = free_port()
+    command = [sys.executable, served_fixtures.__file__, str(port), str(tiny_model_dir)]
+    path = served_config(tmp_path, tiny_model_dir, f"http://127.0.0.1:{port}", serve=command, serve_wait_s=120.0)
+    rows = records(run(path).run_dir)
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"ok"}
+    assert not _listening(port)  # stopped with the run
+
+
+def test_a_serve_command_that_exits_is_one_line(tmp_path, tiny_model_dir, capsys):
+    import sys
+
+    from evalkit.cli import main
+    from served_fixtures import free_port
+
+    command = [sys.executable, "-c", "raise SystemExit(3)"]
+    path = served_config(tmp_path, tiny_model_dir, f"http://127.0.0.1:{free_port()}", serve=command)
+    assert main(["run", str(path), "--quiet", "--no-report"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "served.serve: the server exited with code 3 before it was ready; see " in err and "\n" not in err
