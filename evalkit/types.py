@@ -78,6 +78,7 @@ class PromptParts:
     instruction_position: str = "before"  # "before" or "after" the context
     context_open: str = ""  # text right before the context (e.g. "<document>"), in the preamble region
     context_close: str = ""  # text right after the context, in the question region
+    chat_template_kwargs: tuple[tuple[str, object], ...] = ()  # passed to apply_chat_template (enable_thinking)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,9 @@ MAX_SAMPLES = 10_000
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda|cuda:\d+|xpu|xpu:\d+)$")
 DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 # model-entry fields added after runs existed: left out of ``config_hash`` while at their default
-MODEL_HASH_OMITTED_AT_DEFAULT = frozenset({"allow_pickle_weights", "backend", "served"})
+MODEL_HASH_OMITTED_AT_DEFAULT = frozenset(
+    {"allow_pickle_weights", "backend", "served", "think_pattern", "reasoning_tokens", "chat_template_kwargs"}
+)
 # where a served model runs and how the client behaves: engine, served name and tokenizer stay in the hash
 SERVED_HASH_EXCLUDED_FIELDS = frozenset(
     {"base_url", "api_key_env", "max_concurrency", "timeout_s", "retries", "serve", "serve_wait_s"}
@@ -97,6 +99,24 @@ class ModelConfig(BaseModel):
         False, description="load .bin/.pt weights (Python pickles) when a model has no safetensors"
     )
     served: ServedConfig | None = Field(None, description="engine address and client settings (backend: served)")
+    # thinking models: the reasoning block is cut before scoring (the record keeps the raw answer)
+    think_pattern: str | None = Field(
+        None, description=r"regex removed from the answer before scoring, e.g. '(?s)<think>.*?(</think>|$)'"
+    )
+    reasoning_tokens: int = Field(0, ge=0, le=32768, description="extra new tokens allowed for the reasoning block")
+    chat_template_kwargs: dict[str, bool | int | float | str] = Field(
+        default_factory=dict, description="passed to the chat template, e.g. {enable_thinking: false}"
+    )
+
+    @field_validator("think_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as err:
+                raise ValueError(f"{show_value(value)} is not a regular expression ({err}); fix or remove it") from None
+        return value
 
     @model_validator(mode="after")
     def _served_block(self) -> ModelConfig:
@@ -377,7 +397,7 @@ def config_hash(cfg: EvalConfig) -> str:
             data.pop(name, None)
     for model, entry in zip(cfg.models, data["models"]):
         for name in MODEL_HASH_OMITTED_AT_DEFAULT:
-            if getattr(model, name) == ModelConfig.model_fields[name].get_default():
+            if getattr(model, name) == ModelConfig.model_fields[name].get_default(call_default_factory=True):
                 entry.pop(name, None)
         for name in SERVED_HASH_EXCLUDED_FIELDS if entry.get("served") else ():
             entry["served"].pop(name, None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -283,7 +284,8 @@ def run_batch_of_trials(
 def _request(session: _ModelSession, prepared: _PreparedTrial, prefix_tokens: int = 0, capture=None) -> TrialRequest:
     return TrialRequest(
         input_ids=tuple(prepared.prompt.input_ids), gold_ids=tuple(prepared.gold_ids),
-        max_new_tokens=session.config.max_new_tokens, prefix_tokens=prefix_tokens, capture=capture,
+        max_new_tokens=session.config.max_new_tokens + session.config.reasoning_tokens, prefix_tokens=prefix_tokens,
+        capture=capture,
     )
 
 
@@ -303,7 +305,8 @@ def _prepare_trial(
 def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: TrialOutput) -> TrialRecord:
     trial, built = prepared.trial, prepared.built
     prompt, needle = built.prompt, built.needle
-    score, score_extra = score_trial(output.generated_text, built)
+    answer, think_extra = strip_reasoning(output.generated_text, session.config.think_pattern)
+    score, score_extra = score_trial(answer, built)
     needle_span = prompt.regions[REGION_NEEDLE]
     return TrialRecord(
         trial_id=trial.trial_id,
@@ -336,8 +339,16 @@ def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: Tria
         **record_axes(trial),
         gold_document_index=built.gold_document_index,
         documents_total=built.documents_total,
-        extra={**built.extra, **score_extra, **output.extra},
+        extra={**built.extra, **score_extra, **output.extra, **think_extra},
     )
+
+
+def strip_reasoning(generated: str, pattern: str | None) -> tuple[str, dict[str, object]]:
+    """The answer scored (``pattern`` removed, ends stripped) and what the record adds (the scored text)."""
+    if not pattern:
+        return generated, {}
+    answer = re.sub(pattern, "", generated).strip()
+    return answer, {"scored_answer": answer}
 
 
 def _write_report(run_dir: Path) -> Path:

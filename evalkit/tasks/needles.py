@@ -62,6 +62,7 @@ def prompt_parts(task: TaskSpec, needle: NeedleInstance, model_cfg: ModelConfig)
         answer_prefix=task.answer_prefix,
         system_prompt=model_cfg.system_prompt,
         use_chat_template=model_cfg.chat_template,
+        chat_template_kwargs=tuple(sorted(model_cfg.chat_template_kwargs.items())),
         # key-value retrieval: the pairs form one JSON object
         **({"context_open": "{", "context_close": "}"} if isinstance(task.generator, KvGenerator) else {}),
     )
