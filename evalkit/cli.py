@@ -1,4 +1,4 @@
-"""Command line: ``evalkit run | validate | report | agree | list``.
+"""Command line: ``evalkit run | validate | report | plan | agree | list``.
 
 Errors evalkit raises on purpose print as one line and exit 2; nothing else prints a traceback
 unless ``--debug`` is given.
@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="accuracy the effective context length must keep: a fraction (0.856) or a percentage (85.6%%); "
              "default 85.6%% as in RULER",
     )
+
+    plan = sub.add_parser("plan", help="count a config's trials, prompt and answer tokens, and estimate its wall time")
+    _add_config_options(plan)
+    plan.add_argument("--tokens-per-s", type=float, metavar="N", help="measured throughput for the time estimate")
 
     agree = sub.add_parser(
         "agree", help="trial-by-trial agreement of two runs of one grid (e.g. transformers vs a served engine)",
@@ -152,6 +156,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """``evalkit plan CONFIG``: trials, prompt tokens with and without prefix reuse, answer tokens, wall time."""
+    from evalkit.run.estimate import estimate_plan, format_estimate
+
+    if args.tokens_per_s is not None and args.tokens_per_s <= 0:
+        raise EvalkitError(f"--tokens-per-s: {args.tokens_per_s:g} is not a throughput; give a positive number")
+    print(format_estimate(estimate_plan(_load(args), args.config, args.tokens_per_s)))
+    return 0
+
+
 def cmd_agree(args: argparse.Namespace) -> int:
     """``evalkit agree RUN_A RUN_B``: answers equal, correctness equal (McNemar), gold log-prob differences."""
     from evalkit.report.analysis.agreement import agreement, format_agreement
@@ -181,7 +195,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report, "agree": cmd_agree, "list": cmd_list}
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report, "plan": cmd_plan, "agree": cmd_agree, "list": cmd_list}
 
 
 def _one_line(text: str) -> str:
