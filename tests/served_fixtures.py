@@ -181,8 +181,9 @@ def free_port() -> int:
 class LlamaServer:
     """The real llama-server on 127.0.0.1 serving one GGUF: ``start()`` waits for /health, ``stop()`` ends it."""
 
-    def __init__(self, binary, gguf, port: int, ctx_tokens: int = 2048) -> None:
+    def __init__(self, binary, gguf, port: int, ctx_tokens: int = 2048, threads: int = 1, extra=()) -> None:
         self.binary, self.gguf, self.port, self.ctx_tokens = binary, gguf, port, ctx_tokens
+        self.threads, self.extra = threads, list(extra)
         self.process = None
 
     @property
@@ -195,7 +196,8 @@ class LlamaServer:
 
         # one slot and one thread: requests run in order and the shared CPU is not oversubscribed
         command = [str(self.binary), "-m", str(self.gguf), "--host", "127.0.0.1", "--port", str(self.port),
-                   "-c", str(self.ctx_tokens), "-np", "1", "-t", "1", "--no-webui", "--log-disable"]
+                   "-c", str(self.ctx_tokens), "-np", "1", "-t", str(self.threads), "--no-webui", "--log-disable",
+                   *self.extra]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
