@@ -110,7 +110,7 @@ def test_a_server_killed_mid_run_then_restarted_resumes_to_the_planned_set(tmp_p
 
     proxy = FaultProxy(engine.url, on_request=kill_after_two_completions)
     try:
-        path = served_config(tmp_path, proxy.url)
+        path = served_config(tmp_path, proxy.url, max_concurrency=1)  # one trial at a time: a known kill point
         first = records(run(path).run_dir)
         assert [r["status"] for r in first] == ["ok", "ok"] + ["skipped"] * 4
         assert all(r["skip_reason"].startswith("server error:") for r in first[2:])
@@ -124,3 +124,12 @@ def test_a_server_killed_mid_run_then_restarted_resumes_to_the_planned_set(tmp_p
     assert summary.planned == 6 and len(ids) == len(set(ids)) == 6
     assert {r["status"] for r in rows} == {"ok"}
     assert [r for r in rows if r["trial_id"] in {f["trial_id"] for f in first[:2]}] == first[:2]  # kept as they were
+
+
+def test_the_openai_route_gives_the_native_answer(server, smollm2_tokenizer):
+    ids = tuple(smollm2_tokenizer.apply_chat_template([{"role": "user", "content": "Say the number 42."}],
+                                                      add_generation_prompt=True, tokenize=True, return_dict=False))
+    native = LlamaCppEngine(HttpClient(server.url)).complete(ids, 8)
+    openai = OpenAIEngine(HttpClient(server.url)).complete(ids, 8)
+    assert native.prompt_tokens == openai.prompt_tokens == len(ids)
+    assert openai.text == native.text and native.text
