@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
     run.add_argument("--retry-skipped", action="store_true",
-                     help="run again the trials a previous run skipped (out of memory); by default they stay skipped")
+                     help="run again the trials a previous run skipped (out of memory, a server still down "
+                          "after its retries); by default they stay skipped")
 
     validate = sub.add_parser("validate", help="check a config, its tasks and model limits without running")
     _add_config_options(validate)
