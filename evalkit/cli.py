@@ -1,4 +1,4 @@
-"""Command line: ``evalkit run | validate | report | view | list``.
+"""Command line: ``evalkit run | validate | report | view | plan | agree | list``.
 
 Errors evalkit raises on purpose print as one line and exit 2; nothing else prints a traceback
 unless ``--debug`` is given.
@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
     run.add_argument("--retry-skipped", action="store_true",
-                     help="run again the trials a previous run skipped (out of memory); by default they stay skipped")
+                     help="run again the trials a previous run skipped (out of memory, a server still down "
+                          "after its retries); by default they stay skipped")
 
     validate = sub.add_parser("validate", help="check a config, its tasks and model limits without running")
     _add_config_options(validate)
@@ -80,6 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     view.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
     view.add_argument("--out", type=Path, help="HTML file to write (default: RUN_DIR/viewer.html for one run)")
+
+    plan = sub.add_parser("plan", help="count a config's trials, prompt and answer tokens, and estimate its wall time")
+    _add_config_options(plan)
+    plan.add_argument("--tokens-per-s", type=float, metavar="N", help="measured throughput for the time estimate")
+
+    agree = sub.add_parser(
+        "agree", help="trial-by-trial agreement of two runs of one grid (e.g. transformers vs a served engine)",
+        epilog="example:\n  evalkit agree reports/runs/quickstart reports/runs/quickstart-llamacpp",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    agree.add_argument("run_a", type=Path, metavar="RUN_A")
+    agree.add_argument("run_b", type=Path, metavar="RUN_B")
 
     listing = sub.add_parser("list", help="list tasks and built-in models")
     listing.add_argument("what", nargs="?", choices=("tasks", "models"), help="only tasks or only models")
@@ -177,6 +190,30 @@ def cmd_view(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """``evalkit plan CONFIG``: trials, prompt tokens with and without prefix reuse, answer tokens, wall time."""
+    from evalkit.run.estimate import estimate_plan, format_estimate
+
+    if args.tokens_per_s is not None and args.tokens_per_s <= 0:
+        raise EvalkitError(f"--tokens-per-s: {args.tokens_per_s:g} is not a throughput; give a positive number")
+    print(format_estimate(estimate_plan(_load(args), args.config, args.tokens_per_s)))
+    return 0
+
+
+def cmd_agree(args: argparse.Namespace) -> int:
+    """``evalkit agree RUN_A RUN_B``: answers equal, correctness equal (McNemar), gold log-prob differences."""
+    from evalkit.report.analysis.agreement import agreement, format_agreement
+    from evalkit.report.data.load import load_results
+
+    frames = [load_results(path) for path in (args.run_a, args.run_b)]
+    result = agreement(*frames)
+    if result.pairs == 0:
+        raise EvalkitError(f"agree: {args.run_a} and {args.run_b} share no finished trial of the same grid cell; "
+                           "compare two runs of one grid")  # fmt: skip
+    print(format_agreement(result, str(args.run_a), str(args.run_b)))
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from evalkit.models import list_builtin_models
     from evalkit.tasks import list_tasks
@@ -192,7 +229,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report, "view": cmd_view, "list": cmd_list}
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report, "view": cmd_view, "plan": cmd_plan,
+            "agree": cmd_agree, "list": cmd_list}
 
 
 def _one_line(text: str) -> str:

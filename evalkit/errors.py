@@ -46,3 +46,19 @@ class FieldError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+class ServerError(EvalkitError):
+    """A served engine refused a request (4xx: bad model name, context too long, ...): the run stops."""
+
+
+class TrialFailed(Exception):
+    """One trial could not be run for a reason outside the config (a server still down after its retries).
+
+    Not an ``EvalkitError``: the runner records the trial as skipped with ``reason`` and goes on;
+    ``--retry-skipped`` redoes it.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -87,6 +87,7 @@ class PromptParts:
     question_format: str = "Question: {question}\n"
     answer_format: str = "Answer:"
     first_piece_space: bool = True
+    chat_template_kwargs: tuple[tuple[str, object], ...] = ()  # passed to apply_chat_template (enable_thinking)
 
 
 @dataclass(frozen=True)
@@ -138,12 +139,14 @@ class TrialOutput:
     generated_text: str
     generated_token_ids: tuple[int, ...]
     gold_token_ids: tuple[int, ...]
-    gold_logprob_sum: float
-    gold_logprob_mean: float  # per gold token
+    gold_logprob_sum: float | None  # None: the backend cannot score the gold answer (``extra`` says why)
+    gold_logprob_mean: float | None  # per gold token
     gold_first_token_is_argmax: bool
     elapsed_s: float
     # [layers, heads, rows, regions] attention mass, when capture is on (see models/capture.py)
     attention: object | None = None
+    # what the backend adds to the record's ``extra`` (served: the server's prompt token count, a null's reason)
+    extra: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator,
+)
 
-from evalkit.errors import ConfigError
+from evalkit.errors import ConfigError, FieldError
 from evalkit.config.validation_errors import show_value, describe_validation_error
 from evalkit.config.layouts import LayoutGrid
 from evalkit.config.yaml_io import MAX_YAML_DEPTH, NestingError, check_depth, read_yaml_mapping, yaml_problem
@@ -33,7 +35,45 @@ MAX_SAMPLES = 10_000
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda|cuda:\d+|xpu|xpu:\d+)$")
 DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 # model-entry fields added after runs existed: left out of ``config_hash`` while at their default
-MODEL_HASH_OMITTED_AT_DEFAULT = frozenset({"allow_pickle_weights", "backend"})
+MODEL_HASH_OMITTED_AT_DEFAULT = frozenset(
+    {"allow_pickle_weights", "backend", "served", "think_pattern", "reasoning_tokens", "chat_template_kwargs"}
+)
+# where a served model runs and how the client behaves: engine, served name and tokenizer stay in the hash
+SERVED_HASH_EXCLUDED_FIELDS = frozenset(
+    {"base_url", "api_key_env", "max_concurrency", "timeout_s", "retries", "serve", "serve_wait_s"}
+)
+
+
+class ServedConfig(BaseModel):
+    """``served:`` of a model entry with ``backend: served``: where the engine listens and how to talk to it.
+
+    The key itself is never in the config: ``api_key_env`` names the environment variable holding it.
+    Where the run goes (URL, key, concurrency, timeouts) does not define results: left out of ``config_hash``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    base_url: str = Field(min_length=1, description="engine address, e.g. http://127.0.0.1:8080 (no /v1)")
+    engine: Literal["llama_cpp", "openai"] = Field(
+        "llama_cpp", description="llama_cpp: llama-server /completion + /tokenize; openai: /v1/completions"
+    )
+    model: str | None = Field(None, description="the served model name (openai `model` field); None: the engine's")
+    tokenizer: str | None = Field(None, description="tokenizer for placement (alias, Hub id, folder); None: `name`")
+    api_key_env: str | None = Field(None, description="environment variable holding the API key (never recorded)")
+    max_concurrency: int = Field(4, ge=1, le=256)
+    timeout_s: float = Field(120.0, gt=0)
+    retries: int = Field(3, ge=0, le=20, description="retries after a connection error, timeout or 5xx")
+    serve: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None, min_length=1, description="command (argv list) that starts the server; stopped at the end"
+    )
+    serve_wait_s: float = Field(300.0, gt=0, description="how long a started server may take to answer /health")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{show_value(value)} is not an http(s) URL; write e.g. http://127.0.0.1:8080")
+        return value.rstrip("/")
 
 
 class ModelConfig(BaseModel):
@@ -61,6 +101,34 @@ class ModelConfig(BaseModel):
     allow_pickle_weights: bool = Field(
         False, description="load .bin/.pt weights (Python pickles) when a model has no safetensors"
     )
+    served: ServedConfig | None = Field(None, description="engine address and client settings (backend: served)")
+    # thinking models: the reasoning block is cut before scoring (the record keeps the raw answer)
+    think_pattern: str | None = Field(
+        None, description=r"regex removed from the answer before scoring, e.g. '(?s)<think>.*?(</think>|$)'"
+    )
+    reasoning_tokens: int = Field(0, ge=0, le=32768, description="extra new tokens allowed for the reasoning block")
+    chat_template_kwargs: dict[str, bool | int | float | str] = Field(
+        default_factory=dict, description="passed to the chat template, e.g. {enable_thinking: false}"
+    )
+
+    @field_validator("think_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as err:
+                raise ValueError(f"{show_value(value)} is not a regular expression ({err}); fix or remove it") from None
+        return value
+
+    @model_validator(mode="after")
+    def _served_block(self) -> ModelConfig:
+        # the block and the backend go together: one without the other is a half-written entry
+        if self.backend == "served" and self.served is None:
+            raise FieldError("served", "backend: served needs a served: block; add served: {base_url: http://...}")
+        if self.served is not None and self.backend != "served":
+            raise FieldError("served", f"is set but backend is {self.backend!r}; set backend: served or remove it")
+        return self
 
     @field_validator("device")
     @classmethod
@@ -346,7 +414,9 @@ def config_hash(cfg: EvalConfig) -> str:
             data.pop(name, None)
     for model, entry in zip(cfg.models, data["models"]):
         for name in MODEL_HASH_OMITTED_AT_DEFAULT:
-            if getattr(model, name) == ModelConfig.model_fields[name].get_default():
+            if getattr(model, name) == ModelConfig.model_fields[name].get_default(call_default_factory=True):
                 entry.pop(name, None)
+        for name in SERVED_HASH_EXCLUDED_FIELDS if entry.get("served") else ():
+            entry["served"].pop(name, None)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

@@ -12,12 +12,15 @@ from types import MappingProxyType
 
 from evalkit.errors import ConfigError
 from evalkit.models.base import Backend
+from evalkit.models.served.backend import ServedBackend
 from evalkit.models.transformers_backend import TransformersBackend
 
 __all__ = ["BACKENDS", "DEFAULT_BACKEND", "backend_class"]
 
 DEFAULT_BACKEND = "transformers"  # the default of ``ModelConfig.backend``
-BACKENDS: Mapping[str, type[Backend]] = MappingProxyType({TransformersBackend.name: TransformersBackend})
+BACKENDS: Mapping[str, type[Backend]] = MappingProxyType(
+    {TransformersBackend.name: TransformersBackend, ServedBackend.name: ServedBackend}
+)
 
 
 def backend_class(name: str, known: Mapping[str, type[Backend]] | None = None) -> type[Backend]:

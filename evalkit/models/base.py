@@ -77,6 +77,7 @@ class BackendInfo:
     max_context_tokens: int | None
     tokenizer: Any  # a transformers tokenizer: the prompt builder places the needle in its tokens
     stop_token_ids: tuple[int, ...]
+    max_concurrency: int = 1  # requests it takes at once from separate threads (served: the engine's slots)
 
 
 class Backend(Protocol):

@@ -101,6 +101,9 @@ def _looks_like_path(name: str) -> bool:
 
 
 def _resolve_source(cfg: ModelConfig) -> _Source:
+    if cfg.served is not None and cfg.served.tokenizer:
+        # a served entry's name is a label; its tokenizer and config (placement, limits) come from here
+        cfg = cfg.model_copy(update={"name": cfg.served.tokenizer})
     spec = get_builtin(cfg.name)
     if spec is not None:
         if cfg.revision is not None:

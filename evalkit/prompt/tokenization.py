@@ -185,7 +185,8 @@ def _render_chat(tokenizer: Any, parts: PromptParts, instructions: str, question
     if parts.system_prompt is not None:
         messages.insert(0, {"role": "system", "content": parts.system_prompt})
     try:
-        rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                                 **dict(parts.chat_template_kwargs))  # fmt: skip
     except Exception as err:  # jinja raises its own types (TemplateError, exceptions raised by the template)
         raise PlacementError(
             f"the model's chat template rejected the prompt messages ({type(err).__name__}: {err}); "

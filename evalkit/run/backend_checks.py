@@ -44,8 +44,7 @@ def _missing_capability(config: EvalConfig, caps: Capabilities) -> tuple[str, st
     """(field, what the backend lacks, how to fix it) for the first option the backend cannot serve."""
     if not caps.token_prompts:
         return "models", "does not take token-id prompts (exact needle placement needs them)", "use another backend"
-    if not caps.gold_logprobs:
-        return "models", "gives no gold-answer log-probs (every record holds them)", "use another backend"
+    # no gold log-probs is allowed: such a backend records gold_logprob null with the reason, never a number
     if config.attention.capture and not caps.attention_capture:
         return "attention.capture", "cannot capture attention", "set attention.capture: false"
     # reuse_prefix is on by default: only an explicit request is refused (by default it is just not used)

@@ -13,6 +13,7 @@ import gc
 import logging
 from collections.abc import Callable
 
+from evalkit.errors import TrialFailed
 from evalkit.prompt.controls import record_axes
 from evalkit.types import Trial, TrialRecord
 
@@ -70,9 +71,13 @@ def skipped_record(trial: Trial, reason: str, model_revision: str) -> TrialRecor
 
 
 def run_or_skip(trial: Trial, model_revision: str, run: Callable[[], TrialRecord]) -> TrialRecord:
-    """``run()``; on an out-of-memory error, free memory and return a skipped record instead."""
+    """``run()``; on an out-of-memory error (freeing memory) or ``TrialFailed``, a skipped record instead."""
     try:
         return run()
+    except TrialFailed as exc:  # e.g. a served engine still down after its retries: skipped, not fatal
+        log.warning("trial %s (%s, L=%d, depth %g) skipped: %s", trial.trial_id, trial.model,
+                    trial.context_length, trial.depth, exc.reason)
+        return skipped_record(trial, exc.reason, model_revision)
     except Exception as exc:  # noqa: BLE001 - only memory errors are handled, the rest re-raised
         if not is_out_of_memory(exc):
             raise

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -21,7 +23,7 @@ from tqdm.auto import tqdm
 from evalkit.attention.preflight import check_capture
 from evalkit.attention.trial import attach_capture, capture_request
 from evalkit.config.schema import EvalConfig, ModelConfig
-from evalkit.errors import ConfigError, PlacementError
+from evalkit.errors import ConfigError, PlacementError, TrialFailed
 from evalkit.models.backends import backend_class
 from evalkit.models.base import Backend, TrialRequest
 from evalkit.prompt.builder import PromptBuilder
@@ -73,6 +75,8 @@ class _ModelSession:
     builder: PromptBuilder
     capture: bool = False  # attention.capture is on: every request asks for it
     reuse: bool = False  # requests carry their shared-prefix length (reuse_prefix on a backend that has it)
+    # trials of several reuse groups may run in threads (served): building prompts and saving them is serialised
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def revision(self) -> str:
@@ -181,11 +185,18 @@ def _scheduled(
         run_or_skip(trial, session.revision, lambda: attempt(trial, False))
 
     if config.reuse_prefix or config.batch_size == 1:
+        if not type(backend).capabilities.prefix_reuse:
+            # the engine keeps its own prefix cache (served): groups in ascending depth, several at once;
+            # nothing is kept here between requests, so done trials need no replay
+            return schedule.run_groups_concurrently(trials, run_one, done, backend.info.max_concurrency)
         return schedule.run_with_reuse(trials, run_one, done, replay, start_group=backend.reset)
 
     def run_many(batch: list[Trial]) -> list[TrialRecord]:
         if len(batch) > 1:  # schedule.run_in_batches halves a batch that runs out of memory
-            return run_batch_of_trials(session, tasks, batch, config, store)
+            try:
+                return run_batch_of_trials(session, tasks, batch, config, store)
+            except TrialFailed:  # one request failed for good: each trial alone, the failing one skipped
+                return [run_one(t) for t in batch]
         # a single trial that still does not fit is recorded as skipped and the run goes on
         return [run_or_skip(batch[0], session.revision, lambda: run_batch_of_trials(session, tasks, batch, config, store)[0])]
 
@@ -279,7 +290,8 @@ def run_batch_of_trials(
 def _request(session: _ModelSession, prepared: _PreparedTrial, prefix_tokens: int = 0, capture=None) -> TrialRequest:
     return TrialRequest(
         input_ids=tuple(prepared.prompt.input_ids), gold_ids=tuple(prepared.gold_ids),
-        max_new_tokens=session.config.max_new_tokens, prefix_tokens=prefix_tokens, capture=capture,
+        max_new_tokens=session.config.max_new_tokens + session.config.reasoning_tokens, prefix_tokens=prefix_tokens,
+        capture=capture,
     )
 
 
@@ -287,18 +299,20 @@ def _prepare_trial(
     session: _ModelSession, task: PreparedTask, trial: Trial, config: EvalConfig, store: RunStore | None
 ) -> _PreparedTrial:
     """The trial's prompt and gold ids; its prompt is saved when ``save_prompts`` (and ``store`` is given)."""
-    built = build_trial_prompt(session.builder, task, trial, session.config, config)
-    if config.save_prompts and store is not None:
-        tokenizer, ids = session.backend.info.tokenizer, built.prompt.input_ids
-        store.save_prompt(trial.trial_id, built.prompt, decode_exact(tokenizer, ids), token_texts(tokenizer, ids))
-    gold_ids = session.builder.gold_continuation_ids(built.parts, built.needle.answer)
+    with session.lock:  # the tokenizer and the prompts file are shared by the threads of concurrent groups
+        built = build_trial_prompt(session.builder, task, trial, session.config, config)
+        if config.save_prompts and store is not None:
+            tokenizer, ids = session.backend.info.tokenizer, built.prompt.input_ids
+            store.save_prompt(trial.trial_id, built.prompt, decode_exact(tokenizer, ids), token_texts(tokenizer, ids))
+        gold_ids = session.builder.gold_continuation_ids(built.parts, built.needle.answer)
     return _PreparedTrial(trial, built, gold_ids)
 
 
 def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: TrialOutput) -> TrialRecord:
     trial, built = prepared.trial, prepared.built
     prompt, needle = built.prompt, built.needle
-    score, score_extra = score_trial(output.generated_text, built)
+    answer, think_extra = strip_reasoning(output.generated_text, session.config.think_pattern)
+    score, score_extra = score_trial(answer, built)
     needle_span = prompt.regions[REGION_NEEDLE]
     return TrialRecord(
         trial_id=trial.trial_id,
@@ -331,7 +345,7 @@ def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: Tria
         **record_axes(trial),
         gold_document_index=built.gold_document_index,
         documents_total=built.documents_total,
-        extra={**built.extra, **score_extra,
+        extra={**built.extra, **score_extra, **output.extra, **think_extra,
                "truncated": is_truncated(output.generated_token_ids, session.config.max_new_tokens,
                                          session.backend.info.stop_token_ids)},
     )
@@ -340,6 +354,14 @@ def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: Tria
 def is_truncated(generated_ids: tuple[int, ...], max_new_tokens: int, stop_token_ids) -> bool:
     """True when generation used the whole budget without a stop token (the answer may be cut off)."""
     return len(generated_ids) >= max_new_tokens and (not generated_ids or generated_ids[-1] not in set(stop_token_ids))
+
+
+def strip_reasoning(generated: str, pattern: str | None) -> tuple[str, dict[str, object]]:
+    """The answer scored (``pattern`` removed, ends stripped) and what the record adds (the scored text)."""
+    if not pattern:
+        return generated, {}
+    answer = re.sub(pattern, "", generated).strip()
+    return answer, {"scored_answer": answer}
 
 
 def _write_report(run_dir: Path) -> Path:

@@ -15,7 +15,10 @@ batch), so this module knows order and sizes only, not prompts or records.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from evalkit.models.sizing import AUTO_MAX_BATCH, auto_batch_size
@@ -26,8 +29,8 @@ log = logging.getLogger(__name__)
 
 R = TypeVar("R")
 __all__ = [
-    "AUTO_MAX_BATCH", "auto_batch_size", "group_key", "length_groups", "reuse_groups", "run_in_batches",
-    "run_with_reuse",
+    "AUTO_MAX_BATCH", "auto_batch_size", "group_key", "length_groups", "reuse_groups", "run_groups_concurrently",
+    "run_in_batches", "run_with_reuse",
 ]  # fmt: skip
 
 
@@ -117,3 +120,43 @@ def run_in_batches(
                 continue
             done += len(chunk)
             yield from results
+
+
+def run_groups_concurrently(
+    trials: Sequence[Trial], run_one: Callable[[Trial], R], done: Collection[str], workers: int
+) -> Iterator[R]:
+    """``run_one`` for every trial not in ``done``: each reuse group in ascending depth, ``workers`` groups at once.
+
+    For an engine that keeps its own prefix cache (served): one group's requests go out in order, so each
+    finds the previous one's prefix cached, while other groups fill the engine's other slots. Results come
+    in completion order (records carry stable ids, so order does not matter to a resume). The first error
+    stops the workers after their current trial and is raised here.
+    """
+    groups = [pending for g in reuse_groups(trials) if (pending := [t for t in g if t.trial_id not in done])]
+    if workers <= 1:
+        yield from (run_one(t) for g in groups for t in g)
+        return
+    results: queue.Queue[tuple[bool, object]] = queue.Queue()
+    stop = threading.Event()
+
+    def run_group(group: list[Trial]) -> None:
+        for trial in group:
+            if stop.is_set():
+                return
+            try:
+                results.put((True, run_one(trial)))
+            except BaseException as error:  # noqa: BLE001 - handed to the consuming thread, which raises it
+                results.put((False, error))
+                return
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(groups) or 1)) as pool:
+        for group in groups:
+            pool.submit(run_group, group)
+        try:
+            for _ in range(sum(len(g) for g in groups)):
+                ok, value = results.get()
+                if not ok:
+                    raise value  # type: ignore[misc]
+                yield value  # type: ignore[misc]
+        finally:
+            stop.set()  # an error, or a consumer that stopped early: no new trial starts

@@ -90,6 +90,7 @@ def prompt_parts(task: TaskSpec, needle: NeedleInstance, model_cfg: ModelConfig)
         answer_prefix=task.answer_prefix,
         system_prompt=model_cfg.system_prompt,
         use_chat_template=model_cfg.chat_template,
+        chat_template_kwargs=tuple(sorted(model_cfg.chat_template_kwargs.items())),
         **_raw_prompt_fields(task),
         # key-value retrieval: the pairs form one JSON object; every pair ends in a comma, so a closing member
         # keeps it valid JSON, and the filler that makes the exact length is a member too

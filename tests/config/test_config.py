@@ -76,6 +76,15 @@ BAD = [
     ("override value out of range", GOOD, ("depths=[0, 1.7]",),
      ["grid.yaml: depths[1] (from --set): 1.7 is not within [0, 1]"]),
     ("override into a scalar", GOOD, ("samples.x=1",), ["grid.yaml: --set 'samples.x=1': samples is 2, not a mapping"]),
+    ("served without its block", changed(models=[{"name": "m", "backend": "served"}]), (),
+     ["grid.yaml: models[0].served: backend: served needs a served: block; add served: {base_url: http://...}"]),
+    ("served block on transformers", changed(models=[{"name": "m", "served": {"base_url": "http://h:1"}}]), (),
+     ["grid.yaml: models[0].served: is set but backend is 'transformers'; set backend: served or remove it"]),
+    ("served url not http", changed(models=[{"name": "m", "backend": "served", "served": {"base_url": "h:1"}}]), (),
+     ["grid.yaml: models[0].served.base_url: 'h:1' is not an http(s) URL; write e.g. http://127.0.0.1:8080"]),
+    ("served unknown key", changed(models=[{"name": "m", "backend": "served",
+                                            "served": {"base_url": "http://h:1", "api_key": "sk-x"}}]), (),
+     ["grid.yaml: models[0].served.api_key: "]),
 ]
 
 
@@ -195,5 +204,16 @@ def test_backend_field_at_its_default_keeps_the_hash_of_older_configs() -> None:
     assert config_hash(quick) == "b0b8332f6d02b9e5"
     spelled = {**raw, "models": [{**raw["models"][0], "backend": "transformers"}]}
     assert config_hash(EvalConfig.model_validate(spelled)) == "b0b8332f6d02b9e5"
-    other = {**raw, "models": [{**raw["models"][0], "backend": "served"}]}
+    other = {**raw, "models": [{**raw["models"][0], "backend": "served", "served": {"base_url": "http://h:1"}}]}
     assert config_hash(EvalConfig.model_validate(other)) != "b0b8332f6d02b9e5"
+
+
+def test_where_a_served_model_runs_is_not_in_the_hash() -> None:
+    """Address, key variable, concurrency, timeout and retries change where and how fast, not what is measured."""
+    raw = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())
+    def served(**block):
+        entry = {**raw["models"][0], "backend": "served", "served": {"base_url": "http://a:1", **block}}
+        return config_hash(EvalConfig.model_validate({**raw, "models": [entry]}))
+    base = served()
+    assert served(base_url="http://b:2", api_key_env="K", max_concurrency=9, timeout_s=5.0, retries=0) == base
+    assert base != "b0b8332f6d02b9e5"  # a served run is not the transformers run of the same grid

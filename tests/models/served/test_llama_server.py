@@ -1,0 +1,135 @@
+"""The served backend against a real engine: llama.cpp's llama-server serving the embedded default's GGUF.
+
+The binary comes from tests/served_engine/build_llama_server.sh (run by .ci/run); every test here skips,
+saying so, where it is absent. Faults are injected by a small proxy in front of the real server.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+
+from conftest import smollm2_gguf_path, write_config
+from evalkit.config.schema import load_config
+from evalkit.errors import ServerError
+from evalkit.models.served.backend import check_tokenizer_agreement
+from evalkit.models.served.client import HttpClient
+from evalkit.models.served.engines import LlamaCppEngine, OpenAIEngine
+from evalkit.run.runner import run_eval
+from run_fixtures import records
+from served_fixtures import FaultProxy, LlamaServer, free_port, llama_server_binary
+
+BINARY = llama_server_binary()
+pytestmark = pytest.mark.skipif(
+    BINARY is None, reason="llama-server not built: run tests/served_engine/build_llama_server.sh"
+)
+MODEL = "smollm2-135m-instruct"  # the built-in alias: the local tokenizer comes from the same GGUF
+
+
+@pytest.fixture(scope="module")
+def server():
+    running = LlamaServer(BINARY, smollm2_gguf_path(), free_port(), ctx_tokens=1024).start()
+    yield running
+    running.stop()
+
+
+def served_config(tmp_path, url, lengths=(256,), **served):
+    entry = {"name": MODEL, "backend": "served", "max_new_tokens": 8,
+             "served": {"base_url": url, "retries": 0, "timeout_s": 60.0, **served}}
+    return write_config(tmp_path / "cfg.yaml", models=[entry], tasks=["passkey"], context_lengths=list(lengths),
+                        depths=[0.0, 0.5, 1.0], samples=2, seed=3, save_prompts=True,
+                        output_dir=str(tmp_path / "run"))
+
+
+def run(path, **kw):
+    return run_eval(load_config(path), path, quiet=True, write_report=False, **kw)
+
+
+def post(url, payload):
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read())
+
+
+def test_server_tokenizer_agrees_with_the_local_one(server, smollm2_tokenizer):
+    check_tokenizer_agreement(LlamaCppEngine(HttpClient(server.url)), smollm2_tokenizer, MODEL)
+    check_tokenizer_agreement(OpenAIEngine(HttpClient(server.url)), smollm2_tokenizer, MODEL)
+
+
+def test_token_id_prompts_give_the_servers_own_greedy_answers(tmp_path, server, smollm2_tokenizer):
+    summary = run(served_config(tmp_path, server.url))
+    rows = {r["trial_id"]: r for r in records(summary.run_dir)}
+    prompts = [json.loads(line) for line in (summary.run_dir / "prompts.jsonl").read_text().splitlines()]
+    assert len(rows) == summary.planned == 6 and len(prompts) == 6
+    for prompt in prompts:
+        row = rows[prompt["trial_id"]]
+        assert row["status"] == "ok"
+        assert row["extra"]["served_prompt_tokens"] == row["prompt_tokens"] == len(prompt["input_ids"])
+        assert row["gold_logprob_sum"] is None and row["extra"]["gold_logprob_reason"]
+        # the same ids straight to the engine, greedy: the text evalkit recorded
+        direct = post(server.url + "/completion", {"prompt": prompt["input_ids"], "n_predict": 8,
+                                                   "temperature": 0.0, "repeat_penalty": 1.0})
+        assert row["generated"] == direct["content"]
+        # and the prompt as text: the engine tokenizes it back to the same ids, so the same answer
+        as_text = post(server.url + "/completion", {"prompt": prompt["text"], "n_predict": 8,
+                                                    "temperature": 0.0, "repeat_penalty": 1.0})
+        assert as_text["tokens_evaluated"] == len(prompt["input_ids"])
+        assert as_text["content"] == direct["content"]
+    assert any(r["correct"] for r in rows.values())  # the real model finds some pass keys at 256 tokens
+
+
+def test_injected_503s_are_retried(tmp_path, server):
+    proxy = FaultProxy(server.url, fail_next=[503, 503])
+    try:
+        summary = run(served_config(tmp_path, proxy.url, retries=3))
+    finally:
+        proxy.close()
+    rows = records(summary.run_dir)
+    assert [r["status"] for r in rows] == ["ok"] * 6
+    assert proxy.seen >= 2 + 6  # the two refused requests were sent again
+
+
+def test_4xx_stops_the_run_naming_the_server_message(tmp_path, server):
+    path = served_config(tmp_path, server.url, lengths=[2000])  # the server holds 1024 tokens
+    with pytest.raises(ServerError, match=r"HTTP 400: .*context"):
+        run(path)
+    assert records(tmp_path / "run") == []
+
+
+def test_a_server_killed_mid_run_then_restarted_resumes_to_the_planned_set(tmp_path, smollm2_tokenizer):
+    engine = LlamaServer(BINARY, smollm2_gguf_path(), free_port(), ctx_tokens=1024).start()
+
+    def kill_after_two_completions(path, seen, count=[0]):
+        if path == "/completion":
+            count[0] += 1
+            if count[0] == 3:
+                engine.stop()
+
+    proxy = FaultProxy(engine.url, on_request=kill_after_two_completions)
+    try:
+        path = served_config(tmp_path, proxy.url, max_concurrency=1)  # one trial at a time: a known kill point
+        first = records(run(path).run_dir)
+        assert [r["status"] for r in first] == ["ok", "ok"] + ["skipped"] * 4
+        assert all(r["skip_reason"].startswith("server error:") for r in first[2:])
+        engine.start()
+        summary = run(path, retry_skipped=True)
+    finally:
+        proxy.close()
+        engine.stop()
+    rows = records(summary.run_dir)
+    ids = [r["trial_id"] for r in rows]
+    assert summary.planned == 6 and len(ids) == len(set(ids)) == 6
+    assert {r["status"] for r in rows} == {"ok"}
+    assert [r for r in rows if r["trial_id"] in {f["trial_id"] for f in first[:2]}] == first[:2]  # kept as they were
+
+
+def test_the_openai_route_gives_the_native_answer(server, smollm2_tokenizer):
+    ids = tuple(smollm2_tokenizer.apply_chat_template([{"role": "user", "content": "Say the number 42."}],
+                                                      add_generation_prompt=True, tokenize=True, return_dict=False))
+    native = LlamaCppEngine(HttpClient(server.url)).complete(ids, 8)
+    openai = OpenAIEngine(HttpClient(server.url)).complete(ids, 8)
+    assert native.prompt_tokens == openai.prompt_tokens == len(ids)
+    assert openai.text == native.text and native.text

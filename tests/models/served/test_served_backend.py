@@ -1,0 +1,164 @@
+"""ServedBackend through the runner on a llama-server look-alike: records, refusals, skips, resume, the key."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import write_config
+from evalkit.config.schema import load_config
+from evalkit.errors import ConfigError, ServerError
+from evalkit.run.backend_checks import check_backends
+from evalkit.run.runner import run_eval
+from run_fixtures import records
+from served_fixtures import FakeServer, Script
+
+
+@pytest.fixture
+def server(smollm2_tokenizer):
+    fake = FakeServer(Script(smollm2_tokenizer))
+    yield fake
+    fake.close()
+
+
+def served_config(tmp_path, model_dir, url, **served):
+    entry = {"name": "served-smol", "backend": "served", "max_new_tokens": 3,
+             "served": {"base_url": url, "tokenizer": str(model_dir), "retries": 0, "timeout_s": 10.0, **served}}
+    return write_config(tmp_path / "cfg.yaml", models=[entry], tasks=["passkey"], context_lengths=[128],
+                        depths=[0.0, 0.5, 1.0], samples=2, seed=7, output_dir=str(tmp_path / "run"))
+
+
+def run(path, **kw):
+    return run_eval(load_config(path), path, quiet=True, write_report=False, **kw)
+
+
+def test_records_hold_the_server_prompt_count_and_a_null_gold_logprob(tmp_path, tiny_model_dir, server):
+    summary = run(served_config(tmp_path, tiny_model_dir, server.url))
+    rows = records(summary.run_dir)
+    assert summary.planned == len(rows) == 6
+    for row in rows:
+        assert row["status"] == "ok"
+        assert row["generated"] == " 12"  # three tokens (" ", "1", "2") of the fake answer, decoded locally
+        assert row["extra"]["served_prompt_tokens"] == row["prompt_tokens"]
+        assert row["gold_logprob_sum"] is None and row["gold_logprob_mean"] is None
+        assert "no log-probs" in row["extra"]["gold_logprob_reason"]
+        assert row["model_revision"] == "llama.cpp:fake.gguf"
+    sent = [body["prompt"] for path, _, body in server.script.requests if path == "/completion"]
+    assert all(isinstance(i, int) for prompt in sent for i in prompt)  # token ids, not text
+    assert sorted(len(p) for p in sent) == sorted(r["prompt_tokens"] for r in rows)
+
+
+def test_a_disagreeing_tokenizer_is_refused_before_any_trial(tmp_path, tiny_model_dir, server):
+    server.script.tokenize_offset = 1
+    with pytest.raises(ServerError, match="served.tokenizer: the server tokenizes a probe text differently"):
+        run(served_config(tmp_path, tiny_model_dir, server.url))
+    assert not any(p == "/completion" for p, _, _ in server.script.requests)
+
+
+def test_a_server_that_saw_other_tokens_skips_the_trial(tmp_path, tiny_model_dir, server):
+    server.script.prompt_token_delta = 1
+    rows = records(run(served_config(tmp_path, tiny_model_dir, server.url)).run_dir)
+    assert {r["status"] for r in rows} == {"skipped"}
+    assert "token mismatch: the server processed" in rows[0]["skip_reason"]
+
+
+def test_4xx_stops_the_run_with_the_server_message(tmp_path, tiny_model_dir, server):
+    path = served_config(tmp_path, tiny_model_dir, server.url)
+    run(path, limit=1)
+    server.script.fail_path, server.script.fail_next = "/completion", [404]
+    server.script.error_message = "model 'x' not found"
+    with pytest.raises(ServerError, match=r"POST http://127.0.0.1:\d+/completion: the server answered HTTP 404: "
+                                          "model 'x' not found$"):
+        run(path)
+    assert len(records(tmp_path / "run")) == 1  # the finished trial is kept, nothing else written
+
+
+def test_dead_server_trials_are_skipped_and_retry_skipped_completes_the_plan(tmp_path, tiny_model_dir, server):
+    path = served_config(tmp_path, tiny_model_dir, server.url)
+    run(path, limit=2)  # two trials done, then the server "dies" for the rest
+    server.script.fail_path, server.script.fail_next = "/completion", [503] * 4
+    summary = run(path)
+    rows = records(summary.run_dir)
+    skipped = [r for r in rows if r["status"] == "skipped"]
+    assert len(rows) == 6 and len(skipped) == 4
+    assert all(r["skip_reason"].startswith("server error:") for r in skipped)
+    summary = run(path, retry_skipped=True)  # the server is back
+    rows = records(summary.run_dir)
+    ids = [r["trial_id"] for r in rows if r["status"] == "ok"]
+    assert len(ids) == len(set(ids)) == summary.planned == 6
+
+
+def test_capture_is_refused_at_validation(tmp_path, tiny_model_dir, server):
+    path = served_config(tmp_path, tiny_model_dir, server.url)
+    data = json.loads(json.dumps(__import__("yaml").safe_load(path.read_text())))
+    data["attention"] = {"capture": True}
+    path = write_config(tmp_path / "cap.yaml", **data)
+    with pytest.raises(ConfigError, match="attention.capture: backend 'served' .* cannot capture attention"):
+        check_backends(load_config(path), path)
+
+
+def test_the_key_never_reaches_the_run_directory(tmp_path, tiny_model_dir, server, monkeypatch):
+    monkeypatch.setenv("EVALKIT_TEST_KEY", "sk-never-written-42")
+    summary = run(served_config(tmp_path, tiny_model_dir, server.url, api_key_env="EVALKIT_TEST_KEY"))
+    assert server.script.requests[-1][1]["Authorization"] == "Bearer sk-never-written-42"
+    for file in summary.run_dir.rglob("*"):
+        if file.is_file():
+            assert b"sk-never-written-42" not in file.read_bytes(), file
+
+
+def _group_depths(rows):
+    """Depths of each reuse group (sample seed, length) in the order its records were written."""
+    groups: dict[tuple, list[float]] = {}
+    for row in rows:
+        groups.setdefault((row["seed"], row["context_length"]), []).append(row["depth"])
+    return list(groups.values())
+
+
+@pytest.mark.parametrize("workers, overlap", [(1, 1), (3, 2)])
+def test_groups_run_concurrently_each_in_ascending_depth(tmp_path, tiny_model_dir, server, workers, overlap):
+    server.script.delay_s = 0.2
+    path = write_config(tmp_path / "cfg.yaml", models=[
+        {"name": "served-smol", "backend": "served", "max_new_tokens": 3,
+         "served": {"base_url": server.url, "tokenizer": str(tiny_model_dir), "max_concurrency": workers}}],
+        tasks=["passkey"], context_lengths=[128, 160], depths=[0.0, 0.25, 0.5, 1.0], samples=2, seed=7,
+        output_dir=str(tmp_path / "run"))
+    rows = records(run(path).run_dir)
+    assert len(rows) == 16 and {r["status"] for r in rows} == {"ok"}
+    groups = _group_depths(rows)
+    assert len(groups) == 4 and all(depths == [0.0, 0.25, 0.5, 1.0] for depths in groups)
+    assert server.script.max_in_flight >= overlap and (workers > 1 or server.script.max_in_flight == 1)
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_serve_starts_the_server_and_stops_it_at_the_end(tmp_path, tiny_model_dir):
+    import sys
+
+    import served_fixtures
+    from served_fixtures import free_port
+
+    port = free_port()
+    command = [sys.executable, served_fixtures.__file__, str(port), str(tiny_model_dir)]
+    path = served_config(tmp_path, tiny_model_dir, f"http://127.0.0.1:{port}", serve=command, serve_wait_s=120.0)
+    rows = records(run(path).run_dir)
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"ok"}
+    assert not _listening(port)  # stopped with the run
+
+
+def test_a_serve_command_that_exits_is_one_line(tmp_path, tiny_model_dir, capsys):
+    import sys
+
+    from evalkit.cli import main
+    from served_fixtures import free_port
+
+    command = [sys.executable, "-c", "raise SystemExit(3)"]
+    path = served_config(tmp_path, tiny_model_dir, f"http://127.0.0.1:{free_port()}", serve=command)
+    assert main(["run", str(path), "--quiet", "--no-report"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "served.serve: the server exited with code 3 before it was ready; see " in err and "\n" not in err

@@ -1,0 +1,42 @@
+"""evalkit plan (evalkit/run/estimate.py): trial count, prefill with and without reuse, answer budget, time."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import write_config
+from evalkit.cli import main
+from evalkit.config.schema import load_config
+from evalkit.run.estimate import estimate_plan
+
+
+def config(tmp_path, **changes):
+    fields = dict(models=[{"name": "m", "max_new_tokens": 4, "reasoning_tokens": 6}], tasks=["passkey"],
+                  context_lengths=[1000], depths=[0.0, 0.5, 1.0], samples=2, output_dir=str(tmp_path / "run"))
+    return write_config(tmp_path / "cfg.yaml", **{**fields, **changes})
+
+
+def test_counts_and_reuse(tmp_path):
+    path = config(tmp_path)
+    result = estimate_plan(load_config(path), path, tokens_per_s=100.0)
+    assert result.trials == 6
+    assert result.prompt_tokens == 6000
+    # per sample group: 1000 (depth 0), 1000 - 0 (reuses nothing before a depth-0 needle), 1000 - 500
+    assert result.prompt_tokens_with_reuse == 2 * (1000 + 1000 + 500)
+    assert result.answer_tokens == 6 * 10
+    assert result.wall_s == pytest.approx((5000 + 60) / 100.0)
+
+
+def test_no_reuse_prefills_everything(tmp_path):
+    path = config(tmp_path, reuse_prefix=False, batch_size=2)
+    assert estimate_plan(load_config(path), path).prompt_tokens_with_reuse == 6000
+
+
+def test_cli_prints_the_plan_and_refuses_a_bad_throughput(tmp_path, capsys):
+    path = config(tmp_path)
+    assert main(["plan", str(path), "--tokens-per-s", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "trials: 6" in out and "6,000 without prefix reuse, 5,000 with it (17% saved)" in out
+    assert "estimated wall time: 51 s" in out
+    assert main(["plan", str(path), "--tokens-per-s", "0"]) == 2
+    assert "--tokens-per-s: 0 is not a throughput" in capsys.readouterr().err

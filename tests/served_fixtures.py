@@ -1,0 +1,228 @@
+"""Shared by served-backend tests: a scriptable llama-server look-alike, and a fault-injecting proxy.
+
+The look-alike speaks llama-server's /health, /props, /tokenize and /completion with a real tokenizer
+and a fixed answer, so client and runner logic (retries, refusals, skips, resume) is tested without the
+C++ binary; ``tests/models/served/test_llama_server.py`` runs the same paths against the real engine.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Script:
+    """What the fake server does; tests change it while the server runs."""
+
+    tokenizer: Any
+    answer: str = " 12345"
+    fail_next: list[int] = field(default_factory=list)  # HTTP codes to answer the next requests with
+    fail_path: str = ""  # only requests to this path fail ("" for any)
+    error_message: str = "injected"
+    tokenize_offset: int = 0  # added to every id /tokenize returns (a disagreeing tokenizer)
+    prompt_token_delta: int = 0  # added to tokens_evaluated (a server that saw another prompt)
+    requests: list[tuple[str, dict, dict]] = field(default_factory=list)  # (path, headers, body)
+    delay_s: float = 0.0  # each /completion takes this long (so concurrent requests overlap)
+    in_flight: int = 0
+    max_in_flight: int = 0  # the most /completion requests seen at once
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:  # quiet test output
+            pass
+
+        def _reply(self, code: int, data: Any) -> None:
+            body = json.dumps(data).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _route(self, body: dict) -> None:
+            script.requests.append((self.path, dict(self.headers), body))
+            if script.fail_next and script.fail_path in ("", self.path):
+                code = script.fail_next.pop(0)
+                self._reply(code, {"error": {"code": code, "message": script.error_message}})
+                return
+            tok = script.tokenizer
+            if self.path == "/health":
+                self._reply(200, {"status": "ok"})
+            elif self.path == "/props":
+                self._reply(200, {"model_path": "/models/fake.gguf"})
+            elif self.path == "/tokenize":
+                ids = tok.encode(body["content"], add_special_tokens=False)
+                self._reply(200, {"tokens": [i + script.tokenize_offset for i in ids]})
+            elif self.path == "/completion":
+                with script.lock:
+                    script.in_flight += 1
+                    script.max_in_flight = max(script.max_in_flight, script.in_flight)
+                time.sleep(script.delay_s)
+                with script.lock:
+                    script.in_flight -= 1
+                ids = tok.encode(script.answer, add_special_tokens=False)[: body["n_predict"]]
+                self._reply(200, {"content": tok.decode(ids), "tokens": ids, "stop_type": "limit",
+                                  "tokens_evaluated": len(body["prompt"]) + script.prompt_token_delta})
+            else:
+                self._reply(404, {"error": {"code": 404, "message": f"no route {self.path}"}})
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self._route({})
+
+        def do_POST(self) -> None:  # noqa: N802
+            length = int(self.headers.get("Content-Length", 0))
+            self._route(json.loads(self.rfile.read(length) or b"{}"))
+
+    return Handler
+
+
+class FakeServer:
+    """A threaded fake llama-server on 127.0.0.1 and a free port; ``url`` to reach it, ``close()`` to stop."""
+
+    def __init__(self, script: Script, port: int = 0) -> None:
+        self.script = script
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(script))
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class FaultProxy:
+    """Forwards every request to ``target``, answering the first ``fail_next`` codes itself (fault injection)."""
+
+    def __init__(self, target: str, fail_next: list[int] = (), on_request: Any = None) -> None:
+        # on_request(path, n): called before forwarding the n-th request (a test kills its server there)
+        self.target, self.fail_next, self.seen, self.on_request = target, list(fail_next), 0, on_request
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _forward(self, body: bytes | None) -> None:
+                proxy.seen += 1
+                if proxy.on_request is not None:
+                    proxy.on_request(self.path, proxy.seen)
+                if proxy.fail_next:
+                    code = proxy.fail_next.pop(0)
+                    data = json.dumps({"error": {"code": code, "message": "injected by proxy"}}).encode()
+                else:
+                    code, data = _forward(proxy.target + self.path, self.command, body)
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._forward(None)
+
+            def do_POST(self) -> None:  # noqa: N802
+                self._forward(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _forward(url: str, method: str, body: bytes | None) -> tuple[int, bytes]:
+    """The target's status and body; 502 when the target is down (as a real reverse proxy answers)."""
+    request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (urllib.error.URLError, ConnectionError) as exc:
+        return 502, json.dumps({"error": {"code": 502, "message": f"upstream down: {exc}"}}).encode()
+
+
+def llama_server_binary():
+    """The llama-server that tests/served_engine/build_llama_server.sh builds, or None where it is absent."""
+    import os
+    from pathlib import Path
+
+    root = Path(os.environ.get("EVALKIT_LLAMA_SERVER_DIR", Path.home() / ".cache" / "evalkit-test" / "llama-server"))
+    binary = root / "bin" / "llama-server"
+    return binary if binary.is_file() and os.access(binary, os.X_OK) else None
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LlamaServer:
+    """The real llama-server on 127.0.0.1 serving one GGUF: ``start()`` waits for /health, ``stop()`` ends it."""
+
+    def __init__(self, binary, gguf, port: int, ctx_tokens: int = 2048, threads: int = 1, extra=()) -> None:
+        self.binary, self.gguf, self.port, self.ctx_tokens = binary, gguf, port, ctx_tokens
+        self.threads, self.extra = threads, list(extra)
+        self.process = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait_s: float = 120.0) -> LlamaServer:
+        import subprocess
+        import time
+
+        # one slot and one thread: requests run in order and the shared CPU is not oversubscribed
+        command = [str(self.binary), "-m", str(self.gguf), "--host", "127.0.0.1", "--port", str(self.port),
+                   "-c", str(self.ctx_tokens), "-np", "1", "-t", str(self.threads), "--no-webui", "--log-disable",
+                   *self.extra]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"llama-server exited with {self.process.returncode}: {' '.join(command)}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, OSError):
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise RuntimeError(f"llama-server not healthy after {wait_s} s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()  # a hard stop, as a crashed server stops
+            self.process.wait(timeout=30)
+        self.process = None
+
+
+if __name__ == "__main__":  # a fake server as its own process (for served.serve): PORT TOKENIZER_DIR
+    import sys
+
+    from transformers import AutoTokenizer
+
+    FakeServer(Script(AutoTokenizer.from_pretrained(sys.argv[2])), int(sys.argv[1])).thread.join()
