@@ -25,6 +25,7 @@ from pydantic import (
 from evalkit.errors import ConfigError, FieldError
 from evalkit.config.validation_errors import show_value, describe_validation_error
 from evalkit.config.layouts import LayoutGrid
+from evalkit.config.served import SERVED_HASH_EXCLUDED_FIELDS, ServedConfig
 from evalkit.config.yaml_io import MAX_YAML_DEPTH, NestingError, check_depth, read_yaml_mapping, yaml_problem
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -38,44 +39,6 @@ DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 MODEL_HASH_OMITTED_AT_DEFAULT = frozenset(
     {"allow_pickle_weights", "backend", "served", "think_pattern", "reasoning_tokens", "chat_template_kwargs"}
 )
-# where a served model runs and how the client behaves: engine, served name and tokenizer stay in the hash
-SERVED_HASH_EXCLUDED_FIELDS = frozenset(
-    {"base_url", "api_key_env", "max_concurrency", "timeout_s", "retries", "serve", "serve_wait_s"}
-)
-
-
-class ServedConfig(BaseModel):
-    """``served:`` of a model entry with ``backend: served``: where the engine listens and how to talk to it.
-
-    The key itself is never in the config: ``api_key_env`` names the environment variable holding it.
-    Where the run goes (URL, key, concurrency, timeouts) does not define results: left out of ``config_hash``.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    base_url: str = Field(min_length=1, description="engine address, e.g. http://127.0.0.1:8080 (no /v1)")
-    engine: Literal["llama_cpp", "openai"] = Field(
-        "llama_cpp", description="llama_cpp: llama-server /completion + /tokenize; openai: /v1/completions"
-    )
-    model: str | None = Field(None, description="the served model name (openai `model` field); None: the engine's")
-    tokenizer: str | None = Field(None, description="tokenizer for placement (alias, Hub id, folder); None: `name`")
-    api_key_env: str | None = Field(None, description="environment variable holding the API key (never recorded)")
-    max_concurrency: int = Field(4, ge=1, le=256)
-    timeout_s: float = Field(120.0, gt=0)
-    retries: int = Field(3, ge=0, le=20, description="retries after a connection error, timeout or 5xx")
-    serve: list[Annotated[str, Field(min_length=1)]] | None = Field(
-        None, min_length=1, description="command (argv list) that starts the server; stopped at the end"
-    )
-    serve_wait_s: float = Field(300.0, gt=0, description="how long a started server may take to answer /health")
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"{show_value(value)} is not an http(s) URL; write e.g. http://127.0.0.1:8080")
-        return value.rstrip("/")
-
-
 class ModelConfig(BaseModel):
     """One model entry of an eval config."""
 

@@ -62,13 +62,13 @@ def test_served_run_gets_the_reasoning_budget_and_scores_the_cut_answer(tmp_path
 
     server = FakeServer(Script(smollm2_tokenizer, answer="<think>is it 1?</think> 12345"))
     try:
-        entry = {"name": "served-smol", "backend": "served", "max_new_tokens": 3, "reasoning_tokens": 30,
+        entry = {"name": "served-smol", "backend": "served", "max_new_tokens": 8, "reasoning_tokens": 30,
                  "think_pattern": PATTERN, "served": {"base_url": server.url, "tokenizer": str(tiny_model_dir)}}
         path = write_config(tmp_path / "cfg.yaml", models=[entry], tasks=["passkey"], context_lengths=[128],
                             depths=[0.5], samples=1, output_dir=str(tmp_path / "run"))
         (row,) = records(run_eval(load_config(path), path, quiet=True, write_report=False).run_dir)
     finally:
         server.close()
-    assert {body["n_predict"] for p, _, body in server.script.requests if p == "/completion"} == {33}
+    assert {body["n_predict"] for p, _, body in server.script.requests if p == "/completion"} == {38}  # 8 + 30 reasoning tokens
     assert row["generated"] == "<think>is it 1?</think> 12345"  # the raw answer stays in the record
     assert row["extra"]["scored_answer"] == "12345"

@@ -23,7 +23,7 @@ def server(smollm2_tokenizer):
 
 
 def served_config(tmp_path, model_dir, url, **served):
-    entry = {"name": "served-smol", "backend": "served", "max_new_tokens": 3,
+    entry = {"name": "served-smol", "backend": "served", "max_new_tokens": 8,
              "served": {"base_url": url, "tokenizer": str(model_dir), "retries": 0, "timeout_s": 10.0, **served}}
     return write_config(tmp_path / "cfg.yaml", models=[entry], tasks=["passkey"], context_lengths=[128],
                         depths=[0.0, 0.5, 1.0], samples=2, seed=7, output_dir=str(tmp_path / "run"))
@@ -39,7 +39,7 @@ def test_records_hold_the_server_prompt_count_and_a_null_gold_logprob(tmp_path, 
     assert summary.planned == len(rows) == 6
     for row in rows:
         assert row["status"] == "ok"
-        assert row["generated"] == " 12"  # three tokens (" ", "1", "2") of the fake answer, decoded locally
+        assert row["generated"] == " 12345"  # the fake answer's tokens (within the 8-token budget), decoded locally
         assert row["extra"]["served_prompt_tokens"] == row["prompt_tokens"]
         assert row["gold_logprob_sum"] is None and row["gold_logprob_mean"] is None
         assert "no log-probs" in row["extra"]["gold_logprob_reason"]
@@ -119,7 +119,7 @@ def _group_depths(rows):
 def test_groups_run_concurrently_each_in_ascending_depth(tmp_path, tiny_model_dir, server, workers, overlap):
     server.script.delay_s = 0.2
     path = write_config(tmp_path / "cfg.yaml", models=[
-        {"name": "served-smol", "backend": "served", "max_new_tokens": 3,
+        {"name": "served-smol", "backend": "served", "max_new_tokens": 8,
          "served": {"base_url": server.url, "tokenizer": str(tiny_model_dir), "max_concurrency": workers}}],
         tasks=["passkey"], context_lengths=[128, 160], depths=[0.0, 0.25, 0.5, 1.0], samples=2, seed=7,
         output_dir=str(tmp_path / "run"))
