@@ -113,7 +113,8 @@ def internal_edges(imports: list[Import]) -> dict[str, set[str]]:
             full = f"{imp.target}.{name}" if name else imp.target
             if full in modules:
                 edges[imp.module].add(full)
-            elif imp.target in modules:
+            if imp.target in modules and (full not in modules or name):
+                # ``from pkg import x`` runs pkg/__init__.py first, even when x is a submodule
                 edges[imp.module].add(imp.target)
     return edges
 
@@ -170,6 +171,11 @@ def stage_of(module: str) -> int:
                 best, best_len = i, len(name)
     assert best is not None, f"{module} belongs to no stage of STAGES: add it there"
     return best
+
+
+def test_importing_a_submodule_from_its_package_counts_as_importing_the_package():
+    imports = [Import("evalkit.models.hf", "evalkit.models", ("builtin",), 1, False)]
+    assert internal_edges(imports)["evalkit.models.hf"] == {"evalkit.models", "evalkit.models.builtin"}
 
 
 def test_cycle_finder_finds_a_planted_cycle():

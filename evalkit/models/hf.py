@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from evalkit.config.schema import ModelConfig
 from evalkit.errors import ModelLoadError
-from evalkit.models import builtin
+from evalkit.models.builtin import ensure_builtin
 from evalkit.models.registry import BUILTIN_MODELS, builtin_names, get_builtin
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ def _resolve_source(cfg: ModelConfig) -> _Source:
                 f"model {cfg.name!r} is built in: 'revision' does not apply (the installed {spec.package} "
                 "fixes the weights); remove it"
             )
-        cached = builtin.ensure_builtin(spec)
+        cached = ensure_builtin(spec)
         return _Source(str(cached.path), None, cached.revision, "built-in")
     path = Path(cfg.name).expanduser()
     if path.exists():

@@ -21,23 +21,38 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from evalkit.attention.preflight import check_capture
+from evalkit.attention.rows import trial_attention
 from evalkit.attention.trial import attach_capture, capture_request
 from evalkit.config.schema import EvalConfig, ModelConfig
 from evalkit.errors import ConfigError, PlacementError, TrialFailed
 from evalkit.models.backends import backend_class
 from evalkit.models.base import Backend, TrialRequest
 from evalkit.prompt.builder import PromptBuilder
-from evalkit.prompt.controls import TrialPrompt, build_trial_prompt, record_axes, score_trial
+from evalkit.prompt.controls import (
+    TrialPrompt,
+    build_trial_prompt,
+    record_axes,
+    score_trial,
+)
 from evalkit.prompt.tokenization import decode_exact, token_texts
 from evalkit.report import write_report
-from evalkit.run import schedule
 from evalkit.run.backend_checks import check_backends
-from evalkit.run.distributed import current_slot, model_for_slot, shard_trials, wait_for_everyone
+from evalkit.run.distributed import (
+    current_slot,
+    model_for_slot,
+    shard_trials,
+    wait_for_everyone,
+)
 from evalkit.run.memory import run_or_skip
 from evalkit.run.plan import expand, limit_trials
-from evalkit.run.preflight import PreparedTask, check_model_limits, prepare_tasks, run_header
+from evalkit.run.preflight import (
+    PreparedTask,
+    check_model_limits,
+    prepare_tasks,
+    run_header,
+)
 from evalkit.run.prompt_checks import check_prompts_fit
-from evalkit.attention.rows import trial_attention
+from evalkit.run.schedule import run_groups_concurrently, run_in_batches, run_with_reuse
 from evalkit.store.format import save_trial_attention
 from evalkit.store.run_store import RunStore
 from evalkit.tasks.sources import check_fills
@@ -188,8 +203,8 @@ def _scheduled(
         if not type(backend).capabilities.prefix_reuse:
             # the engine keeps its own prefix cache (served): groups in ascending depth, several at once;
             # nothing is kept here between requests, so done trials need no replay
-            return schedule.run_groups_concurrently(trials, run_one, done, backend.info.max_concurrency)
-        return schedule.run_with_reuse(trials, run_one, done, replay, start_group=backend.reset)
+            return run_groups_concurrently(trials, run_one, done, backend.info.max_concurrency)
+        return run_with_reuse(trials, run_one, done, replay, start_group=backend.reset)
 
     def run_many(batch: list[Trial]) -> list[TrialRecord]:
         if len(batch) > 1:  # schedule.run_in_batches halves a batch that runs out of memory
@@ -201,7 +216,7 @@ def _scheduled(
         return [run_or_skip(batch[0], session.revision, lambda: run_batch_of_trials(session, tasks, batch, config, store)[0])]
 
     todo = [t for t in trials if t.trial_id not in done]
-    return schedule.run_in_batches(todo, config.batch_size, run_many, backend.suggest_batch_size)
+    return run_in_batches(todo, config.batch_size, run_many, backend.suggest_batch_size)
 
 
 def _open_model(model_cfg: ModelConfig, config: EvalConfig, config_path: Path, tasks: dict[str, PreparedTask]) -> _ModelSession:

@@ -20,7 +20,7 @@ try:
     import fcntl
 except ImportError:  # Windows: RunLock falls back to a pid file
     fcntl = None  # type: ignore[assignment]
-from evalkit.store import format as fmt
+import evalkit.store.format as fmt
 from evalkit.store.format import HEADER_FILE, LOCK_FILE, PROMPTS_FILE, RECORDS_FILE, disk_errors
 from evalkit.types import BuiltPrompt, TrialRecord
 

@@ -316,7 +316,7 @@ def test_a_load_failure_not_about_the_cache_does_not_advise_deleting_it(tiny_lla
 
     from evalkit.models.builtin import CachedBuiltin
 
-    monkeypatch.setattr("evalkit.models.hf.builtin.ensure_builtin",
+    monkeypatch.setattr("evalkit.models.hf.ensure_builtin",
                         lambda spec: CachedBuiltin(tiny_llama_dir, "test", "0" * 64))
 
     def fail(*args, **kwargs):
