@@ -318,7 +318,9 @@ def _prepare_trial(
         built = build_trial_prompt(session.builder, task, trial, session.config, config)
         if config.save_prompts and store is not None:
             tokenizer, ids = session.backend.info.tokenizer, built.prompt.input_ids
-            store.save_prompt(trial.trial_id, built.prompt, decode_exact(tokenizer, ids), token_texts(tokenizer, ids))
+            # per-token texts only serve the viewer's token colouring, which needs per-token attention too
+            pieces = token_texts(tokenizer, ids) if config.attention.capture and config.attention.tokens else None
+            store.save_prompt(trial.trial_id, built.prompt, decode_exact(tokenizer, ids), pieces)
         gold_ids = session.builder.gold_continuation_ids(built.parts, built.needle.answer)
     return _PreparedTrial(trial, built, gold_ids)
 

@@ -133,3 +133,15 @@ def test_file_names_per_process_and_read_order(tmp_path):
         (tmp_path / name).write_text("")
     assert [p.name for p in fmt.records_files(tmp_path)] == ["trials.jsonl", "trials.2.jsonl", "trials.10.jsonl",
                                                               "trials.x.jsonl"]
+
+
+def test_every_layout_axis_is_a_typed_record_column():
+    """A new layout axis must become a TrialRecord field too (``record_axes`` fills them from the Layout)."""
+    import dataclasses
+
+    from evalkit.config.layouts import Layout
+    from evalkit.types import TrialRecord
+
+    record_fields = {f.name: f.default for f in dataclasses.fields(TrialRecord)}
+    for axis in dataclasses.fields(Layout):
+        assert record_fields.get(axis.name, "missing") == axis.default, axis.name
