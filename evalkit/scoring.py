@@ -7,8 +7,15 @@ groups written with separators still read as one number: "12,345", "12.345", "12
 all normalise to ``12345``. Digits split by whitespace ("12 345") stay two tokens and do not match
 ``12345``. Punctuation is any Unicode punctuation (category P*) or ASCII ``string.punctuation``.
 
-``correct``: the normalised gold tokens appear as a contiguous run of whole tokens in the
-normalised output, so gold "123" is not found in "91234" nor "1234".
+A task picks its primary metric (``metric:``, what ``correct`` means); every metric accepts any alias:
+
+- ``contains`` (default): the normalised gold tokens appear as a contiguous run of whole tokens in the
+  normalised output, so gold "123" is not found in "91234" nor "1234";
+- ``exact_match``: see below;
+- ``best_subspan_em``: Liu et al. 2023's metric, as their code computes it: the output's first line,
+  normalised the SQuAD way (punctuation deleted), contains a normalised alias as a substring;
+- ``keyword_recall``: the share of the gold answer's content words (stop words left out, light suffix
+  stemming: "riding" and "ride" are one word) found in the output; correct at ``keyword_threshold``.
 
 ``exact_match``: the output's first non-empty line, cut after its first sentence end (". ", "! ",
 "? "), with an echoed answer prefix removed (the model repeating text the prompt already put at the
@@ -24,6 +31,17 @@ import unicodedata
 from collections.abc import Sequence
 
 from evalkit.types import Score
+
+METRICS = ("contains", "exact_match", "best_subspan_em", "keyword_recall")
+METRIC_LABELS = {"contains": "answer contained", "exact_match": "exact match",
+                 "best_subspan_em": "best-subspan EM", "keyword_recall": "keyword recall"}
+# function words left out of keyword recall: they carry no part of an answer's content
+_STOP_WORDS = frozenset(
+    "a an the and or but of to in on at by for with from as is are was were be been being it its this that these "
+    "those he she they we you i his her their our your them him us me my do does did not no so than then there "
+    "which who whom what when where why how will would can could should may might".split()
+)
+_SUFFIXES = ("ing", "ed", "es", "s", "e")
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")  # a period inside "3.14" is followed by a digit, not space
@@ -88,6 +106,60 @@ def score_answer(generated: str, gold: str, answer_prefix: str = "") -> Score:
         for candidate in _answer_candidates(generated)
     )
     return Score(correct=correct, exact_match=exact)
+
+
+def liu_normalize(text: str) -> str:
+    """Liu et al.'s (SQuAD's) normalisation: lower case, punctuation deleted, articles removed, single spaces."""
+    text = "".join(char for char in text.lower() if not _is_punctuation(char))
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def best_subspan_em(generated: str, aliases: Sequence[str]) -> bool:
+    """Whether the output's first line, normalised, contains any normalised alias (Liu et al. 2023).
+
+    Only the first line counts, as in the paper's code (a model copying the context cannot score); like that
+    code, an output that opens with a line break has an empty first line.
+    """
+    first_line = generated.split("\n")[0].strip()
+    prediction = liu_normalize(first_line)
+    return any(gold and gold in prediction for gold in map(liu_normalize, aliases))
+
+
+def _stem(word: str) -> str:
+    for suffix in _SUFFIXES:
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def content_words(text: str) -> list[str]:
+    """Stemmed content words of ``text`` (normalised, stop words left out), in order."""
+    return [_stem(word) for word in normalize_answer(text).split() if word not in _STOP_WORDS]
+
+
+def keyword_recall(generated: str, answer: str) -> float:
+    """Share of the answer's distinct content words present in the output (1.0 when it has none)."""
+    wanted = set(content_words(answer))
+    if not wanted:
+        return 1.0 if normalize_answer(answer) in normalize_answer(generated) else 0.0
+    return len(wanted & set(content_words(generated))) / len(wanted)
+
+
+def score_with_aliases(
+    generated: str, aliases: Sequence[str], answer_prefix: str = "", metric: str = "contains",
+    keyword_threshold: float = 0.6,
+) -> Score:
+    """Every metric over the best alias, with ``correct`` the task's primary ``metric`` (one of METRICS)."""
+    if metric not in METRICS:
+        raise ValueError(f"metric {metric!r} is not one of {', '.join(METRICS)}")
+    scores = [score_answer(generated, alias, answer_prefix) for alias in aliases]
+    contains, exact = any(s.correct for s in scores), any(s.exact_match for s in scores)
+    subspan = best_subspan_em(generated, aliases)
+    recall = max(keyword_recall(generated, alias) for alias in aliases)
+    primary = {"contains": contains, "exact_match": exact, "best_subspan_em": subspan,
+               "keyword_recall": recall >= keyword_threshold}[metric]
+    return Score(correct=primary, exact_match=exact, metric=metric, best_subspan_em=subspan,
+                 keyword_recall=round(recall, 4))
 
 
 def values_found(generated: str, values: Sequence[str]) -> tuple[bool, ...]:

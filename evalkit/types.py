@@ -61,6 +61,8 @@ class NeedleInstance:
     # which value each placed needle carries (main needle first, then extra_needles); for per-needle recall
     needle_values: tuple[str, ...] = ()
     facts: dict[str, object] = field(default_factory=dict)  # kind-specific facts recorded in ``extra``
+    # every accepted form of the answer (NQ's aliases); () = ``answer`` alone
+    answer_aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,8 @@ class BuiltPrompt:
     extra_needle_depths: tuple[float, ...] = ()  # achieved depth of each further needle
     # tokens of content-free filler that open the haystack so the prompt hits the exact length (0 = none)
     filler_tokens: int = 0
+    # document tasks: each document's span in prompt order (they tile the context regions); () otherwise
+    document_spans: tuple[TokenSpan, ...] = ()
 
     @property
     def prompt_tokens(self) -> int:
@@ -153,8 +157,11 @@ class TrialOutput:
 class Score:
     """Answer scoring of one trial."""
 
-    correct: bool  # normalised gold answer contained in the normalised output
+    correct: bool  # the task's primary metric (``metric``) says the answer is right
     exact_match: bool  # normalised output (answer prefix stripped) equals normalised gold
+    metric: str = "contains"  # which metric ``correct`` is (evalkit/scoring.py METRICS)
+    best_subspan_em: bool | None = None  # Liu et al.: the normalised output contains a normalised alias
+    keyword_recall: float | None = None  # share of the gold answer's content words in the output
 
 
 @dataclass(frozen=True)
@@ -205,6 +212,11 @@ class TrialRecord:
     # document tasks (doc_qa): the gold document's 0-based index among the documents, and how many there are
     gold_document_index: int | None = None
     documents_total: int | None = None
+    document_spans: list | None = None  # [[token_start, token_end], ...] of each document, in prompt order
+    # scoring: which metric ``correct`` is, and the other metrics where the task computes them
+    metric: str = "contains"
+    best_subspan_em: bool | None = None
+    keyword_recall: float | None = None
     extra: dict[str, object] = field(default_factory=dict)
     schema_version: int = 2
 
@@ -226,11 +238,22 @@ class TrialAttention:
     prompt_tokens: int
     token_mass: np.ndarray | None = None  # float16 [stored layers, rows, prompt_tokens], attention.tokens only
     token_layers: tuple[int, ...] = ()
+    documents: int = 0  # document tasks: the last ``documents`` regions are the documents (doc_00 ...)
 
     @property
     def partition_size(self) -> int:
-        """How many leading regions tile the keys (the remaining ``bins`` overlap them)."""
-        return len(self.region_names) - self.bins
+        """How many leading regions tile the keys (the ``bins``, then the ``documents``, overlap them)."""
+        return len(self.region_names) - self.bins - self.documents
+
+    @property
+    def bin_slice(self) -> slice:
+        """Where the bins are along the regions axis."""
+        return slice(self.partition_size, self.partition_size + self.bins)
+
+    @property
+    def document_slice(self) -> slice:
+        """Where the document regions are along the regions axis (empty for a task without documents)."""
+        return slice(self.partition_size + self.bins, len(self.region_names))
 
     def region(self, name: str) -> np.ndarray:
         """Mass on region ``name``: [layers, heads, rows]."""

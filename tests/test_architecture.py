@@ -38,7 +38,7 @@ LAZY_ENTRY_POINTS = frozenset({"evalkit", "evalkit.cli"})
 # Libraries that may be imported inside a function: heavy or optional ones.
 HEAVY_LIBRARIES = frozenset({
     "torch", "transformers", "accelerate", "pandas", "numpy", "matplotlib", "seaborn", "datasets", "scipy",
-    "statsmodels", "pyarrow", "gguf", "safetensors", "huggingface_hub", "importlib", "statistics",
+    "statsmodels", "pyarrow", "gguf", "safetensors", "huggingface_hub", "importlib", "statistics", "bm25s",
 })
 
 

@@ -14,6 +14,8 @@ Two sets of regions, in this order (names are the ``region`` values of ``load_at
 2. ``bins`` equal positional bins of the haystack span ``[context_before start, context_after end)``:
    ``bin_00`` ... ``bin_{bins-1}``, edges ``round(start + i * n / bins)``; they overlap the partition (their sum
    is the haystack's mass) and a bin is empty when the haystack has fewer tokens than ``bins``.
+3. document tasks only: ``doc_00`` ... ``doc_{K-1}``, each document's span in prompt order
+   (``BuiltPrompt.document_spans``); they tile the context regions, so they too overlap the partition.
 """
 
 from __future__ import annotations
@@ -48,18 +50,24 @@ def bin_name(index: int) -> str:
     return f"bin_{index:02d}"
 
 
+def document_region_name(index: int) -> str:
+    """``3 -> "doc_03"``: the region of the document at 0-based position ``index`` in the prompt."""
+    return f"doc_{index:02d}"
+
+
 @dataclass(frozen=True)
 class RegionLayout:
     """Names and half-open key spans ``[start, end)`` (token positions) of one trial's regions."""
 
-    names: tuple[str, ...]  # PARTITION, then the bins
+    names: tuple[str, ...]  # PARTITION, then the bins, then the documents (document tasks)
     spans: tuple[tuple[int, int], ...]
     bins: int
+    documents: int = 0
 
     @property
     def partition_size(self) -> int:
-        """How many leading regions tile the keys (the rest are bins)."""
-        return len(self.names) - self.bins
+        """How many leading regions tile the keys (the rest are bins and documents)."""
+        return len(self.names) - self.bins - self.documents
 
     def span(self, name: str) -> tuple[int, int]:
         """The span of region ``name``."""
@@ -83,4 +91,7 @@ def region_layout(prompt: BuiltPrompt, bins: int, sink_tokens: int, decode_steps
     edges = [start + round(i * (end - start) / bins) for i in range(bins + 1)]
     spans += list(zip(edges[:-1], edges[1:]))
     names = PARTITION + tuple(bin_name(i) for i in range(bins))
-    return RegionLayout(names, tuple(spans), bins)
+    documents = prompt.document_spans
+    spans += [(span.token_start, span.token_end) for span in documents]
+    names += tuple(document_region_name(i) for i in range(len(documents)))
+    return RegionLayout(names, tuple(spans), bins, len(documents))

@@ -41,4 +41,5 @@ def trial_attention(layout: RegionLayout, prompt: BuiltPrompt, output: TrialOutp
         prompt_tokens=prompt.prompt_tokens,
         token_mass=rows.token_mass,
         token_layers=rows.token_layers,
+        documents=layout.documents,
     )

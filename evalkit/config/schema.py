@@ -142,7 +142,7 @@ ATTENTION_HASH_OMITTED_AT_DEFAULT = frozenset({"tokens", "token_layers"})
 
 # Fields that say where things live, not what is measured: left out of ``config_hash``.
 # How trials are scheduled (reuse, batch size) does not change results beyond float noise either.
-HASH_EXCLUDED_FIELDS = frozenset({"output_dir", "task_dirs", "reuse_prefix", "batch_size"})
+HASH_EXCLUDED_FIELDS = frozenset({"output_dir", "task_dirs", "reuse_prefix", "batch_size", "data_dir"})
 # Fields added after runs existed: left out of ``config_hash`` while at their default, so old runs resume.
 HASH_OMITTED_AT_DEFAULT = frozenset({"controls", "layout"})
 # The same for fields of each model entry.
@@ -170,6 +170,10 @@ class EvalConfig(BaseModel):
     save_prompts: bool = False
     length_tolerance_tokens: int = Field(0, ge=0, description="allowed |prompt tokens - context length|")
     task_dirs: list[str] = Field(default_factory=list, description="extra task folders, relative to the config file")
+    data_dir: str | None = Field(
+        None, description="where documents tasks' relative data paths start (relative to the config file; "
+        "default: each task file's folder)"
+    )
     reuse_prefix: bool = Field(True, description="share the KV cache of the prompt prefix across depths")
     batch_size: int | str = Field(
         1, description="prompts per forward when reuse_prefix is false; auto: largest that fits"
@@ -276,6 +280,10 @@ class EvalConfig(BaseModel):
     def base_dir(self) -> Path:
         """Folder that relative ``task_dirs`` are relative to (the config file's folder, else the cwd)."""
         return self._source_path.parent if self._source_path is not None else Path.cwd()
+
+    def data_path(self) -> Path | None:
+        """``data_dir`` resolved against ``base_dir`` (None: documents tasks read paths from their own folder)."""
+        return None if self.data_dir is None else self.base_dir / Path(self.data_dir).expanduser()
 
     def task_search_dirs(self) -> tuple[Path, ...]:
         """``task_dirs`` resolved against ``base_dir``, in the order written (searched before the defaults)."""

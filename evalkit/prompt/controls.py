@@ -22,11 +22,13 @@ from typing import Any
 
 from evalkit.errors import PlacementError
 from evalkit.prompt.builder import PromptBuilder
+from evalkit.prompt.document_trials import build_document_trial
 from evalkit.prompt.haystack_check import CandidateFilter, check_haystack_clean
 from evalkit.prompt.layouts import Layout, apply_layout
 from evalkit.tasks.needles import answer_candidates
-from evalkit.scoring import score_answer, values_found
-from evalkit.types import BuiltPrompt, NeedleInstance, PromptParts, Score, Trial
+from evalkit.scoring import score_with_aliases, values_found
+from evalkit.prompt.trial_prompt import TrialPrompt
+from evalkit.types import BuiltPrompt, Score, Trial
 
 # content-free words (no digits, no nouns a task asks about); several lists so some length always fits
 _DUMMY_WORDS: tuple[tuple[str, ...], ...] = (
@@ -34,18 +36,6 @@ _DUMMY_WORDS: tuple[tuple[str, ...], ...] = (
     ("Nothing", "in", "particular", "happened", "then", "and", "that", "was", "all", "there", "was"),
     ("And", "so", "on", "and", "so", "forth", "as", "usual"),
 )
-
-
-@dataclass(frozen=True)
-class TrialPrompt:
-    """A trial's prompt with the parts and needle it was built from, and what its record adds."""
-
-    parts: PromptParts
-    needle: NeedleInstance
-    prompt: BuiltPrompt
-    extra: dict[str, Any]  # what the task kind adds (facts, the dummy sentence); the grid axes are record fields
-    gold_document_index: int | None = None  # document tasks: the gold document's 0-based index
-    documents_total: int | None = None  # and how many whole documents the prompt holds
 
 
 def record_axes(trial: Trial) -> dict[str, Any]:
@@ -69,6 +59,8 @@ def dummy_sentence(builder: PromptBuilder, target_tokens: int) -> str:
 
 def build_trial_prompt(builder: PromptBuilder, task: Any, trial: Trial, model_cfg: Any, config: Any) -> TrialPrompt:
     """Parts (task, model entry, layout), needle and prompt of ``trial``; ``task`` is a PreparedTask."""
+    if task.spec.documents is not None:
+        return build_document_trial(builder.tokenizer, task, trial, model_cfg, config)
     parts, needle = task.parts_for(seed=trial.seed, model_cfg=model_cfg)
     layout = Layout.from_pairs(trial.layout)
     parts = apply_layout(parts, layout, model_cfg.system_prompt)
@@ -120,7 +112,8 @@ def score_trial(generated: str, built: TrialPrompt) -> tuple[Score, dict[str, An
     ``extra["recall"]`` is the share found (partial credit).
     """
     needle = built.needle
-    score = score_answer(generated, needle.answer, built.parts.answer_prefix)
+    score = score_with_aliases(generated, needle.answer_aliases or (needle.answer,), built.parts.answer_prefix,
+                               built.metric, built.keyword_threshold)
     extra: dict[str, Any] = {}
     if needle.required_values:
         found = values_found(generated, needle.required_values)

@@ -56,7 +56,7 @@ def prepare_tasks(config: EvalConfig, config_path: Path) -> dict[str, PreparedTa
     for index, name in enumerate(config.tasks):
         try:
             spec = load_task(name, config.task_search_dirs())
-            prepared[spec.name] = PreparedTask(spec, haystack_for_task(spec))
+            prepared[spec.name] = PreparedTask(spec, haystack_for_task(spec, config.data_path()))
             dropped = getattr(prepared[spec.name].haystack, "dropped_sentences", 0)
             if dropped:  # stated once per run here, and in every record's extra
                 log.warning("%s: tasks[%d] (%s): %d haystack sentences hold values of the needle's kind and are "

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from evalkit.config.schema import EvalConfig, ModelConfig
-from evalkit.errors import ConfigError, HaystackError, PlacementError
+from evalkit.errors import ConfigError, HaystackError, PlacementError, TaskError
 from evalkit.models import load_tokenizer
 from evalkit.prompt.builder import PromptBuilder
+from evalkit.prompt.controls import build_trial_prompt
 from evalkit.run.plan import trial_seed
 from evalkit.run.preflight import PreparedTask
 from evalkit.tasks.haystacks import FileHaystack
-from evalkit.types import PromptParts
+from evalkit.types import PromptParts, Trial
 
 
 def check_prompts_fit(config: EvalConfig, config_path: str | Path, tasks: Mapping[str, PreparedTask]) -> None:
@@ -37,11 +38,38 @@ def check_prompts_fit(config: EvalConfig, config_path: str | Path, tasks: Mappin
         builder = PromptBuilder(tokenizer)
         for name, task in tasks.items():
             where = f"(task {name}, model {model_cfg.name})"
+            if task.spec.documents is not None:
+                check_document_prompts(builder, config, config_path, task, model_cfg, index)
+                continue
             samples = _measure_samples(builder, config, config_path, task, model_cfg, where)
             check_answer_budget(samples.gold_tokens, samples.gold_answer, model_cfg, index, name, config_path,
                                 stop_tokens=1 if getattr(builder.tokenizer, "eos_token_id", None) is not None else 0)
             fixed_tokens = _largest_fixed_part(builder, config, config_path, samples.longest_needle_parts, where)
             _check_file_haystack(builder, config, config_path, task, fixed_tokens, where)
+
+
+def check_document_prompts(builder: PromptBuilder, config: EvalConfig, config_path: str | Path, task: PreparedTask,
+                           model_cfg: ModelConfig, model_index: int) -> None:
+    """Every sample of a documents task: its question exists, its documents fit the smallest context length
+    (the gold first; other positions differ by a few tokens at most, and a trial that does not fit is refused
+    then), and its gold answer fits ``max_new_tokens``."""
+    name, smallest = task.spec.name, min(config.context_lengths)
+    controls = ("",) if "dummy_needle" not in config.controls else ("", "dummy_needle")
+    longest = (0, "")
+    for sample in range(config.samples):
+        for control in controls:
+            trial = Trial("", model_cfg.name, name, smallest, 0.0, sample, trial_seed(config.seed, name, sample),
+                          control, config.layout.layouts()[0].id_pairs())
+            try:
+                built = build_trial_prompt(builder, task, trial, model_cfg, config)
+            except (PlacementError, TaskError) as err:
+                field = "controls" if control else ("samples" if isinstance(err, TaskError) else "context_lengths")
+                raise ConfigError(f"{config_path}: {field}: {err} (task {name}, model {model_cfg.name}, "
+                                  f"sample {sample})") from None
+            if built.gold_ids is not None and len(built.gold_ids) > longest[0]:
+                longest = (len(built.gold_ids), built.needle.answer)
+    check_answer_budget(longest[0], longest[1], model_cfg, model_index, name, config_path,
+                        stop_tokens=1 if getattr(builder.tokenizer, "eos_token_id", None) is not None else 0)
 
 
 def _check_chat_template(config: EvalConfig, config_path: str | Path, index: int, tokenizer: Any) -> None:

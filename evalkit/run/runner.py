@@ -251,6 +251,8 @@ def _check_smallest_prompt(session: _ModelSession, config: EvalConfig, config_pa
 def _check_haystack_fills(session: _ModelSession, config: EvalConfig, config_path: Path, name: str,
                           task: PreparedTask) -> None:
     """Refuse a files or dataset haystack too small for the longest context (it would repeat itself)."""
+    if task.spec.documents is not None:  # a documents task has no haystack stream (its prompts were checked)
+        return
     parts, _ = task.parts_for(seed=config.seed, model_cfg=session.config)
     needed = max(config.context_lengths) - session.builder.fixed_tokens(parts) - config.length_tolerance_tokens
     check_fills(task.haystack, lambda text: len(session.builder.fragment_ids(text)), needed,
@@ -321,7 +323,8 @@ def _prepare_trial(
             # per-token texts only serve the viewer's token colouring, which needs per-token attention too
             pieces = token_texts(tokenizer, ids) if config.attention.capture and config.attention.tokens else None
             store.save_prompt(trial.trial_id, built.prompt, decode_exact(tokenizer, ids), pieces)
-        gold_ids = session.builder.gold_continuation_ids(built.parts, built.needle.answer)
+        gold_ids = (list(built.gold_ids) if built.gold_ids is not None
+                    else session.builder.gold_continuation_ids(built.parts, built.needle.answer))
     return _PreparedTrial(trial, built, gold_ids)
 
 
@@ -362,6 +365,8 @@ def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: Tria
         **record_axes(trial),
         gold_document_index=built.gold_document_index,
         documents_total=built.documents_total,
+        document_spans=[[s.token_start, s.token_end] for s in prompt.document_spans] or None,
+        metric=score.metric, best_subspan_em=score.best_subspan_em, keyword_recall=score.keyword_recall,
         extra={**built.extra, **score_extra, **output.extra, **think_extra,
                "truncated": is_truncated(output.generated_token_ids, session.config.max_new_tokens,
                                          session.backend.info.stop_token_ids)},

@@ -161,6 +161,8 @@ def _accepted(annotation: str) -> tuple[tuple[type, ...], bool, str]:
     base = next(p for p in parts if p != "None")
     if base.startswith("dict"):
         return (dict,), "None" in parts, "dict"
+    if base.startswith("list"):
+        return (list,), "None" in parts, "list"
     return _JSON_TYPES[base], "None" in parts, base
 
 
@@ -351,7 +353,7 @@ def save_trial_attention(run_dir: str | Path, trial_id: str, attention: TrialAtt
         argmax_token=attention.argmax_token.astype(np.int32), row_token=attention.row_token.astype(np.int32),
         row_in_needle=attention.row_in_needle.astype(bool), region_names=np.array(attention.region_names),
         spans=attention.spans.astype(np.int32), bins=np.int64(attention.bins),
-        prompt_tokens=np.int64(attention.prompt_tokens), **tokens,
+        prompt_tokens=np.int64(attention.prompt_tokens), documents=np.int64(attention.documents), **tokens,
     )  # fmt: skip
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with disk_errors(path, "write an attention array"):
@@ -375,6 +377,7 @@ def read_trial_attention(path: str | Path) -> TrialAttention:
                 bins=int(data["bins"]), prompt_tokens=int(data["prompt_tokens"]),
                 token_mass=data["token_mass"] if "token_mass" in data.files else None,
                 token_layers=tuple(int(x) for x in data["token_layers"]) if "token_layers" in data.files else (),
+                documents=int(data["documents"]) if "documents" in data.files else 0,
             )  # fmt: skip
     except (OSError, KeyError, ValueError) as err:
         raise RunDirError(f"{path}: unreadable attention array ({err}); rerun that trial (delete its record)") from None

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from evalkit.config.yaml_io import path_problem
+from evalkit.tasks.documents import DocumentCorpus
 from evalkit.errors import HaystackError
 from evalkit.tasks.prose import generate_sentences
 from evalkit.tasks.sources import DocumentsHaystack, KvPairsHaystack, NoiseHaystack
@@ -281,14 +282,18 @@ def haystack_from_spec(spec: GeneratedHaystackSpec | FilesHaystackSpec, task_fil
     return builder(spec, Path(task_file_dir))
 
 
-def haystack_for_task(task: TaskSpec) -> HaystackSource:
+def haystack_for_task(task: TaskSpec, data_dir: Path | None = None) -> HaystackSource:
     """The haystack source of a loaded task (a ``files`` path is relative to the task's file); built once.
+
+    A documents task gets its ``DocumentCorpus``, paths relative to ``data_dir`` when given (a config's).
 
     A finite source (files, dataset) leaves out the sentences holding values of the needle's kind
     (``value_kind_pattern``); ``dropped_sentences`` says how many.
     """
     if task.loaded_haystack is not None:
         return task.loaded_haystack  # type: ignore[return-value]
+    if task.documents is not None:  # a documents task: its corpus stands where the haystack would
+        return DocumentCorpus(task.documents, data_dir or task.source_dir)  # type: ignore[return-value]
     source = haystack_from_spec(task.haystack, task.source_dir)
     kind = value_kind_pattern(task)
     if kind is not None and hasattr(source, "drop_matching"):

@@ -104,6 +104,8 @@ def load_task_file(path: str | Path) -> TaskSpec:
             "(tasks are found by file name)"
         )
     task._source_path = Path(path)
+    if task.documents is not None:  # its corpus loads with the config (whose data_dir may place it)
+        return task
     try:
         task.keep_haystack(haystack_for_task(task))  # reads a files haystack now: a bad path fails before any trial
     except HaystackError as exc:

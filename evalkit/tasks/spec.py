@@ -16,6 +16,8 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from evalkit.errors import FieldError
+from evalkit.scoring import METRICS
+from evalkit.tasks.document_spec import DocumentsSpec
 
 # widest padding or precision a template's format spec may ask for ("{value:>999999999}" would fill GBs)
 MAX_FORMAT_WIDTH = 200
@@ -234,6 +236,13 @@ class TaskSpec(BaseModel):
     generator: GeneratorSpec | None = Field(
         None, description="a built-in needle kind (tasks/kinds.py) instead of needle, value and question"
     )
+    documents: DocumentsSpec | None = Field(
+        None, description="real documents, one of them gold (tasks/document_spec.py), instead of a needle"
+    )
+    metric: Literal[METRICS] = Field(  # type: ignore[valid-type]
+        "contains", description="what `correct` means: contains, exact_match, best_subspan_em or keyword_recall"
+    )
+    keyword_threshold: float = Field(0.6, gt=0.0, le=1.0, description="keyword_recall: share needed to be correct")
 
     _source_path: Path | None = PrivateAttr(None)
     _haystack: object = PrivateAttr(None)  # the source built at load, reused so files are read (and warned about) once
@@ -255,7 +264,13 @@ class TaskSpec(BaseModel):
     @model_validator(mode="after")
     def _needle_or_generator(self) -> "TaskSpec":
         # a generator writes needle, question and answer itself; otherwise the templates are required
-        if self.generator is None:
+        if self.documents is not None:
+            for name in ("generator", "needle", "value", "question", "raw_prompt"):
+                if getattr(self, name) is not None:
+                    raise FieldError(name, "a documents task takes its questions from documents.source; remove it")
+            if "haystack" in self.model_fields_set:
+                raise FieldError("haystack", "a documents task's distractors come from documents.source; remove it")
+        elif self.generator is None:
             for name in ("needle", "value", "question"):
                 if getattr(self, name) is None:
                     raise FieldError(name, f"required key is missing; add `{name}:` (or a `generator:` block)")
@@ -287,9 +302,12 @@ class TaskSpec(BaseModel):
         """
         data = self.model_dump(mode="json")
         # unset optional keys: older tasks keep their hash (and their trial ids)
-        for name in ("generator", "needle", "value", "question", "raw_prompt"):
+        for name in ("generator", "needle", "value", "question", "raw_prompt", "documents"):
             if data.get(name) is None:
                 data.pop(name, None)
+        for name, default in (("metric", "contains"), ("keyword_threshold", 0.6)):
+            if data.get(name) == default:
+                data.pop(name)
         text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 

@@ -120,7 +120,7 @@ def attention_summary(att: TrialAttention) -> dict[str, Any]:
     row = att.mass[:, :, 0, :]  # [layers, heads, regions]
     with np.errstate(invalid="ignore"):
         mean = np.nanmean(row, axis=(0, 1)) if np.isfinite(row).any() else np.full(row.shape[-1], np.nan)
-        per_layer = np.nanmean(row[:, :, att.partition_size:], axis=1)  # [layers, bins]
+        per_layer = np.nanmean(row[:, :, att.bin_slice], axis=1)  # [layers, bins]
     names = att.region_names
     partition = {n: v for n, v in zip(names[: att.partition_size], _round(mean[: att.partition_size]))}
     needle = att.region("needle")[:, :, 0]  # [layers, heads]
@@ -130,10 +130,10 @@ def attention_summary(att: TrialAttention) -> dict[str, Any]:
     summary = {
         "layers": int(att.mass.shape[0]), "heads": int(att.mass.shape[1]), "rows": int(att.mass.shape[2]),
         "sink": partition.pop("sink", None), "regions": partition,
-        "bins": _round(mean[att.partition_size:]), "bins_by_layer": [_round(r) for r in per_layer],
+        "bins": _round(mean[att.bin_slice]), "bins_by_layer": [_round(r) for r in per_layer],
         "top_heads": [{"layer": la, "head": h, "needle_mass": _round(needle[la, h])[0], "copies": int(copies[la, h])}
                       for la, h in top],
-        "spans": [[int(a), int(b)] for a, b in att.spans[att.partition_size:]],
+        "spans": [[int(a), int(b)] for a, b in att.spans[att.bin_slice]],
     }
     tokens = getattr(att, "token_mass", None)
     if tokens is not None and tokens.size:

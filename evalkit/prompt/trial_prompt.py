@@ -1,0 +1,23 @@
+"""``TrialPrompt``: what a trial's prompt was built from and what its record adds (needle and documents tasks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from evalkit.types import BuiltPrompt, NeedleInstance, PromptParts
+
+
+@dataclass(frozen=True)
+class TrialPrompt:
+    """A trial's prompt with the parts and needle it was built from, and what its record adds."""
+
+    parts: PromptParts
+    needle: NeedleInstance
+    prompt: BuiltPrompt
+    extra: dict[str, Any]  # what the task kind adds (facts, the dummy sentence); the grid axes are record fields
+    gold_document_index: int | None = None  # document tasks: the gold document's 0-based index
+    documents_total: int | None = None  # and how many whole documents the prompt holds
+    gold_ids: tuple[int, ...] | None = None  # the gold answer's ids after the prompt (None: from the parts)
+    metric: str = "contains"  # the task's primary metric (evalkit/scoring.py METRICS)
+    keyword_threshold: float = 0.6
