@@ -71,3 +71,50 @@ def test_score_answer(generated: str, gold: str, prefix: str, correct: bool, exa
 def test_gold_that_normalises_to_nothing_is_refused(gold: str) -> None:
     with pytest.raises(ValueError, match="empty after normalisation"):
         score_answer("anything", gold)
+
+
+# ---------------------------------------------------------------- best-subspan EM, keyword recall, aliases
+
+from evalkit.scoring import best_subspan_em, keyword_recall, liu_normalize, score_with_aliases  # noqa: E402
+
+
+@pytest.mark.parametrize("generated, aliases, expected", [
+    (" The Eiffel Tower, in Paris.", ["Eiffel Tower"], True),          # article and punctuation removed
+    ("It was the U.S.A. that won", ["USA"], True),                     # Liu deletes punctuation: U.S.A. -> usa
+    ("Wilhelm Conrad Röntgen", ["Wilhelm Conrad Röntgen"], True),     # non-ASCII letters kept
+    ("Röntgen", ["Wilhelm Conrad Röntgen", "Röntgen"], True),          # any alias counts
+    ("Röntgen", ["Wilhelm Conrad Röntgen"], False),                    # a part of the alias does not
+    ("\nParis", ["Paris"], False),                                     # only the first line counts (it is empty)
+    ("I think so.\nParis", ["Paris"], False),                          # a later line never counts
+    ("parisian", ["Paris"], True),                                     # a substring match, as in the paper's code
+    ("An apple a day", ["the apple"], True),                           # articles on both sides removed
+])
+def test_best_subspan_em_hand_cases(generated, aliases, expected):
+    assert best_subspan_em(generated, aliases) is expected
+
+
+def test_liu_normalisation_deletes_punctuation_where_evalkits_spaces_it():
+    assert liu_normalize("The key:123, (a) test!") == "key123 test"
+    assert normalize_answer("The key:123, (a) test!") == "key 123 test"
+
+
+def test_keyword_recall_tolerates_inflection_and_counts_content_words():
+    assert keyword_recall("riding a cable car and watching the sunset", "ride a cable car and watch the sunset") == 1.0
+    assert keyword_recall("a cable car", "ride a cable car and watch the sunset") == pytest.approx(2 / 5)
+    assert keyword_recall("nothing relevant", "the sunset") == 0.0
+
+
+def test_the_task_metric_decides_correct_and_every_metric_is_kept():
+    score = score_with_aliases(" riding a cable car, watching the sunset", ["ride a cable car and watch the sunset"],
+                               metric="keyword_recall", keyword_threshold=0.8)
+    assert score.correct and score.metric == "keyword_recall" and score.keyword_recall == 1.0
+    assert not score.best_subspan_em and not score.exact_match
+    strict = score_with_aliases(" riding a cable car", ["ride a cable car and watch the sunset"],
+                                metric="keyword_recall", keyword_threshold=0.8)
+    assert not strict.correct and strict.keyword_recall == pytest.approx(3 / 5)  # ride, cable, car of five
+    aliases = score_with_aliases(" Byron.", ["Ada Byron", "Byron"], metric="exact_match")
+    assert aliases.correct and aliases.exact_match
+    default = score_with_aliases(" 4123", ["123"])  # contains: whole tokens, so 123 is not in 4123
+    assert default.metric == "contains" and not default.correct and default.best_subspan_em
+    with pytest.raises(ValueError, match="not one of"):
+        score_with_aliases("x", ["x"], metric="bleu")

@@ -9,6 +9,7 @@ document alone (Liu et al.'s two baselines); ``dummy_needle`` is not defined for
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from evalkit.errors import PlacementError
@@ -62,4 +63,7 @@ def build_document_trial(tokenizer: Any, task: Any, trial: Trial, model_cfg: Any
         prompt = build_document_prompt(tokenizer, documents_spec, frame, example.question, documents, gold_index,
                                        trial.context_length, trial.depth)
     gold_ids = gold_ids_after(tokenizer, prompt, needle.answer)
+    if prompt.needle_text:  # the gold document as placed (its number is its position)
+        needle = dataclasses.replace(needle, needle=prompt.needle_text)
+        parts = dataclasses.replace(parts, needle=prompt.needle_text)
     return TrialPrompt(parts, needle, prompt, extra, gold_index, total, gold_ids, spec.metric, spec.keyword_threshold)

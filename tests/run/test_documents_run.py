@@ -1,0 +1,107 @@
+"""Documents tasks in runs: typed record columns, attention per document against eager, config checks."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evalkit.cli import main
+from evalkit.config.schema import load_config
+from evalkit.report.data.load import load_results
+from evalkit.run.runner import run_eval
+from evalkit.store.format import attention_path, read_saved_prompts, read_trial_attention
+from run_fixtures import records, tiny_config
+
+DATA = Path(__file__).parents[1] / "tasks" / "data" / "lost_in_the_middle"
+TASK = "name: docs\ndocuments:\n  source: {format: liu_qa, path: nq-open-oracle-40.jsonl}\n  total: 4\n" \
+       "metric: best_subspan_em\n"
+
+
+def documents_config(tmp_path: Path, model_dir: Path, **changes) -> Path:
+    (tmp_path / "tasks").mkdir(exist_ok=True)
+    (tmp_path / "tasks" / "docs.yaml").write_text(TASK)
+    fields = dict(tasks=["docs"], task_dirs=["tasks"], data_dir=str(DATA), context_lengths=[1024],
+                  depths=[0.0, 0.5, 1.0], samples=2, controls=["closed_book", "oracle"])
+    fields.update(changes)
+    return tiny_config(tmp_path, model_dir, **fields)
+
+
+def test_records_carry_the_document_axis_as_typed_columns(tmp_path, tiny_model_dir, single_thread):
+    path = documents_config(tmp_path, tiny_model_dir)
+    summary = run_eval(load_config(path), path, quiet=True, write_report=False)
+    rows = records(summary.run_dir)
+    assert len(rows) == 2 * (3 + 2)
+    placed = [r for r in rows if not r["control"]]
+    assert sorted({(r["depth"], r["gold_document_index"]) for r in placed}) == [(0.0, 0), (0.5, 2), (1.0, 3)]
+    for record in placed:
+        assert record["documents_total"] == 4 and len(record["document_spans"]) == 4
+        assert record["document_spans"][record["gold_document_index"]] == record["regions"]["needle"]
+        assert record["metric"] == "best_subspan_em" and isinstance(record["best_subspan_em"], bool)
+        assert record["extra"]["distractors"].startswith("retrieved: BM25")
+    by_control = {r["control"]: r for r in rows if r["control"] and r["sample"] == 0}
+    assert by_control["oracle"]["documents_total"] == 1 and by_control["closed_book"]["documents_total"] == 0
+    frame = load_results(summary.run_dir)
+    # the document axis is a typed integer column (nullable where needle trials or closed-book lack it)
+    assert str(frame["gold_document_index"].dtype) == "Int64" and str(frame["documents_total"].dtype) == "int64"
+    assert frame["best_subspan_em"].dtype == bool and frame["metric"].eq("best_subspan_em").all()
+    assert frame.loc[frame["control"] == "", "gold_document_index"].notna().all()
+    # resume: nothing is run twice
+    again = run_eval(load_config(path), path, quiet=True, write_report=False)
+    assert again.already_done == len(rows) and len(records(summary.run_dir)) == len(rows)
+
+
+def test_document_attention_sums_to_one_and_equals_eager_over_document_spans(tmp_path, tiny_model_dir,
+                                                                             single_thread):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = documents_config(tmp_path, tiny_model_dir, depths=[0.5], samples=1, controls=[], save_prompts=True,
+                            attention={"capture": True, "bins": 3, "sink_tokens": 1, "decode_steps": 0})
+    summary = run_eval(load_config(path), path, quiet=True, write_report=False)
+    (record,) = records(summary.run_dir)
+    att = read_trial_attention(attention_path(summary.run_dir, record["trial_id"]))
+    assert att.documents == 4 and att.region_names[att.document_slice] == ("doc_00", "doc_01", "doc_02", "doc_03")
+    documents = att.mass[..., att.document_slice]
+    # documents tile the context: with sink, preamble, question, generated and the remainder they sum to 1
+    others = sum(att.region(n) for n in ("sink", "preamble", "question", "generated"))
+    np.testing.assert_allclose(documents.sum(-1) + others + att.remainder, 1.0, atol=1e-5)
+    np.testing.assert_allclose(documents[..., 2], att.region("needle"), atol=1e-6)
+    ids = read_saved_prompts(summary.run_dir)[record["trial_id"]]["input_ids"]
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="eager").eval()
+    with torch.no_grad():
+        weights = model(torch.tensor([ids]), output_attentions=True).attentions  # per layer [1, heads, L, L]
+    for layer, layer_weights in enumerate(weights):
+        last_row = layer_weights[0, :, -1, :].numpy()  # [heads, L]: the answer step's row
+        expected = np.stack([last_row[:, a:b].sum(-1) for a, b in record["document_spans"]], -1)
+        np.testing.assert_allclose(documents[layer, :, 0, :], expected, atol=1e-5)
+
+
+def test_data_dir_can_be_set_on_the_command_line_and_a_missing_file_writes_nothing(tmp_path, tiny_model_dir,
+                                                                                capsys):
+    elsewhere = tmp_path / "data"
+    elsewhere.mkdir()
+    path = documents_config(tmp_path, tiny_model_dir, data_dir=str(elsewhere), samples=1, controls=[])
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "nq-open-oracle-40.jsonl: file not found" in err and "data_dir" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+    shutil.copy(DATA / "nq-open-oracle-40.jsonl", elsewhere)
+    assert main(["validate", str(path)]) == 0
+    assert main(["validate", str(path), "--set", f"data_dir={tmp_path / 'none'}"]) == 2
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"controls": ["dummy_needle"]}, "controls: control 'dummy_needle' is not defined for documents tasks"),
+    ({"samples": 41}, "samples: sample 40 asks for more questions than the 40 rows"),
+    ({"context_lengths": [200]}, "context_lengths: 4 documents make a prompt of"),
+])
+def test_impossible_documents_grids_are_refused_before_anything_is_written(tmp_path, tiny_model_dir, capsys,
+                                                                          changes, message):
+    path = documents_config(tmp_path, tiny_model_dir, **changes)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,122 @@
+"""Documents sources (evalkit/tasks/documents.py) on rows cut from Liu et al.'s files (tests/tasks/data/, MIT)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from evalkit.errors import TaskError
+from evalkit.scoring import liu_normalize
+from evalkit.tasks.document_spec import DocumentsSpec
+from evalkit.tasks.documents import Document, DocumentCorpus
+
+DATA = Path(__file__).parent / "data" / "lost_in_the_middle"
+NQ = "nq-open-oracle-40.jsonl"
+KV = "kv-retrieval-75_keys-3.jsonl.gz"
+
+
+def corpus(source: dict, total: int = 5, base: Path = DATA) -> DocumentCorpus:
+    return DocumentCorpus(DocumentsSpec.model_validate({"source": source, "total": total}), base)
+
+
+def nq_rows() -> list[dict]:
+    return [json.loads(line) for line in (DATA / NQ).read_text().splitlines()]
+
+
+def test_retrieved_distractors_hold_no_alias_and_are_ranked_by_bm25():
+    docs = corpus({"format": "liu_qa", "path": NQ}, total=6)
+    rows = nq_rows()
+    assert len(docs) == 40 and "BM25" in docs.policy and "alias" in docs.policy
+    for index in range(len(docs)):
+        example = docs.example(index)
+        assert example.question == rows[index]["question"] and example.answers == tuple(rows[index]["answers"])
+        gold = rows[index]["ctxs"][0]
+        assert example.gold == Document(gold["title"], gold["text"])
+        assert len(example.distractors) == 5 and example.gold not in example.distractors
+        assert len(set(example.distractors)) == 5
+        for doc in example.distractors:  # no distractor can answer: none contains a normalised alias
+            text = liu_normalize(f"{doc.title} {doc.text}")
+            assert not any(liu_normalize(alias) in text for alias in example.answers)
+
+
+def test_the_top_distractor_shares_words_with_the_question():
+    import bm25s
+
+    docs = corpus({"format": "liu_qa", "path": NQ}, total=2)
+    example = docs.example(0)
+    question_words = set(bm25s.tokenize([example.question], stopwords="en", return_ids=False,
+                                        show_progress=False)[0])
+    top = docs.example(0).distractors[0]
+    top_words = set(bm25s.tokenize([f"{top.title} {top.text}"], stopwords="en", return_ids=False,
+                                   show_progress=False)[0])
+    assert question_words & top_words
+
+
+def test_samples_are_distinct_questions_and_stable_per_seed():
+    docs = corpus({"format": "liu_qa", "path": NQ})
+    picks = [docs.example_index(s, seed=0) for s in range(40)]
+    assert sorted(picks) == list(range(40))
+    assert picks == [docs.example_index(s, seed=0) for s in range(40)]
+    assert picks != [docs.example_index(s, seed=1) for s in range(40)]
+    with pytest.raises(TaskError, match="samples <= 40"):
+        docs.example_index(40, seed=0)
+
+
+def test_file_distractors_keep_the_rows_own_order(tmp_path):
+    row = nq_rows()[0]
+    ctxs = [dict(row["ctxs"][0], isgold=True)] + [
+        {"title": f"T{i}", "text": f"Passage number {i}.", "isgold": False, "hasanswer": False} for i in range(4)]
+    (tmp_path / "multi.jsonl.gz").write_bytes(gzip.compress(json.dumps({**row, "ctxs": ctxs}).encode()))
+    docs = corpus({"format": "liu_qa", "path": "multi.jsonl.gz", "distractors": "file"}, total=4, base=tmp_path)
+    assert [d.title for d in docs.example(0).distractors] == ["T0", "T1", "T2"]
+    assert docs.policy.startswith("file:")
+    with pytest.raises(TaskError, match="lower documents.total"):
+        corpus({"format": "liu_qa", "path": "multi.jsonl.gz", "distractors": "file"}, total=6,
+               base=tmp_path).example(0)
+
+
+def test_key_value_rows_move_the_gold_pair_out_of_the_distractors():
+    docs = corpus({"format": "liu_kv", "path": KV}, total=75)
+    row = json.loads(gzip.open(DATA / KV, "rt").readline())
+    example = docs.example(0)
+    assert example.question == row["key"] and example.answers == (row["value"],)
+    assert example.gold == Document(row["key"], row["value"])
+    others = [Document(k, v) for k, v in row["ordered_kv_records"] if k != row["key"]]
+    assert list(example.distractors) == others[:74]
+
+
+def test_a_user_corpus_with_questions_by_index_or_id(tmp_path):
+    (tmp_path / "docs.jsonl").write_text("\n".join(json.dumps(d) for d in [
+        {"id": "a", "title": "Harbour", "text": "The harbour master is Ada Byron."},
+        {"id": "b", "title": "Bakery", "text": "The bakery opens at six."},
+        {"id": "c", "title": "Harbour boats", "text": "Boats in the harbour are blue."},
+        {"id": "d", "title": "School", "text": "The school has ten rooms."}]) + "\n")
+    (tmp_path / "q.jsonl").write_text(
+        json.dumps({"question": "Who is the harbour master?", "answers": ["Ada Byron", "Byron"], "gold": "a"}) + "\n"
+        + json.dumps({"question": "When does the bakery open?", "answers": ["six"], "gold": 1}) + "\n")
+    docs = corpus({"format": "jsonl", "documents": "docs.jsonl", "questions": "q.jsonl"}, total=3, base=tmp_path)
+    first = docs.example(0)
+    assert first.gold.title == "Harbour" and first.answers == ("Ada Byron", "Byron")
+    assert first.distractors[0].title == "Harbour boats"  # the most similar document ranks first
+    assert docs.example(1).gold.title == "Bakery"
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"question": "q", "answers": ["a"], "ctxs": []}\n', "exactly one gold"),
+    ('not json\n', "not JSON"),
+    ('{"question": "q", "answers": [], "ctxs": [{"text": "t", "isgold": true}]}\n', "'answers' must be"),
+    ('[1, 2]\n', "not an object"),
+])
+def test_malformed_rows_name_the_file_and_line(tmp_path, content, message):
+    (tmp_path / "bad.jsonl").write_text(content)
+    with pytest.raises(TaskError, match=message) as info:
+        corpus({"format": "liu_qa", "path": "bad.jsonl"}, base=tmp_path)
+    assert f"{tmp_path / 'bad.jsonl'}:1" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_missing_file_says_how_to_point_at_it(tmp_path):
+    with pytest.raises(TaskError, match="file not found.*data_dir"):
+        corpus({"format": "liu_qa", "path": "nowhere.jsonl.gz"}, base=tmp_path)
