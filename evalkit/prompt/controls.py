@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from dataclasses import dataclass
 from typing import Any
 
 from evalkit.errors import PlacementError
