@@ -101,8 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load(args: argparse.Namespace):
     from evalkit.config.schema import load_config
+    from evalkit.models.registry import resolve_model_defaults
 
-    return load_config(args.config, list(args.overrides), output_dir=args.output_dir)
+    # a built-in base model's entry gets its plain-prompt default here, before checks, plans and hashes see it
+    return resolve_model_defaults(load_config(args.config, list(args.overrides), output_dir=args.output_dir))
 
 
 def cmd_run(args: argparse.Namespace) -> int:

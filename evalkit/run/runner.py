@@ -27,6 +27,7 @@ from evalkit.config.schema import EvalConfig, ModelConfig
 from evalkit.errors import ConfigError, PlacementError, TrialFailed
 from evalkit.models.backends import backend_class
 from evalkit.models.base import Backend, TrialRequest
+from evalkit.models.registry import resolve_model_defaults
 from evalkit.prompt.builder import PromptBuilder
 from evalkit.prompt.controls import (
     TrialPrompt,
@@ -111,6 +112,7 @@ def run_eval(
     """Run (or resume) every trial of ``config`` and write the report; see README "Runs"."""
     started = time.perf_counter()
     config_path = Path(config_path)
+    config = resolve_model_defaults(config)  # the header, hash and prompts carry the resolved chat_template
     tasks = prepare_tasks(config, config_path)
     revisions = check_model_limits(config, config_path)
     check_prompts_fit(config, config_path, tasks)  # before the run directory exists

@@ -19,7 +19,7 @@ _DECODER = {"vocab_size": VOCAB, "max_position_embeddings": 512, "initializer_ra
 
 
 def _config(family: str):
-    from transformers import GPT2Config, LlamaConfig, MistralConfig, Qwen2Config
+    from transformers import Gemma3TextConfig, GPT2Config, LlamaConfig, MistralConfig, Qwen2Config
 
     gqa = {"num_attention_heads": 4, "num_key_value_heads": 2}
     return {
@@ -28,10 +28,14 @@ def _config(family: str):
         "gpt2": lambda: GPT2Config(vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=512,
                                    initializer_range=0.2, bos_token_id=0, eos_token_id=0),  # fmt: skip
         "mistral-sw16": lambda: MistralConfig(**_DECODER, **gqa, sliding_window=16),
+        # Gemma 3 (the built-in gemma3-270m's family): sliding and full layers mixed, window shorter than the prompts
+        "gemma3-sw16": lambda: Gemma3TextConfig(
+            **_DECODER, **gqa, head_dim=16, sliding_window=16, layer_types=["sliding_attention", "full_attention"],
+            pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False),
     }[family]()
 
 
-@pytest.fixture(scope="module", params=["llama", "gpt2", "qwen2", "mistral-sw16"])
+@pytest.fixture(scope="module", params=["llama", "gpt2", "qwen2", "mistral-sw16", "gemma3-sw16"])
 def loaded(request, smollm2_tokenizer):
     from transformers import AutoModelForCausalLM
 
@@ -67,12 +71,13 @@ def test_batch_stops_each_prompt_at_its_own_stop_token(loaded) -> None:
     assert got == expected and len(got[0]) <= 3
 
 
-def test_capture_spans_shift_by_the_left_pad(smollm2_tokenizer) -> None:
+@pytest.mark.parametrize("family", ["qwen2", "gemma3-sw16"])
+def test_capture_spans_shift_by_the_left_pad(smollm2_tokenizer, family) -> None:
     """Region masses of a padded prompt equal its unbatched masses once spans and rows move by its pad."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(_config("qwen2"), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(_config(family), dtype=torch.float32)
     loaded = load_from_objects(model, smollm2_tokenizer)
     prompts = [_ids(48, seed=1), _ids(30, seed=2)]
     regions = [[0, 5], [5, 20], [20, 30]]  # prompt positions, valid in both prompts

@@ -179,7 +179,7 @@ def test_incomplete_cache_folder_is_reported(tmp_path) -> None:
 
 def test_registry_lists_builtins_with_a_description() -> None:
     models = list_builtin_models()
-    assert list(models) == [ALIAS]
+    assert list(models) == ["gemma3-270m", ALIAS]
     assert "SmolLM2" in models[ALIAS] and "\n" not in models[ALIAS]
 
 
@@ -202,7 +202,7 @@ def test_near_miss_of_an_alias_is_pointed_out(offline_hub) -> None:
 
 
 def test_missing_local_path() -> None:
-    with pytest.raises(ModelLoadError, match=r"'\./no/such/folder': no such local folder; built-in aliases: smollm2"):
+    with pytest.raises(ModelLoadError, match=r"'\./no/such/folder': no such local folder; built-in aliases: gemma3-270m, smollm2"):
         load_model(ModelConfig(name="./no/such/folder"))
 
 

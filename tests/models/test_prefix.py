@@ -26,7 +26,7 @@ _DECODER = {"vocab_size": 49152, "max_position_embeddings": 512, "initializer_ra
 
 
 def _config(family: str):
-    from transformers import GPT2Config, LlamaConfig, MistralConfig, Qwen2Config
+    from transformers import Gemma3TextConfig, GPT2Config, LlamaConfig, MistralConfig, Qwen2Config
 
     gqa = {"num_attention_heads": 4, "num_key_value_heads": 2}
     return {
@@ -38,7 +38,19 @@ def _config(family: str):
         "mistral-sw256": lambda: MistralConfig(**_DECODER, **gqa, sliding_window=256),
         # window shorter than the prompt: the cache cannot be cut back, reuse must be refused
         "mistral-sw64": lambda: MistralConfig(**_DECODER, **gqa, sliding_window=64),
+        # Gemma 3 (gemma3_text, as the built-in gemma3-270m): sliding and full layers mixed; a window longer
+        # than the trial, and one shorter than the prompt (reuse refused, every trial on the classic path)
+        "gemma3-sw256": lambda: _gemma3(Gemma3TextConfig, 256),
+        "gemma3-sw16": lambda: _gemma3(Gemma3TextConfig, 16),
     }[family]()
+
+
+def _gemma3(config_class, sliding_window: int):
+    return config_class(
+        **_DECODER, num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=sliding_window,
+        layer_types=["sliding_attention", "full_attention"], pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        tie_word_embeddings=False,  # tied, Gemma's scaled embeddings make a tiny random model repeat one token
+    )
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +94,8 @@ def test_prompts_of_one_group_share_the_prefix_up_to_the_needle(grid) -> None:
         assert prompt.prompt_tokens == LENGTH
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2", "qwen2", "mistral-sw256", "mistral-sw64"])
+@pytest.mark.parametrize("family", ["llama", "gpt2", "qwen2", "mistral-sw256", "mistral-sw64", "gemma3-sw256",
+                                    "gemma3-sw16"])  # fmt: skip
 def test_reuse_matches_one_prefill_per_trial(family, grid, smollm2_tokenizer) -> None:
     prompts, gold = grid
     loaded = _loaded(family, smollm2_tokenizer)
@@ -107,7 +120,7 @@ def test_reuse_matches_one_prefill_per_trial(family, grid, smollm2_tokenizer) ->
         assert b.gold_first_token_is_argmax == a.gold_first_token_is_argmax
     prompt_forwards = [t for t in fed if t > 1]  # one-token forwards are decode steps
     full = LENGTH * len(prompts)
-    if family == "mistral-sw64":  # refused after the first trial: plain prefills (+ the gold fallback), nothing more
+    if family in ("mistral-sw64", "gemma3-sw16"):  # refused after the first trial: plain prefills (+ the gold fallback), nothing more
         assert prefix.refused_from is not None and prefix.tokens == 0
         assert sum(prompt_forwards) == full + len(prompts) * (LENGTH + len(gold) - 1)
     else:
@@ -191,3 +204,43 @@ def test_attention_capture_with_reuse_matches_capture_without(grid, smollm2_toke
                        prefix_tokens=prompts[-1].regions[REGION_CONTEXT_BEFORE].token_end)  # fmt: skip
     finally:
         capture.detach()
+
+
+def _eager_region_mass(model, ids: tuple[int, ...], rows: list[int], spans: list[list[int]]) -> torch.Tensor:
+    """Ground truth [layers, heads, rows, regions]: eager attention weights of one full forward, summed over spans."""
+    model.set_attn_implementation("eager")
+    try:
+        with torch.no_grad():
+            weights = torch.stack(model(torch.tensor([ids]), output_attentions=True).attentions, 1)[0]
+    finally:
+        model.set_attn_implementation("sdpa")
+    # weights: [layers, heads, Lq, Lk]
+    return torch.stack([weights[:, :, rows, s:e].sum(-1) for s, e in spans], -1)
+
+
+@pytest.mark.parametrize("family", ["gemma3-sw256", "gemma3-sw16"])
+def test_gemma3_capture_through_prefix_reuse_matches_eager(family, grid, smollm2_tokenizer) -> None:
+    """Gemma 3's sliding layers under capture (sdpa kept as the inner kernel) on the prefix-reuse path: region
+    masses of every depth equal eager ``output_attentions`` summed over the same spans (window 16: keys past
+    the window carry no weight)."""
+    prompts, gold = grid
+    loaded = _loaded(family, smollm2_tokenizer)
+    capture = AttentionCapture.attach(loaded.model, "sdpa")
+    prefix, memory = PrefixCache(loaded), AnswerMemory()
+    captured = []
+    try:
+        for prompt in prompts:
+            spans = [[prompt.regions[n].token_start, prompt.regions[n].token_end] for n in REGION_NAMES]
+            rows = [LENGTH - 1, prompt.regions["needle"].token_start + 1]
+            record = capture.record(torch.tensor([rows]), torch.tensor([spans]))
+            run_prompt(loaded, prompt.input_ids, gold, 2, (), prefill_context=record, prefix=prefix, memory=memory,
+                       prefix_tokens=prompt.regions[REGION_CONTEXT_BEFORE].token_end)  # fmt: skip
+            captured.append((prompt, rows, spans, record.mass[0]))
+    finally:
+        capture.detach()
+    assert (prefix.refused_from is None) == (family == "gemma3-sw256")  # both paths are exercised
+    for prompt, rows, spans, mass in captured:
+        expected = _eager_region_mass(loaded.model, prompt.input_ids, rows, spans)
+        torch.testing.assert_close(mass, expected, atol=1e-5, rtol=0)
+    if family == "gemma3-sw16":  # the window matters: the last row puts no weight on the first tokens in layer 0
+        assert float(captured[0][3][0, :, 0, 0].abs().max()) == 0.0
