@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -141,6 +142,7 @@ class DistractorRetriever:
         import bm25s  # a sparse-matrix BM25 (scipy); imported here so evalkit's CLI starts fast
 
         self._bm25s = bm25s
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
         unique = list(dict.fromkeys(pool))  # a passage gold for two questions is one candidate
         self._pool = unique
         self._normalised = [liu_normalize(f"{doc.title} {doc.text}") for doc in unique]
