@@ -222,8 +222,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     if args.what in (None, "tasks"):
         print("tasks:")
-        for task in list_tasks():
-            print(f"  {task.name:<20} {task.description}")
+        tasks = list_tasks()
+        width = max((len(task.name) for task in tasks), default=0)  # one column, however long a name is
+        for task in tasks:
+            print(f"  {task.name:<{width}}  {task.description}")
     if args.what in (None, "models"):
         print("built-in models:")
         for alias, description in list_builtin_models().items():

@@ -77,6 +77,11 @@ def test_list_shows_tasks_and_builtin_models():
     result = evalkit("list")
     assert result.returncode == 0, result.stderr
     assert "passkey" in result.stdout and "fact" in result.stdout and "smollm2-135m-instruct" in result.stdout
+    assert "gemma3-270m" in result.stdout and "lost_in_the_middle_qa" in result.stdout
+    tasks = result.stdout.split("built-in models:")[0].splitlines()[1:]
+    columns = {line.index(description) for line, description in
+               ((line, line.split(None, 1)[1]) for line in tasks)}
+    assert len(columns) == 1  # descriptions form one column, long task names included
 
 
 def test_output_dir_is_taken_as_written_not_parsed_as_yaml(tmp_path, tiny_model_dir, capsys):
