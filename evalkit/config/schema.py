@@ -37,7 +37,8 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda|cuda:\d+|xpu|xpu:\d+)$")
 DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 # model-entry fields added after runs existed: left out of ``config_hash`` while at their default
 MODEL_HASH_OMITTED_AT_DEFAULT = frozenset(
-    {"allow_pickle_weights", "backend", "served", "think_pattern", "reasoning_tokens", "chat_template_kwargs"}
+    {"allow_pickle_weights", "backend", "served", "think_pattern", "reasoning_tokens", "chat_template_kwargs",
+     "gguf_file"}
 )
 class ModelConfig(BaseModel):
     """One model entry of an eval config."""
@@ -45,7 +46,10 @@ class ModelConfig(BaseModel):
     # strict like the top level: `trust_remote_code: "yes"` or `max_new_tokens: "8"` is refused, not coerced
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    name: str = Field(min_length=1, description="built-in alias (see `evalkit list`), Hub id or local path")
+    name: str = Field(min_length=1, description="built-in alias (`evalkit list`), Hub id, local folder or .gguf file")
+    gguf_file: str | None = Field(
+        None, min_length=1, description="the GGUF file to convert inside the folder or Hub repo `name` (one of several)"
+    )
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps; ignored when device_map is set")
     device_map: str | None = Field(None, description="accelerate device map, e.g. 'auto' for multi-GPU sharding")

@@ -6,7 +6,8 @@
     single.py / classic.py   one prompt: the draft path (``draft.py``) and the classic three-step path
     batch.py / prefix.py     several prompts in one forward; a shared prompt prefix kept across trials
     forward.py               forward and cache helpers shared by all of them (a leaf: no package imports)
-    hf.py / builtin.py / registry.py / sizing.py   loading, built-in aliases, batch-size estimate
+    hf.py / builtin.py / registry.py / sizing.py   loading, built-in aliases and GGUF files, batch-size estimate
+    content_hash.py          the revision of a local folder or file: a hash of its contents
 
 Importing this package is cheap: torch and transformers load on first use.
 """
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 from evalkit.models.backends import BACKENDS, DEFAULT_BACKEND, backend_class
 from evalkit.models.base import Backend, BackendInfo, Capabilities, CapturedRows, CaptureRequest, TrialRequest
-from evalkit.models.builtin import CachedBuiltin, cache_root, ensure_builtin
+from evalkit.models.builtin import CachedBuiltin, cache_root, ensure_builtin, ensure_gguf
+from evalkit.models.content_hash import folder_revision
 from evalkit.models.classic import PrefillState, greedy_decode, prefill, score_gold
 from evalkit.models.draft import AnswerMemory
 from evalkit.models.forward import GoldScore
@@ -58,6 +60,8 @@ __all__ = [
     "default_stop_token_ids",
     "describe_model",
     "ensure_builtin",
+    "ensure_gguf",
+    "folder_revision",
     "get_builtin",
     "greedy_decode",
     "list_builtin_models",

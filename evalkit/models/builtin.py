@@ -1,9 +1,10 @@
-"""Built-in models: a GGUF file inside an installed PyPI package, converted once to a cached folder.
+"""Built-in models and GGUF files: a GGUF (inside an installed PyPI package, or any file) converted once to a
+cached folder.
 
-The cache lives in ``$EVALKIT_CACHE`` (else ``~/.cache/evalkit``), under
-``models/<alias>-<first 12 hex of the GGUF's sha256>``. A conversion writes a temporary folder next
-to it and renames it into place, so another process sees either no folder or a complete one.
-Later loads read the cached safetensors copy with an ordinary ``from_pretrained``.
+The cache lives in ``$EVALKIT_CACHE`` (else ``~/.cache/evalkit``), under ``models/<alias>-<first 12 hex of the
+GGUF's sha256>`` for a built-in and ``models/gguf-<12 hex>`` for any other GGUF file. A conversion writes a
+temporary folder next to it and renames it into place, so another process sees either no folder or a complete
+one. Later loads read the cached safetensors copy with an ordinary ``from_pretrained``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import ModelLoadError
+from evalkit.models.content_hash import cached_sha256, file_sha256
 from evalkit.models.registry import BuiltinModel
 
 logger = logging.getLogger(__name__)
@@ -103,12 +105,6 @@ def assembled_sha256(spec: BuiltinModel, package: Any) -> str:
     return digest.hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file (about 0.07 s for the 98 MB SmolLM2 GGUF)."""
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def _package_version(spec: BuiltinModel) -> str:
     try:
         return importlib.metadata.version(spec.package)
@@ -144,8 +140,30 @@ def ensure_builtin(spec: BuiltinModel, cache_dir: Path | None = None) -> CachedB
                 f"built-in model {spec.name!r}: cache folder {folder} is incomplete (not written by evalkit); "
                 "delete it and run again"
             )
-        _convert_into_place(spec, write_gguf, folder, digest)
+        marker = {"alias": spec.name, "gguf_file": spec.gguf_file, "gguf_sha256": digest,
+                  "package": spec.package, "package_version": _package_version(spec)}
+        _convert_into_place(f"built-in model {spec.name!r}", write_gguf, folder, marker)
     return CachedBuiltin(path=folder, revision=revision, gguf_sha256=digest)
+
+
+def ensure_gguf(gguf: Path, cache_dir: Path | None = None) -> CachedBuiltin:
+    """Any GGUF file's converted folder, ``models/gguf-<12 hex of its sha256>``, converting it first if needed.
+
+    The folder is keyed by content alone, so the same file under two paths (or names) is converted once.
+    """
+    root = cache_dir or cache_root()
+    (digest,) = cached_sha256([gguf], root)  # a multi-GB GGUF is not rehashed while its size and mtime hold
+    folder = root / "models" / f"gguf-{digest[:12]}"
+    remove_stale_staging(folder)
+    if not _is_complete(folder):
+        if folder.exists():
+            raise ModelLoadError(
+                f"GGUF model {str(gguf)!r}: cache folder {folder} is incomplete (not written by evalkit); "
+                "delete it and run again"
+            )
+        marker = {"gguf_file": gguf.name, "gguf_sha256": digest, "converted_from": str(gguf.resolve())}
+        _convert_into_place(f"GGUF model {str(gguf)!r}", lambda staging: gguf, folder, marker)
+    return CachedBuiltin(path=folder, revision=f"gguf-sha256:{digest[:12]}", gguf_sha256=digest)
 
 
 def _staging_prefix(folder: Path) -> str:
@@ -190,44 +208,42 @@ def remove_stale_staging(folder: Path) -> list[Path]:
     return removed
 
 
-def _convert_into_place(spec: BuiltinModel, write_gguf: Callable[[Path], Path], folder: Path, digest: str) -> None:
+def _convert_into_place(what: str, write_gguf: Callable[[Path], Path], folder: Path, marker: dict) -> None:
     """Convert into a temp folder beside ``folder``, then rename it into place (first writer wins).
 
-    ``write_gguf(staging)`` gives the GGUF to read: the packaged file, or one it joins inside ``staging``.
+    ``write_gguf(staging)`` gives the GGUF to read: a file as it is, or one it joins inside ``staging``.
+    ``what`` names the model in errors; ``marker`` is written last, as the MARKER_FILE of a complete copy.
     """
-    logger.info("converting built-in model %s once into %s (20 s for SmolLM2, ~6 min for Gemma 3 270M)",
-                spec.name, folder)
+    logger.info("converting %s once into %s (20 s for SmolLM2, 1.5 min for Gemma 3 270M)", what, folder)
     started = time.perf_counter()
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(folder), dir=folder.parent))
     except OSError as exc:
         raise ModelLoadError(
-            f"built-in model {spec.name!r}: cannot create the cache folder {folder.parent}: {exc}; "
-            f"set {CACHE_ENV} to a writable folder"
+            f"{what}: cannot create the cache folder {folder.parent}: {exc}; set {CACHE_ENV} to a writable folder"
         ) from exc
     try:
         gguf = write_gguf(staging)
         out = staging / "model"  # beside a joined GGUF, which must not be renamed into the cache with it
         out.mkdir()
         convert_gguf(gguf, out)
-        marker = {"alias": spec.name, "gguf_file": spec.gguf_file, "gguf_sha256": digest,
-                  "package": spec.package, "package_version": _package_version(spec)}
         (out / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
         _rename_into_place(out, folder)
     except OSError as exc:
         raise ModelLoadError(
-            f"built-in model {spec.name!r}: writing the converted copy to {folder} failed: {exc}; "
-            f"it needs about 4x the GGUF's size free (set {CACHE_ENV} to use another folder)"
+            f"{what}: writing the converted copy to {folder} failed: {exc}; it needs about 4x the GGUF's size "
+            f"free (set {CACHE_ENV} to use another folder)"
         ) from exc
-    except (ImportError, ValueError, KeyError, RuntimeError) as exc:
+    except (ImportError, ValueError, KeyError, RuntimeError, TypeError) as exc:
         raise ModelLoadError(
-            f"built-in model {spec.name!r}: converting {spec.gguf_file} failed ({type(exc).__name__}: {exc}); "
-            "it needs the packages gguf>=0.10 and accelerate (pip install gguf accelerate)"
+            f"{what}: converting {marker['gguf_file']} failed ({type(exc).__name__}: {exc}); it needs the "
+            "packages gguf>=0.10 and accelerate (pip install gguf accelerate) and an architecture transformers "
+            "reads from GGUF"
         ) from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    logger.info("converted %s in %.1f s", spec.name, time.perf_counter() - started)
+    logger.info("converted %s in %.1f s", what, time.perf_counter() - started)
 
 
 def _rename_into_place(staging: Path, folder: Path) -> None:

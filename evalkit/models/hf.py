@@ -1,8 +1,9 @@
-"""Load Hugging Face transformers models: built-in aliases, local folders and Hub ids, one code path.
+"""Load Hugging Face transformers models: built-in aliases, GGUF files, local folders and Hub ids, one code path.
 
 Every name ends in an ordinary ``from_pretrained(path_or_id, revision=..., dtype=..., device_map=...)``;
-a built-in alias first becomes its cached converted folder (see ``builtin.py``). Failures raise
-``ModelLoadError`` saying what was looked for and how to fix it.
+a built-in alias or a GGUF file (``name: x.gguf``, or ``gguf_file`` inside a folder or Hub repo) first becomes
+its cached converted folder (see ``builtin.py``). A local folder records a content hash as its revision
+(``content_hash.py``). Failures raise ``ModelLoadError`` saying what was looked for and how to fix it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from urllib.parse import urlsplit
 
 from evalkit.config.schema import ModelConfig
 from evalkit.errors import ModelLoadError
-from evalkit.models.builtin import ensure_builtin
+from evalkit.models.builtin import cache_root, ensure_builtin, ensure_gguf
+from evalkit.models.content_hash import folder_revision
 from evalkit.models.registry import BUILTIN_MODELS, builtin_names, get_builtin
 
 if TYPE_CHECKING:
@@ -58,8 +60,8 @@ class _Source:
 
     location: str  # local folder or Hub id
     revision: str | None  # passed to from_pretrained (None for local folders)
-    recorded_revision: str | None  # known before loading (built-ins), else None
-    kind: str  # "built-in", "local" or "hub"
+    recorded_revision: str | None  # known before loading (built-ins, GGUF files, local folders), else None
+    kind: str  # "built-in", "gguf", "local" or "hub"
     local_files_only: bool = False  # a Hub id whose files are cached while the Hub cannot be reached
 
 
@@ -106,23 +108,71 @@ def _resolve_source(cfg: ModelConfig) -> _Source:
         cfg = cfg.model_copy(update={"name": cfg.served.tokenizer})
     spec = get_builtin(cfg.name)
     if spec is not None:
-        if cfg.revision is not None:
-            raise ModelLoadError(
-                f"model {cfg.name!r} is built in: 'revision' does not apply (the installed {spec.package} "
-                "fixes the weights); remove it"
-            )
+        for field in ("revision", "gguf_file"):
+            if getattr(cfg, field) is not None:
+                raise ModelLoadError(
+                    f"model {cfg.name!r} is built in: {field!r} does not apply (the installed {spec.package} "
+                    "fixes the weights); remove it"
+                )
         cached = ensure_builtin(spec)
         return _Source(str(cached.path), None, cached.revision, "built-in")
+    gguf = _gguf_path(cfg)
+    if gguf is not None:
+        cached = ensure_gguf(gguf)
+        return _Source(str(cached.path), None, cached.revision, "gguf")
     path = Path(cfg.name).expanduser()
     if path.exists():
         if not cfg.allow_pickle_weights:
             _refuse_pickle_weights(cfg, path)
-        return _Source(str(path), None, None, "local")
+        # no commit hash here: the content is the revision (a changed weight makes new trials, not mixed ones)
+        revision = folder_revision(path, cache_root()) if path.is_dir() else None
+        return _Source(str(path), None, revision, "local")
     if _looks_like_path(cfg.name):
         raise ModelLoadError(
             f"model {cfg.name!r}: no such local folder; built-in aliases: {builtin_names()}"
         )
     return _hub_source(cfg)
+
+
+def _gguf_path(cfg: ModelConfig) -> Path | None:
+    """The GGUF file a model entry names (``name: x.gguf``, or ``gguf_file`` in a folder or Hub repo), else None."""
+    if cfg.gguf_file is None:
+        if not cfg.name.lower().endswith(".gguf"):
+            return None
+        path = Path(cfg.name).expanduser()
+        if not path.is_file():
+            raise ModelLoadError(
+                f"model {cfg.name!r}: no such GGUF file (a relative path starts where evalkit runs); fix the path"
+            )
+        return path
+    folder = Path(cfg.name).expanduser()
+    if folder.is_dir():
+        path = folder / cfg.gguf_file
+        if not path.is_file():
+            found = ", ".join(sorted(p.name for p in folder.glob("*.gguf"))[:5]) or "no .gguf file"
+            raise ModelLoadError(
+                f"model {cfg.name!r}: gguf_file {cfg.gguf_file!r} is not in that folder (it holds {found}); "
+                "fix gguf_file"
+            )
+        return path
+    if _looks_like_path(cfg.name):
+        raise ModelLoadError(f"model {cfg.name!r}: no such local folder to read gguf_file {cfg.gguf_file!r} from")
+    return _hub_gguf(cfg)
+
+
+def _hub_gguf(cfg: ModelConfig) -> Path:
+    """Download (or find in the Hub cache) ``gguf_file`` of the Hub repo ``name``."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(cfg.name, cfg.gguf_file, revision=cfg.revision,
+                                    local_files_only=hub_offline() or not hub_reachable()))  # fmt: skip
+    except _LOAD_ERRORS as exc:  # huggingface_hub's errors are OSError/ValueError subclasses
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(
+            f"model {cfg.name!r}: gguf_file {cfg.gguf_file!r} could not be fetched from the Hugging Face Hub "
+            f"({reason}); check the repo id and file name, network access, or give a local path"
+        ) from exc
 
 
 def _refuse_pickle_weights(cfg: ModelConfig, folder: Path) -> None:

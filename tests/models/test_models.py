@@ -27,6 +27,7 @@ from evalkit.models import (
     run_prompt,
 )
 from evalkit.models.builtin import MARKER_FILE, file_sha256
+from evalkit.models.content_hash import folder_revision
 
 ALIAS = "smollm2-135m-instruct"
 
@@ -233,7 +234,9 @@ def test_load_local_model(tiny_llama_dir: Path, dtype: str) -> None:
     from safetensors.torch import load_file
 
     loaded = load_model(ModelConfig(name=str(tiny_llama_dir), dtype=dtype, device="cpu"))
-    assert (loaded.dtype, loaded.device, loaded.revision) == (dtype, "cpu", "unknown")
+    # a local folder records its content hash (evalkit/models/content_hash.py), no longer "unknown"
+    expected_revision = folder_revision(tiny_llama_dir, builtin.cache_root())
+    assert (loaded.dtype, loaded.device, loaded.revision) == (dtype, "cpu", expected_revision)
     assert loaded.max_context_tokens == 1024
     assert loaded.model.training is False
     assert next(loaded.model.parameters()).dtype == getattr(torch, dtype)
@@ -245,8 +248,9 @@ def test_load_local_model(tiny_llama_dir: Path, dtype: str) -> None:
 def test_load_local_model_config(tiny_llama_dir: Path) -> None:
     config = load_model_config(ModelConfig(name=str(tiny_llama_dir)))
     assert config.model_type == "llama" and max_context_tokens_of(config) == 1024
+    # a local folder's recorded revision is its content hash, even when the entry names a revision
     info = describe_model(ModelConfig(name=str(tiny_llama_dir), revision="v1"))
-    assert (info.max_context_tokens, info.revision) == (1024, "v1")
+    assert (info.max_context_tokens, info.revision) == (1024, folder_revision(tiny_llama_dir, builtin.cache_root()))
 
 
 def test_unsupported_attention_is_explained(tiny_llama_dir: Path) -> None:
