@@ -28,6 +28,7 @@ from evalkit.report.document.findings import (
     points,
     tokens,
 )
+from evalkit.report.document.documents_section import document_finding
 from evalkit.report.document.sections import ReportData, ci_cell, control_sentence, series_label
 
 _CONTROL_NAMES = {"closed_book": "closed book", "oracle": "oracle"}
@@ -143,7 +144,8 @@ def variant_summary_blocks(data: ReportData) -> list[Block]:
     for (variant, task), bands in data.bands.groupby(["variant", "task"], sort=False, observed=True):
         effective = data.effective[(data.effective["variant"] == variant) & (data.effective["task"] == task)]
         controls = data.controls[(data.controls["variant"] == variant) & (data.controls["task"] == task)]
-        rows.append((series_label(data, str(variant), str(task)), depth_headline(bands),
+        where = document_finding(data, str(variant), str(task)) if task in data.document_tasks else depth_headline(bands)
+        rows.append((series_label(data, str(variant), str(task)), where,
                      effective_length_sentence(effective.iloc[0]) if not effective.empty else "–",
                      control_sentence(controls) if not controls.empty else "not run"))
     if not rows:

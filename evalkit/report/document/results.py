@@ -10,6 +10,9 @@ from evalkit.report.document.blocks import Block, Bullets, Details, Heading, Ima
 from evalkit.report.document.findings import finding_text, pct
 from evalkit.report.analysis.indices import BANDS
 from evalkit.report.data.labels import control_labels
+from evalkit.report.analysis.stats import wilson_interval
+from evalkit.report.data.documents import accuracy_label, position_text, task_metric
+from evalkit.report.document.documents_section import document_finding
 from evalkit.report.document.sections import CONTROL_MEANING, ReportData, ci_cell, series_label
 
 EXAMPLE_ROWS = 8  # example trials shown in the report
@@ -25,7 +28,9 @@ def variant_blocks(data: ReportData, charts: dict[tuple[str, str], list[Path]]) 
             if rows.empty:
                 continue
             label = series_label(data, variant, task) if len(data.tasks) > 1 else f"{variant} · {task}"
-            blocks += [Heading(3, label), Para(finding_text(rows))]
+            documents = task in data.document_tasks
+            blocks += [Heading(3, label), Para(document_overall(data, variant, task) if documents
+                                               else finding_text(rows))]
             trials = data.df[(data.df["variant"].astype("str") == variant) & (data.df["task"] == task)]
             skipped = trials[(trials["status"] != "ok") & (control_labels(trials) == "").to_numpy()]
             if not skipped.empty:
@@ -37,9 +42,11 @@ def variant_blocks(data: ReportData, charts: dict[tuple[str, str], list[Path]]) 
                                    "without a stop token (`truncated: true` in their records): a cut-off answer "
                                    "may be scored wrong; raise max_new_tokens.", kind="note"))
             for png in [p for p in charts.get((variant, task), []) if p.suffix == ".png"]:
-                kind = "Accuracy heatmap" if png.name.startswith("heatmap_") else "Accuracy vs needle depth"
+                axis = "gold document position" if documents else "needle depth"
+                kind = f"Accuracy heatmap by {axis}" if png.name.startswith("heatmap_") else f"Accuracy vs {axis}"
                 blocks.append(Image(png, f"{kind}: {variant} · {task}"))
-            blocks.append(Details(f"Table: every cell of {label}", (cell_table(rows),)))
+            table = document_cell_table(data, variant, task) if documents else cell_table(rows)
+            blocks.append(Details(f"Table: every cell of {label}", (table,)))
     return blocks
 
 
@@ -61,6 +68,28 @@ def cell_table(rows: pd.DataFrame) -> Table:
               for r in rows.itertuples(index=False)),
         (True,) * 7,
     )
+
+
+def document_overall(data: ReportData, variant: str, task: str) -> str:
+    """A documents task's paragraph: pooled accuracy (its metric named) and the position finding."""
+    cells = data.positions[(data.positions["variant"] == variant) & (data.positions["task"] == task)]
+    n, correct = int(cells["n"].sum()), int(cells["correct"].sum())
+    if n == 0:
+        return "No completed trials."
+    label = accuracy_label(task_metric(data.df, task))
+    low, high = wilson_interval(correct, n)
+    return (f"Over {n} trials at {cells['gold_document_index'].nunique()} gold document positions, {label} was "
+            f"{pct(correct / n)} (95% CI {low * 100:.0f}–{high * 100:.0f}%). {document_finding(data, variant, task)}")
+
+
+def document_cell_table(data: ReportData, variant: str, task: str) -> Table:
+    """Rows of ``document_position_table`` for one variant x task: one per context length and gold position."""
+    cells = data.positions[(data.positions["variant"] == variant) & (data.positions["task"] == task)]
+    label = accuracy_label(task_metric(data.df, task))
+    return Table(("context length (tokens)", "gold document position", f"{label} [95% CI] (n)"),
+                 tuple((f"{r.context_length:,}", position_text(r.gold_document_index, r.documents_total),
+                        ci_cell(r.accuracy, r.ci_low, r.ci_high, r.n)) for r in cells.itertuples(index=False)),
+                 (True, True, True))
 
 
 def controls_blocks(data: ReportData) -> list[Block]:
