@@ -107,7 +107,8 @@ def gold_rank_table(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, trials in gold_ranks(table).groupby(SERIES, sort=True):
         top, right = (trials["gold_rank"] == 1).to_numpy(), trials["correct"].to_numpy(dtype=bool)
-        n_top, k_top, n_other, k_other = int(top.sum()), int(right[top].sum()), int((~top).sum()), int(right[~top].sum())
+        n_top, k_top = int(top.sum()), int(right[top].sum())
+        n_other, k_other = int((~top).sum()), int(right[~top].sum())
         diff, low, high = (float(v) for v in difference_interval(k_top, n_top, k_other, n_other))
         rows.append((*key, n_top, k_top, k_top / n_top if n_top else np.nan, *wilson_interval(k_top, n_top),
                      n_other, k_other, k_other / n_other if n_other else np.nan, *wilson_interval(k_other, n_other),

@@ -39,7 +39,7 @@ def document_trials(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def position_axis_label(total: int | None) -> str:
-    """``"gold document position (1 = first of 10)"``; without a known total ``"gold document position (1 = first)"``."""
+    """``"gold document position (1 = first of 10)"``; without a known total ``"... (1 = first)"``."""
     return f"{POSITION_AXIS} (1 = first of {int(total)})" if total else f"{POSITION_AXIS} (1 = first)"
 
 

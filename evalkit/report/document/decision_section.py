@@ -144,7 +144,8 @@ def variant_summary_blocks(data: ReportData) -> list[Block]:
     for (variant, task), bands in data.bands.groupby(["variant", "task"], sort=False, observed=True):
         effective = data.effective[(data.effective["variant"] == variant) & (data.effective["task"] == task)]
         controls = data.controls[(data.controls["variant"] == variant) & (data.controls["task"] == task)]
-        where = document_finding(data, str(variant), str(task)) if task in data.document_tasks else depth_headline(bands)
+        documents = task in data.document_tasks
+        where = document_finding(data, str(variant), str(task)) if documents else depth_headline(bands)
         rows.append((series_label(data, str(variant), str(task)), where,
                      effective_length_sentence(effective.iloc[0]) if not effective.empty else "–",
                      control_sentence(controls) if not controls.empty else "not run"))

@@ -73,7 +73,8 @@ def _rank_sentence(row) -> str:
                  "the gold document was never the top-attended one")
         return f"{split.capitalize()}, so rank cannot be compared; AUROC of gold mass for correctness: {auroc}."
     sure = row.diff_low > 0 or row.diff_high < 0
-    return (f"Accuracy with the gold document top-attended {_rate(row.correct_top, row.n_top, row.top_low, row.top_high)}"
+    top = _rate(row.correct_top, row.n_top, row.top_low, row.top_high)
+    return (f"Accuracy with the gold document top-attended {top}"
             f" vs {_rate(row.correct_other, row.n_other, row.other_low, row.other_high)} otherwise: "
             f"{row.difference * 100:+.0f} pts [{row.diff_low * 100:+.0f}, {row.diff_high * 100:+.0f}] (Newcombe)"
             + ("" if sure else ", the interval includes 0, so this may be noise")

@@ -156,7 +156,8 @@ def documents_blocks(data: ReportData, charts: dict[tuple[str, str], list[Path]]
             pairs = data.position_pairs[(data.position_pairs["variant"] == variant)
                                         & (data.position_pairs["task"] == task)]
             blocks += [Heading(4, f"{variant} · {task}"), Para(document_finding(data, variant, task))]
-            blocks += [Image(p, f"{sentence_case(accuracy_label(metric))} by gold document position: {variant} · {task}")
+            alt = f"{sentence_case(accuracy_label(metric))} by gold document position: {variant} · {task}"
+            blocks += [Image(p, alt)
                        for p in charts.get((variant, task), []) if p.suffix == ".png"
                        and p.name.startswith("accuracy_vs_position")]
             if not pairs.empty:
