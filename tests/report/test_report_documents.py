@@ -150,6 +150,9 @@ def test_position_table_cells_are_wilson_by_hand_with_controls(tmp_path):
     markdown = paths.report_md.read_text()
     assert "accuracy (best-subspan EM) \\[95% CI\\] (n) by gold document position (1 = first of 4)" in markdown
     assert "|2,048|3of4|" + cell(6, N).replace(" ", "") + "|" in compact  # the per-variant cell table, 1-based
+    # the controls table and the glossary name the metric their "accuracy" is
+    assert "*Other metrics, named wherever they are the accuracy: docs_qa: accuracy (best-subspan EM)*" in markdown
+    assert "- **gold document position**: documents tasks (docs_qa)" in markdown
 
 
 def test_paired_comparisons_and_u_curve_by_hand(tmp_path):
@@ -225,7 +228,7 @@ def test_needle_only_report_has_no_documents_parts(tmp_path):
     write_records(run, [make_record(trial_id=f"n{i}", depth=d, sample=i) for i, d in enumerate((0.0, 0.5, 1.0))])
     paths = write_report(run, tmp_path / "report")
     markdown = paths.report_md.read_text()
-    assert "gold document" not in markdown and "best-subspan" not in markdown
+    assert "gold document" not in markdown and "best-subspan" not in markdown and "Other metrics" not in markdown
     assert not any("position" in p.name and "indices" not in p.name for p in paths.files)
 
 

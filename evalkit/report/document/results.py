@@ -11,7 +11,7 @@ from evalkit.report.document.findings import finding_text, pct
 from evalkit.report.analysis.indices import BANDS
 from evalkit.report.data.labels import control_labels
 from evalkit.report.analysis.stats import wilson_interval
-from evalkit.report.data.documents import accuracy_label, position_text, task_metric
+from evalkit.report.data.documents import accuracy_label, position_text, sentence_case, task_metric
 from evalkit.report.document.documents_section import document_finding
 from evalkit.report.document.sections import CONTROL_MEANING, ReportData, ci_cell, series_label
 
@@ -104,7 +104,8 @@ def controls_blocks(data: ReportData) -> list[Block]:
              + " ".join(f"{name}: correct {meaning}." for name, meaning in CONTROL_MEANING.items())
              + " Accuracy near the closed-book rate means the context did not help; the oracle rate is the best "
                "a placement trial can hope for."),
-        Table(("variant", "control", "accuracy [95% CI] (n)", "skipped"), rows, (False, False, True, True)),
+        Table(("variant", "control", "accuracy [95% CI] (n)", "skipped"), rows, (False, False, True, True),
+              caption=sentence_case(_metric_note(data).removeprefix("; "))),
     ]
 
 
@@ -148,6 +149,13 @@ def examples_blocks(data: ReportData) -> list[Block]:
                   (False, True, True, False, False, False, False), wrap=True)]
 
 
+def _metric_note(data: ReportData) -> str:
+    """``"; for docs_qa: best-subspan EM (Liu et al.: the output contains a normalised answer alias)"``."""
+    named = [(task, task_metric(data.df, task)) for task in data.tasks]
+    named = [f"{task}: {accuracy_label(metric)}" for task, metric in named if metric != "contains"]
+    return "; other metrics, named wherever they are the accuracy: " + ", ".join(named) if named else ""
+
+
 def glossary_blocks(data: ReportData, tables: list[Path]) -> list[Block]:
     """Definitions and links to the table files."""
     links: list = []
@@ -156,13 +164,17 @@ def glossary_blocks(data: ReportData, tables: list[Path]) -> list[Block]:
     return [
         Heading(2, "How to read this", "glossary"),
         Bullets((
-            (Strong("accuracy"), ": share of completed trials whose output contains the gold answer (normalised)."),
+            (Strong("accuracy"), ": share of completed trials whose output contains the gold answer (normalised)"
+             + _metric_note(data) + "."),
             (Strong("95% CI"), ": Wilson score interval of that share; for differences, Newcombe's interval built "
              "from the two Wilson intervals. Wide intervals mean too few samples per cell."),
             (Strong("depth"), ": share of the haystack's tokens placed before the needle (0% = start of the context, "
              "100% = right before the question); achieved depth is where the needle landed after snapping to a "
              "sentence boundary."),
             (Strong("context length"), ": total prompt tokens the model saw, chat template and question included."),
+            *(((Strong("gold document position"), ": documents tasks (" + ", ".join(sorted(data.document_tasks))
+                + "): where the gold document sits among the K documents, 1 = first; it replaces depth on their "
+                "charts and tables"),) if data.document_tasks else ()),
             (Strong("depth bands"), ": " + ", ".join(b.label for b in BANDS) + " of depth."),
             (Strong("accuracy over all depths"), ": every trial at that length counts once (with the same number "
              "of trials per depth, the average over depths)."),
