@@ -12,6 +12,7 @@ from report_fixtures import make_record, write_header, write_records
 from evalkit.attention import PARTITION
 from evalkit.report import control_rates, new_figure, write_report
 from evalkit.report.analysis.attention import attention_data, t95
+from evalkit.report.analysis.decision import model_decisions
 from evalkit.report.analysis.document_attention import (
     attention_by_position,
     document_mass_table,
@@ -28,7 +29,11 @@ from evalkit.report.analysis.document_positions import (
     middle_position,
     position_pairs,
 )
-from evalkit.report.charts.documents import plot_accuracy_vs_document_position, plot_document_heatmap
+from evalkit.report.charts.documents import (
+    plot_accuracy_vs_document_position,
+    plot_document_heatmap,
+)
+from evalkit.report.charts.safety_strip import plot_safety_strip
 from evalkit.report.data.labels import add_variants
 from evalkit.report.data.load import load_results
 from evalkit.store.format import save_trial_attention
@@ -296,3 +301,19 @@ def test_report_has_the_attention_per_document_section(attention_run, tmp_path):
     assert any(line.startswith("|1of3|2|35.00%|23.00%|12.00%[") for line in compact)
     assert "Accuracy with the gold document top-attended 60% [23–88] (n=5) vs 0% [0–79] (n=1)" \
         in markdown.replace("\\", "")
+
+
+def test_decision_block_reads_gold_document_positions(tmp_path):
+    run, paths = _report(tmp_path, U_GRID)
+    df = add_variants(load_results(run))
+    (decision,) = model_decisions(df, control_rates(df))
+    assert decision.documents_total == K
+    # positions 1 and 4: 12 of 12 (Wilson lower 76% >= 70%: safe); 2 and 3: 0 and 6 of 12 (upper < 75%: danger)
+    safe, danger = cell(12, 12).replace(" (n=12)", ""), cell(6, 24).replace(" (n=24)", "")
+    line = f"safe position 1 of 4 ({safe}, n=12), position 4 of 4 ({safe}, n=12) · danger positions 2–3 of 4 " \
+           f"({danger}, n=24)"
+    assert line in paths.report_md.read_text().replace("\\", "")
+    fig = new_figure()
+    ax = plot_safety_strip(decision, fig.add_subplot())
+    assert ax.get_xlabel() == "gold document position (1 = first of 4); numbers: accuracy %"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3", "4"]

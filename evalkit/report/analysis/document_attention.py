@@ -19,7 +19,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from evalkit.report.analysis.attention import SERIES, AttentionData, auroc, mean_interval
+from evalkit.report.analysis.attention import (
+    SERIES,
+    AttentionData,
+    auroc,
+    mean_interval,
+)
 from evalkit.report.analysis.stats import difference_interval, wilson_interval
 
 PAIR_KEYS = ["model", "task", "run_dir", "layout", "context_length", "sample"]

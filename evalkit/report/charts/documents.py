@@ -15,7 +15,11 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import FixedLocator, PercentFormatter
 
 from evalkit.report.charts.accuracy import DEPTH_MARKERS, HEATMAP_CMAP, length_colors
-from evalkit.report.data.documents import accuracy_label, position_axis_label, sentence_case
+from evalkit.report.data.documents import (
+    accuracy_label,
+    position_axis_label,
+    sentence_case,
+)
 
 _MISSING_CELL = "#e6e6e6"
 

@@ -69,3 +69,22 @@ def accuracy_label(metric: str) -> str:
 def sentence_case(text: str) -> str:
     """First letter upper-cased, the rest kept (``str.capitalize`` would turn "EM" into "em")."""
     return text[:1].upper() + text[1:]
+
+
+def single_documents_total(trials: pd.DataFrame) -> int | None:
+    """K when every row of ``trials`` is a documents-task trial with the same K (> 1), else None."""
+    if trials.empty or "gold_document_index" not in trials.columns or trials["gold_document_index"].isna().any():
+        return None
+    totals = set(trials["documents_total"].astype("int64"))
+    return totals.pop() if len(totals) == 1 and max(totals) > 1 else None
+
+
+def on_fraction_axis(trials: pd.DataFrame, total: int) -> pd.DataFrame:
+    """``trials`` with ``depth`` replaced by the gold position as a fraction, index / (K - 1), exact where depth
+    only chose it (0.25 with K = 10 gives index 2, i.e. 0.222): for code that reads positions off ``depth``."""
+    return trials.assign(depth=trials["gold_document_index"].astype("int64") / (total - 1))
+
+
+def fraction_position(fraction: float, total: int) -> int:
+    """The 1-based gold position of ``on_fraction_axis``'s fraction: ``(2 / 9, 10) -> 3``."""
+    return round(fraction * (total - 1)) + 1

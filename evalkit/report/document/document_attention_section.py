@@ -16,7 +16,10 @@ from evalkit.report.analysis.document_attention import (
     gold_rank_table,
 )
 from evalkit.report.charts.accuracy import new_figure, save_figure
-from evalkit.report.charts.documents import plot_document_attention, plot_gold_minus_distractor
+from evalkit.report.charts.documents import (
+    plot_document_attention,
+    plot_gold_minus_distractor,
+)
 from evalkit.report.data.documents import position_text
 from evalkit.report.document.blocks import Block, Heading, Image, Para, Table
 
