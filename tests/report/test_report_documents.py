@@ -155,6 +155,7 @@ def test_position_table_cells_are_wilson_by_hand_with_controls(tmp_path):
     markdown = paths.report_md.read_text()
     assert "accuracy (best-subspan EM) \\[95% CI\\] (n) by gold document position (1 = first of 4)" in markdown
     assert "|2,048|3of4|" + cell(6, N).replace(" ", "") + "|" in compact  # the per-variant cell table, 1-based
+    assert any(line.startswith("|org/tiny-model|2,048|document2of4|") for line in compact)  # an example trial
     # the controls table and the glossary name the metric their "accuracy" is
     assert "*Other metrics, named wherever they are the accuracy: docs_qa: accuracy (best-subspan EM)*" in markdown
     assert "- **gold document position**: documents tasks (docs_qa)" in markdown

@@ -28,6 +28,8 @@ def document_tasks(df: pd.DataFrame) -> frozenset[str]:
 def document_trials(df: pd.DataFrame) -> pd.DataFrame:
     """Completed placement trials of documents tasks, with ``gold_position`` (1-based) and ``_correct`` (0/1)."""
     frame = placement_trials(df)
+    if "gold_document_index" not in frame.columns:  # a hand-built frame of needle trials
+        return frame.iloc[:0].assign(gold_document_index=0, documents_total=0, gold_position=0, _correct=0)
     keep = (frame["status"] == "ok").to_numpy() & frame["gold_document_index"].notna().to_numpy()
     frame = frame[keep]
     return frame.assign(

@@ -133,6 +133,13 @@ def _clip(text: str) -> str:
     return text if len(text) <= _TEXT_LIMIT else text[: _TEXT_LIMIT - 1] + "…"
 
 
+def _where(data: ReportData, row) -> str:
+    """A trial's place: ``"50%"`` (depth) or, for a documents task, ``"document 3 of 10"``."""
+    if row.task in data.document_tasks and not pd.isna(row.gold_document_index):
+        return f"document {position_text(row.gold_document_index, row.documents_total)}"
+    return f"{row.depth * 100:.4g}%"
+
+
 def examples_blocks(data: ReportData) -> list[Block]:
     """A few trials with needle, depth and generated text (wrong answers first)."""
     picked = example_trials(data.df)
@@ -142,10 +149,11 @@ def examples_blocks(data: ReportData) -> list[Block]:
     intro = ("Wrong answers first, one per cell, from the longest contexts and the depths nearest the middle; "
              f"text is shown as recorded (shortened to {_TEXT_LIMIT} characters)."
              if wrong else "No trial was answered wrongly; a few trials:")
-    rows = tuple((r.variant, f"{r.context_length:,}", f"{r.depth * 100:.4g}%", _clip(r.needle), _clip(r.gold_answer),
+    rows = tuple((r.variant, f"{r.context_length:,}", _where(data, r), _clip(r.needle), _clip(r.gold_answer),
                   _clip(r.generated), "yes" if r.correct else "no") for r in picked.itertuples(index=False))
+    where = "depth / gold document" if data.document_tasks else "depth"
     return [Heading(2, "Example trials", "examples"), Para(intro),
-            Table(("variant", "context length", "depth", "needle", "gold answer", "generated", "correct"), rows,
+            Table(("variant", "context length", where, "needle", "gold answer", "generated", "correct"), rows,
                   (False, True, True, False, False, False, False), wrap=True)]
 
 
