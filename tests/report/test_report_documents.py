@@ -300,7 +300,7 @@ def test_report_has_the_attention_per_document_section(attention_run, tmp_path):
         assert (tmp_path / "report" / name) in paths.tables
     compact = [line.replace(" ", "").replace("\\", "") for line in markdown.splitlines()]
     assert any(line.startswith("|1of3|2|35.00%|23.00%|12.00%[") for line in compact)
-    assert "Accuracy with the gold document top-attended 60% [23–88] (n=5) vs 0% [0–79] (n=1)" \
+    assert "Accuracy with the gold document top-attended 60% [23–88] (n=5) vs 0% [0–79] (n=1) otherwise: +60 pts [" \
         in markdown.replace("\\", "")
 
 

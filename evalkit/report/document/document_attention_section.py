@@ -22,6 +22,7 @@ from evalkit.report.charts.documents import (
 )
 from evalkit.report.data.documents import position_text
 from evalkit.report.document.blocks import Block, Heading, Image, Para, Table
+from evalkit.report.document.findings import points_ci
 
 TABLE_NAMES = ("attention_documents", "attention_gold_vs_distractor", "attention_gold_rank")
 _INTRO = ("Attention per document: the answer step's mass (last prompt token, mean of layers and heads) on each "
@@ -79,7 +80,7 @@ def _rank_sentence(row) -> str:
     top = _rate(row.correct_top, row.n_top, row.top_low, row.top_high)
     return (f"Accuracy with the gold document top-attended {top}"
             f" vs {_rate(row.correct_other, row.n_other, row.other_low, row.other_high)} otherwise: "
-            f"{row.difference * 100:+.0f} pts [{row.diff_low * 100:+.0f}, {row.diff_high * 100:+.0f}] (Newcombe)"
+            f"{points_ci(row.difference, row.diff_low, row.diff_high)} (Newcombe)"
             + ("" if sure else ", the interval includes 0, so this may be noise")
             + f". AUROC of gold mass for correctness {auroc}, of gold rank "
             + ("n/a" if pd.isna(row.auroc_rank) else f"{row.auroc_rank:.2f}") + " (0.5 = no signal).")
