@@ -35,6 +35,10 @@ from evalkit.report.analysis.decision import ModelDecision, model_decisions
 from evalkit.report.charts.safety_strip import legend_handles, plot_safety_strip, strip_size
 from evalkit.report.document.decision_section import decision_blocks, variant_summary_blocks
 from evalkit.report.document.viewer import write_viewer
+from evalkit.report.analysis.document_positions import document_position_table, position_pairs
+from evalkit.report.charts.documents import plot_accuracy_vs_document_position, plot_document_heatmap
+from evalkit.report.data.documents import task_metric
+from evalkit.report.document.documents_section import documents_blocks
 from evalkit.report.analysis.tables import summary_table, to_markdown
 from evalkit.errors import RunDirError
 from evalkit.store.format import disk_errors
@@ -110,7 +114,7 @@ def _write_all(data: ReportData, dirs: list[Path], out: Path) -> ReportPaths:
     strips = _write_strip_charts(decisions, out)
     viewer = write_viewer(dirs, _inside(out, "viewer.html"))
     body = [*variant_summary_blocks(data), *runs_blocks(data), *recommendation_blocks(data), *comparison_blocks(data, compare_charts),
-            *positions_blocks(data),
+            *positions_blocks(data), *documents_blocks(data, variant_charts),
             *controls_blocks(data), *variant_blocks(data, variant_charts), *attention.blocks,
             *examples_blocks(data), *glossary_blocks(data, [p for p in tables if p.suffix == ".csv"])]
     summary = [*decision_blocks(data, decisions, strips), *trust_warnings(data)]
@@ -142,6 +146,7 @@ def _compute(dirs: list[Path], headers: list[dict], records: pd.DataFrame, thres
         cells=comparison_table(main) if compares else pd.DataFrame(columns=["variant", "task"]),
         controls=control_rates(df), threshold=threshold, variants=tuple(variants),
         tasks=tuple(sorted(map(str, main["task"].unique()))),
+        positions=document_position_table(df), position_pairs=position_pairs(df),
     )
 
 
@@ -198,6 +203,8 @@ def _write_tables(data: ReportData, out: Path) -> list[Path]:
         named += [("length_comparison", data.lengths), ("comparison", data.cells)]
     if not data.controls.empty:
         named.append(("controls", data.controls))
+    if not data.positions.empty:
+        named += [("document_positions", data.positions), ("document_position_pairs", data.position_pairs)]
     parquet = parquet_available()
     written = []
     for name, table in named:
@@ -221,6 +228,9 @@ def _write_variant_charts(data: ReportData, out: Path) -> dict[tuple[str, str], 
     done = data.summary[data.summary["n"] > 0]
     charts: dict[tuple[str, str], list[Path]] = {}
     for (variant, task), stem in chart_stems(done).items():
+        if task in data.document_tasks:
+            charts[(variant, task)] = _document_charts(data, out, variant, task, stem)
+            continue
         sub = main[(main["variant"].astype("str") == variant) & (main["task"] == task)]
         n_depths, n_lengths = sub["depth"].nunique(), sub["context_length"].nunique()
         fig = new_figure(max(6.0, 2.8 + 1.0 * n_lengths), max(4.0, 1.8 + 0.42 * n_depths))
@@ -230,6 +240,21 @@ def _write_variant_charts(data: ReportData, out: Path) -> dict[tuple[str, str], 
         plot_accuracy_vs_depth(main, fig.add_subplot(), variant, task, by="variant")
         charts[(variant, task)] = written + save_figure(fig, _inside(out, f"accuracy_vs_depth_{stem}"))
     return charts
+
+
+def _document_charts(data: ReportData, out: Path, variant: str, task: str, stem: str) -> list[Path]:
+    """A documents task's heatmap and accuracy curve on the gold document position axis."""
+    cells = data.positions[(data.positions["variant"] == variant) & (data.positions["task"] == task)]
+    metric = task_metric(data.df, task)
+    fig = new_figure(max(6.0, 2.8 + 1.0 * cells["context_length"].nunique()),
+                     max(4.0, 1.8 + 0.42 * cells["gold_document_index"].nunique()))
+    plot_document_heatmap(data.positions, fig.add_subplot(), variant, task, metric)
+    written = save_figure(fig, _inside(out, f"heatmap_{stem}"))
+    controls = data.controls[(data.controls["variant"].astype("str") == variant) & (data.controls["task"] == task)] \
+        if not data.controls.empty else None
+    fig = new_figure(8.5, 4.6)
+    plot_accuracy_vs_document_position(data.positions, fig.add_subplot(), variant, task, metric, controls)
+    return written + save_figure(fig, _inside(out, f"accuracy_vs_position_{stem}"))
 
 
 def _write_strip_charts(decisions: tuple[ModelDecision, ...], out: Path) -> dict[str, list[Path]]:

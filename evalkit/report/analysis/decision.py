@@ -29,6 +29,7 @@ from statsmodels.stats.proportion import proportion_effectsize
 from evalkit.report.analysis.indices import DEFAULT_THRESHOLD, completed_trials, effective_context_length
 from evalkit.report.analysis.recommend import layout_accuracy, layout_pairs, layout_trials
 from evalkit.report.analysis.stats import difference_interval, wilson_interval, wilson_intervals
+from evalkit.report.data.documents import fraction_position, on_fraction_axis, single_documents_total
 from evalkit.report.data.labels import layout_labels
 
 SAFE_LOWER_BOUND = 0.70  # 9/9 right gives 0.70: nine clean trials at a depth call it safe
@@ -115,6 +116,8 @@ class ModelDecision:
     effective: pd.DataFrame  # rows of effective_context_length for ``variant`` (one per task)
     controls: pd.DataFrame  # rows of control_rates for ``variant``
     question: OpenQuestion | None
+    # documents tasks only (all of the variant's trials, one K): cells are gold positions, ``depth`` = index / (K - 1)
+    documents_total: int | None = None
 
 
 def verdict_of(ci_low: float, ci_high: float) -> str:
@@ -208,7 +211,14 @@ def _layout_question(choice: LayoutChoice | None) -> OpenQuestion | None:
                         choice.gain_high, choice.pairs, trials_needed(p_best, min(max(p_other, 0.0), 1.0)))
 
 
-def _depth_question(lengths: tuple[LengthVerdict, ...]) -> OpenQuestion | None:
+def _where(depth: float, total: int | None) -> str:
+    """``"depth 25%"``, or on the gold document axis ``"gold document position 3 of 10"``."""
+    if total is None:
+        return f"depth {depth * 100:.4g}%"
+    return f"gold document position {fraction_position(depth, total)} of {total}"
+
+
+def _depth_question(lengths: tuple[LengthVerdict, ...], total: int | None = None) -> OpenQuestion | None:
     """Per length the worst depth against the best; of those whose interval includes 0, the largest gap."""
     found = []
     for verdict in lengths:
@@ -218,7 +228,7 @@ def _depth_question(lengths: tuple[LengthVerdict, ...]) -> OpenQuestion | None:
         best = max(verdict.cells, key=lambda c: c.accuracy)
         diff, low, high = (float(x) for x in difference_interval(best.correct, best.n, worst.correct, worst.n))
         if diff > 0 and low <= 0 <= high:
-            what = f"depth {worst.depth * 100:.4g}% vs {best.depth * 100:.4g}% at {verdict.context_length:,} tokens"
+            what = f"{_where(worst.depth, total)} vs {_where(best.depth, total)} at {verdict.context_length:,} tokens"
             found.append(OpenQuestion(what, diff, low, high, min(worst.n, best.n),
                                       trials_needed(best.accuracy, worst.accuracy)))
     return max(found, key=lambda q: q.gap) if found else None
@@ -236,12 +246,13 @@ def model_decisions(df: pd.DataFrame, controls: pd.DataFrame,
             continue
         variant = _variant_of(mine, choice)
         trials = mine[mine["variant"] == variant]
-        lengths = length_verdicts(trials)
+        total = single_documents_total(trials)
+        lengths = length_verdicts(trials if total is None else on_fraction_axis(trials, total))
         effective = effective_context_length(trials, threshold)
-        question = _layout_question(choice) or _depth_question(lengths)
+        question = _layout_question(choice) or _depth_question(lengths, total)
         out.append(ModelDecision(model, variant, lengths, choice, effective,
                                  controls[controls["variant"].astype("str") == variant] if not controls.empty
-                                 else controls, question))
+                                 else controls, question, total))
     return tuple(out)
 
 

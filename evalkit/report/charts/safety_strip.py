@@ -12,6 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FixedLocator, PercentFormatter
 
+from evalkit.report.data.documents import fraction_position, position_axis_label
 from evalkit.report.analysis.decision import (
     DANGER,
     DANGER_UPPER_BOUND,
@@ -56,8 +57,14 @@ def plot_safety_strip(decision: ModelDecision, ax: Axes) -> Axes:
     ax.set_ylim(len(decision.lengths), 0)
     ax.yaxis.set_major_locator(FixedLocator([i + 0.5 for i in range(len(decision.lengths))]))
     ax.set_yticklabels([f"{v.context_length:,}" for v in decision.lengths])
-    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_xlabel("needle depth (fraction of the haystack before the fact); numbers: accuracy %")
+    total = decision.documents_total
+    if total is None:
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.set_xlabel("needle depth (fraction of the haystack before the fact); numbers: accuracy %")
+    else:  # documents tasks: a tick per tested gold position, 1-based
+        depths = sorted({c.depth for v in decision.lengths for c in v.cells})
+        ax.set_xticks(depths, [str(fraction_position(d, total)) for d in depths])
+        ax.set_xlabel(f"{position_axis_label(total)}; numbers: accuracy %")
     ax.set_ylabel("tokens")
     ax.set_title(f"Where is it safe? {decision.variant}", fontsize=10, loc="left")
     for side in ("top", "right", "left"):

@@ -32,6 +32,11 @@ from evalkit.report.charts.attention import (
 )
 from evalkit.report.charts.accuracy import new_figure, save_figure
 from evalkit.report.document.blocks import Block, Details, Heading, Image, Para, Table
+from evalkit.report.document.document_attention_section import (
+    document_attention_blocks,
+    document_attention_chart,
+    document_attention_tables,
+)
 
 _FACETS_PER_ROW = 4
 
@@ -80,6 +85,8 @@ def attention_report(records: pd.DataFrame, out: Path, inside: Callable[[Path, s
     calibration = dummy_calibration_table(records)
     if not calibration.empty:
         tables["attention_dummy_calibration"] = calibration
+    documents = document_attention_tables(data)  # documents tasks only: {} otherwise
+    tables.update(documents)
     table_files = []
     for name, table in tables.items():
         path = inside(out, f"{name}.csv")
@@ -99,6 +106,10 @@ def attention_report(records: pd.DataFrame, out: Path, inside: Callable[[Path, s
         blocks += _series_blocks(tables, pngs, model, task)
         if not calibration.empty:
             blocks += _calibration_blocks(_pick(calibration, model, task))
+        if documents and not _pick(documents["attention_documents"], model, task).empty:
+            written = document_attention_chart(documents, out, inside, model, task, stem)
+            charts += written
+            blocks += document_attention_blocks(documents, [p for p in written if p.suffix == ".png"], model, task)
     return AttentionReport(blocks, charts, table_files)
 
 

@@ -18,6 +18,7 @@ from evalkit.report.analysis.decision import (
     OpenQuestion,
     trials_to_call_safe,
 )
+from evalkit.report.data.documents import fraction_position
 from evalkit.report.document.blocks import Block, Bullets, Code, Heading, Image, Link, Para, Strong, Table
 from evalkit.report.document.findings import (
     comparison_sentence,
@@ -28,26 +29,31 @@ from evalkit.report.document.findings import (
     points,
     tokens,
 )
+from evalkit.report.document.documents_section import document_finding
 from evalkit.report.document.sections import ReportData, ci_cell, control_sentence, series_label
 
 _CONTROL_NAMES = {"closed_book": "closed book", "oracle": "oracle"}
 
 
-def _span(run: DepthRun) -> str:
+def _span(run: DepthRun, total: int | None = None) -> str:
+    if total is not None:  # the gold document axis: "positions 1–3 of 10"
+        low, high = fraction_position(run.depth_low, total), fraction_position(run.depth_high, total)
+        return f"position {low} of {total}" if low == high else f"positions {low}–{high} of {total}"
     low, high = run.depth_low * 100, run.depth_high * 100
     return f"{low:.4g}%" if low == high else f"{low:.4g}–{high:.4g}%"
 
 
-def _runs_text(runs: tuple[DepthRun, ...]) -> str:
+def _runs_text(runs: tuple[DepthRun, ...], total: int | None = None) -> str:
     if not runs:
         return "none"
-    return ", ".join(f"{_span(r)} ({ci_cell(r.accuracy, r.ci_low, r.ci_high)}, n={r.n})" for r in runs)
+    return ", ".join(f"{_span(r, total)} ({ci_cell(r.accuracy, r.ci_low, r.ci_high)}, n={r.n})" for r in runs)
 
 
-def length_line(verdict: LengthVerdict) -> tuple:
-    """``"4,096 tokens: safe 0–20% (98% [93–99], n=60) · danger 30–60% (10% [4–21], n=40)"``."""
+def length_line(verdict: LengthVerdict, total: int | None = None) -> tuple:
+    """``"4,096 tokens: safe 0–20% (98% [93–99], n=60) · danger 30–60% (10% [4–21], n=40)"``; with ``total`` (a
+    documents task's K) the cells are gold document positions: ``"safe positions 1–2 of 10 (...)"``."""
     return (Strong(f"{verdict.context_length:,} tokens: "),
-            f"safe {_runs_text(verdict.safe)} · danger {_runs_text(verdict.danger)}")
+            f"safe {_runs_text(verdict.safe, total)} · danger {_runs_text(verdict.danger, total)}")
 
 
 def layout_line(choice: LayoutChoice) -> tuple:
@@ -125,7 +131,7 @@ def decision_blocks(data: ReportData, decisions: tuple[ModelDecision, ...],
                               else f"{decision.model} (shown: {decision.variant})"))
         blocks += [Image(p, f"Where is it safe: {decision.variant}", wide=True)
                    for p in strips.get(decision.variant, []) if p.suffix == ".png"]
-        items: list = [length_line(v) for v in decision.lengths]
+        items: list = [length_line(v, decision.documents_total) for v in decision.lengths]
         if decision.layout is not None:
             items.append(layout_line(decision.layout))
         items.append(effective_line(decision.effective))
@@ -143,7 +149,9 @@ def variant_summary_blocks(data: ReportData) -> list[Block]:
     for (variant, task), bands in data.bands.groupby(["variant", "task"], sort=False, observed=True):
         effective = data.effective[(data.effective["variant"] == variant) & (data.effective["task"] == task)]
         controls = data.controls[(data.controls["variant"] == variant) & (data.controls["task"] == task)]
-        rows.append((series_label(data, str(variant), str(task)), depth_headline(bands),
+        documents = task in data.document_tasks
+        where = document_finding(data, str(variant), str(task)) if documents else depth_headline(bands)
+        rows.append((series_label(data, str(variant), str(task)), where,
                      effective_length_sentence(effective.iloc[0]) if not effective.empty else "–",
                      control_sentence(controls) if not controls.empty else "not run"))
     if not rows:

@@ -10,6 +10,9 @@ from evalkit.report.document.blocks import Block, Bullets, Details, Heading, Ima
 from evalkit.report.document.findings import finding_text, pct
 from evalkit.report.analysis.indices import BANDS
 from evalkit.report.data.labels import control_labels
+from evalkit.report.analysis.stats import wilson_interval
+from evalkit.report.data.documents import accuracy_label, position_text, sentence_case, task_metric
+from evalkit.report.document.documents_section import document_finding
 from evalkit.report.document.sections import CONTROL_MEANING, ReportData, ci_cell, series_label
 
 EXAMPLE_ROWS = 8  # example trials shown in the report
@@ -25,7 +28,9 @@ def variant_blocks(data: ReportData, charts: dict[tuple[str, str], list[Path]]) 
             if rows.empty:
                 continue
             label = series_label(data, variant, task) if len(data.tasks) > 1 else f"{variant} · {task}"
-            blocks += [Heading(3, label), Para(finding_text(rows))]
+            documents = task in data.document_tasks
+            blocks += [Heading(3, label), Para(document_overall(data, variant, task) if documents
+                                               else finding_text(rows))]
             trials = data.df[(data.df["variant"].astype("str") == variant) & (data.df["task"] == task)]
             skipped = trials[(trials["status"] != "ok") & (control_labels(trials) == "").to_numpy()]
             if not skipped.empty:
@@ -37,9 +42,11 @@ def variant_blocks(data: ReportData, charts: dict[tuple[str, str], list[Path]]) 
                                    "without a stop token (`truncated: true` in their records): a cut-off answer "
                                    "may be scored wrong; raise max_new_tokens.", kind="note"))
             for png in [p for p in charts.get((variant, task), []) if p.suffix == ".png"]:
-                kind = "Accuracy heatmap" if png.name.startswith("heatmap_") else "Accuracy vs needle depth"
+                axis = "gold document position" if documents else "needle depth"
+                kind = f"Accuracy heatmap by {axis}" if png.name.startswith("heatmap_") else f"Accuracy vs {axis}"
                 blocks.append(Image(png, f"{kind}: {variant} · {task}"))
-            blocks.append(Details(f"Table: every cell of {label}", (cell_table(rows),)))
+            table = document_cell_table(data, variant, task) if documents else cell_table(rows)
+            blocks.append(Details(f"Table: every cell of {label}", (table,)))
     return blocks
 
 
@@ -63,6 +70,28 @@ def cell_table(rows: pd.DataFrame) -> Table:
     )
 
 
+def document_overall(data: ReportData, variant: str, task: str) -> str:
+    """A documents task's paragraph: pooled accuracy (its metric named) and the position finding."""
+    cells = data.positions[(data.positions["variant"] == variant) & (data.positions["task"] == task)]
+    n, correct = int(cells["n"].sum()), int(cells["correct"].sum())
+    if n == 0:
+        return "No completed trials."
+    label = accuracy_label(task_metric(data.df, task))
+    low, high = wilson_interval(correct, n)
+    return (f"Over {n} trials at {cells['gold_document_index'].nunique()} gold document positions, {label} was "
+            f"{pct(correct / n)} (95% CI {low * 100:.0f}–{high * 100:.0f}%). {document_finding(data, variant, task)}")
+
+
+def document_cell_table(data: ReportData, variant: str, task: str) -> Table:
+    """Rows of ``document_position_table`` for one variant x task: one per context length and gold position."""
+    cells = data.positions[(data.positions["variant"] == variant) & (data.positions["task"] == task)]
+    label = accuracy_label(task_metric(data.df, task))
+    return Table(("context length (tokens)", "gold document position", f"{label} [95% CI] (n)"),
+                 tuple((f"{r.context_length:,}", position_text(r.gold_document_index, r.documents_total),
+                        ci_cell(r.accuracy, r.ci_low, r.ci_high, r.n)) for r in cells.itertuples(index=False)),
+                 (True, True, True))
+
+
 def controls_blocks(data: ReportData) -> list[Block]:
     """Closed-book and oracle rates (only when the records hold control trials)."""
     if data.controls.empty:
@@ -75,7 +104,8 @@ def controls_blocks(data: ReportData) -> list[Block]:
              + " ".join(f"{name}: correct {meaning}." for name, meaning in CONTROL_MEANING.items())
              + " Accuracy near the closed-book rate means the context did not help; the oracle rate is the best "
                "a placement trial can hope for."),
-        Table(("variant", "control", "accuracy [95% CI] (n)", "skipped"), rows, (False, False, True, True)),
+        Table(("variant", "control", "accuracy [95% CI] (n)", "skipped"), rows, (False, False, True, True),
+              caption=sentence_case(_metric_note(data).removeprefix("; "))),
     ]
 
 
@@ -103,6 +133,13 @@ def _clip(text: str) -> str:
     return text if len(text) <= _TEXT_LIMIT else text[: _TEXT_LIMIT - 1] + "…"
 
 
+def _where(data: ReportData, row) -> str:
+    """A trial's place: ``"50%"`` (depth) or, for a documents task, ``"document 3 of 10"``."""
+    if row.task in data.document_tasks and not pd.isna(row.gold_document_index):
+        return f"document {position_text(row.gold_document_index, row.documents_total)}"
+    return f"{row.depth * 100:.4g}%"
+
+
 def examples_blocks(data: ReportData) -> list[Block]:
     """A few trials with needle, depth and generated text (wrong answers first)."""
     picked = example_trials(data.df)
@@ -112,11 +149,19 @@ def examples_blocks(data: ReportData) -> list[Block]:
     intro = ("Wrong answers first, one per cell, from the longest contexts and the depths nearest the middle; "
              f"text is shown as recorded (shortened to {_TEXT_LIMIT} characters)."
              if wrong else "No trial was answered wrongly; a few trials:")
-    rows = tuple((r.variant, f"{r.context_length:,}", f"{r.depth * 100:.4g}%", _clip(r.needle), _clip(r.gold_answer),
+    rows = tuple((r.variant, f"{r.context_length:,}", _where(data, r), _clip(r.needle), _clip(r.gold_answer),
                   _clip(r.generated), "yes" if r.correct else "no") for r in picked.itertuples(index=False))
+    where = "depth / gold document" if data.document_tasks else "depth"
     return [Heading(2, "Example trials", "examples"), Para(intro),
-            Table(("variant", "context length", "depth", "needle", "gold answer", "generated", "correct"), rows,
+            Table(("variant", "context length", where, "needle", "gold answer", "generated", "correct"), rows,
                   (False, True, True, False, False, False, False), wrap=True)]
+
+
+def _metric_note(data: ReportData) -> str:
+    """``"; for docs_qa: best-subspan EM (Liu et al.: the output contains a normalised answer alias)"``."""
+    named = [(task, task_metric(data.df, task)) for task in data.tasks]
+    named = [f"{task}: {accuracy_label(metric)}" for task, metric in named if metric != "contains"]
+    return "; other metrics, named wherever they are the accuracy: " + ", ".join(named) if named else ""
 
 
 def glossary_blocks(data: ReportData, tables: list[Path]) -> list[Block]:
@@ -127,13 +172,17 @@ def glossary_blocks(data: ReportData, tables: list[Path]) -> list[Block]:
     return [
         Heading(2, "How to read this", "glossary"),
         Bullets((
-            (Strong("accuracy"), ": share of completed trials whose output contains the gold answer (normalised)."),
+            (Strong("accuracy"), ": share of completed trials whose output contains the gold answer (normalised)"
+             + _metric_note(data) + "."),
             (Strong("95% CI"), ": Wilson score interval of that share; for differences, Newcombe's interval built "
              "from the two Wilson intervals. Wide intervals mean too few samples per cell."),
             (Strong("depth"), ": share of the haystack's tokens placed before the needle (0% = start of the context, "
              "100% = right before the question); achieved depth is where the needle landed after snapping to a "
              "sentence boundary."),
             (Strong("context length"), ": total prompt tokens the model saw, chat template and question included."),
+            *(((Strong("gold document position"), ": documents tasks (" + ", ".join(sorted(data.document_tasks))
+                + "): where the gold document sits among the K documents, 1 = first; it replaces depth on their "
+                "charts and tables"),) if data.document_tasks else ()),
             (Strong("depth bands"), ": " + ", ".join(b.label for b in BANDS) + " of depth."),
             (Strong("accuracy over all depths"), ": every trial at that length counts once (with the same number "
              "of trials per depth, the average over depths)."),

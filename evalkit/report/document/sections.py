@@ -39,6 +39,14 @@ class ReportData:
     threshold: float
     variants: tuple[str, ...]  # baseline first
     tasks: tuple[str, ...] = field(default=())
+    # documents tasks (analysis/document_positions.py): accuracy per gold position, paired position comparisons
+    positions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    position_pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def document_tasks(self) -> frozenset[str]:
+        """Tasks whose position axis is the gold document position."""
+        return frozenset(map(str, self.positions["task"])) if not self.positions.empty else frozenset()
 
     @property
     def compares(self) -> bool:
@@ -240,7 +248,13 @@ def positions_blocks(data: ReportData) -> list[Block]:
     ]
     if data.indices.empty:
         return blocks + [Para("No completed placement trials.")]
+    if data.document_tasks:
+        blocks.append(Para(f"Documents tasks ({', '.join(sorted(data.document_tasks))}) are compared by gold "
+                           "document position instead, in the section Accuracy by gold document position.",
+                           kind="note"))
     for (variant, task), group in data.indices.groupby(["variant", "task"], sort=False):
+        if task in data.document_tasks:
+            continue
         rows = tuple((f"{r.context_length:,}", f"{pct(r.accuracy)} (n={r.n})", pct(r.start_accuracy),
                       pct(r.middle_accuracy), pct(r.end_accuracy),
                       points_ci(r.primacy, r.primacy_low, r.primacy_high, unit=False),

@@ -1,0 +1,165 @@
+"""The report's section on documents tasks: accuracy by gold document position with closed-book and oracle rates
+(Liu et al.'s table), the paired comparisons between positions and a one-sentence finding per variant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from evalkit.report.analysis.document_positions import (
+    ALPHA,
+    FLAT,
+    MIDDLE_BEST,
+    PRIMACY,
+    RECENCY,
+    U_CURVE,
+    curve_shape,
+)
+from evalkit.report.data.documents import (
+    accuracy_label,
+    metric_name,
+    position_axis_label,
+    position_text,
+    sentence_case,
+    task_metric,
+)
+from evalkit.report.document.blocks import Block, Code, Heading, Image, Para, Table
+from evalkit.report.document.findings import count, points, points_ci
+from evalkit.report.document.sections import ReportData, ci_cell
+
+_CONTROLS = (("closed_book", "closed book"), ("oracle", "oracle"))
+_COMPARISONS = {"first_vs_middle": "first vs middle", "last_vs_middle": "last vs middle",
+                "best_vs_worst": "best vs worst"}
+_SHAPES = {
+    U_CURVE: "U-curve (lost in the middle)", PRIMACY: "primacy only", RECENCY: "recency only",
+    MIDDLE_BEST: "the middle beats an end", FLAT: "flat",
+}
+
+
+def _difference(row) -> str:
+    """``"+40 pts [+15, +65]"``, or ``"+100 pts (n too small)"`` where one pair leaves the interval undefined."""
+    if pd.isna(row.diff_low) or pd.isna(row.diff_high):
+        return f"{points(row.difference)} (n too small)"
+    return points_ci(row.difference, row.diff_low, row.diff_high)
+
+
+def _pair_text(row, total: int) -> str:
+    """``"first (1 of 10) − middle (6 of 10): +40 pts [+15, +65], McNemar p = 0.004 (20 pairs)"``."""
+    a, b = row.comparison.split("_vs_")
+    return (f"{a} ({position_text(row.position_a, total)}) − {b} ({position_text(row.position_b, total)}): "
+            f"{_difference(row)}, McNemar p = {row.p_value:.2g} "
+            f"({count(row.pairs, 'pair', 'pairs')})")
+
+
+def shape_sentence(cells: pd.DataFrame, pairs: pd.DataFrame, metric: str) -> str:
+    """One series' finding: U-curve, primacy only, recency only or flat, from the paired tests at 95%."""
+    shape = curve_shape(pairs)
+    total = int(cells["documents_total"].max())
+    label = accuracy_label(metric)
+    if shape == "undecided":
+        return (f"Fewer than three gold positions were tested, so no curve shape can be read; {label} by position "
+                "is in the table.")
+    by = {r.comparison: r for r in pairs.itertuples(index=False)}
+    middle = (f"{_pair_text(by['first_vs_middle'], total)}; {_pair_text(by['last_vs_middle'], total)}")
+    if shape == FLAT:
+        text = (f"Flat: neither end differs from the middle at 95% ({middle}); the gap may be sampling noise.")
+    else:
+        text = f"{_SHAPES[shape].capitalize()}: paired by question, {middle}."
+    if "best_vs_worst" in by and shape != U_CURVE:
+        row = by["best_vs_worst"]
+        sure = row.p_value < ALPHA
+        text += (f" Best vs worst position: {_pair_text(row, total)}"
+                 + ("." if sure else "; the gap may be sampling noise."))
+    return text
+
+
+def _control_cells(controls: pd.DataFrame, variant: str, task: str) -> list[str]:
+    rows = controls[(controls["variant"].astype("str") == variant) & (controls["task"] == task)] \
+        if not controls.empty else controls
+    out = []
+    for name, _label in _CONTROLS:
+        hit = rows[rows["control"] == name] if not rows.empty else rows
+        out.append("not run" if hit.empty else ci_cell(hit["accuracy"].iloc[0], hit["ci_low"].iloc[0],
+                                                        hit["ci_high"].iloc[0], int(hit["n"].iloc[0])))
+    return out
+
+
+def position_table(data: ReportData, task: str) -> Table:
+    """Liu et al.'s table for one task: a row per variant (and length), a column per gold position, then the
+    closed-book and oracle rates; every cell ``accuracy [95% CI] (n)``."""
+    cells = data.positions[data.positions["task"] == task]
+    positions = sorted(int(p) for p in cells["gold_document_index"].unique())
+    total = int(cells["documents_total"].max())
+    lengths = cells["context_length"].nunique() > 1
+    rows = []
+    for (variant, length), series in cells.groupby(["variant", "context_length"], sort=False):
+        by = series.set_index("gold_document_index")
+        row = [str(variant)] + ([f"{int(length):,}"] if lengths else [])
+        row += [ci_cell(by.loc[p, "accuracy"], by.loc[p, "ci_low"], by.loc[p, "ci_high"], int(by.loc[p, "n"]))
+                if p in by.index else "–" for p in positions]
+        rows.append(tuple(row + _control_cells(data.controls, str(variant), task)))
+    headers = ("variant", *(("context length",) if lengths else ()), *(f"position {p + 1}" for p in positions),
+               "closed book", "oracle")
+    metric = task_metric(data.df, task)
+    return Table(headers, tuple(rows), (False, *((True,) if lengths else ()), *(True,) * (len(positions) + 2)),
+                 caption=f"{task}: {accuracy_label(metric)} [95% CI] (n) by {position_axis_label(total)}; "
+                         "closed book: no documents; oracle: the gold document alone")
+
+
+def _pairs_table(pairs: pd.DataFrame, total: int) -> Table:
+    return Table(("comparison", "positions", "pairs", "accuracy a / b", "a − b [95% CI]", "a only / b only",
+                  "McNemar p"),
+                 tuple((_COMPARISONS.get(r.comparison, r.comparison),
+                        f"{position_text(r.position_a, total)} vs {position_text(r.position_b, total)}", str(r.pairs),
+                        f"{r.accuracy_a * 100:.0f}% / {r.accuracy_b * 100:.0f}%",
+                        _difference(r), f"{r.a_only} / {r.b_only}",
+                        f"{r.p_value:.2g}") for r in pairs.itertuples(index=False)),
+                 (False, False, True, True, True, True, True),
+                 caption="Paired by question (same sample at both positions): paired bootstrap 95% interval, "
+                         "McNemar's exact test; best vs worst is picked on these trials, so its p is optimistic")
+
+
+def document_finding(data: ReportData, variant: str, task: str) -> str:
+    """The shape sentence of one variant x task (its first context length), or "" when it has no documents."""
+    cells = data.positions[(data.positions["variant"] == variant) & (data.positions["task"] == task)]
+    if cells.empty:
+        return ""
+    length = cells["context_length"].min()
+    cells = cells[cells["context_length"] == length]
+    pairs = data.position_pairs[(data.position_pairs["variant"] == variant) & (data.position_pairs["task"] == task)
+                                & (data.position_pairs["context_length"] == length)]
+    return shape_sentence(cells, pairs, task_metric(data.df, task))
+
+
+def documents_blocks(data: ReportData, charts: dict[tuple[str, str], list[Path]]) -> list[Block]:
+    """The section (nothing when no task has documents)."""
+    if data.positions.empty:
+        return []
+    blocks: list[Block] = [
+        Heading(2, "Accuracy by gold document position", "document-positions"),
+        Para("Documents tasks put K documents in the prompt, one of them gold; the position axis is where the gold "
+             "document sits (1 = first). Every position asks the same questions, so positions are compared on "
+             "paired trials (same question): McNemar's exact test and a paired bootstrap interval. The middle is the "
+             "tested position nearest the centre. The shape is read from first vs middle and last vs middle at 95%: "
+             "U-curve when both ends beat the middle, primacy or recency only when one does, flat when neither."),
+    ]
+    for task in sorted(set(map(str, data.positions["task"]))):
+        cells = data.positions[data.positions["task"] == task]
+        total = int(cells["documents_total"].max())
+        metric = task_metric(data.df, task)
+        blocks += [Heading(3, f"Task {task}"), position_table(data, task)]
+        if metric != "contains":
+            blocks.append(Para((f"Primary metric: {metric_name(metric)} (the records' ", Code("correct"),
+                                " is this metric); every accuracy of this task is that metric."), kind="note"))
+        for variant in [v for v in data.variants if v in set(cells["variant"].astype("str"))]:
+            pairs = data.position_pairs[(data.position_pairs["variant"] == variant)
+                                        & (data.position_pairs["task"] == task)]
+            blocks += [Heading(4, f"{variant} · {task}"), Para(document_finding(data, variant, task))]
+            alt = f"{sentence_case(accuracy_label(metric))} by gold document position: {variant} · {task}"
+            blocks += [Image(p, alt)
+                       for p in charts.get((variant, task), []) if p.suffix == ".png"
+                       and p.name.startswith("accuracy_vs_position")]
+            if not pairs.empty:
+                blocks.append(_pairs_table(pairs, total))
+    return blocks
