@@ -177,3 +177,12 @@ def test_served_gold_logprobs_match_transformers_and_agree_shows_them(tmp_path, 
     assert main(["agree", str(hf_dir), str(served_dir)]) == 0
     out = capsys.readouterr().out
     assert "| gold log-prob B - A | 6 pairs: mean " in out and "max |d| " in out
+
+
+def test_calibration_forwards_time_the_served_engine(server):
+    from evalkit.config.schema import ModelConfig
+    from evalkit.run.calibrate import measure_throughput
+
+    entry = ModelConfig(name=MODEL, backend="served", served={"base_url": server.url, "retries": 0})
+    speed = measure_throughput(entry, prompt_tokens=128, decode_tokens=8, rounds=1)
+    assert speed.prompt_tokens == 128 and speed.prefill_tokens_per_s > 0 and speed.decode_tokens_per_s > 0
