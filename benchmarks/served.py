@@ -9,8 +9,9 @@ only the slot's own prefix reuse counts), three ways, timed per round:
   (c) shuffled ServedBackend.run of the same prompts in a shuffled order (no prefix left for the next one)
 
 Printed: median seconds per way, (b)/(a) (target <= 1.05: the backend adds little) and (c)/(b) (target
->= 1.5: order matters where the engine caches prefixes). Not yet here: the quickstart grid's wall time on
-llama.cpp vs the transformers backend.
+>= 1.5: order matters where the engine caches prefixes). Then, unless ``--no-quickstart``, the quickstart grid
+(configs/quickstart.yaml, 40 trials) run by evalkit on the transformers backend and on the same llama-server,
+wall time each, and their agreement table (``evalkit agree``).
 
 Example:
     python benchmarks/served.py --lengths 1024 2048 --rounds 3
@@ -34,6 +35,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the llama-server helpers the tests us
 from evalkit.config.schema import EvalConfig, ModelConfig  # noqa: E402
 from evalkit.models.base import TrialRequest  # noqa: E402
 from evalkit.models.served.backend import ServedBackend  # noqa: E402
+from evalkit.models.served.engines import FORCE_BIAS, GREEDY_LLAMA  # noqa: E402
 from evalkit.prompt.builder import PromptBuilder  # noqa: E402
 from evalkit.prompt.controls import build_trial_prompt  # noqa: E402
 from evalkit.run.plan import expand  # noqa: E402
@@ -58,13 +60,56 @@ def prompts(backend: ServedBackend, lengths: list[int], max_new_tokens: int) -> 
     return requests
 
 
+def _post(url: str, payload: dict) -> None:
+    req = urllib.request.Request(url + "/completion", data=json.dumps(payload).encode(),
+                                 headers={"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=600) as response:
+        response.read()
+
+
 def direct(url: str, requests: list[TrialRequest]) -> None:
+    """The requests the backend sends (the answer, then one forced request per gold token), with no evalkit logic."""
     for r in requests:
-        body = json.dumps({"prompt": list(r.input_ids), "n_predict": r.max_new_tokens, "temperature": 0.0,
-                           "cache_prompt": True}).encode()  # fmt: skip
-        req = urllib.request.Request(url + "/completion", data=body, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=600) as response:
-            response.read()
+        _post(url, {"prompt": list(r.input_ids), "n_predict": r.max_new_tokens, "return_tokens": True, **GREEDY_LLAMA})
+        for k, gold in enumerate(r.gold_ids):
+            _post(url, {"prompt": [*r.input_ids, *r.gold_ids[:k]], "n_predict": 1, "n_probs": 1,
+                        "logit_bias": [[gold, FORCE_BIAS]], "return_tokens": True, **GREEDY_LLAMA})
+
+
+def print_ratios(times: dict[str, list[float]], rounds: int, prompts: int, lengths: list[int]) -> None:
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"| way | median s over {rounds} rounds ({prompts} prompts, lengths {lengths}) |")
+    print("|---|---|")
+    for key, label in (("a", "(a) engine direct"), ("b", "(b) evalkit served"), ("c", "(c) evalkit shuffled")):
+        print(f"| {label} | {med[key]:.2f} |")
+    print(f"(b)/(a) = {med['b'] / med['a']:.3f} (target <= 1.05); (c)/(b) = {med['c'] / med['b']:.2f} (target >= 1.5)",
+          flush=True)
+
+
+def quickstart(url: str, out: Path) -> None:
+    """The quickstart grid on transformers and on the served engine: wall time each, then their agreement."""
+    import yaml
+
+    from evalkit.config.schema import load_config
+    from evalkit.report.analysis.agreement import agreement, format_agreement
+    from evalkit.report.data.load import load_results
+    from evalkit.run.runner import run_eval
+
+    base = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
+    walls, dirs = {}, {}
+    for name in ("transformers", "llama.cpp"):
+        data = dict(base, output_dir=str(out / name))
+        if name == "llama.cpp":
+            entry = {k: v for k, v in base["models"][0].items() if k not in ("dtype", "device")}
+            data["models"] = [dict(entry, backend="served", served={"base_url": url, "max_concurrency": 1})]
+        path = out / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        walls[name] = timed(lambda: run_eval(load_config(path), path, quiet=True, write_report=False))
+        dirs[name] = out / name
+    print(f"quickstart grid (40 trials): transformers {walls['transformers']:.0f} s, llama.cpp "
+          f"{walls['llama.cpp']:.0f} s (llama.cpp / transformers = {walls['llama.cpp'] / walls['transformers']:.2f})")
+    result = agreement(load_results(dirs["transformers"]), load_results(dirs["llama.cpp"]))
+    print(format_agreement(result, "transformers (float32)", "llama.cpp llama-server (Q4_1)"))
 
 
 def timed(fn) -> float:
@@ -79,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-quickstart", action="store_true", help="skip the quickstart grid comparison")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/evalkit-bench-served"), help="run directories")
     args = parser.parse_args(argv)
     binary = llama_server_binary()
     if binary is None:
@@ -98,14 +145,15 @@ def main(argv: list[str] | None = None) -> int:
             times["a"].append(timed(lambda: direct(server.url, requests)))
             times["b"].append(timed(lambda: [backend.run([r]) for r in requests]))
             times["c"].append(timed(lambda: [backend.run([r]) for r in shuffled]))
+        print_ratios(times, args.rounds, len(requests), args.lengths)
+        if not args.no_quickstart:
+            import shutil
+
+            shutil.rmtree(args.out, ignore_errors=True)
+            args.out.mkdir(parents=True)
+            quickstart(server.url, args.out)
     finally:
         server.stop()
-    med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"| way | median s over {args.rounds} rounds ({len(requests)} prompts, lengths {args.lengths}) |")
-    print("|---|---|")
-    for key, label in (("a", "(a) engine direct"), ("b", "(b) evalkit served"), ("c", "(c) evalkit shuffled")):
-        print(f"| {label} | {med[key]:.2f} |")
-    print(f"(b)/(a) = {med['b'] / med['a']:.3f} (target <= 1.05); (c)/(b) = {med['c'] / med['b']:.2f} (target >= 1.5)")
     return 0
 
 

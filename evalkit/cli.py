@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = sub.add_parser("plan", help="count a config's trials, prompt and answer tokens, and estimate its wall time")
     _add_config_options(plan)
-    plan.add_argument("--tokens-per-s", type=float, metavar="N", help="measured throughput for the time estimate")
+    plan.add_argument("--tokens-per-s", type=float, metavar="N", help="a throughput you measured, for the time estimate (without it: a few calibration forwards on each model)")
 
     agree = sub.add_parser(
         "agree", help="trial-by-trial agreement of two runs of one grid (e.g. transformers vs a served engine)",
@@ -198,7 +198,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     if args.tokens_per_s is not None and args.tokens_per_s <= 0:
         raise EvalkitError(f"--tokens-per-s: {args.tokens_per_s:g} is not a throughput; give a positive number")
-    print(format_estimate(estimate_plan(_load(args), args.config, args.tokens_per_s)))
+    # without a given throughput each model is loaded and timed on a few short calibration forwards
+    print(format_estimate(estimate_plan(_load(args), args.config, args.tokens_per_s, measure=args.tokens_per_s is None)))
     return 0
 
 

@@ -27,9 +27,11 @@ class Script:
     fail_path: str = ""  # only requests to this path fail ("" for any)
     error_message: str = "injected"
     tokenize_offset: int = 0  # added to every id /tokenize returns (a disagreeing tokenizer)
+    tokenize_offset_text_prompts: int = 0  # added only where add_special is asked (a text route's per-trial check)
     prompt_token_delta: int = 0  # added to tokens_evaluated (a server that saw another prompt)
     requests: list[tuple[str, dict, dict]] = field(default_factory=list)  # (path, headers, body)
     delay_s: float = 0.0  # each /completion takes this long (so concurrent requests overlap)
+    token_logprob: float | None = -0.25  # each forced gold token's log-prob (None: a server without n_probs)
     in_flight: int = 0
     max_in_flight: int = 0  # the most /completion requests seen at once
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -61,7 +63,8 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
                 self._reply(200, {"model_path": "/models/fake.gguf"})
             elif self.path == "/tokenize":
                 ids = tok.encode(body["content"], add_special_tokens=False)
-                self._reply(200, {"tokens": [i + script.tokenize_offset for i in ids]})
+                offset = script.tokenize_offset + (script.tokenize_offset_text_prompts if body.get("add_special") else 0)
+                self._reply(200, {"tokens": [i + offset for i in ids]})
             elif self.path == "/completion":
                 with script.lock:
                     script.in_flight += 1
@@ -70,8 +73,15 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
                 with script.lock:
                     script.in_flight -= 1
                 ids = tok.encode(script.answer, add_special_tokens=False)[: body["n_predict"]]
-                self._reply(200, {"content": tok.decode(ids), "tokens": ids, "stop_type": "limit",
-                                  "tokens_evaluated": len(body["prompt"]) + script.prompt_token_delta})
+                prompt = body["prompt"]  # ids, or a text prompt the server tokenizes
+                prompt = tok.encode(prompt, add_special_tokens=False) if isinstance(prompt, str) else prompt
+                reply = {"content": tok.decode(ids), "tokens": ids, "stop_type": "limit",
+                         "tokens_evaluated": len(prompt) + script.prompt_token_delta}
+                if body.get("n_probs") and script.token_logprob is not None:  # a gold request: the biased token
+                    forced = body["logit_bias"][0][0]
+                    reply.update(tokens=[forced], completion_probabilities=[{"id": forced,
+                                                                             "logprob": script.token_logprob}])
+                self._reply(200, reply)
             else:
                 self._reply(404, {"error": {"code": 404, "message": f"no route {self.path}"}})
 
@@ -107,7 +117,7 @@ class FaultProxy:
     """Forwards every request to ``target``, answering the first ``fail_next`` codes itself (fault injection)."""
 
     def __init__(self, target: str, fail_next: list[int] = (), on_request: Any = None) -> None:
-        # on_request(path, n): called before forwarding the n-th request (a test kills its server there)
+        # on_request(path, n, body): called before forwarding the n-th request (a test kills its server there)
         self.target, self.fail_next, self.seen, self.on_request = target, list(fail_next), 0, on_request
         proxy = self
 
@@ -118,7 +128,7 @@ class FaultProxy:
             def _forward(self, body: bytes | None) -> None:
                 proxy.seen += 1
                 if proxy.on_request is not None:
-                    proxy.on_request(self.path, proxy.seen)
+                    proxy.on_request(self.path, proxy.seen, body)
                 if proxy.fail_next:
                     code = proxy.fail_next.pop(0)
                     data = json.dumps({"error": {"code": code, "message": "injected by proxy"}}).encode()
@@ -158,6 +168,11 @@ def _forward(url: str, method: str, body: bytes | None) -> tuple[int, bytes]:
         return exc.code, exc.read()
     except (urllib.error.URLError, ConnectionError) as exc:
         return 502, json.dumps({"error": {"code": 502, "message": f"upstream down: {exc}"}}).encode()
+
+
+def answer_requests(requests):
+    """The bodies of the answer requests among a fake server's (the gold log-prob requests left out)."""
+    return [body for path, _, body in requests if path == "/completion" and not body.get("n_probs")]
 
 
 def llama_server_binary():

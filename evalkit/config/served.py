@@ -13,7 +13,8 @@ __all__ = ["SERVED_HASH_EXCLUDED_FIELDS", "ServedConfig"]
 
 # where a served model runs and how the client behaves: engine, served name and tokenizer stay in the hash
 SERVED_HASH_EXCLUDED_FIELDS = frozenset(
-    {"base_url", "api_key_env", "max_concurrency", "timeout_s", "retries", "serve", "serve_wait_s"}
+    # ``prompt``: the text route checks every trial's ids against the local ones, so results are the same
+    {"base_url", "api_key_env", "max_concurrency", "timeout_s", "retries", "serve", "serve_wait_s", "prompt"}
 )
 
 
@@ -27,8 +28,12 @@ class ServedConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     base_url: str = Field(min_length=1, description="engine address, e.g. http://127.0.0.1:8080 (no /v1)")
-    engine: Literal["llama_cpp", "openai"] = Field(
-        "llama_cpp", description="llama_cpp: llama-server /completion + /tokenize; openai: /v1/completions"
+    engine: Literal["llama_cpp", "openai", "sglang"] = Field(
+        "llama_cpp",
+        description="llama_cpp: llama-server /completion + /tokenize; openai: /v1/completions; sglang: /generate",
+    )
+    prompt: Literal["token_ids", "text"] = Field(
+        "token_ids", description="token_ids: send the ids; text: send the decoded text, checked per trial by /tokenize"
     )
     model: str | None = Field(None, description="the served model name (openai `model` field); None: the engine's")
     tokenizer: str | None = Field(None, description="tokenizer for placement (alias, Hub id, folder); None: `name`")

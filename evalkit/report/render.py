@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from evalkit.report.document.agreement_section import agreement_blocks
 from evalkit.report.document.attention_sections import attention_report
 from evalkit.report.charts.accuracy import new_figure, plot_accuracy_vs_depth, plot_heatmap, save_figure
 from evalkit.report.analysis.compare import comparison_table, control_rates, length_comparison
@@ -113,8 +114,8 @@ def _write_all(data: ReportData, dirs: list[Path], out: Path) -> ReportPaths:
     decisions = model_decisions(data.df, data.controls, data.threshold)
     strips = _write_strip_charts(decisions, out)
     viewer = write_viewer(dirs, _inside(out, "viewer.html"))
-    body = [*variant_summary_blocks(data), *runs_blocks(data), *recommendation_blocks(data), *comparison_blocks(data, compare_charts),
-            *positions_blocks(data), *documents_blocks(data, variant_charts),
+    body = [*variant_summary_blocks(data), *runs_blocks(data), *agreement_blocks(data), *recommendation_blocks(data),
+            *comparison_blocks(data, compare_charts), *positions_blocks(data), *documents_blocks(data, variant_charts),
             *controls_blocks(data), *variant_blocks(data, variant_charts), *attention.blocks,
             *examples_blocks(data), *glossary_blocks(data, [p for p in tables if p.suffix == ".csv"])]
     summary = [*decision_blocks(data, decisions, strips), *trust_warnings(data)]

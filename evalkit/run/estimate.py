@@ -9,8 +9,9 @@ for trial counts and within the length tolerance for tokens:
                     prefix caching, keeps): the first trial prefills L tokens, the next L - d_prev * L
     answer tokens   the answer budget (max_new_tokens + reasoning_tokens) of every trial: an upper bound
 
-The wall time is (prefilled tokens + answer tokens) / ``tokens_per_s``, a throughput the user measured
-(no calibration forwards are run here).
+The wall time is (prefilled tokens + answer tokens) / ``tokens_per_s`` where the user gives a throughput;
+otherwise, with ``measure``, each model entry is loaded and timed on a few calibration forwards
+(``calibrate.py``): its prefilled tokens / its prefill tokens/s + its answer tokens / its decode tokens/s.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evalkit.config.schema import EvalConfig
+from evalkit.run.calibrate import Throughput, measure_throughput
 from evalkit.run.plan import expand
 from evalkit.run.preflight import prepare_tasks
 from evalkit.run.schedule import reuse_groups
@@ -36,7 +38,8 @@ class PlanEstimate:
     prompt_tokens: int
     prompt_tokens_with_reuse: int
     answer_tokens: int
-    wall_s: float | None  # None: no tokens_per_s given
+    wall_s: float | None  # None: no tokens_per_s given and nothing measured
+    measured: tuple[tuple[str, Throughput], ...] = ()  # (model, throughput) of the calibration forwards
 
 
 def _group_prefill(group: list[Trial]) -> int:
@@ -50,16 +53,39 @@ def _group_prefill(group: list[Trial]) -> int:
     return total
 
 
-def estimate_plan(config: EvalConfig, config_path: str | Path, tokens_per_s: float | None = None) -> PlanEstimate:
-    """Count the run of ``config`` (tasks are loaded to expand the grid; no model is)."""
+def _prefill(config: EvalConfig, trials: list[Trial]) -> int:
+    full = sum(t.context_length for t in trials)
+    return sum(_group_prefill(g) for g in reuse_groups(trials)) if config.reuse_prefix else full
+
+
+def _measured_wall(config: EvalConfig, trials: list[Trial]) -> tuple[float, tuple[tuple[str, Throughput], ...]]:
+    """Seconds from each model's calibration forwards, and those throughputs."""
+    wall, measured = 0.0, []
+    calibration_tokens = min(512, max(config.context_lengths))  # short: plan must stay cheap
+    for model in config.models:
+        mine = [t for t in trials if t.model == model.name]
+        speed = measure_throughput(model, prompt_tokens=calibration_tokens)
+        answers = len(mine) * (model.max_new_tokens + model.reasoning_tokens)
+        wall += _prefill(config, mine) / speed.prefill_tokens_per_s + answers / speed.decode_tokens_per_s
+        measured.append((model.name, speed))
+    return wall, tuple(measured)
+
+
+def estimate_plan(config: EvalConfig, config_path: str | Path, tokens_per_s: float | None = None,
+                  measure: bool = False) -> PlanEstimate:
+    """Count the run of ``config`` (tasks are loaded to expand the grid); ``measure``: time each model too."""
     tasks = prepare_tasks(config, Path(config_path))
     trials = expand(config, {name: t.spec for name, t in tasks.items()})
     budget = {m.name: m.max_new_tokens + m.reasoning_tokens for m in config.models}
     full = sum(t.context_length for t in trials)
-    reused = sum(_group_prefill(g) for g in reuse_groups(trials)) if config.reuse_prefix else full
+    reused = _prefill(config, trials)
     answers = sum(budget[t.model] for t in trials)
-    wall = (reused + answers) / tokens_per_s if tokens_per_s else None
-    return PlanEstimate(len(trials), full, reused, answers, wall)
+    if tokens_per_s:
+        return PlanEstimate(len(trials), full, reused, answers, (reused + answers) / tokens_per_s)
+    if measure:
+        wall, measured = _measured_wall(config, trials)
+        return PlanEstimate(len(trials), full, reused, answers, wall, measured)
+    return PlanEstimate(len(trials), full, reused, answers, None)
 
 
 def format_estimate(result: PlanEstimate) -> str:
@@ -67,10 +93,13 @@ def format_estimate(result: PlanEstimate) -> str:
     wall = (f"{result.wall_s:,.0f} s ({result.wall_s / 3600:.2f} h)" if result.wall_s is not None
             else "give --tokens-per-s N (a throughput you measured) for a wall-time estimate")  # fmt: skip
     saved = 1 - result.prompt_tokens_with_reuse / result.prompt_tokens if result.prompt_tokens else 0.0
+    speeds = [f"measured {name}: prefill {s.prefill_tokens_per_s:,.0f} tokens/s, decode {s.decode_tokens_per_s:,.1f} "
+              f"tokens/s (calibration forwards on {s.prompt_tokens}-token prompts)" for name, s in result.measured]
     return "\n".join([
         f"trials: {result.trials:,}",
         f"prompt tokens to prefill: {result.prompt_tokens:,} without prefix reuse, "
         f"{result.prompt_tokens_with_reuse:,} with it ({saved:.0%} saved)",
         f"answer tokens (at most): {result.answer_tokens:,}",
+        *speeds,
         f"estimated wall time: {wall}",
     ])

@@ -61,3 +61,37 @@ def test_cli_refuses_runs_of_different_grids(tmp_path, capsys):
     a_dir, b_dir = two_runs(tmp_path, lambda i, r: dict(r, context_length=r["context_length"] + 1))
     assert main(["agree", str(a_dir), str(b_dir)]) == 2
     assert "share no finished trial of the same grid cell" in capsys.readouterr().err
+
+
+def backend_header(run_dir, backend):
+    entry = {"name": "m", "backend": backend, **({"served": {"engine": "llama_cpp"}} if backend == "served" else {})}
+    write_header(run_dir, config={"models": [entry], "tasks": ["passkey"]})
+
+
+def test_report_of_two_backends_shows_the_agreement_table(tmp_path):
+    from evalkit.report.render import write_report
+
+    a_dir, b_dir = two_runs(tmp_path, lambda i, r: dict(flip_two_and_drop_logprobs(i, r),
+                                                        gold_logprob_sum=-1.0 - 0.01 * i))
+    backend_header(a_dir, "transformers")
+    backend_header(b_dir, "served")
+    paths = write_report([a_dir, b_dir], tmp_path / "report")
+    md = paths.report_md.read_text()
+    assert "## Backend agreement" in md and "(transformers); B = " in md and "(served (llama_cpp))" in md
+    section = md[md.index("## Backend agreement"):].split("\n## ")[0]
+    cells = dict(tuple(c.strip() for c in line.strip("|").split("|", 1)) for line in section.splitlines()
+                 if line.startswith("| ") and "---" not in line)
+    assert cells["answers equal (exact text)"] == "57 / 60 (95.0%)"
+    assert cells["right in A only / in B only"] == "2 / 0 (McNemar exact p = 0.5)"
+    # B - A = (-1 - 0.01 i) - A's log-prob: a spread, not one number
+    assert cells["gold log-prob B - A"].startswith("60 pairs: mean ") and "10-90% " in cells["gold log-prob B - A"]
+    assert "Backend agreement" in paths.report_html.read_text()
+
+
+def test_report_of_one_backend_has_no_agreement_section(tmp_path):
+    from evalkit.report.render import write_report
+
+    a_dir, b_dir = two_runs(tmp_path, flip_two_and_drop_logprobs)
+    backend_header(a_dir, "transformers")
+    backend_header(b_dir, "transformers")
+    assert "Backend agreement" not in write_report([a_dir, b_dir], tmp_path / "report").report_md.read_text()

@@ -40,3 +40,23 @@ def test_cli_prints_the_plan_and_refuses_a_bad_throughput(tmp_path, capsys):
     assert "estimated wall time: 51 s" in out
     assert main(["plan", str(path), "--tokens-per-s", "0"]) == 2
     assert "--tokens-per-s: 0 is not a throughput" in capsys.readouterr().err
+
+
+def test_without_a_throughput_plan_times_calibration_forwards_on_the_model(tmp_path, tiny_model_dir, capsys):
+    from evalkit.run.calibrate import measure_throughput
+
+    path = config(tmp_path, models=[{"name": str(tiny_model_dir), "max_new_tokens": 4}], context_lengths=[200])
+    result = estimate_plan(load_config(path), path, measure=True)
+    (name, speed), = result.measured
+    assert name == str(tiny_model_dir) and speed.prompt_tokens == 200
+    assert speed.prefill_tokens_per_s > 0 and speed.decode_tokens_per_s > 0
+    # the estimate is built from the measured speeds: prefill at one, answers at the other
+    expected = (result.prompt_tokens_with_reuse / speed.prefill_tokens_per_s
+                + result.answer_tokens / speed.decode_tokens_per_s)
+    assert result.wall_s == pytest.approx(expected)
+    again = measure_throughput(load_config(path).models[0], prompt_tokens=64, decode_tokens=8, rounds=1)
+    assert again.prompt_tokens == 64 and again.decode_tokens_per_s > 0
+    assert main(["plan", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"measured {tiny_model_dir}: prefill " in out and "tokens/s (calibration forwards on 200-token prompts)" in out
+    assert "estimated wall time: " in out and "give --tokens-per-s" not in out

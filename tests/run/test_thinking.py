@@ -58,7 +58,7 @@ def test_thinking_settings_at_default_keep_the_hash():
 def test_served_run_gets_the_reasoning_budget_and_scores_the_cut_answer(tmp_path, tiny_model_dir, smollm2_tokenizer):
     from evalkit.run.runner import run_eval
     from run_fixtures import records
-    from served_fixtures import FakeServer, Script
+    from served_fixtures import FakeServer, Script, answer_requests
 
     server = FakeServer(Script(smollm2_tokenizer, answer="<think>is it 1?</think> 12345"))
     try:
@@ -69,6 +69,6 @@ def test_served_run_gets_the_reasoning_budget_and_scores_the_cut_answer(tmp_path
         (row,) = records(run_eval(load_config(path), path, quiet=True, write_report=False).run_dir)
     finally:
         server.close()
-    assert {body["n_predict"] for p, _, body in server.script.requests if p == "/completion"} == {38}  # 8 + 30 reasoning tokens
+    assert {body["n_predict"] for body in answer_requests(server.script.requests)} == {38}  # 8 + 30 reasoning tokens
     assert row["generated"] == "<think>is it 1?</think> 12345"  # the raw answer stays in the record
     assert row["extra"]["scored_answer"] == "12345"

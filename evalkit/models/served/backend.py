@@ -1,4 +1,4 @@
-"""``backend: served``: the model runs in a serving engine; evalkit sends token ids and reads the answers.
+"""``backend: served``: the model runs in a serving engine; evalkit sends the prompt and reads the answers.
 
 Placement stays evalkit's: the prompt is built in the model's own tokens with the local tokenizer
 (``served.tokenizer``, default the entry's ``name``), so the engine must tokenize exactly as that tokenizer
@@ -6,10 +6,15 @@ does. Before the first trial ``load`` checks it (a probe text with the chat temp
 tokenized on the server and locally) and refuses a mismatch; each trial then checks that the server
 processed as many prompt tokens as were sent, and records that count (``extra.served_prompt_tokens``).
 
+Prompts go as token ids (``served.prompt: token_ids``). For an engine that takes text only
+(``served.prompt: text``) the prompt is decoded locally, the engine tokenizes that text (``/tokenize``, as its
+completion route will) and the trial is skipped, with the reason, unless the ids equal the local ones.
+
 Answers are greedy, cut after the first of the model's eos ids (as the transformers backend stops) and
-decoded locally the same way. No engine route here returns log-probs of given answer tokens, so every
-record has ``gold_logprob_sum: null`` and says why in ``extra.gold_logprob_reason``; whether the gold's
-first token is the argmax is known exactly from the greedy answer's first token.
+decoded locally the same way. The gold answer's log-prob is asked of the engine for every trial
+(``gold_logprobs``, always with token ids); where the engine refuses (a 4xx: echo not supported, a text-only
+server) or answers in another shape, the record has ``gold_logprob_sum: null`` and the server's reason in
+``extra.gold_logprob_reason``, never an invented number.
 """
 
 from __future__ import annotations
@@ -24,13 +29,14 @@ from evalkit.errors import ConfigError, ServerError, TrialFailed
 from evalkit.models.base import BackendInfo, Capabilities, TrialRequest
 from evalkit.models.hf import load_model_config, load_tokenizer, max_context_tokens_of
 from evalkit.models.served.client import HttpClient
-from evalkit.models.served.engines import Engine, LlamaCppEngine, OpenAIEngine
+from evalkit.models.served.engines import Engine, LlamaCppEngine, OpenAIEngine, Prompt
 from evalkit.models.served.launcher import ServerProcess
+from evalkit.models.served.sglang import SGLangEngine
+from evalkit.prompt.tokenization import decode_exact
 from evalkit.types import TrialOutput
 
-__all__ = ["NO_GOLD_LOGPROB", "ServedBackend", "check_tokenizer_agreement", "make_engine"]
+__all__ = ["ServedBackend", "check_tokenizer_agreement", "make_engine"]
 
-NO_GOLD_LOGPROB = "the served engine gives no log-probs for given answer tokens"
 # text for the agreement check: plain words, digits, accents, CJK and an emoji (byte fallback)
 PROBE_TEXT = "The pass key is 71432. Où est-il caché? 東京 🙂\n  indented\tline"
 
@@ -44,6 +50,8 @@ def make_engine(cfg: ModelConfig, retries: int | None = None) -> Engine:
     client = HttpClient(served.base_url, served.timeout_s, retries, served.api_key_env)
     if served.engine == "openai":
         return OpenAIEngine(client, served.model)
+    if served.engine == "sglang":
+        return SGLangEngine(client)
     return LlamaCppEngine(client)
 
 
@@ -62,12 +70,16 @@ def check_tokenizer_agreement(engine: Engine, tokenizer: Any, tokenizer_name: st
         local = list(tokenizer.encode(text, add_special_tokens=False))
         remote = engine.tokenize(text)
         if remote != local:
-            at = next((i for i, (a, b) in enumerate(zip(local, remote)) if a != b), min(len(local), len(remote)))
+            at = _first_difference(local, remote)
             raise ServerError(
                 f"served.tokenizer: the server tokenizes a probe text differently from {tokenizer_name} "
                 f"({len(remote)} vs {len(local)} ids, first difference at id {at}): placement would not be exact; "
                 "set served.tokenizer to the served model's own tokenizer"
             )
+
+
+def _first_difference(a: Sequence[int], b: Sequence[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
 def _stop_ids(tokenizer: Any, model_config: Any) -> tuple[int, ...]:
@@ -85,16 +97,21 @@ class ServedBackend:
 
     name: ClassVar[str] = "served"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        token_prompts=True, gold_logprobs=False, attention_capture=False, prefix_reuse=False, batching=True
+        # gold log-probs where the engine gives them (found at load); elsewhere null with the reason
+        token_prompts=True, gold_logprobs=True, attention_capture=False, prefix_reuse=False, batching=True
     )
 
     def __init__(self, engine: Engine, info: BackendInfo, max_concurrency: int = 1,
-                 process: ServerProcess | None = None) -> None:
-        """Wrap an engine whose tokenizer was checked against ``info.tokenizer`` (``process``: launched by us)."""
+                 process: ServerProcess | None = None, text_prompts: bool = False) -> None:
+        """Wrap an engine whose tokenizer was checked against ``info.tokenizer`` (``process``: launched by us).
+
+        ``text_prompts``: send the decoded text, checked per trial (``served.prompt: text``).
+        """
         self.engine = engine
         self._info = info
         self.max_concurrency = max_concurrency
         self.process = process
+        self.text_prompts = text_prompts
 
     @classmethod
     def load(cls, cfg: ModelConfig, capture: Callable[[Any], Any] | None = None) -> ServedBackend:
@@ -125,7 +142,7 @@ class ServedBackend:
         model_config = load_model_config(cfg)
         info = BackendInfo(cfg.name, engine.describe(), max_context_tokens_of(model_config, tokenizer), tokenizer,
                            _stop_ids(tokenizer, model_config), served.max_concurrency)  # fmt: skip
-        return cls(engine, info, served.max_concurrency, process)
+        return cls(engine, info, served.max_concurrency, process, text_prompts=served.prompt == "text")
 
     @property
     def info(self) -> BackendInfo:
@@ -154,9 +171,29 @@ class ServedBackend:
             self.process.stop()
             self.process = None
 
+    def _prompt(self, input_ids: tuple[int, ...]) -> Prompt:
+        """The ids, or on the text route their text, once the engine is seen to tokenize it back to them."""
+        if not self.text_prompts:
+            return input_ids
+        text = decode_exact(self._info.tokenizer, input_ids)
+        remote = self.engine.tokenize(text, add_special=True)  # as the completion route tokenizes a text prompt
+        if remote != list(input_ids):
+            raise TrialFailed(f"text route: the engine tokenizes the prompt text to {len(remote)} ids, evalkit placed "
+                              f"{len(input_ids)}, first difference at id {_first_difference(input_ids, remote)}")  # fmt: skip
+        return text
+
+    def _gold(self, request: TrialRequest) -> tuple[float | None, float | None, dict[str, object]]:
+        """Sum and mean of the gold tokens' log-probs, or Nones and the reason."""
+        try:
+            values = self.engine.gold_logprobs(request.input_ids, request.gold_ids)
+        except ServerError as exc:  # refused or unreadable: this engine cannot score the gold, say why
+            return None, None, {"gold_logprob_reason": f"{self.engine.name}: no gold log-probs from the server: {exc}"}
+        return sum(values), sum(values) / len(values), {}
+
     def _run_one(self, request: TrialRequest) -> TrialOutput:
         started = time.perf_counter()
-        completion = self.engine.complete(request.input_ids, request.max_new_tokens)
+        completion = self.engine.complete(self._prompt(request.input_ids), request.max_new_tokens,
+                                          self._info.stop_token_ids)  # fmt: skip
         if completion.prompt_tokens is not None and completion.prompt_tokens != len(request.input_ids):
             raise TrialFailed(f"token mismatch: the server processed {completion.prompt_tokens} prompt tokens, "
                               f"evalkit sent {len(request.input_ids)}")  # fmt: skip
@@ -165,12 +202,12 @@ class ServedBackend:
         if ids is None:  # the openai route returns text only: its ids are the local tokens of that text
             ids = tuple(tokenizer.encode(completion.text, add_special_tokens=False))
         ids = _cut_at_stop(ids, self._info.stop_token_ids)
-        extra: dict[str, object] = {"served_prompt_tokens": completion.prompt_tokens, "served_finish": completion.finish,
-                                    "gold_logprob_reason": NO_GOLD_LOGPROB}  # fmt: skip
+        gold_sum, gold_mean, extra = self._gold(request)
+        extra.update(served_prompt_tokens=completion.prompt_tokens, served_finish=completion.finish)
         return TrialOutput(
             generated_text=tokenizer.decode(list(ids), skip_special_tokens=True),
             generated_token_ids=ids, gold_token_ids=tuple(request.gold_ids),
-            gold_logprob_sum=None, gold_logprob_mean=None,
+            gold_logprob_sum=gold_sum, gold_logprob_mean=gold_mean,
             # greedy: the first answer token is the argmax after the prompt, exactly what the flag asks
             gold_first_token_is_argmax=bool(ids) and ids[0] == request.gold_ids[0],
             elapsed_s=time.perf_counter() - started, extra=extra,

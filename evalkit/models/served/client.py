@@ -109,6 +109,8 @@ class HttpClient:
         except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
             raise _Transient(f"{type(reason).__name__}: {reason}") from None
+        if not raw.strip():  # SGLang's /health answers an empty 200
+            return None
         try:
             return json.loads(raw)
         except ValueError:

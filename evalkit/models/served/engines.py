@@ -1,26 +1,36 @@
-"""Per-engine routes: how one greedy completion of token ids, and one tokenization, is asked for.
+"""Per-engine routes: one greedy completion, one tokenization, and the gold answer's log-probs.
 
-    llama_cpp  llama.cpp's C++ ``llama-server``: ``POST /completion`` with ``prompt`` as a list of token ids
-               (no BOS added to id prompts), ``return_tokens`` for the generated ids, ``tokens_evaluated``
-               for the prompt length it saw; ``POST /tokenize`` (special tokens parsed) for the agreement check.
-    openai     any OpenAI-compatible server: ``POST /v1/completions`` with ``prompt`` as a list of token ids
-               (vLLM and llama-server accept it), ``usage.prompt_tokens`` for the prompt length;
-               ``POST /tokenize`` (vLLM and llama-server both have it, with different field names: both are sent).
+    llama_cpp  llama.cpp's C++ ``llama-server``: ``POST /completion`` with ``prompt`` as token ids (no BOS added
+               to id prompts) or as text, ``return_tokens`` for the generated ids, ``tokens_evaluated`` for the
+               prompt length it saw; ``POST /tokenize`` (``add_special``, ``parse_special``). Gold log-probs:
+               one ``/completion`` per gold token, ``n_predict: 1`` and ``n_probs: 1`` on the prompt plus the gold
+               tokens before it, the gold token forced by ``logit_bias``; the server reports the forced token's
+               probability from the raw logits (its softmax runs before any sampler, the bias included), so the
+               log-prob is the model's own. The prompt cache makes each extra request one token of prefill.
+    openai     any OpenAI-compatible server: ``POST /v1/completions`` with ``prompt`` as token ids or text,
+               ``usage.prompt_tokens`` for the prompt length; ``POST /tokenize`` (vLLM reads ``prompt``,
+               llama-server ``content``: both are sent). Gold log-probs: ``echo`` + ``logprobs`` on the prompt plus
+               the gold ids (vLLM returns the prompt tokens' log-probs then, as lm-eval reads them); a server that
+               refuses echo (llama-server does) is found by a probe at load and its records say so.
+    sglang     see ``sglang.py``.
 
 Greedy means the engine's argmax with nothing reshaping the logits: temperature 0 and every penalty off
-(llama.cpp's default repeat penalty would otherwise change the answer). Neither route returns prompt
-log-probs for given continuation tokens, so the gold log-prob stays ``None`` (see ``backend.py``).
+(llama.cpp's default repeat penalty would otherwise change the answer).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from evalkit.errors import ServerError
 from evalkit.models.served.client import HttpClient
 
-__all__ = ["ENGINES", "Completion", "Engine", "LlamaCppEngine", "OpenAIEngine"]
+__all__ = ["Completion", "Engine", "LlamaCppEngine", "OpenAIEngine", "Prompt", "reply_field"]
+
+Prompt = tuple[int, ...] | str  # token ids (the default route) or the decoded text (``served.prompt: text``)
+FORCE_BIAS = 1000.0  # added to the gold token's logit so greedy picks it; the reported log-prob is pre-bias
 
 
 @dataclass(frozen=True)
@@ -46,20 +56,32 @@ class Engine(Protocol):
         """A short identity of the served model (for ``model_revision``)."""
         ...
 
-    def tokenize(self, text: str) -> list[int]:
-        """The server's token ids of ``text``, special tokens parsed, nothing added."""
+    def tokenize(self, text: str, add_special: bool = False) -> list[int]:
+        """The server's token ids of ``text``, special tokens parsed; ``add_special``: as a text prompt is."""
         ...
 
-    def complete(self, input_ids: tuple[int, ...], max_new_tokens: int) -> Completion:
-        """Greedy completion of the token-id prompt, at most ``max_new_tokens`` tokens."""
+    def complete(self, prompt: Prompt, max_new_tokens: int, stop_ids: Sequence[int] = ()) -> Completion:
+        """Greedy completion of the prompt, at most ``max_new_tokens`` tokens."""
+        ...
+
+    def gold_logprobs(self, input_ids: Sequence[int], gold_ids: Sequence[int]) -> list[float]:
+        """Log-prob of each gold token after the prompt and the gold tokens before it (teacher forcing)."""
         ...
 
 
-def _field(data: Any, key: str, route: str) -> Any:
+def reply_field(data: Any, key: str, route: str) -> Any:
     """``data[key]``, or a one-line ServerError saying the reply is not the expected shape."""
     if not isinstance(data, dict) or key not in data:
         raise ServerError(f"{route}: the reply has no {key!r} field (is served.engine right?): {str(data)[:200]}")
     return data[key]
+
+
+def _wire(prompt: Prompt) -> list[int] | str:
+    return prompt if isinstance(prompt, str) else [int(i) for i in prompt]
+
+
+GREEDY_LLAMA = {"temperature": 0.0, "top_k": 1, "repeat_penalty": 1.0, "presence_penalty": 0.0,
+                "frequency_penalty": 0.0, "dry_multiplier": 0.0, "cache_prompt": True, "stream": False, "seed": 0}
 
 
 @dataclass
@@ -79,29 +101,39 @@ class LlamaCppEngine:
         path = str(props.get("model_path", "")) if isinstance(props, dict) else ""
         return f"llama.cpp:{path.rsplit('/', 1)[-1] or 'unknown'}"
 
-    def tokenize(self, text: str) -> list[int]:
-        """``POST /tokenize`` with special tokens parsed and no BOS added."""
-        reply = self.client.post("/tokenize", {"content": text, "add_special": False, "parse_special": True})
-        return [int(t) for t in _field(reply, "tokens", "/tokenize")]
+    def tokenize(self, text: str, add_special: bool = False) -> list[int]:
+        """``POST /tokenize`` with special tokens parsed; ``add_special`` adds BOS where the model's GGUF says to."""
+        reply = self.client.post("/tokenize", {"content": text, "add_special": add_special, "parse_special": True})
+        return [int(t) for t in reply_field(reply, "tokens", "/tokenize")]
 
-    def complete(self, input_ids: tuple[int, ...], max_new_tokens: int) -> Completion:
-        """``POST /completion`` with the ids as the prompt; greedy, penalties off, the prompt cache kept."""
-        payload = {
-            "prompt": list(input_ids), "n_predict": max_new_tokens, "temperature": 0.0, "top_k": 1,
-            "repeat_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0, "dry_multiplier": 0.0,
-            "cache_prompt": True, "return_tokens": True, "stream": False, "seed": 0,
-        }  # fmt: skip
+    def complete(self, prompt: Prompt, max_new_tokens: int, stop_ids: Sequence[int] = ()) -> Completion:
+        """``POST /completion``; greedy, penalties off, the prompt cache kept (the engine stops at its EOG ids)."""
+        payload = {"prompt": _wire(prompt), "n_predict": max_new_tokens, "return_tokens": True, **GREEDY_LLAMA}
         reply = self.client.post("/completion", payload)
-        tokens = _field(reply, "tokens", "/completion")
+        tokens = reply_field(reply, "tokens", "/completion")
         evaluated = reply.get("tokens_evaluated")
-        return Completion(text=str(_field(reply, "content", "/completion")), token_ids=tuple(int(t) for t in tokens),
+        return Completion(text=str(reply_field(reply, "content", "/completion")), token_ids=tuple(int(t) for t in tokens),
                           prompt_tokens=int(evaluated) if evaluated is not None else None,
                           finish=str(reply.get("stop_type", "")))  # fmt: skip
+
+    def gold_logprobs(self, input_ids: Sequence[int], gold_ids: Sequence[int]) -> list[float]:
+        """One forced one-token completion per gold token (see the module doc)."""
+        out: list[float] = []
+        for k, gold in enumerate(gold_ids):
+            payload = {"prompt": [int(i) for i in (*input_ids, *gold_ids[:k])], "n_predict": 1, "n_probs": 1,
+                       "logit_bias": [[int(gold), FORCE_BIAS]], "return_tokens": True, **GREEDY_LLAMA}
+            probs = reply_field(self.client.post("/completion", payload), "completion_probabilities", "/completion")
+            first = probs[0] if probs else {}
+            if first.get("id") != gold or "logprob" not in first:
+                raise ServerError(f"/completion: the forced gold token {gold} came back as {first.get('id')!r}; "
+                                  "the server's logit_bias did not hold (is served.engine right?)")  # fmt: skip
+            out.append(float(first["logprob"]))
+        return out
 
 
 @dataclass
 class OpenAIEngine:
-    """The OpenAI completions API with token-id prompts (vLLM, SGLang's OpenAI route, llama-server's /v1)."""
+    """The OpenAI completions API (vLLM, SGLang's OpenAI route, llama-server's /v1)."""
 
     client: HttpClient
     model: str | None = None
@@ -117,27 +149,40 @@ class OpenAIEngine:
         ids = [str(m.get("id")) for m in listed.get("data", []) if isinstance(m, dict)] if isinstance(listed, dict) else []
         return f"openai:{self.model or (ids[0] if ids else 'unknown')}"
 
-    def tokenize(self, text: str) -> list[int]:
-        """``POST /tokenize``: vLLM reads ``prompt``, llama-server ``content``; both are sent."""
-        payload: dict[str, Any] = {"prompt": text, "content": text, "add_special_tokens": False, "add_special": False}
+    def tokenize(self, text: str, add_special: bool = False) -> list[int]:
+        """``POST /tokenize``: vLLM reads ``prompt``/``add_special_tokens``, llama-server ``content``/``add_special``."""
+        payload: dict[str, Any] = {"prompt": text, "content": text, "add_special_tokens": add_special,
+                                   "add_special": add_special, "parse_special": True}
         if self.model:
             payload["model"] = self.model
         reply = self.client.post("/tokenize", payload)
-        return [int(t) for t in _field(reply, "tokens", "/tokenize")]
+        return [int(t) for t in reply_field(reply, "tokens", "/tokenize")]
 
-    def complete(self, input_ids: tuple[int, ...], max_new_tokens: int) -> Completion:
-        """``POST /v1/completions`` with the ids as the prompt, temperature 0."""
-        payload: dict[str, Any] = {"prompt": list(input_ids), "max_tokens": max_new_tokens, "temperature": 0.0,
+    def _payload(self, prompt: Prompt, max_tokens: int) -> dict[str, Any]:
+        payload: dict[str, Any] = {"prompt": _wire(prompt), "max_tokens": max_tokens, "temperature": 0.0,
                                    "top_p": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0, "seed": 0}
         if self.model:
             payload["model"] = self.model
-        reply = self.client.post("/v1/completions", payload)
-        choice = _field(reply, "choices", "/v1/completions")[0]
+        return payload
+
+    def complete(self, prompt: Prompt, max_new_tokens: int, stop_ids: Sequence[int] = ()) -> Completion:
+        """``POST /v1/completions``, temperature 0 (the server stops at the model's eos)."""
+        reply = self.client.post("/v1/completions", self._payload(prompt, max_new_tokens))
+        choice = reply_field(reply, "choices", "/v1/completions")[0]
         usage = reply.get("usage") or {}
         prompt_tokens = usage.get("prompt_tokens")
         return Completion(text=str(choice.get("text", "")), token_ids=None,
                           prompt_tokens=int(prompt_tokens) if prompt_tokens is not None else None,
                           finish=str(choice.get("finish_reason", "")))  # fmt: skip
 
-
-ENGINES = ("llama_cpp", "openai")  # the values of ``served.engine``
+    def gold_logprobs(self, input_ids: Sequence[int], gold_ids: Sequence[int]) -> list[float]:
+        """``echo`` + ``logprobs: 1`` over prompt + gold: the prompt tokens' log-probs, the gold's read off the end."""
+        payload = {**self._payload(tuple(input_ids) + tuple(gold_ids), 1), "echo": True, "logprobs": 1}
+        choice = reply_field(self.client.post("/v1/completions", payload), "choices", "/v1/completions")[0]
+        logprobs = (choice.get("logprobs") or {}).get("token_logprobs") or []
+        start = len(input_ids)
+        values = logprobs[start:start + len(gold_ids)]
+        if len(values) != len(gold_ids) or any(v is None for v in values):
+            raise ServerError("/v1/completions: echo gave no log-prob for every gold token "
+                              f"({len(logprobs)} log-probs for {start + len(gold_ids)} prompt tokens)")  # fmt: skip
+        return [float(v) for v in values]

@@ -16,7 +16,7 @@ import pandas as pd
 
 from evalkit.report.analysis.recommend import mcnemar_exact
 
-__all__ = ["PAIR_COLUMNS", "Agreement", "agreement", "format_agreement"]
+__all__ = ["PAIR_COLUMNS", "Agreement", "agreement", "agreement_rows", "format_agreement"]
 
 # what makes two trials the same cell sample of the grid (the model label is left out on purpose)
 PAIR_COLUMNS: tuple[str, ...] = (
@@ -41,6 +41,8 @@ class Agreement:
     logprob_diff_mean: float | None  # mean of B - A gold log-prob sums; None: no pair has both
     logprob_diff_median: float | None
     logprob_diff_max_abs: float | None
+    logprob_diff_p10: float | None = None  # 10th and 90th percentiles of B - A: the spread of the differences
+    logprob_diff_p90: float | None = None
 
 
 def _finished(df: pd.DataFrame) -> pd.DataFrame:
@@ -64,11 +66,13 @@ def agreement(a: pd.DataFrame, b: pd.DataFrame) -> Agreement:
         logprob_diff_mean=float(diff.mean()) if has else None,
         logprob_diff_median=float(diff.median()) if has else None,
         logprob_diff_max_abs=float(diff.abs().max()) if has else None,
+        logprob_diff_p10=float(diff.quantile(0.1)) if has else None,
+        logprob_diff_p90=float(diff.quantile(0.9)) if has else None,
     )
 
 
-def format_agreement(result: Agreement, label_a: str, label_b: str) -> str:
-    """A small Markdown table of ``result`` (what ``evalkit agree`` prints)."""
+def agreement_rows(result: Agreement) -> list[tuple[str, str]]:
+    """(measure, value) rows of ``result``: the table ``evalkit agree`` prints and the report shows."""
     n = result.pairs
 
     def share(k: int) -> str:
@@ -76,10 +80,11 @@ def format_agreement(result: Agreement, label_a: str, label_b: str) -> str:
 
     if result.logprob_pairs:
         logprob = (f"{result.logprob_pairs} pairs: mean {result.logprob_diff_mean:+.4f}, median "
-                   f"{result.logprob_diff_median:+.4f}, max |d| {result.logprob_diff_max_abs:.4f}")  # fmt: skip
+                   f"{result.logprob_diff_median:+.4f}, 10-90% {result.logprob_diff_p10:+.4f} to "
+                   f"{result.logprob_diff_p90:+.4f}, max |d| {result.logprob_diff_max_abs:.4f}")  # fmt: skip
     else:
-        logprob = "no pair has a gold log-prob in both runs (a served engine records null)"
-    rows = [
+        logprob = "no pair has a gold log-prob in both runs (an engine that gives none records null)"
+    return [
         ("paired finished trials", str(n)),
         ("answers equal (exact text)", share(result.answers_equal)),
         ("correctness equal", share(result.correct_equal)),
@@ -87,5 +92,10 @@ def format_agreement(result: Agreement, label_a: str, label_b: str) -> str:
         ("right in A only / in B only", f"{result.a_only} / {result.b_only} (McNemar exact p = {result.mcnemar_p:.3g})"),
         ("gold log-prob B - A", logprob),
     ]
+
+
+def format_agreement(result: Agreement, label_a: str, label_b: str) -> str:
+    """A small Markdown table of ``result`` (what ``evalkit agree`` prints)."""
+    rows = agreement_rows(result)
     head = f"A = {label_a}\nB = {label_b}\n\n| measure | value |\n|---|---|\n"
     return head + "\n".join(f"| {k} | {v} |" for k, v in rows)

@@ -12,7 +12,7 @@ from evalkit.errors import ConfigError, ServerError
 from evalkit.run.backend_checks import check_backends
 from evalkit.run.runner import run_eval
 from run_fixtures import records
-from served_fixtures import FakeServer, Script
+from served_fixtures import FakeServer, Script, answer_requests
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def run(path, **kw):
     return run_eval(load_config(path), path, quiet=True, write_report=False, **kw)
 
 
-def test_records_hold_the_server_prompt_count_and_a_null_gold_logprob(tmp_path, tiny_model_dir, server):
+def test_records_hold_the_server_prompt_count_and_the_gold_logprob(tmp_path, tiny_model_dir, server):
     summary = run(served_config(tmp_path, tiny_model_dir, server.url))
     rows = records(summary.run_dir)
     assert summary.planned == len(rows) == 6
@@ -41,12 +41,26 @@ def test_records_hold_the_server_prompt_count_and_a_null_gold_logprob(tmp_path, 
         assert row["status"] == "ok"
         assert row["generated"] == " 12345"  # the fake answer's tokens (within the 8-token budget), decoded locally
         assert row["extra"]["served_prompt_tokens"] == row["prompt_tokens"]
-        assert row["gold_logprob_sum"] is None and row["gold_logprob_mean"] is None
-        assert "no log-probs" in row["extra"]["gold_logprob_reason"]
+        # one forced request per gold token, each -0.25 on the fake
+        assert row["gold_logprob_sum"] == pytest.approx(-0.25 * row["gold_tokens"])
+        assert row["gold_logprob_mean"] == pytest.approx(-0.25) and "gold_logprob_reason" not in row["extra"]
         assert row["model_revision"] == "llama.cpp:fake.gguf"
-    sent = [body["prompt"] for path, _, body in server.script.requests if path == "/completion"]
+    sent = [body["prompt"] for body in answer_requests(server.script.requests)]
     assert all(isinstance(i, int) for prompt in sent for i in prompt)  # token ids, not text
     assert sorted(len(p) for p in sent) == sorted(r["prompt_tokens"] for r in rows)
+    gold = [b for p, _, b in server.script.requests if p == "/completion" and b.get("n_probs")]
+    assert len(gold) == sum(r["gold_tokens"] for r in rows)
+    assert all(b["n_predict"] == 1 and b["logit_bias"][0][1] >= 100 for b in gold)
+
+
+def test_an_engine_without_log_probs_records_null_with_the_reason(tmp_path, tiny_model_dir, server):
+    server.script.token_logprob = None  # the reply has no completion_probabilities
+    rows = records(run(served_config(tmp_path, tiny_model_dir, server.url)).run_dir)
+    assert {r["status"] for r in rows} == {"ok"}
+    for row in rows:
+        assert row["gold_logprob_sum"] is None and row["gold_logprob_mean"] is None
+        assert "no gold log-probs from the server" in row["extra"]["gold_logprob_reason"]
+        assert "completion_probabilities" in row["extra"]["gold_logprob_reason"]
 
 
 def test_a_disagreeing_tokenizer_is_refused_before_any_trial(tmp_path, tiny_model_dir, server):
@@ -54,6 +68,25 @@ def test_a_disagreeing_tokenizer_is_refused_before_any_trial(tmp_path, tiny_mode
     with pytest.raises(ServerError, match="served.tokenizer: the server tokenizes a probe text differently"):
         run(served_config(tmp_path, tiny_model_dir, server.url))
     assert not any(p == "/completion" for p, _, _ in server.script.requests)
+
+
+def test_text_route_sends_text_checked_by_tokenize(tmp_path, tiny_model_dir, server):
+    rows = records(run(served_config(tmp_path, tiny_model_dir, server.url, prompt="text")).run_dir)
+    assert [r["status"] for r in rows] == ["ok"] * 6
+    sent = [body["prompt"] for body in answer_requests(server.script.requests)]
+    assert len(sent) == 6 and all(isinstance(p, str) for p in sent)
+    checks = [b for p, _, b in server.script.requests if p == "/tokenize" and b["add_special"]]
+    assert sorted(c["content"] for c in checks) == sorted(sent)  # each trial's text was tokenized as its prompt is
+
+
+def test_text_route_skips_a_trial_the_engine_tokenizes_otherwise(tmp_path, tiny_model_dir, server):
+    path = served_config(tmp_path, tiny_model_dir, server.url, prompt="text")
+    server.script.tokenize_offset_text_prompts = 1  # the probe agrees, the trial texts do not
+    rows = records(run(path).run_dir)
+    assert {r["status"] for r in rows} == {"skipped"}
+    assert all(r["skip_reason"].startswith("text route: the engine tokenizes the prompt text to ") for r in rows)
+    assert "first difference at id 0" in rows[0]["skip_reason"]
+    assert answer_requests(server.script.requests) == []  # nothing was sent for completion
 
 
 def test_a_server_that_saw_other_tokens_skips_the_trial(tmp_path, tiny_model_dir, server):
