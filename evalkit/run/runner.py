@@ -9,6 +9,7 @@ reaches into the model: capture, prefix reuse and batching are the backend's, ch
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import re
@@ -37,6 +38,7 @@ from evalkit.prompt.controls import (
 )
 from evalkit.prompt.tokenization import decode_exact, token_texts
 from evalkit.report import write_report
+from evalkit.run.arms import arm_attached, resolve_arm_heads, trials_by_arm
 from evalkit.run.backend_checks import check_backends
 from evalkit.run.distributed import (
     current_slot,
@@ -119,6 +121,7 @@ def run_eval(
     check_backends(config, config_path)  # a backend asked for what it cannot do is refused here too
     # a kernel the family cannot run, or an uncapturable family, is refused before the run dir is written
     kernels = check_capture(config, config_path)
+    arm_heads = resolve_arm_heads(config, config_path)  # a from_run arm reads that run before this one starts
     trials = expand(config, {name: t.spec for name, t in tasks.items()}, revisions)
     if limit is not None:
         trials = limit_trials(trials, limit)
@@ -131,7 +134,7 @@ def run_eval(
         trials = shard_trials(trials, slot)  # this process's share (all of them for one process)
         todo = [t for t in trials if t.trial_id not in done]
         log.info("%s: %d trials planned, %d already done, %d to run", run_dir, len(trials), len(trials) - len(todo), len(todo))
-        ran = _run_trials(config, config_path, tasks, (trials, done), store, quiet, kernels)
+        ran = _run_trials(config, config_path, tasks, (trials, done), store, quiet, (kernels, arm_heads))
         skipped = len(store.skipped_ids() & {t.trial_id for t in trials})
     # with several processes the main one reports once all are done (see distributed.py)
     if write_report and not wait_for_everyone(slot):
@@ -150,10 +153,12 @@ def _run_trials(
     plan: tuple[list[Trial], set[str]],
     store: RunStore,
     quiet: bool,
-    kernels: dict[str, str],
+    loading: tuple[dict[str, str], dict[tuple[str, str], list[list[int]]]],
 ) -> int:
-    """Run the trials of ``plan`` (this process's trials, ids already done) model by model; return how many ran."""
+    """Run the trials of ``plan`` (this process's trials, ids already done) model by model, arm by arm (the
+    kernels and the ``from_run`` arms' heads in ``loading``); return how many ran."""
     trials, done = plan
+    kernels, arm_heads = loading
     ran = 0
     todo = sum(t.trial_id not in done for t in trials)
     progress = tqdm(total=todo, desc="trials", unit="trial", disable=quiet or not todo, dynamic_ncols=True)
@@ -166,11 +171,16 @@ def _run_trials(
             loaded_cfg = model_cfg.model_copy(update={"attn_implementation": kernels[model_cfg.name]})
             session = _open_model(loaded_cfg, config, config_path, tasks)
             try:
-                for record in _scheduled(session, tasks, (model_trials, done), config, store):
-                    store.append(record)
-                    ran += 1
-                    progress.update(1)
-                    progress.set_postfix_str(f"{model_cfg.name} L={record.context_length} d={record.depth:g}")
+                for arm, arm_trials in trials_by_arm(model_trials, config):
+                    if all(t.trial_id in done for t in arm_trials):
+                        continue
+                    with arm_attached(session.backend, arm, arm_heads.get((arm.label, model_cfg.name))) as arm_extra:
+                        for record in _scheduled(session, tasks, (arm_trials, done), config, store):
+                            store.append(dataclasses.replace(record, extra={**record.extra, **arm_extra}))
+                            ran += 1
+                            progress.update(1)
+                            progress.set_postfix_str(f"{model_cfg.name} L={record.context_length} "
+                                                     f"d={record.depth:g} {arm.label}")
             finally:
                 session.backend.close()
     return ran
@@ -365,6 +375,7 @@ def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: Tria
         prompt_sha256=prompt.prompt_sha256,
         elapsed_s=round(output.elapsed_s, 4),
         **record_axes(trial),
+        mitigation=trial.mitigation,
         gold_document_index=built.gold_document_index,
         documents_total=built.documents_total,
         document_spans=[[s.token_start, s.token_end] for s in prompt.document_spans] or None,
