@@ -9,6 +9,7 @@ depth and control), so an arm's records pair one-to-one with the baseline's and 
       - {arm: mask_heads, heads: [[3, 1], [5, 0]]}                 # zero these (layer, head) outputs
       - {arm: mask_heads, name: top4, from_run: runs/base, top_k: 4}  # a previous run's top retrieval heads
       - {arm: mask_heads, name: random4, random_k: 4, seed: 0}         # the control: 4 seeded random heads
+      - attention_sort                         # pass 1's attention per document orders pass 2 (capture on)
 
 A plain string is ``{arm: <string>}``. ``name`` (default: the arm) is what records and reports call the
 arm; each name appears once. An arm at its defaults with name ``none`` is the baseline, whose trial ids are
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 BASELINE = "none"
 # arms that act inside the model (hooks on its modules): refused on a backend that cannot capture attention
-IN_MODEL_ARMS = frozenset({"mask_heads"})
+IN_MODEL_ARMS = frozenset({"mask_heads", "attention_sort"})
 
 
 class _Arm(BaseModel):
@@ -75,8 +76,15 @@ class MaskHeads(_Arm):
         return self
 
 
-Mitigation = Annotated[Union[NoMitigation, ReorderByRelevance, MaskHeads], Field(discriminator="arm")]
-ARM_NAMES = ("none", "reorder_by_relevance", "mask_heads")
+class AttentionSort(_Arm):
+    """Two passes: the attention each document gets at the answer step orders them (most attended last) for
+    the second pass, which answers (Peysakhovich & Lerer 2023). Needs ``attention.capture: true``."""
+
+    arm: Literal["attention_sort"] = "attention_sort"
+
+
+Mitigation = Annotated[Union[NoMitigation, ReorderByRelevance, MaskHeads, AttentionSort], Field(discriminator="arm")]
+ARM_NAMES = ("none", "reorder_by_relevance", "mask_heads", "attention_sort")
 
 
 def expand_arm_shorthand(value: Any) -> Any:

@@ -197,8 +197,13 @@ class EvalConfig(BaseModel):
 
     @field_validator("mitigations")
     @classmethod
-    def _arm_names(cls, value: list[Any]) -> list[Any]:
+    def _arm_names(cls, value: list[Any], info: ValidationInfo) -> list[Any]:
         check_arm_names(value)
+        attention = info.data.get("attention")
+        for index, arm in enumerate(value):  # the first pass reads the attention capture records
+            if arm.arm == "attention_sort" and attention is not None and not attention.capture:
+                raise ValueError(f"mitigations[{index}]: attention_sort reads attention per document; set "
+                                 "attention: {capture: true} or drop this arm")
         return value
 
     def arm(self, label: str) -> Any:

@@ -77,7 +77,7 @@ def check_document_prompts(builder: PromptBuilder, config: EvalConfig, config_pa
 def _check_arms_apply(config: EvalConfig, config_path: str | Path, task_name: str) -> None:
     """Refuse an arm that reorders documents on a task without documents (it would change nothing)."""
     for index, arm in enumerate(config.mitigations):
-        if arm.arm == REORDER_ARM:
+        if arm.arm in (REORDER_ARM, "attention_sort"):
             raise ConfigError(f"{config_path}: mitigations[{index}]: {arm.arm} reorders documents, but task "
                               f"{task_name} has none; use a documents task (documents: block) or drop this arm")
 

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from evalkit.attention.preflight import check_capture
 from evalkit.attention.rows import trial_attention
+from evalkit.attention.sort import attention_order, document_masses
 from evalkit.attention.trial import attach_capture, capture_request
 from evalkit.config.schema import EvalConfig, ModelConfig
 from evalkit.errors import ConfigError, PlacementError, TrialFailed
@@ -294,7 +295,8 @@ def run_trial(
     next trials of its group; the backend keeps them cached. ``write`` False (a replayed trial):
     nothing goes to the run directory, neither its prompt nor its attention arrays.
     """
-    prepared = _prepare_trial(session, task, trial, config, store if write else None)
+    order, first_pass = _attention_sort_pass(session, task, trial, config)
+    prepared = _prepare_trial(session, task, trial, config, store if write else None, order)
     prompt = prepared.prompt
     layout = request_capture = None
     if session.capture:
@@ -304,7 +306,28 @@ def run_trial(
     if layout is not None and write:  # arrays on disk before the caller appends the record (resume stays exact)
         store.write_header()
         save_trial_attention(store.run_dir, trial.trial_id, trial_attention(layout, prompt, output))
-    return _trial_record(session, prepared, output)
+    record = _trial_record(session, prepared, output)
+    if first_pass is None:
+        return record
+    extra, forwards, tokens = first_pass
+    return dataclasses.replace(record, extra={**record.extra, **extra}, extra_forwards=forwards,
+                               extra_prompt_tokens=tokens)
+
+
+def _attention_sort_pass(session: _ModelSession, task: PreparedTask, trial: Trial, config: EvalConfig):
+    """An attention_sort trial's first pass: ``(order, (extra, forwards, prompt tokens))`` for its second pass
+    (the documents by captured mass, most attended last); ``(None, None)`` for any other trial."""
+    if (trial.mitigation == "none" or config.arm(trial.mitigation).arm != "attention_sort" or trial.control
+            or task.spec.documents is None):
+        return None, None
+    first = _prepare_trial(session, task, trial, config, None)  # the baseline's prompt, not saved
+    layout, request = capture_request(first.prompt, config.attention)
+    (output,) = session.backend.run([_request(session, first, 0, request)])
+    masses = document_masses(output.attention.mass, layout)
+    order = attention_order(masses)
+    extra = {"first_pass_masses": [round(m, 6) for m in masses], "first_pass_order": order,
+             "first_pass_generated": output.generated_text, "first_pass_gold_index": first.built.gold_document_index}
+    return order, (extra, 1, first.prompt.prompt_tokens)
 
 
 def run_batch_of_trials(
@@ -325,11 +348,13 @@ def _request(session: _ModelSession, prepared: _PreparedTrial, prefix_tokens: in
 
 
 def _prepare_trial(
-    session: _ModelSession, task: PreparedTask, trial: Trial, config: EvalConfig, store: RunStore | None
+    session: _ModelSession, task: PreparedTask, trial: Trial, config: EvalConfig, store: RunStore | None,
+    order: list[int] | None = None,
 ) -> _PreparedTrial:
-    """The trial's prompt and gold ids; its prompt is saved when ``save_prompts`` (and ``store`` is given)."""
+    """The trial's prompt (documents in ``order`` when given) and gold ids; its prompt is saved when
+    ``save_prompts`` (and ``store`` is given)."""
     with session.lock:  # the tokenizer and the prompts file are shared by the threads of concurrent groups
-        built = build_trial_prompt(session.builder, task, trial, session.config, config)
+        built = build_trial_prompt(session.builder, task, trial, session.config, config, order)
         if config.save_prompts and store is not None:
             tokenizer, ids = session.backend.info.tokenizer, built.prompt.input_ids
             # per-token texts only serve the viewer's token colouring, which needs per-token attention too

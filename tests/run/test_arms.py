@@ -110,3 +110,35 @@ def test_a_from_run_without_attention_is_refused_naming_the_field(tmp_path, tiny
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "mitigations[1].from_run" in line and "no attention arrays" in line and "capture: true" in line
     assert not (tmp_path / "b" / "run").exists()
+
+
+def test_attention_sort_orders_the_second_pass_by_the_first_passes_document_masses(tmp_path, tiny_model_dir,
+                                                                                  single_thread):
+    from evalkit.store.format import attention_path, read_trial_attention
+
+    path = _documents_config(tmp_path, tiny_model_dir, depths=[0.5], samples=2, controls=[], save_prompts=True,
+                             attention={"capture": True, "bins": 2}, mitigations=["none", "attention_sort"])
+    run_dir = run_eval(load_config(path), path, quiet=True, write_report=False).run_dir
+    rows = records(run_dir)
+    for sample in range(2):
+        base = next(r for r in rows if r["mitigation"] == "none" and r["sample"] == sample)
+        sort = next(r for r in rows if r["mitigation"] == "attention_sort" and r["sample"] == sample)
+        # the first pass is the baseline's prompt: its masses are the baseline's captured document masses
+        att = read_trial_attention(attention_path(run_dir, base["trial_id"]))
+        expected = att.mass[:, :, 0, att.document_slice].mean(axis=(0, 1))
+        masses = sort["extra"]["first_pass_masses"]
+        np.testing.assert_allclose(masses, expected, atol=2e-6)
+        order = sort["extra"]["first_pass_order"]
+        assert order == sorted(range(4), key=lambda i: masses[i])  # ascending: the most attended goes last
+        assert [masses[i] for i in order] == sorted(masses)
+        assert sort["extra"]["first_pass_gold_index"] == base["gold_document_index"] == 2
+        assert sort["gold_document_index"] == order.index(base["gold_document_index"])
+        assert (sort["extra_forwards"], sort["extra_prompt_tokens"]) == (1, base["prompt_tokens"])
+        assert base["extra_forwards"] == 0 and "first_pass_order" not in base["extra"]
+
+
+def test_attention_sort_without_capture_is_refused(tmp_path, tiny_model_dir, capsys):
+    path = _documents_config(tmp_path, tiny_model_dir, mitigations=["none", "attention_sort"])
+    assert main(["validate", str(path)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "mitigations[1]: attention_sort reads attention per document" in line and "capture: true" in line
