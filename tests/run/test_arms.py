@@ -11,7 +11,9 @@ import numpy as np
 from evalkit.cli import main
 from evalkit.config.schema import load_config
 from evalkit.report.data.attention import load_attention_argmax
+from evalkit.report import write_report
 from evalkit.report.data.load import load_results
+from evalkit.store.format import read_header
 from evalkit.run.arms import head_scores, top_retrieval_heads
 from evalkit.run.runner import run_eval
 from run_fixtures import records
@@ -72,6 +74,11 @@ def test_every_arms_records_pair_with_the_baseline_and_masking_leaves_the_baseli
                                                                                  "reorder_by_relevance"}
     again = run_eval(load_config(path), path, quiet=True, write_report=False)
     assert again.ran == 0 and again.already_done == len(rows)
+    # the plan's cells are the baseline's (what the report's sections count); each arm planned as many
+    planned = read_header(summary.run_dir)["planned"]
+    assert planned["trials"] == len(plain_rows) and planned["arms"] == dict.fromkeys(by_arm, len(plain_rows))
+    text = write_report(summary.run_dir, tmp_path / "report").report_md.read_text()
+    assert "Incomplete run" not in text and "## Does a fix help?" in text
 
 
 def test_reordering_a_task_without_documents_is_refused_before_the_run_dir_exists(tmp_path, tiny_model_dir, capsys):
