@@ -43,6 +43,7 @@ class Trial:
     seed: int  # per-trial seed derived from the config seed and the trial's defining values
     control: str = ""  # "" for a placement trial, else "closed_book", "oracle" or "dummy_needle" (controls.py)
     layout: tuple[tuple[str, object], ...] = ()  # (axis, value) pairs that differ from the default layout
+    mitigation: str = "none"  # the arm's name (config ``mitigations``); "none" is the baseline
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,10 @@ class TrialRecord:
     system_prompt: bool | None = None
     context_markers: str = "none"
     answer_prefix: bool = True
+    # the mitigation arm (config ``mitigations``) and what it cost beyond the baseline's one pass
+    mitigation: str = "none"
+    extra_forwards: int = 0  # model forwards the arm added (a first pass, a calibration probe)
+    extra_prompt_tokens: int = 0  # prompt tokens those forwards read
     # document tasks (doc_qa): the gold document's 0-based index among the documents, and how many there are
     gold_document_index: int | None = None
     documents_total: int | None = None

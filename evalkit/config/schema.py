@@ -25,6 +25,7 @@ from pydantic import (
 from evalkit.errors import ConfigError, FieldError
 from evalkit.config.validation_errors import show_value, describe_validation_error
 from evalkit.config.layouts import LayoutGrid
+from evalkit.config.mitigations import Mitigation, NoMitigation, check_arm_names, expand_arm_shorthand
 from evalkit.config.served import SERVED_HASH_EXCLUDED_FIELDS, ServedConfig
 from evalkit.config.yaml_io import MAX_YAML_DEPTH, NestingError, check_depth, read_yaml_mapping, yaml_problem
 
@@ -148,7 +149,7 @@ ATTENTION_HASH_OMITTED_AT_DEFAULT = frozenset({"tokens", "token_layers"})
 # How trials are scheduled (reuse, batch size) does not change results beyond float noise either.
 HASH_EXCLUDED_FIELDS = frozenset({"output_dir", "task_dirs", "reuse_prefix", "batch_size", "data_dir"})
 # Fields added after runs existed: left out of ``config_hash`` while at their default, so old runs resume.
-HASH_OMITTED_AT_DEFAULT = frozenset({"controls", "layout"})
+HASH_OMITTED_AT_DEFAULT = frozenset({"controls", "layout", "mitigations"})
 # The same for fields of each model entry.
 
 
@@ -187,8 +188,34 @@ class EvalConfig(BaseModel):
     )
     layout: LayoutGrid = Field(default_factory=LayoutGrid, description="prompt layout axes (see evalkit/config/layouts.py)")
     attention: AttentionConfig = Field(default_factory=AttentionConfig, description="attention capture")
+    mitigations: list[Mitigation] = Field(
+        default_factory=lambda: [NoMitigation()], min_length=1,
+        description="experiment arms, each on the baseline's trials (see evalkit/config/mitigations.py)")
 
     _source_path: Path | None = PrivateAttr(None)
+
+    @field_validator("mitigations", mode="before")
+    @classmethod
+    def _expand_arm_shorthand(cls, value: Any) -> Any:
+        return expand_arm_shorthand(value)
+
+    @field_validator("mitigations")
+    @classmethod
+    def _arm_names(cls, value: list[Any], info: ValidationInfo) -> list[Any]:
+        check_arm_names(value)
+        attention = info.data.get("attention")
+        for index, arm in enumerate(value):  # the first pass reads the attention capture records
+            if arm.arm == "attention_sort" and attention is not None and not attention.capture:
+                raise ValueError(f"mitigations[{index}]: attention_sort reads attention per document; set "
+                                 "attention: {capture: true} or drop this arm")
+        return value
+
+    def arm(self, label: str) -> Any:
+        """The ``mitigations`` entry whose name (``label``) is ``label``; KeyError when none is."""
+        for arm in self.mitigations:
+            if arm.label == label:
+                return arm
+        raise KeyError(label)
 
     @field_validator("output_dir")
     @classmethod

@@ -77,6 +77,14 @@ class TransformersBackend:
         return run_batch(self.loaded, [r.input_ids for r in requests], [r.gold_ids for r in requests],
                          max(r.max_new_tokens for r in requests))  # fmt: skip
 
+    def attach(self, intervention: Callable[[Any], Any]) -> Any:
+        """Attach a mitigation arm's hooks, ``intervention(model)``, and return its handle (the caller detaches it).
+
+        Shared state is dropped first: a prefix cached without the hooks must not serve a request with them.
+        """
+        self.reset()
+        return intervention(self.loaded.model)
+
     def suggest_batch_size(self, context_length: int, requests: int) -> int:
         """Free memory over a per-prompt estimate (``sizing.auto_batch_size``)."""
         return auto_batch_size(self.loaded.model, self.loaded.device, context_length, requests)

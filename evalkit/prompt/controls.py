@@ -56,10 +56,12 @@ def dummy_sentence(builder: PromptBuilder, target_tokens: int) -> str:
                          "drop dummy_needle from controls or use a needle of another length")
 
 
-def build_trial_prompt(builder: PromptBuilder, task: Any, trial: Trial, model_cfg: Any, config: Any) -> TrialPrompt:
-    """Parts (task, model entry, layout), needle and prompt of ``trial``; ``task`` is a PreparedTask."""
+def build_trial_prompt(builder: PromptBuilder, task: Any, trial: Trial, model_cfg: Any, config: Any,
+                       order: Any = None) -> TrialPrompt:
+    """Parts (task, model entry, layout), needle and prompt of ``trial``; ``task`` is a PreparedTask.
+    ``order`` (documents tasks): the documents' new order as indices into the trial's own order."""
     if task.spec.documents is not None:
-        return build_document_trial(builder.tokenizer, task, trial, model_cfg, config)
+        return build_document_trial(builder.tokenizer, task, trial, model_cfg, config, order)
     parts, needle = task.parts_for(seed=trial.seed, model_cfg=model_cfg)
     layout = Layout.from_pairs(trial.layout)
     parts = apply_layout(parts, layout, model_cfg.system_prompt)

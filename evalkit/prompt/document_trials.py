@@ -10,6 +10,7 @@ document alone (Liu et al.'s two baselines); ``dummy_needle`` is not defined for
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 from evalkit.errors import PlacementError
@@ -22,12 +23,15 @@ from evalkit.prompt.documents import (
     gold_position,
 )
 from evalkit.prompt.layouts import Layout, apply_layout
+from evalkit.prompt.reorder import REORDER_ARM, reorder_by_relevance
 from evalkit.prompt.trial_prompt import TrialPrompt
 from evalkit.types import NeedleInstance, PromptParts, Trial
 
 
-def build_document_trial(tokenizer: Any, task: Any, trial: Trial, model_cfg: Any, config: Any) -> TrialPrompt:
-    """The prompt of ``trial`` for a documents task (``task``: a PreparedTask whose haystack is a DocumentCorpus)."""
+def build_document_trial(tokenizer: Any, task: Any, trial: Trial, model_cfg: Any, config: Any,
+                         order: Sequence[int] | None = None) -> TrialPrompt:
+    """The prompt of ``trial`` for a documents task (``task``: a PreparedTask whose haystack is a DocumentCorpus);
+    ``order`` (a placement trial): its documents rearranged, ``documents[order[0]]`` first (attention_sort)."""
     spec, corpus = task.spec, task.haystack
     documents_spec = spec.documents
     example = corpus.example(corpus.example_index(trial.sample, config.seed))
@@ -60,6 +64,13 @@ def build_document_trial(tokenizer: Any, task: Any, trial: Trial, model_cfg: Any
         gold_index = gold_position(trial.depth, total)
         documents = list(example.distractors)
         documents.insert(gold_index, example.gold)
+        if _arm_of(config, trial) == REORDER_ARM:  # the depth stays the pairing key; the gold moves with its score
+            documents = reorder_by_relevance(example.question, documents)
+            gold_index = documents.index(example.gold)
+            extra["requested_gold_document_index"] = gold_position(trial.depth, total)
+        if order is not None:
+            documents = [documents[i] for i in order]
+            gold_index = documents.index(example.gold)
         prompt = build_document_prompt(tokenizer, documents_spec, frame, example.question, documents, gold_index,
                                        trial.context_length, trial.depth)
     gold_ids = gold_ids_after(tokenizer, prompt, needle.answer)
@@ -67,3 +78,10 @@ def build_document_trial(tokenizer: Any, task: Any, trial: Trial, model_cfg: Any
         needle = dataclasses.replace(needle, needle=prompt.needle_text)
         parts = dataclasses.replace(parts, needle=prompt.needle_text)
     return TrialPrompt(parts, needle, prompt, extra, gold_index, total, gold_ids, spec.metric, spec.keyword_threshold)
+
+
+def _arm_of(config: Any, trial: Trial) -> str:
+    """The kind of the trial's mitigation arm ("none" for the baseline, or a config from before arms existed)."""
+    if trial.mitigation == "none" or not hasattr(config, "arm"):
+        return "none"
+    return config.arm(trial.mitigation).arm

@@ -29,7 +29,9 @@ from evalkit.report.analysis.indices import (
 )
 from evalkit.report.data.labels import add_variants, placement_trials, variant_order
 from evalkit.report.data.load import load_header, load_results
+from evalkit.report.document.mitigation_section import mitigation_report
 from evalkit.report.document.recommend_section import recommendation_blocks
+from evalkit.report.analysis.mitigations import baseline_records
 from evalkit.report.document.results import controls_blocks, examples_blocks, glossary_blocks, variant_blocks
 from evalkit.report.document.sections import ReportData, comparison_blocks, positions_blocks, runs_blocks, trust_warnings
 from evalkit.report.analysis.decision import ModelDecision, model_decisions
@@ -90,16 +92,18 @@ def write_report(
     """
     threshold = check_threshold(threshold)
     dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, os.PathLike)) else [Path(d) for d in run_dirs]
-    data = _compute(dirs, [load_header(d) for d in dirs], load_results(dirs), threshold)
+    records = load_results(dirs)
+    # mitigation arms (config ``mitigations``) are compared in their own section; the rest shows the baseline
+    data = _compute(dirs, [load_header(d) for d in dirs], baseline_records(records), threshold)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out}: is a file, not a folder for the report; choose another --out")
     with disk_errors(out, "write the report"):  # read-only place, full disk: one line, not a traceback
-        return _write_all(data, dirs, out)
+        return _write_all(data, dirs, out, records)
 
 
-def _write_all(data: ReportData, dirs: list[Path], out: Path) -> ReportPaths:
-    """Write every table, chart and the two documents of ``data`` into ``out``."""
+def _write_all(data: ReportData, dirs: list[Path], out: Path, records: pd.DataFrame) -> ReportPaths:
+    """Write every table, chart and the two documents of ``data`` (and the arms of ``records``) into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     tables = _write_tables(data, out)
     summary_md = _inside(out, "summary.md")
@@ -110,12 +114,15 @@ def _write_all(data: ReportData, dirs: list[Path], out: Path) -> ReportPaths:
     # attention charts and tables, only when the runs captured attention (attention_sections.py)
     attention = attention_report(data.df, out, _inside, unique_stems)
     tables += attention.tables
+    arms = mitigation_report(records, out, _inside, unique_stems)  # "Does a fix help?", when arms ran
+    tables += arms.tables
 
     decisions = model_decisions(data.df, data.controls, data.threshold)
     strips = _write_strip_charts(decisions, out)
     viewer = write_viewer(dirs, _inside(out, "viewer.html"))
     body = [*variant_summary_blocks(data), *runs_blocks(data), *agreement_blocks(data), *recommendation_blocks(data),
             *comparison_blocks(data, compare_charts), *positions_blocks(data), *documents_blocks(data, variant_charts),
+            *arms.blocks,
             *controls_blocks(data), *variant_blocks(data, variant_charts), *attention.blocks,
             *examples_blocks(data), *glossary_blocks(data, [p for p in tables if p.suffix == ".csv"])]
     summary = [*decision_blocks(data, decisions, strips), *trust_warnings(data)]
@@ -127,7 +134,7 @@ def _write_all(data: ReportData, dirs: list[Path], out: Path) -> ReportPaths:
     report_html.write_text(render_html(TITLE, summary, body, footer=f"Written by evalkit from {len(dirs)} run "
                                        "directories." if len(dirs) > 1 else "Written by evalkit."), encoding="utf-8")
     charts = tuple(p for paths in [*strips.values(), *variant_charts.values(), *compare_charts.values(),
-                                   attention.charts] for p in paths)
+                                   attention.charts, arms.charts] for p in paths)
     return ReportPaths(out, report_md, summary_md, tables[0], charts, report_html, tuple(tables), viewer)
 
 

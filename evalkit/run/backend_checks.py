@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from evalkit.config.mitigations import IN_MODEL_ARMS
 from evalkit.config.schema import EvalConfig
 from evalkit.errors import ConfigError, EvalkitError
 from evalkit.models.backends import backend_class
@@ -47,6 +48,11 @@ def _missing_capability(config: EvalConfig, caps: Capabilities) -> tuple[str, st
     # no gold log-probs is allowed: such a backend records gold_logprob null with the reason, never a number
     if config.attention.capture and not caps.attention_capture:
         return "attention.capture", "cannot capture attention", "set attention.capture: false"
+    # arms acting inside the model need the hooks capture uses (only an in-process backend has them)
+    inside = [arm.label for arm in config.mitigations if arm.arm in IN_MODEL_ARMS]
+    if inside and not caps.attention_capture:
+        return ("mitigations", f"cannot run arms inside the model ({', '.join(inside)}: it cannot capture attention)",
+                "use backend: transformers for this model, or drop those arms")
     # reuse_prefix is on by default: only an explicit request is refused (by default it is just not used)
     if config.reuse_prefix and "reuse_prefix" in config.model_fields_set and not caps.prefix_reuse:
         return "reuse_prefix", "cannot reuse a prompt prefix", "set reuse_prefix: false"

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from evalkit.config.mitigations import arm_variant
 from evalkit.config.schema import EvalConfig
 from evalkit.errors import ConfigError, TaskError
 from evalkit.tasks import TaskSpec, is_task_path
@@ -75,11 +77,12 @@ def _ordered_tasks(cfg: EvalConfig, tasks: Mapping[str, TaskSpec]) -> list[TaskS
 def expand(
     cfg: EvalConfig, tasks: Mapping[str, TaskSpec], model_revisions: Mapping[str, str] | None = None
 ) -> list[Trial]:
-    """Every trial of the grid, model-major, then task, sample, layout, context length, depth.
+    """Every trial of the grid, model-major, then task, sample, layout, context length, depth, mitigation arm.
 
     Control trials (``cfg.controls``) follow the placement trials of their sample and layout:
     closed-book per length, oracle once (no haystack: no length, no depth), dummy needle per length
     and depth. A control without a needle position has depth NaN; the oracle has context length 0.
+    Each cell runs once per mitigation arm (``cfg.mitigations``), so every arm pairs one-to-one with ``none``.
 
     ``tasks`` maps each config ``tasks`` entry (or its task name) to its loaded spec.
     ``model_revisions`` maps model names to resolved revisions (e.g. commit hashes); a model
@@ -96,25 +99,30 @@ def expand(
                 seed = trial_seed(cfg.seed, spec.name, sample)
                 for layout in cfg.layout.layouts():
                     pairs = layout.id_pairs()
-                    for control, length, depth in _cells(cfg):
+                    for (control, length, depth), arm in itertools.product(_cells(cfg), cfg.mitigations):
                         variant = {"control": control, "layout": [list(p) for p in pairs]} if control else (
-                            {"layout": [list(p) for p in pairs]} if pairs else None)
+                            {"layout": [list(p) for p in pairs]} if pairs else {})
+                        if arm_variant(arm) is not None:
+                            variant["mitigation"] = arm_variant(arm)
                         tid = trial_id(
                             model=model.name, revision=revision, task=spec.name, task_hash=task_hash,
                             context_length=length, depth=None if math.isnan(depth) else depth, sample=sample,
-                            config_seed=cfg.seed, variant=variant,
+                            config_seed=cfg.seed, variant=variant or None,
                         )
-                        trials.append(Trial(tid, model.name, spec.name, length, depth, sample, seed, control, pairs))
+                        trials.append(Trial(tid, model.name, spec.name, length, depth, sample, seed, control, pairs,
+                                            arm.label))
     # config validation rejects repeated models, tasks, lengths and depths, so ids cannot collide
     if len({t.trial_id for t in trials}) != len(trials):
-        raise ConfigError(f"{cfg.source_label}: the grid repeats a trial; list each model, task, length and depth once")
+        raise ConfigError(f"{cfg.source_label}: the grid repeats a trial; list each model, task, length, depth "
+                          "and mitigation arm (with its options) once")
     return trials
 
 
 def count_trials(cfg: EvalConfig, tasks: Mapping[str, TaskSpec]) -> int:
     """How many trials ``expand`` plans, counted without building them (``validate`` of a large grid)."""
     specs = _ordered_tasks(cfg, tasks)
-    return len(cfg.models) * len(specs) * cfg.samples * len(cfg.layout.layouts()) * len(_cells(cfg))
+    return (len(cfg.models) * len(specs) * cfg.samples * len(cfg.layout.layouts()) * len(_cells(cfg))
+            * len(cfg.mitigations))
 
 
 def _cells(cfg: EvalConfig) -> list[tuple[str, int, float]]:

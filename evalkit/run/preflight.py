@@ -174,12 +174,23 @@ def planned_cells(trials: list[Trial], config: EvalConfig) -> dict[str, Any]:
     """``{"trials": N, "cells": [...]}``: the planned trials per (model, task, control, layout, length, depth) cell.
 
     The keys are the record columns a report groups by (``layout`` is the label reports use, depth null
-    for controls without a needle position), so a report can mark the cells that lack trials.
+    for controls without a needle position), so a report can mark the cells that lack trials. With mitigation
+    arms the cells and ``trials`` are the baseline's (the trials the report's sections show) and ``arms``
+    gives each arm's planned trials.
     """
+    arms: dict[str, int] = {}
+    for t in trials:
+        arms[t.mitigation] = arms.get(t.mitigation, 0) + 1
+    if len(arms) > 1 and "none" in arms:  # the report's sections (and completeness) count the baseline's trials
+        trials = [t for t in trials if t.mitigation == "none"]
     counts: dict[tuple[Any, ...], int] = {}
     for t in trials:
         depth = None if math.isnan(t.depth) else t.depth
         key = (t.model, t.task, t.control, config.layout.label_of(Layout.from_pairs(t.layout)), t.context_length, depth)
         counts[key] = counts.get(key, 0) + 1
     names = ("model", "task", "control", "layout", "context_length", "depth")
-    return {"trials": len(trials), "cells": [{**dict(zip(names, key)), "trials": n} for key, n in counts.items()]}
+    planned: dict[str, Any] = {"trials": len(trials),
+                               "cells": [{**dict(zip(names, key)), "trials": n} for key, n in counts.items()]}
+    if len(arms) > 1:  # mitigation arms: the cells are the baseline's; each arm plans as many trials
+        planned["arms"] = arms
+    return planned

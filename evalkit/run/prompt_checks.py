@@ -17,6 +17,7 @@ from evalkit.errors import ConfigError, HaystackError, PlacementError, TaskError
 from evalkit.models import load_tokenizer
 from evalkit.prompt.builder import PromptBuilder
 from evalkit.prompt.controls import build_trial_prompt
+from evalkit.prompt.reorder import REORDER_ARM
 from evalkit.run.plan import trial_seed
 from evalkit.run.preflight import PreparedTask
 from evalkit.tasks.haystacks import FileHaystack
@@ -41,6 +42,7 @@ def check_prompts_fit(config: EvalConfig, config_path: str | Path, tasks: Mappin
             if task.spec.documents is not None:
                 check_document_prompts(builder, config, config_path, task, model_cfg, index)
                 continue
+            _check_arms_apply(config, config_path, name)
             samples = _measure_samples(builder, config, config_path, task, model_cfg, where)
             check_answer_budget(samples.gold_tokens, samples.gold_answer, model_cfg, index, name, config_path,
                                 stop_tokens=1 if getattr(builder.tokenizer, "eos_token_id", None) is not None else 0)
@@ -70,6 +72,14 @@ def check_document_prompts(builder: PromptBuilder, config: EvalConfig, config_pa
                 longest = (len(built.gold_ids), built.needle.answer)
     check_answer_budget(longest[0], longest[1], model_cfg, model_index, name, config_path,
                         stop_tokens=1 if getattr(builder.tokenizer, "eos_token_id", None) is not None else 0)
+
+
+def _check_arms_apply(config: EvalConfig, config_path: str | Path, task_name: str) -> None:
+    """Refuse an arm that reorders documents on a task without documents (it would change nothing)."""
+    for index, arm in enumerate(config.mitigations):
+        if arm.arm in (REORDER_ARM, "attention_sort"):
+            raise ConfigError(f"{config_path}: mitigations[{index}]: {arm.arm} reorders documents, but task "
+                              f"{task_name} has none; use a documents task (documents: block) or drop this arm")
 
 
 def _check_chat_template(config: EvalConfig, config_path: str | Path, index: int, tokenizer: Any) -> None:

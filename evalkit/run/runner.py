@@ -9,6 +9,7 @@ reaches into the model: capture, prefix reuse and batching are the backend's, ch
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import re
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 
 from evalkit.attention.preflight import check_capture
 from evalkit.attention.rows import trial_attention
+from evalkit.attention.sort import attention_order, document_masses
 from evalkit.attention.trial import attach_capture, capture_request
 from evalkit.config.schema import EvalConfig, ModelConfig
 from evalkit.errors import ConfigError, PlacementError, TrialFailed
@@ -37,6 +39,7 @@ from evalkit.prompt.controls import (
 )
 from evalkit.prompt.tokenization import decode_exact, token_texts
 from evalkit.report import write_report
+from evalkit.run.arms import arm_attached, resolve_arm_heads, trials_by_arm
 from evalkit.run.backend_checks import check_backends
 from evalkit.run.distributed import (
     current_slot,
@@ -119,6 +122,7 @@ def run_eval(
     check_backends(config, config_path)  # a backend asked for what it cannot do is refused here too
     # a kernel the family cannot run, or an uncapturable family, is refused before the run dir is written
     kernels = check_capture(config, config_path)
+    arm_heads = resolve_arm_heads(config, config_path)  # a from_run arm reads that run before this one starts
     trials = expand(config, {name: t.spec for name, t in tasks.items()}, revisions)
     if limit is not None:
         trials = limit_trials(trials, limit)
@@ -131,7 +135,7 @@ def run_eval(
         trials = shard_trials(trials, slot)  # this process's share (all of them for one process)
         todo = [t for t in trials if t.trial_id not in done]
         log.info("%s: %d trials planned, %d already done, %d to run", run_dir, len(trials), len(trials) - len(todo), len(todo))
-        ran = _run_trials(config, config_path, tasks, (trials, done), store, quiet, kernels)
+        ran = _run_trials(config, config_path, tasks, (trials, done), store, quiet, (kernels, arm_heads))
         skipped = len(store.skipped_ids() & {t.trial_id for t in trials})
     # with several processes the main one reports once all are done (see distributed.py)
     if write_report and not wait_for_everyone(slot):
@@ -150,10 +154,12 @@ def _run_trials(
     plan: tuple[list[Trial], set[str]],
     store: RunStore,
     quiet: bool,
-    kernels: dict[str, str],
+    loading: tuple[dict[str, str], dict[tuple[str, str], list[list[int]]]],
 ) -> int:
-    """Run the trials of ``plan`` (this process's trials, ids already done) model by model; return how many ran."""
+    """Run the trials of ``plan`` (this process's trials, ids already done) model by model, arm by arm (the
+    kernels and the ``from_run`` arms' heads in ``loading``); return how many ran."""
     trials, done = plan
+    kernels, arm_heads = loading
     ran = 0
     todo = sum(t.trial_id not in done for t in trials)
     progress = tqdm(total=todo, desc="trials", unit="trial", disable=quiet or not todo, dynamic_ncols=True)
@@ -166,11 +172,16 @@ def _run_trials(
             loaded_cfg = model_cfg.model_copy(update={"attn_implementation": kernels[model_cfg.name]})
             session = _open_model(loaded_cfg, config, config_path, tasks)
             try:
-                for record in _scheduled(session, tasks, (model_trials, done), config, store):
-                    store.append(record)
-                    ran += 1
-                    progress.update(1)
-                    progress.set_postfix_str(f"{model_cfg.name} L={record.context_length} d={record.depth:g}")
+                for arm, arm_trials in trials_by_arm(model_trials, config):
+                    if all(t.trial_id in done for t in arm_trials):
+                        continue
+                    with arm_attached(session.backend, arm, arm_heads.get((arm.label, model_cfg.name))) as arm_extra:
+                        for record in _scheduled(session, tasks, (arm_trials, done), config, store):
+                            store.append(dataclasses.replace(record, extra={**record.extra, **arm_extra}))
+                            ran += 1
+                            progress.update(1)
+                            progress.set_postfix_str(f"{model_cfg.name} L={record.context_length} "
+                                                     f"d={record.depth:g} {arm.label}")
             finally:
                 session.backend.close()
     return ran
@@ -284,7 +295,8 @@ def run_trial(
     next trials of its group; the backend keeps them cached. ``write`` False (a replayed trial):
     nothing goes to the run directory, neither its prompt nor its attention arrays.
     """
-    prepared = _prepare_trial(session, task, trial, config, store if write else None)
+    order, first_pass = _attention_sort_pass(session, task, trial, config)
+    prepared = _prepare_trial(session, task, trial, config, store if write else None, order)
     prompt = prepared.prompt
     layout = request_capture = None
     if session.capture:
@@ -294,7 +306,28 @@ def run_trial(
     if layout is not None and write:  # arrays on disk before the caller appends the record (resume stays exact)
         store.write_header()
         save_trial_attention(store.run_dir, trial.trial_id, trial_attention(layout, prompt, output))
-    return _trial_record(session, prepared, output)
+    record = _trial_record(session, prepared, output)
+    if first_pass is None:
+        return record
+    extra, forwards, tokens = first_pass
+    return dataclasses.replace(record, extra={**record.extra, **extra}, extra_forwards=forwards,
+                               extra_prompt_tokens=tokens)
+
+
+def _attention_sort_pass(session: _ModelSession, task: PreparedTask, trial: Trial, config: EvalConfig):
+    """An attention_sort trial's first pass: ``(order, (extra, forwards, prompt tokens))`` for its second pass
+    (the documents by captured mass, most attended last); ``(None, None)`` for any other trial."""
+    if (trial.mitigation == "none" or config.arm(trial.mitigation).arm != "attention_sort" or trial.control
+            or task.spec.documents is None):
+        return None, None
+    first = _prepare_trial(session, task, trial, config, None)  # the baseline's prompt, not saved
+    layout, request = capture_request(first.prompt, config.attention)
+    (output,) = session.backend.run([_request(session, first, 0, request)])
+    masses = document_masses(output.attention.mass, layout)
+    order = attention_order(masses)
+    extra = {"first_pass_masses": [round(m, 6) for m in masses], "first_pass_order": order,
+             "first_pass_generated": output.generated_text, "first_pass_gold_index": first.built.gold_document_index}
+    return order, (extra, 1, first.prompt.prompt_tokens)
 
 
 def run_batch_of_trials(
@@ -315,11 +348,13 @@ def _request(session: _ModelSession, prepared: _PreparedTrial, prefix_tokens: in
 
 
 def _prepare_trial(
-    session: _ModelSession, task: PreparedTask, trial: Trial, config: EvalConfig, store: RunStore | None
+    session: _ModelSession, task: PreparedTask, trial: Trial, config: EvalConfig, store: RunStore | None,
+    order: list[int] | None = None,
 ) -> _PreparedTrial:
-    """The trial's prompt and gold ids; its prompt is saved when ``save_prompts`` (and ``store`` is given)."""
+    """The trial's prompt (documents in ``order`` when given) and gold ids; its prompt is saved when
+    ``save_prompts`` (and ``store`` is given)."""
     with session.lock:  # the tokenizer and the prompts file are shared by the threads of concurrent groups
-        built = build_trial_prompt(session.builder, task, trial, session.config, config)
+        built = build_trial_prompt(session.builder, task, trial, session.config, config, order)
         if config.save_prompts and store is not None:
             tokenizer, ids = session.backend.info.tokenizer, built.prompt.input_ids
             # per-token texts only serve the viewer's token colouring, which needs per-token attention too
@@ -365,6 +400,7 @@ def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: Tria
         prompt_sha256=prompt.prompt_sha256,
         elapsed_s=round(output.elapsed_s, 4),
         **record_axes(trial),
+        mitigation=trial.mitigation,
         gold_document_index=built.gold_document_index,
         documents_total=built.documents_total,
         document_spans=[[s.token_start, s.token_end] for s in prompt.document_spans] or None,

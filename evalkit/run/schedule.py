@@ -37,10 +37,10 @@ __all__ = [
 def group_key(trial: Trial) -> tuple[object, ...]:
     """Trials with equal keys share haystack tokens up to their needle: one reuse group.
 
-    Layout and control change the tokens before the needle, so they split groups (``PrefixCache``
+    Layout, control and mitigation arm change the tokens before the needle (or the model), so they split groups (``PrefixCache``
     stays correct either way: it keeps only the tokens two prompts really share).
     """
-    return (trial.model, trial.task, trial.seed, trial.context_length, trial.layout, trial.control)
+    return (trial.model, trial.task, trial.seed, trial.context_length, trial.layout, trial.control, trial.mitigation)
 
 
 def reuse_groups(trials: Sequence[Trial]) -> list[list[Trial]]:

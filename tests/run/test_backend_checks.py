@@ -71,3 +71,10 @@ def test_a_backend_with_what_the_config_needs_runs(tmp_path, tiny_model_dir, cap
     path = _config(tmp_path, tiny_model_dir, "no-capture", depths=[0.0, 1.0])
     assert main(["run", str(path), "--quiet", "--no-report"]) == 0
     assert (tmp_path / "run" / "trials.jsonl").read_text().count("\n") == 2
+
+
+def test_an_arm_inside_the_model_on_a_backend_without_capture_is_refused(tmp_path, tiny_model_dir, capsys,
+                                                                          registry) -> None:
+    path = _config(tmp_path, tiny_model_dir, "no-capture",
+                   mitigations=["none", {"arm": "mask_heads", "name": "rand", "random_k": 1}])
+    _refused(capsys, tmp_path, path, "mitigations:", "'no-capture'", "rand", "backend: transformers")

@@ -1,0 +1,151 @@
+"""Mitigation arms in runs (evalkit/run/arms.py and the runner): records of every arm pair one-to-one with the
+baseline's, an arm inside the model leaves the baseline untouched, top-k heads come from a previous run."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from evalkit.cli import main
+from evalkit.config.schema import load_config
+from evalkit.report.data.attention import load_attention_argmax
+from evalkit.report import write_report
+from evalkit.report.data.load import load_results
+from evalkit.store.format import read_header
+from evalkit.run.arms import head_scores, top_retrieval_heads
+from evalkit.run.runner import run_eval
+from run_fixtures import records
+from run_fixtures import tiny_config as _tiny_config
+
+DATA = Path(__file__).parents[1] / "tasks" / "data" / "lost_in_the_middle"
+TASK = "name: docs\ndocuments:\n  source: {format: liu_qa, path: nq-open-oracle-40.jsonl}\n  total: 4\n" \
+       "metric: best_subspan_em\n"
+
+
+def tiny_config(tmp_path: Path, model_dir: Path, **changes) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)  # several configs (and runs) side by side in one test
+    return _tiny_config(tmp_path, model_dir, **changes)
+
+
+RANDOM = {"arm": "mask_heads", "name": "random2", "random_k": 2, "seed": 3}
+
+
+def _documents_config(tmp_path: Path, model_dir: Path, **changes) -> Path:
+    (tmp_path / "tasks").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "tasks" / "docs.yaml").write_text(TASK)
+    fields = dict(tasks=["docs"], task_dirs=["tasks"], data_dir=str(DATA), context_lengths=[1024],
+                  depths=[0.0, 1.0], samples=2, controls=["closed_book"])
+    fields.update(changes)
+    return tiny_config(tmp_path, model_dir, **fields)
+
+
+def _key(record: dict) -> tuple:
+    depth = None if math.isnan(record["depth"]) else record["depth"]
+    return record["sample"], record["context_length"], depth, record["control"]
+
+
+def test_every_arms_records_pair_with_the_baseline_and_masking_leaves_the_baseline_as_it_was(
+        tmp_path, tiny_model_dir, single_thread):
+    plain = _documents_config(tmp_path / "plain", tiny_model_dir)
+    plain_rows = records(run_eval(load_config(plain), plain, quiet=True, write_report=False).run_dir)
+    # the masking arm runs first: the baseline after it must not see its hooks or a cache built under them
+    path = _documents_config(tmp_path, tiny_model_dir, mitigations=[RANDOM, "none", "reorder_by_relevance"])
+    summary = run_eval(load_config(path), path, quiet=True, write_report=False)
+    rows = records(summary.run_dir)
+    by_arm = {arm: {_key(r): r for r in rows if r["mitigation"] == arm}
+              for arm in ("none", "random2", "reorder_by_relevance")}
+    assert len(rows) == 3 * len(plain_rows) and all(len(v) == len(plain_rows) for v in by_arm.values())
+    assert by_arm["none"].keys() == by_arm["random2"].keys() == by_arm["reorder_by_relevance"].keys()
+    assert {r["trial_id"]: r["generated"] for r in plain_rows} == {
+        r["trial_id"]: r["generated"] for r in by_arm["none"].values()}
+    masked = [r["extra"]["masked_heads"] for r in by_arm["random2"].values()]
+    assert all(m == masked[0] for m in masked) and len(masked[0]) == 2
+    assert not any("masked_heads" in r["extra"] for r in rows if r["mitigation"] != "random2")
+    assert any(by_arm["random2"][k]["gold_logprob_sum"] != r["gold_logprob_sum"] for k, r in by_arm["none"].items())
+    assert all(r["extra_forwards"] == 0 and r["extra_prompt_tokens"] == 0 for r in rows)
+    # reordered trials of one sample and length are one prompt, the gold wherever BM25 put it
+    reordered = [r for r in by_arm["reorder_by_relevance"].values() if not r["control"]]
+    assert {r["sample"]: r["prompt_sha256"] for r in reordered if r["depth"] == 0.0} == {
+        r["sample"]: r["prompt_sha256"] for r in reordered if r["depth"] == 1.0}
+    frame = load_results(summary.run_dir)
+    assert frame["mitigation"].dtype == frame["task"].dtype and set(frame["mitigation"]) == {"none", "random2",
+                                                                                 "reorder_by_relevance"}
+    again = run_eval(load_config(path), path, quiet=True, write_report=False)
+    assert again.ran == 0 and again.already_done == len(rows)
+    # the plan's cells are the baseline's (what the report's sections count); each arm planned as many
+    planned = read_header(summary.run_dir)["planned"]
+    assert planned["trials"] == len(plain_rows) and planned["arms"] == dict.fromkeys(by_arm, len(plain_rows))
+    text = write_report(summary.run_dir, tmp_path / "report").report_md.read_text()
+    assert "Incomplete run" not in text and "## Does a fix help?" in text
+
+
+def test_reordering_a_task_without_documents_is_refused_before_the_run_dir_exists(tmp_path, tiny_model_dir, capsys):
+    path = tiny_config(tmp_path, tiny_model_dir, mitigations=["none", "reorder_by_relevance"])
+    for command in (["validate", str(path)], ["run", str(path), "--quiet"]):
+        assert main(command) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert "mitigations[1]: reorder_by_relevance reorders documents" in line and "passkey" in line
+        assert not (tmp_path / "run").exists()
+
+
+def test_top_k_heads_are_the_previous_runs_heads_with_the_most_copy_events(tmp_path, tiny_model_dir, single_thread):
+    first = tiny_config(tmp_path / "a", tiny_model_dir, context_lengths=[128], depths=[0.0, 0.5, 1.0],
+                        attention={"capture": True, "decode_steps": 3})
+    run_dir = run_eval(load_config(first), first, quiet=True, write_report=False).run_dir
+    copies, needle, trials = head_scores(run_dir, str(tiny_model_dir))
+    assert trials == 6 and copies.shape == (2, 4)
+    counted = load_attention_argmax(run_dir).groupby(["layer", "head"])["copies_needle"].sum()
+    np.testing.assert_array_equal(copies, counted.to_numpy().reshape(2, 4))  # as the report counts them
+    top = top_retrieval_heads(run_dir, str(tiny_model_dir), 3)
+    ranked = sorted(((-copies[a, b], -needle[a, b]), [a, b]) for a in range(2) for b in range(4))
+    assert top == sorted(pair for _, pair in ranked[:3])
+    second = tiny_config(tmp_path / "b", tiny_model_dir, context_lengths=[128], depths=[0.5], samples=1,
+                         mitigations=["none", {"arm": "mask_heads", "name": "top3", "from_run": str(run_dir),
+                                               "top_k": 3}])
+    rows = records(run_eval(load_config(second), second, quiet=True, write_report=False).run_dir)
+    assert [r["extra"]["masked_heads"] for r in rows if r["mitigation"] == "top3"] == [top]
+
+
+def test_a_from_run_without_attention_is_refused_naming_the_field(tmp_path, tiny_model_dir, capsys, single_thread):
+    empty = tiny_config(tmp_path / "a", tiny_model_dir, context_lengths=[128], depths=[0.0], samples=1)
+    run_dir = run_eval(load_config(empty), empty, quiet=True, write_report=False).run_dir
+    path = tiny_config(tmp_path / "b", tiny_model_dir, mitigations=[
+        "none", {"arm": "mask_heads", "from_run": str(run_dir), "top_k": 2}])
+    assert main(["run", str(path), "--quiet"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "mitigations[1].from_run" in line and "no attention arrays" in line and "capture: true" in line
+    assert not (tmp_path / "b" / "run").exists()
+
+
+def test_attention_sort_orders_the_second_pass_by_the_first_passes_document_masses(tmp_path, tiny_model_dir,
+                                                                                  single_thread):
+    from evalkit.store.format import attention_path, read_trial_attention
+
+    path = _documents_config(tmp_path, tiny_model_dir, depths=[0.5], samples=2, controls=[], save_prompts=True,
+                             attention={"capture": True, "bins": 2}, mitigations=["none", "attention_sort"])
+    run_dir = run_eval(load_config(path), path, quiet=True, write_report=False).run_dir
+    rows = records(run_dir)
+    for sample in range(2):
+        base = next(r for r in rows if r["mitigation"] == "none" and r["sample"] == sample)
+        sort = next(r for r in rows if r["mitigation"] == "attention_sort" and r["sample"] == sample)
+        # the first pass is the baseline's prompt: its masses are the baseline's captured document masses
+        att = read_trial_attention(attention_path(run_dir, base["trial_id"]))
+        expected = att.mass[:, :, 0, att.document_slice].mean(axis=(0, 1))
+        masses = sort["extra"]["first_pass_masses"]
+        np.testing.assert_allclose(masses, expected, atol=2e-6)
+        order = sort["extra"]["first_pass_order"]
+        assert order == sorted(range(4), key=lambda i: masses[i])  # ascending: the most attended goes last
+        assert [masses[i] for i in order] == sorted(masses)
+        assert sort["extra"]["first_pass_gold_index"] == base["gold_document_index"] == 2
+        assert sort["gold_document_index"] == order.index(base["gold_document_index"])
+        assert (sort["extra_forwards"], sort["extra_prompt_tokens"]) == (1, base["prompt_tokens"])
+        assert base["extra_forwards"] == 0 and "first_pass_order" not in base["extra"]
+
+
+def test_attention_sort_without_capture_is_refused(tmp_path, tiny_model_dir, capsys):
+    path = _documents_config(tmp_path, tiny_model_dir, mitigations=["none", "attention_sort"])
+    assert main(["validate", str(path)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "mitigations[1]: attention_sort reads attention per document" in line and "capture: true" in line
