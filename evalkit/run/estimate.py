@@ -40,6 +40,8 @@ class PlanEstimate:
     answer_tokens: int
     wall_s: float | None  # None: no tokens_per_s given and nothing measured
     measured: tuple[tuple[str, Throughput], ...] = ()  # (model, throughput) of the calibration forwards
+    # documents tasks: their prompts are as long as their documents, and context_lengths only caps them
+    upper_bound_tasks: tuple[str, ...] = ()
 
 
 def _group_prefill(group: list[Trial]) -> int:
@@ -80,12 +82,14 @@ def estimate_plan(config: EvalConfig, config_path: str | Path, tokens_per_s: flo
     full = sum(t.context_length for t in trials)
     reused = _prefill(config, trials)
     answers = sum(budget[t.model] for t in trials)
+    capped = tuple(name for name, task in tasks.items() if task.spec.documents is not None)
     if tokens_per_s:
-        return PlanEstimate(len(trials), full, reused, answers, (reused + answers) / tokens_per_s)
+        return PlanEstimate(len(trials), full, reused, answers, (reused + answers) / tokens_per_s,
+                            upper_bound_tasks=capped)
     if measure:
         wall, measured = _measured_wall(config, trials)
-        return PlanEstimate(len(trials), full, reused, answers, wall, measured)
-    return PlanEstimate(len(trials), full, reused, answers, None)
+        return PlanEstimate(len(trials), full, reused, answers, wall, measured, capped)
+    return PlanEstimate(len(trials), full, reused, answers, None, upper_bound_tasks=capped)
 
 
 def format_estimate(result: PlanEstimate) -> str:
@@ -100,6 +104,8 @@ def format_estimate(result: PlanEstimate) -> str:
         f"prompt tokens to prefill: {result.prompt_tokens:,} without prefix reuse, "
         f"{result.prompt_tokens_with_reuse:,} with it ({saved:.0%} saved)",
         f"answer tokens (at most): {result.answer_tokens:,}",
+        *([f"documents tasks ({', '.join(result.upper_bound_tasks)}): their prompts are as long as their documents, "
+           "counted here at context_length, so tokens and time are upper bounds"] if result.upper_bound_tasks else []),
         *speeds,
         f"estimated wall time: {wall}",
     ])

@@ -32,6 +32,22 @@ def test_no_reuse_prefills_everything(tmp_path):
     assert estimate_plan(load_config(path), path).prompt_tokens_with_reuse == 6000
 
 
+def test_documents_tasks_are_counted_at_their_cap_and_said_to_be_upper_bounds(tmp_path, capsys):
+    from pathlib import Path
+
+    data = Path(__file__).parents[1] / "tasks" / "data" / "lost_in_the_middle"
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "docs.yaml").write_text(
+        "name: docs\ndocuments:\n  source: {format: liu_qa, path: nq-open-oracle-40.jsonl}\n  total: 3\n")
+    path = config(tmp_path, tasks=["docs"], task_dirs=["tasks"], data_dir=str(data))
+    result = estimate_plan(load_config(path), path, tokens_per_s=100.0)
+    assert result.upper_bound_tasks == ("docs",) and result.prompt_tokens == 6000
+    assert main(["plan", str(path), "--tokens-per-s", "100"]) == 0
+    assert "documents tasks (docs): " in capsys.readouterr().out
+    plain = config(tmp_path)
+    assert estimate_plan(load_config(plain), plain, tokens_per_s=100.0).upper_bound_tasks == ()
+
+
 def test_cli_prints_the_plan_and_refuses_a_bad_throughput(tmp_path, capsys):
     path = config(tmp_path)
     assert main(["plan", str(path), "--tokens-per-s", "100"]) == 0
