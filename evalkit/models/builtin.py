@@ -133,17 +133,21 @@ def ensure_builtin(spec: BuiltinModel, cache_dir: Path | None = None) -> CachedB
         write_gguf = lambda staging: gguf  # noqa: E731
     revision = f"{spec.package}=={_package_version(spec)} gguf-sha256:{digest[:12]}"
     folder = _cache_folder(spec, digest, cache_dir)
-    remove_stale_staging(folder)
-    if not _is_complete(folder):
-        if folder.exists():
-            raise ModelLoadError(
-                f"built-in model {spec.name!r}: cache folder {folder} is incomplete (not written by evalkit); "
-                "delete it and run again"
-            )
-        marker = {"alias": spec.name, "gguf_file": spec.gguf_file, "gguf_sha256": digest,
-                  "package": spec.package, "package_version": _package_version(spec)}
-        _convert_into_place(f"built-in model {spec.name!r}", write_gguf, folder, marker)
+    marker = {"alias": spec.name, "gguf_file": spec.gguf_file, "gguf_sha256": digest,
+              "package": spec.package, "package_version": _package_version(spec)}
+    _ensure_converted(f"built-in model {spec.name!r}", write_gguf, folder, marker)
     return CachedBuiltin(path=folder, revision=revision, gguf_sha256=digest)
+
+
+def _ensure_converted(label: str, write_gguf, folder: Path, marker: dict) -> None:
+    """``folder`` complete, converting into it first when absent (a folder evalkit did not finish is refused)."""
+    remove_stale_staging(folder)
+    if _is_complete(folder):
+        return
+    if folder.exists():
+        raise ModelLoadError(f"{label}: cache folder {folder} is incomplete (not written by evalkit); "
+                             "delete it and run again")
+    _convert_into_place(label, write_gguf, folder, marker)
 
 
 def ensure_gguf(gguf: Path, cache_dir: Path | None = None) -> CachedBuiltin:
@@ -154,15 +158,8 @@ def ensure_gguf(gguf: Path, cache_dir: Path | None = None) -> CachedBuiltin:
     root = cache_dir or cache_root()
     (digest,) = cached_sha256([gguf], root)  # a multi-GB GGUF is not rehashed while its size and mtime hold
     folder = root / "models" / f"gguf-{digest[:12]}"
-    remove_stale_staging(folder)
-    if not _is_complete(folder):
-        if folder.exists():
-            raise ModelLoadError(
-                f"GGUF model {str(gguf)!r}: cache folder {folder} is incomplete (not written by evalkit); "
-                "delete it and run again"
-            )
-        marker = {"gguf_file": gguf.name, "gguf_sha256": digest, "converted_from": str(gguf.resolve())}
-        _convert_into_place(f"GGUF model {str(gguf)!r}", lambda staging: gguf, folder, marker)
+    marker = {"gguf_file": gguf.name, "gguf_sha256": digest, "converted_from": str(gguf.resolve())}
+    _ensure_converted(f"GGUF model {str(gguf)!r}", lambda staging: gguf, folder, marker)
     return CachedBuiltin(path=folder, revision=f"gguf-sha256:{digest[:12]}", gguf_sha256=digest)
 
 

@@ -86,13 +86,13 @@ def length_colors(lengths) -> dict[int, tuple[float, float, float]]:
     return {length: palette[i % len(palette)] for i, length in enumerate(ordered)}
 
 
-def _cell_counts(summary: pd.DataFrame) -> str:
-    """``"n = 10 per cell"`` or ``"n = 5-10 per cell"`` over cells with at least one ok trial."""
+def cell_counts(summary: pd.DataFrame, unit: str = "cell") -> str:
+    """``"n = 10 per cell"`` or ``"n = 5-10 per cell"`` over cells (column ``n``) with at least one ok trial."""
     counts = summary.loc[summary["n"] > 0, "n"]
     if counts.empty:
         return "no completed trials"
     low, high = int(counts.min()), int(counts.max())
-    return f"n = {low} per cell" if low == high else f"n = {low}–{high} per cell"
+    return f"n = {low} per {unit}" if low == high else f"n = {low}–{high} per {unit}"
 
 
 def plot_heatmap(
@@ -121,7 +121,7 @@ def plot_heatmap(
     ax.set_xlabel("context length (tokens)")
     ax.set_ylabel("needle depth (% of context)")
     sub = df[(df[by].astype("str") == model) & (df["task"] == task)]
-    counts = _cell_counts(summary_table(sub, by=by))
+    counts = cell_counts(summary_table(sub, by=by))
     ax.set_title(f"Retrieval accuracy by needle depth and context length\n{model} · {task} ({counts})",
                  fontsize=11)
     return ax
@@ -164,7 +164,7 @@ def plot_accuracy_vs_depth(
     ax.set_xlabel("needle depth (% of context, 0% = start)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"Retrieval accuracy by needle depth (shaded: 95% CI)\n{model} · {task} "
-                 f"({_cell_counts(summary)})", fontsize=11)
+                 f"({cell_counts(summary)})", fontsize=11)
     if not summary.empty:
         ax.legend(title="context length (tokens)", loc="upper left", bbox_to_anchor=(1.01, 1.0),
                   frameon=False)

@@ -14,7 +14,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.ticker import FixedLocator, PercentFormatter
 
-from evalkit.report.charts.accuracy import DEPTH_MARKERS, HEATMAP_CMAP, length_colors
+from evalkit.report.charts.accuracy import DEPTH_MARKERS, HEATMAP_CMAP, cell_counts, length_colors
 from evalkit.report.data.documents import (
     accuracy_label,
     position_axis_label,
@@ -38,14 +38,6 @@ def _position_axis(ax: Axes, positions, total: int | None) -> None:
     ax.grid(True, color="#dddddd", linewidth=0.8)
     ax.set_axisbelow(True)
     ax.spines[["top", "right"]].set_visible(False)
-
-
-def _counts(cells: pd.DataFrame) -> str:
-    counts = cells.loc[cells["n"] > 0, "n"]
-    if counts.empty:
-        return "no completed trials"
-    low, high = int(counts.min()), int(counts.max())
-    return f"n = {low} per position" if low == high else f"n = {low}–{high} per position"
 
 
 def plot_accuracy_vs_document_position(table: pd.DataFrame, ax: Axes, variant: str, task: str,
@@ -77,7 +69,7 @@ def plot_accuracy_vs_document_position(table: pd.DataFrame, ax: Axes, variant: s
     ax.yaxis.set_major_formatter(PercentFormatter(100, decimals=0))
     ax.set_ylabel(f"{accuracy_label(metric)} (%)")
     ax.set_title(f"{sentence_case(accuracy_label(metric))} by {position_axis_label(total).split(' (')[0]} "
-                 f"(shaded: 95% CI)\n{variant} · {task} ({_counts(sub)})", fontsize=11)
+                 f"(shaded: 95% CI)\n{variant} · {task} ({cell_counts(sub, 'position')})", fontsize=11)
     if not sub.empty:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
     return ax
@@ -101,7 +93,7 @@ def plot_document_heatmap(table: pd.DataFrame, ax: Axes, variant: str, task: str
     ax.set_xlabel("context length (tokens)")
     ax.set_ylabel(position_axis_label(total))
     ax.set_title(f"{sentence_case(accuracy_label(metric))} by gold document position\n{variant} · {task} "
-                 f"({_counts(sub)})", fontsize=11)
+                 f"({cell_counts(sub, 'position')})", fontsize=11)
     return ax
 
 
