@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -31,12 +30,7 @@ from evalkit.models.backends import backend_class
 from evalkit.models.base import Backend, TrialRequest
 from evalkit.models.registry import resolve_model_defaults
 from evalkit.prompt.builder import PromptBuilder
-from evalkit.prompt.controls import (
-    TrialPrompt,
-    build_trial_prompt,
-    record_axes,
-    score_trial,
-)
+from evalkit.prompt.controls import TrialPrompt, build_trial_prompt
 from evalkit.prompt.tokenization import decode_exact, token_texts
 from evalkit.report import write_report
 from evalkit.run.arms import arm_attached, resolve_arm_heads, trials_by_arm
@@ -57,12 +51,12 @@ from evalkit.run.preflight import (
 )
 from evalkit.run.prompt_checks import check_prompts_fit
 from evalkit.run.schedule import run_groups_concurrently, run_in_batches, run_with_reuse
+from evalkit.run.trial_record import trial_record
 from evalkit.store.format import save_trial_attention
 from evalkit.store.run_store import RunStore
 from evalkit.tasks.sources import check_fills
 from evalkit.types import (
     REGION_CONTEXT_BEFORE,
-    REGION_NEEDLE,
     BuiltPrompt,
     Trial,
     TrialOutput,
@@ -366,62 +360,9 @@ def _prepare_trial(
 
 
 def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: TrialOutput) -> TrialRecord:
-    trial, built = prepared.trial, prepared.built
-    prompt, needle = built.prompt, built.needle
-    answer, think_extra = strip_reasoning(output.generated_text, session.config.think_pattern)
-    score, score_extra = score_trial(answer, built)
-    needle_span = prompt.regions[REGION_NEEDLE]
-    return TrialRecord(
-        trial_id=trial.trial_id,
-        status="ok",
-        model=trial.model,
-        model_revision=session.revision,
-        task=trial.task,
-        context_length=trial.context_length,
-        prompt_tokens=prompt.prompt_tokens,
-        length_tolerance_tokens=prompt.length_tolerance_tokens,
-        depth=trial.depth,
-        achieved_depth=prompt.achieved_depth,
-        sample=trial.sample,
-        seed=trial.seed,
-        needle=needle.needle,
-        question=needle.question,
-        gold_answer=needle.answer,
-        generated=output.generated_text,
-        correct=score.correct,
-        exact_match=score.exact_match,
-        gold_logprob_sum=output.gold_logprob_sum,
-        gold_logprob_mean=output.gold_logprob_mean,
-        gold_first_token_is_argmax=output.gold_first_token_is_argmax,
-        gold_tokens=len(output.gold_token_ids),
-        regions={name: [s.token_start, s.token_end] for name, s in prompt.regions.items()},
-        needle_token_start=needle_span.token_start,
-        needle_token_end=needle_span.token_end,
-        prompt_sha256=prompt.prompt_sha256,
-        elapsed_s=round(output.elapsed_s, 4),
-        **record_axes(trial),
-        mitigation=trial.mitigation,
-        gold_document_index=built.gold_document_index,
-        documents_total=built.documents_total,
-        document_spans=[[s.token_start, s.token_end] for s in prompt.document_spans] or None,
-        metric=score.metric, best_subspan_em=score.best_subspan_em, keyword_recall=score.keyword_recall,
-        extra={**built.extra, **score_extra, **output.extra, **think_extra,
-               "truncated": is_truncated(output.generated_token_ids, session.config.max_new_tokens,
-                                         session.backend.info.stop_token_ids)},
-    )
-
-
-def is_truncated(generated_ids: tuple[int, ...], max_new_tokens: int, stop_token_ids) -> bool:
-    """True when generation used the whole budget without a stop token (the answer may be cut off)."""
-    return len(generated_ids) >= max_new_tokens and (not generated_ids or generated_ids[-1] not in set(stop_token_ids))
-
-
-def strip_reasoning(generated: str, pattern: str | None) -> tuple[str, dict[str, object]]:
-    """The answer scored (``pattern`` removed, ends stripped) and what the record adds (the scored text)."""
-    if not pattern:
-        return generated, {}
-    answer = re.sub(pattern, "", generated).strip()
-    return answer, {"scored_answer": answer}
+    return trial_record(prepared.trial, prepared.built, output, revision=session.revision,
+                        think_pattern=session.config.think_pattern, max_new_tokens=session.config.max_new_tokens,
+                        stop_token_ids=session.backend.info.stop_token_ids)
 
 
 def _write_report(run_dir: Path) -> Path:

@@ -7,7 +7,7 @@ import json
 from run_fixtures import records, tiny_config
 
 from evalkit.cli import main
-from evalkit.run.runner import is_truncated
+from evalkit.run.trial_record import is_truncated
 
 
 def _refused_line(capsys, config) -> str:

@@ -11,7 +11,7 @@ from conftest import write_config
 from evalkit.config.schema import ModelConfig, load_config
 from evalkit.errors import ConfigError
 from evalkit.prompt.tokenization import frame_text
-from evalkit.run.runner import strip_reasoning
+from evalkit.run.trial_record import strip_reasoning
 from evalkit.types import PromptParts
 
 PATTERN = r"(?s)<think>.*?(</think>|$)"
