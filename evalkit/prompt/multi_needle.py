@@ -7,7 +7,7 @@ and achieved depths are in ``BuiltPrompt.extra_needle_spans`` / ``extra_needle_d
 from __future__ import annotations
 
 from itertools import chain
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from evalkit.errors import PlacementError
 from evalkit.prompt.spans import (
@@ -19,12 +19,22 @@ from evalkit.prompt.spans import (
 from evalkit.prompt.tokenization import decode_exact, ids_sha256
 from evalkit.types import BuiltPrompt, PromptParts, TokenSpan
 
-if TYPE_CHECKING:
-    from evalkit.prompt.builder import PromptBuilder
+class NeedleBuilder(Protocol):
+    """What placing several needles needs from the prompt builder (``builder.PromptBuilder`` has it), named here
+    so this module does not import the builder that imports it."""
+
+    @property
+    def tokenizer(self) -> Any: ...
+
+    def without_first_space(self, parts: PromptParts, input_ids: tuple[int, ...], context_token_start: int,
+                            first_ids: tuple[int, ...]) -> tuple[int, ...]: ...
+
+    def verify(self, input_ids: tuple[int, ...], regions: dict[str, TokenSpan], needle: str, context_length: int,
+               tolerance_tokens: int) -> None: ...
 
 
 def place_needles(
-    builder: PromptBuilder, parts: PromptParts, frame: PromptFrame, pieces: list[tuple[int, ...]], offsets: list[int],
+    builder: NeedleBuilder, parts: PromptParts, frame: PromptFrame, pieces: list[tuple[int, ...]], offsets: list[int],
     needles: list[tuple[int, ...]], depths: list[float], extra_texts: list[str],
     context_length: int, tolerance_tokens: int,
 ) -> BuiltPrompt:
