@@ -75,11 +75,10 @@ def _render(tokenizer: Any, frame: DocumentFrame, user_text: str) -> tuple[str, 
 
 def _encode(tokenizer: Any, text: str, bos: bool) -> tuple[list[int], list[int]]:
     """Ids of ``text`` (BOS first if asked) and each id's first character in ``text`` (-1: no character)."""
-    try:
-        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    except NotImplementedError:
-        raise PlacementError("documents tasks need a fast tokenizer (offsets); install `tokenizers` or use "
-                             "a model with a tokenizer.json") from None
+    if not getattr(tokenizer, "is_fast", False):  # only a tokenizers-backed tokenizer gives character offsets
+        raise PlacementError("documents tasks need a fast tokenizer (character offsets); use a model with a "
+                             "tokenizer.json")
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, starts = list(encoded["input_ids"]), [s if e > s else -1 for s, e in encoded["offset_mapping"]]
     if bos:
         ids, starts = [tokenizer.bos_token_id, *ids], [-1, *starts]

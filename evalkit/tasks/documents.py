@@ -193,6 +193,7 @@ class DocumentCorpus:
         self._retriever = DistractorRetriever(pool) if retrieved and spec.total > 1 else None
         self.policy = self._policy_text(source, retrieved, len(pool))
         self._examples: dict[int, DocumentExample] = {}
+        self._orders: dict[int, list[int]] = {}
 
     @staticmethod
     def _policy_text(source: object, retrieved: bool, pool_size: int) -> str:
@@ -210,9 +211,11 @@ class DocumentCorpus:
         if sample >= len(self._rows):
             raise TaskError(f"sample {sample} asks for more questions than the {len(self._rows)} rows of the file; "
                             f"use samples <= {len(self._rows)}")
-        order = list(range(len(self._rows)))
-        random.Random(f"evalkit.documents:{seed}").shuffle(order)
-        return order[sample]
+        if seed not in self._orders:  # one shuffle per seed, not one per trial
+            order = list(range(len(self._rows)))
+            random.Random(f"evalkit.documents:{seed}").shuffle(order)
+            self._orders[seed] = order
+        return self._orders[seed][sample]
 
     def example(self, index: int) -> DocumentExample:
         """Example ``index`` (a file row) with ``total - 1`` distractors; TaskError if the row has too few."""

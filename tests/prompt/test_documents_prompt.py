@@ -150,6 +150,19 @@ def test_a_prompt_above_the_context_length_is_refused(smollm2_tokenizer):
         build(smollm2_tokenizer, task, length=300)
 
 
+def test_a_tokenizer_without_offsets_is_refused_in_one_line(smollm2_tokenizer):
+    from evalkit.prompt.documents import DocumentFrame, build_document_prompt
+    from evalkit.tasks.documents import Document
+
+    class SlowTokenizer:
+        is_fast = False
+
+    spec = DocumentsSpec.model_validate({"source": {"format": "liu_qa", "path": "x"}, "total": 1})
+    with pytest.raises(PlacementError, match="need a fast tokenizer"):
+        build_document_prompt(SlowTokenizer(), spec, DocumentFrame(False, None, ""), "q?", [Document("t", "x")], 0,
+                              100, 0.0)
+
+
 def test_the_gold_answer_and_aliases_reach_the_score(smollm2_tokenizer):
     task = prepared({"source": {"format": "liu_qa", "path": "nq-open-oracle-40.jsonl"}, "total": 3})
     built = build(smollm2_tokenizer, task)
