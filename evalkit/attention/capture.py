@@ -53,6 +53,13 @@ from typing import Any
 import torch
 
 from evalkit.errors import CaptureError
+from evalkit.models.base import CalibrationRequest
+from evalkit.attention.calibration import (
+    AttentionCalibration,
+    active_calibration,
+    calibrated_mask_bias,
+    forward_total_tokens,
+)
 from evalkit.attention.capture_math import KERNEL_EAGER, KERNEL_FLASH, kernel_kind, mask_bias, region_mass_argmax_tokens
 
 __all__ = ["AttentionCapture", "AttentionRecording"]
@@ -105,6 +112,15 @@ class AttentionCapture:
         ``tokens`` also keeps each row's mass on every key, averaged over heads (``token_mass``)."""
         return AttentionRecording(self, _as_index(rows, 2, "rows"), _as_index(spans, 3, "spans"), tokens=tokens)
 
+    def calibrate(self, request: CalibrationRequest) -> AttentionCalibration:
+        """``with capture.calibrate(request): ...`` calibrates every forward inside (``attention/calibration.py``);
+        recordings in the same block see the calibrated rows."""
+        if request.log_bias.shape[0] != self.num_layers:
+            raise CaptureError(f"calibration has {request.log_bias.shape[0]} layers, the model {self.num_layers}")
+        calibration = AttentionCalibration(request.spans, request.log_bias, request.answer_start)
+        calibration.module_ids = self._module_ids
+        return calibration
+
     def detach(self) -> None:
         """Remove the hook and restore the attention implementation the model had before ``attach``."""
         self._hook.remove()
@@ -116,6 +132,9 @@ class AttentionCapture:
         recording = _ACTIVE.get()
         if recording is not None and recording.capture is self:
             recording._start_forward(args, kwargs)
+        calibration = active_calibration()
+        if calibration is not None and calibration.module_ids is self._module_ids:
+            calibration.total_tokens = forward_total_tokens(args, kwargs)
 
 
 class AttentionRecording:
@@ -184,12 +203,7 @@ class AttentionRecording:
         self._forwards += 1
         if self._forwards > 1:
             raise CaptureError("a record block covers exactly one forward call; open one block per forward")
-        tokens = kwargs.get("input_ids", args[0] if args else None)
-        if tokens is None:
-            tokens = kwargs.get("inputs_embeds")
-        cache = kwargs.get("cache", kwargs.get("past_key_values"))
-        past = int(cache.get_seq_length()) if hasattr(cache, "get_seq_length") else 0
-        self._total_tokens = None if tokens is None else past + tokens.shape[1]
+        self._total_tokens = forward_total_tokens(args, kwargs)
 
     def _observe(self, module: Any, query: torch.Tensor, key: torch.Tensor, mask: Any, kind: str, kwargs: dict):
         """Called by the wrapper after the inner kernel: query [B, H, Lq, D], key [B, Hkv, Lk, D]."""
@@ -214,12 +228,12 @@ class AttentionRecording:
         is_causal = kwargs.get("is_causal")
         with torch.no_grad():
             q_rows = query.gather(2, rows[:, None, :, None].expand(batch, heads, rows.shape[1], dim))
-            bias = mask_bias(
+            bias = calibrated_mask_bias(layer, rows, q_len, heads, group, k_len, offset, self._total_tokens, mask_bias(
                 kind, mask, rows, q_len, k_len, group,
                 sliding_window=kwargs.get("sliding_window"),
                 is_causal=getattr(module, "is_causal", True) if is_causal is None else bool(is_causal),
                 row_span=self._row_span,
-            )  # fmt: skip
+            ))  # fmt: skip
             mass, argmax, token_mass = region_mass_argmax_tokens(
                 q_rows, key, (spans - offset).clamp(0, k_len), dim**-0.5 if scaling is None else scaling, bias,
                 softcap=kwargs.get("softcap"), sinks=kwargs.get("s_aux"), chunk_tokens=capture.chunk_tokens,
@@ -269,6 +283,9 @@ def _make_wrapper(inner: str):
 
     def capture_attention(module, query, key, value, attention_mask, *args, **kwargs):
         output = call_inner(module, query, key, value, attention_mask, *args, **kwargs)
+        calibration = active_calibration()
+        if calibration is not None and id(module) in calibration.module_ids:
+            output = calibration.calibrate_output(module, query, key, value, attention_mask, kind, kwargs, output)
         recording = _ACTIVE.get()
         if recording is not None:
             recording._observe(module, query, key, attention_mask, kind, kwargs)

@@ -15,12 +15,16 @@ import numpy as np
 from evalkit.attention.regions import RegionLayout
 
 
-def document_masses(mass: np.ndarray, layout: RegionLayout) -> list[float]:
-    """Each document's mean attention mass at row 0 over layers and heads (``mass``: [layers, heads, rows,
+def document_mass_by_head(mass: np.ndarray, layout: RegionLayout) -> np.ndarray:
+    """Each document's attention mass at row 0, ``[layers, heads, documents]`` (``mass``: [layers, heads, rows,
     regions] as captured for ``layout``)."""
     start = layout.partition_size + layout.bins
-    documents = mass[:, :, 0, start:start + layout.documents]  # [layers, heads, documents]
-    return [float(x) for x in documents.mean(axis=(0, 1))]
+    return mass[:, :, 0, start:start + layout.documents]
+
+
+def document_masses(mass: np.ndarray, layout: RegionLayout) -> list[float]:
+    """Each document's mean attention mass at row 0 over layers and heads."""
+    return [float(x) for x in document_mass_by_head(mass, layout).mean(axis=(0, 1))]
 
 
 def attention_order(masses: Sequence[float]) -> list[int]:

@@ -10,6 +10,8 @@ depth and control), so an arm's records pair one-to-one with the baseline's and 
       - {arm: mask_heads, name: top4, from_run: runs/base, top_k: 4}  # a previous run's top retrieval heads
       - {arm: mask_heads, name: random4, random_k: 4, seed: 0}         # the control: 4 seeded random heads
       - attention_sort                         # pass 1's attention per document orders pass 2 (capture on)
+      - {arm: calibrate_attention, strength: 1.0}  # Found in the Middle: a content-free probe's positional
+                                                   # bias divided out of the answer rows' attention (capture on)
 
 A plain string is ``{arm: <string>}``. ``name`` (default: the arm) is what records and reports call the
 arm; each name appears once. An arm at its defaults with name ``none`` is the baseline, whose trial ids are
@@ -24,7 +26,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 BASELINE = "none"
 # arms that act inside the model (hooks on its modules): refused on a backend that cannot capture attention
-IN_MODEL_ARMS = frozenset({"mask_heads", "attention_sort"})
+IN_MODEL_ARMS = frozenset({"mask_heads", "attention_sort", "calibrate_attention"})
+# arms that read attention per document, so need ``attention.capture: true`` and a documents task
+DOCUMENT_ATTENTION_ARMS = ("attention_sort", "calibrate_attention")
+# what a content-free probe document says (Found in the Middle: a document with no information in it)
+CONTENT_FREE_TEXT = "This passage is left blank on purpose and says nothing about the question."
 
 
 class _Arm(BaseModel):
@@ -83,8 +89,24 @@ class AttentionSort(_Arm):
     arm: Literal["attention_sort"] = "attention_sort"
 
 
-Mitigation = Annotated[Union[NoMitigation, ReorderByRelevance, MaskHeads, AttentionSort], Field(discriminator="arm")]
-ARM_NAMES = ("none", "reorder_by_relevance", "mask_heads", "attention_sort")
+class CalibrateAttention(_Arm):
+    """Found in the Middle (Hsieh et al. 2024): a first pass on the same prompt with every document replaced by
+    a content-free one of about its length measures each position's attention (the positional bias); the
+    answer pass subtracts ``strength * log(bias)`` from the logits of each document's keys at the answer rows
+    of the chosen ``layers``, so the softmax renormalises what is left (``attention/calibration.py``). Needs
+    ``attention.capture: true``; ``strength: 0`` is the baseline exactly."""
+
+    arm: Literal["calibrate_attention"] = "calibrate_attention"
+    strength: float = Field(1.0, ge=0.0, le=10.0, description="how much of the bias to divide out (1: all of it)")
+    layers: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None, description="the layers calibrated (0-based; default: every layer)")
+    content_free_text: str = Field(CONTENT_FREE_TEXT, min_length=1,
+                                   description="what the probe's documents say, repeated to each one's length")
+
+
+Mitigation = Annotated[Union[NoMitigation, ReorderByRelevance, MaskHeads, AttentionSort, CalibrateAttention],
+                       Field(discriminator="arm")]
+ARM_NAMES = ("none", "reorder_by_relevance", "mask_heads", "attention_sort", "calibrate_attention")
 
 
 def expand_arm_shorthand(value: Any) -> Any:

@@ -30,7 +30,13 @@ from evalkit.config.entries import (
     ModelConfig,
 )
 from evalkit.config.layouts import LayoutGrid
-from evalkit.config.mitigations import Mitigation, NoMitigation, check_arm_names, expand_arm_shorthand
+from evalkit.config.mitigations import (
+    DOCUMENT_ATTENTION_ARMS,
+    Mitigation,
+    NoMitigation,
+    check_arm_names,
+    expand_arm_shorthand,
+)
 from evalkit.config.served import SERVED_HASH_EXCLUDED_FIELDS
 from evalkit.config.yaml_io import MAX_YAML_DEPTH, NestingError, check_depth, read_yaml_mapping, yaml_problem
 
@@ -99,8 +105,8 @@ class EvalConfig(BaseModel):
         check_arm_names(value)
         attention = info.data.get("attention")
         for index, arm in enumerate(value):  # the first pass reads the attention capture records
-            if arm.arm == "attention_sort" and attention is not None and not attention.capture:
-                raise ValueError(f"mitigations[{index}]: attention_sort reads attention per document; set "
+            if arm.arm in DOCUMENT_ATTENTION_ARMS and attention is not None and not attention.capture:
+                raise ValueError(f"mitigations[{index}]: {arm.arm} reads attention per document; set "
                                  "attention: {capture: true} or drop this arm")
         return value
 

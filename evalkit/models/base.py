@@ -23,7 +23,7 @@ from evalkit.types import TrialOutput
 if TYPE_CHECKING:
     from evalkit.config.schema import ModelConfig
 
-__all__ = ["Backend", "BackendInfo", "Capabilities", "CaptureRequest", "CapturedRows", "TrialRequest"]
+__all__ = ["Backend", "BackendInfo", "Capabilities", "CalibrationRequest", "CaptureRequest", "CapturedRows", "TrialRequest"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,16 @@ class CaptureRequest:
     token_layers: tuple[int, ...] = ()  # the layers whose per-token mass is kept (empty: all)
 
 
+@dataclass(frozen=True, eq=False)
+class CalibrationRequest:
+    """Found-in-the-Middle calibration for one request (``attention/calibration.py``): ``log_bias`` is
+    subtracted from the logits of each document's keys at every answer row, layer by layer and head by head."""
+
+    spans: tuple[tuple[int, int], ...]  # [start, end) key positions of each document, in prompt tokens
+    log_bias: np.ndarray  # [layers, heads, documents] float32: strength * log(positional bias); 0 = untouched
+    answer_start: int  # the first calibrated query position (the last prompt token)
+
+
 @dataclass(frozen=True)
 class TrialRequest:
     """One prompt to run: what the backend needs, nothing about tasks or records."""
@@ -56,6 +66,7 @@ class TrialRequest:
     max_new_tokens: int
     prefix_tokens: int = 0  # leading tokens shared with the next requests (reuse hint; 0: none)
     capture: CaptureRequest | None = None
+    calibration: CalibrationRequest | None = None  # the calibrate_attention arm (a capture backend only)
 
 
 @dataclass(frozen=True)

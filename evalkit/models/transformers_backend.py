@@ -72,8 +72,8 @@ class TransformersBackend:
             return []
         if len(requests) == 1:
             return [self._run_one(requests[0])]
-        if any(r.capture is not None for r in requests):
-            raise ValueError("TransformersBackend.run: attention capture runs one request at a time")
+        if any(r.capture is not None or r.calibration is not None for r in requests):
+            raise ValueError("TransformersBackend.run: attention capture and calibration run one request at a time")
         return run_batch(self.loaded, [r.input_ids for r in requests], [r.gold_ids for r in requests],
                          max(r.max_new_tokens for r in requests))  # fmt: skip
 
@@ -106,6 +106,14 @@ class TransformersBackend:
             self.capture = None
 
     def _run_one(self, request: TrialRequest) -> TrialOutput:
+        if request.calibration is None:
+            return self._run_request(request)
+        if self.capture is None:
+            raise ValueError("TransformersBackend.run: a request asks for calibration, but no capture was attached")
+        with self.capture.calibrate(request.calibration):  # every forward of the trial: prefill, draft, decode
+            return self._run_request(request)
+
+    def _run_request(self, request: TrialRequest) -> TrialOutput:
         reuse = {"prefix": self.prefix, "prefix_tokens": request.prefix_tokens} if request.prefix_tokens else {}
         if request.capture is None:
             return run_prompt(self.loaded, request.input_ids, request.gold_ids, request.max_new_tokens,

@@ -57,11 +57,12 @@ def dummy_sentence(builder: PromptBuilder, target_tokens: int) -> str:
 
 
 def build_trial_prompt(builder: PromptBuilder, task: Any, trial: Trial, model_cfg: Any, config: Any,
-                       order: Any = None) -> TrialPrompt:
+                       order: Any = None, content_free: str | None = None) -> TrialPrompt:
     """Parts (task, model entry, layout), needle and prompt of ``trial``; ``task`` is a PreparedTask.
-    ``order`` (documents tasks): the documents' new order as indices into the trial's own order."""
+    ``order`` (documents tasks): the documents' new order as indices into the trial's own order;
+    ``content_free``: every document replaced by this text at about its length (a calibration probe)."""
     if task.spec.documents is not None:
-        return build_document_trial(builder.tokenizer, task, trial, model_cfg, config, order)
+        return build_document_trial(builder.tokenizer, task, trial, model_cfg, config, order, content_free)
     parts, needle = task.parts_for(seed=trial.seed, model_cfg=model_cfg)
     layout = Layout.from_pairs(trial.layout)
     parts = apply_layout(parts, layout, model_cfg.system_prompt)

@@ -18,6 +18,7 @@ from evalkit.prompt.documents import (
     DocumentFrame,
     build_closed_book_prompt,
     build_document_prompt,
+    content_free_documents,
     format_documents,
     gold_ids_after,
     gold_position,
@@ -29,9 +30,10 @@ from evalkit.types import NeedleInstance, PromptParts, Trial
 
 
 def build_document_trial(tokenizer: Any, task: Any, trial: Trial, model_cfg: Any, config: Any,
-                         order: Sequence[int] | None = None) -> TrialPrompt:
+                         order: Sequence[int] | None = None, content_free: str | None = None) -> TrialPrompt:
     """The prompt of ``trial`` for a documents task (``task``: a PreparedTask whose haystack is a DocumentCorpus);
-    ``order`` (a placement trial): its documents rearranged, ``documents[order[0]]`` first (attention_sort)."""
+    ``order`` (a placement trial): its documents rearranged, ``documents[order[0]]`` first (attention_sort);
+    ``content_free``: each document replaced by that text at about its length (calibrate_attention's probe)."""
     spec, corpus = task.spec, task.haystack
     documents_spec = spec.documents
     example = corpus.example(corpus.example_index(trial.sample, config.seed))
@@ -71,6 +73,8 @@ def build_document_trial(tokenizer: Any, task: Any, trial: Trial, model_cfg: Any
         if order is not None:
             documents = [documents[i] for i in order]
             gold_index = documents.index(example.gold)
+        if content_free is not None:
+            documents = content_free_documents(documents, content_free, lambda text: _token_count(tokenizer, text))
         prompt = build_document_prompt(tokenizer, documents_spec, frame, example.question, documents, gold_index,
                                        trial.context_length, trial.depth)
     gold_ids = gold_ids_after(tokenizer, prompt, needle.answer)
@@ -78,6 +82,10 @@ def build_document_trial(tokenizer: Any, task: Any, trial: Trial, model_cfg: Any
         needle = dataclasses.replace(needle, needle=prompt.needle_text)
         parts = dataclasses.replace(parts, needle=prompt.needle_text)
     return TrialPrompt(parts, needle, prompt, extra, gold_index, total, gold_ids, spec.metric, spec.keyword_threshold)
+
+
+def _token_count(tokenizer: Any, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def _arm_of(config: Any, trial: Trial) -> str:

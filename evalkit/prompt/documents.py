@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from evalkit.errors import PlacementError
 from evalkit.prompt.spans import achieved_depth, tile_regions
@@ -44,6 +44,27 @@ class DocumentFrame:
 def format_documents(spec: DocumentsSpec, documents: Sequence[Document]) -> list[str]:
     """Each document's text as the prompt shows it (``index`` is 1-based, as in Liu et al.)."""
     return [spec.document_format.format(index=i + 1, title=doc.title, text=doc.text) for i, doc in enumerate(documents)]
+
+
+def content_free_documents(documents: Sequence[Document], text: str,
+                           tokens: Callable[[str], int] = len) -> list[Document]:
+    """Each document replaced by ``text`` repeated to its title's and text's lengths in ``tokens`` (default:
+    characters), whole words and at least one, so a probe prompt has about the same shape and nothing to find
+    in it (Found in the Middle's content-free documents)."""
+    words = text.split()
+
+    def filled(target: int) -> str:
+        def upto(n: int) -> str:
+            return " ".join(words[i % len(words)] for i in range(n))
+
+        low, high = 1, max(1, target)  # every word is at least one token (or character)
+        while low < high:  # the fewest words that reach the target
+            middle = (low + high) // 2
+            low, high = (middle + 1, high) if tokens(upto(middle)) < target else (low, middle)
+        return upto(low)
+
+    return [Document(title=filled(tokens(doc.title)) if doc.title else "", text=filled(tokens(doc.text)))
+            for doc in documents]
 
 
 def gold_position(depth: float, total: int) -> int:

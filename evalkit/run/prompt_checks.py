@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from evalkit.config.mitigations import DOCUMENT_ATTENTION_ARMS
 from evalkit.config.schema import EvalConfig, ModelConfig
 from evalkit.errors import ConfigError, HaystackError, PlacementError, TaskError
 from evalkit.models import load_tokenizer
@@ -77,8 +78,9 @@ def check_document_prompts(builder: PromptBuilder, config: EvalConfig, config_pa
 def _check_arms_apply(config: EvalConfig, config_path: str | Path, task_name: str) -> None:
     """Refuse an arm that reorders documents on a task without documents (it would change nothing)."""
     for index, arm in enumerate(config.mitigations):
-        if arm.arm in (REORDER_ARM, "attention_sort"):
-            raise ConfigError(f"{config_path}: mitigations[{index}]: {arm.arm} reorders documents, but task "
+        if arm.arm in (REORDER_ARM, *DOCUMENT_ATTENTION_ARMS):
+            act = "calibrates attention per document" if arm.arm == "calibrate_attention" else "reorders documents"
+            raise ConfigError(f"{config_path}: mitigations[{index}]: {arm.arm} {act}, but task "
                               f"{task_name} has none; use a documents task (documents: block) or drop this arm")
 
 

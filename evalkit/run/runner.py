@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 
 from evalkit.attention.preflight import check_capture
 from evalkit.attention.rows import trial_attention
-from evalkit.attention.sort import attention_order, document_masses
 from evalkit.attention.trial import attach_capture, capture_request
+from evalkit.config.mitigations import DOCUMENT_ATTENTION_ARMS
 from evalkit.config.schema import EvalConfig, ModelConfig
 from evalkit.errors import ConfigError, PlacementError, TrialFailed
 from evalkit.models.backends import backend_class
@@ -33,6 +33,7 @@ from evalkit.prompt.builder import PromptBuilder
 from evalkit.prompt.controls import TrialPrompt, build_trial_prompt
 from evalkit.prompt.tokenization import decode_exact, token_texts
 from evalkit.report import write_report
+from evalkit.run.arm_passes import attention_sort_pass, calibration_pass
 from evalkit.run.arms import arm_attached, resolve_arm_heads, trials_by_arm
 from evalkit.run.backend_checks import check_backends
 from evalkit.run.distributed import (
@@ -289,39 +290,61 @@ def run_trial(
     next trials of its group; the backend keeps them cached. ``write`` False (a replayed trial):
     nothing goes to the run directory, neither its prompt nor its attention arrays.
     """
-    order, first_pass = _attention_sort_pass(session, task, trial, config)
+    order, first_pass = _sort_pass(session, task, trial, config)
     prepared = _prepare_trial(session, task, trial, config, store if write else None, order)
+    calibration, probe_pass = _calibration_pass(session, task, trial, config, prepared)
+    first_pass = first_pass or probe_pass
     prompt = prepared.prompt
     layout = request_capture = None
     if session.capture:
         layout, request_capture = capture_request(prompt, config.attention)
     prefix_tokens = prompt.regions[REGION_CONTEXT_BEFORE].token_end if session.reuse else 0
-    (output,) = session.backend.run([_request(session, prepared, prefix_tokens, request_capture)])
+    (output,) = session.backend.run([_request(session, prepared, prefix_tokens, request_capture, calibration)])
     if layout is not None and write:  # arrays on disk before the caller appends the record (resume stays exact)
         store.write_header()
         save_trial_attention(store.run_dir, trial.trial_id, trial_attention(layout, prompt, output))
     record = _trial_record(session, prepared, output)
     if first_pass is None:
         return record
-    extra, forwards, tokens = first_pass
-    return dataclasses.replace(record, extra={**record.extra, **extra}, extra_forwards=forwards,
-                               extra_prompt_tokens=tokens)
+    return dataclasses.replace(record, extra={**record.extra, **first_pass.extra}, extra_forwards=first_pass.forwards,
+                               extra_prompt_tokens=first_pass.prompt_tokens)
 
 
-def _attention_sort_pass(session: _ModelSession, task: PreparedTask, trial: Trial, config: EvalConfig):
-    """An attention_sort trial's first pass: ``(order, (extra, forwards, prompt tokens))`` for its second pass
-    (the documents by captured mass, most attended last); ``(None, None)`` for any other trial."""
-    if (trial.mitigation == "none" or config.arm(trial.mitigation).arm != "attention_sort" or trial.control
-            or task.spec.documents is None):
+def _arm_kind(session: _ModelSession, task: PreparedTask, trial: Trial, config: EvalConfig) -> str:
+    """The trial's arm if it has a first pass (attention_sort, calibrate_attention), else ""."""
+    kind = config.arm(trial.mitigation).arm if trial.mitigation != "none" else "none"
+    return kind if kind in DOCUMENT_ATTENTION_ARMS and not trial.control and task.spec.documents else ""
+
+
+def _captured_runner(session: _ModelSession, trial: Trial):
+    """Send one captured request for a built prompt (a first pass: no prefix reuse, nothing saved)."""
+    def run(built: TrialPrompt, capture, max_new_tokens: int) -> TrialOutput:
+        prepared = _PreparedTrial(trial, built, list(built.gold_ids or ()) or _gold_ids(session, built))
+        request = dataclasses.replace(_request(session, prepared, 0, capture), max_new_tokens=max_new_tokens)
+        return session.backend.run([request])[0]
+
+    return run
+
+
+def _sort_pass(session: _ModelSession, task: PreparedTask, trial: Trial, config: EvalConfig):
+    """An attention_sort trial's ``(order, FirstPass)`` for its answer pass; ``(None, None)`` for any other."""
+    if _arm_kind(session, task, trial, config) != "attention_sort":
         return None, None
-    first = _prepare_trial(session, task, trial, config, None)  # the baseline's prompt, not saved
-    layout, request = capture_request(first.prompt, config.attention)
-    (output,) = session.backend.run([_request(session, first, 0, request)])
-    masses = document_masses(output.attention.mass, layout)
-    order = attention_order(masses)
-    extra = {"first_pass_masses": [round(m, 6) for m in masses], "first_pass_order": order,
-             "first_pass_generated": output.generated_text, "first_pass_gold_index": first.built.gold_document_index}
-    return order, (extra, 1, first.prompt.prompt_tokens)
+    baseline = _prepare_trial(session, task, trial, config, None)  # the trial's own prompt, not saved
+    budget = session.config.max_new_tokens + session.config.reasoning_tokens
+    return attention_sort_pass(_captured_runner(session, trial), baseline.built, config.attention, budget)
+
+
+def _calibration_pass(session: _ModelSession, task: PreparedTask, trial: Trial, config: EvalConfig,
+                      answer: _PreparedTrial):
+    """A calibrate_attention trial's ``(CalibrationRequest, FirstPass)``; ``(None, None)`` for any other."""
+    if _arm_kind(session, task, trial, config) != "calibrate_attention":
+        return None, None
+    arm = config.arm(trial.mitigation)
+    with session.lock:
+        probe = build_trial_prompt(session.builder, task, trial, session.config, config,
+                                   content_free=arm.content_free_text)
+    return calibration_pass(_captured_runner(session, trial), probe, answer.built, arm, config.attention)
 
 
 def run_batch_of_trials(
@@ -333,11 +356,12 @@ def run_batch_of_trials(
     return [_trial_record(session, p, out) for p, out in zip(prepared, outputs)]
 
 
-def _request(session: _ModelSession, prepared: _PreparedTrial, prefix_tokens: int = 0, capture=None) -> TrialRequest:
+def _request(session: _ModelSession, prepared: _PreparedTrial, prefix_tokens: int = 0, capture=None,
+             calibration=None) -> TrialRequest:
     return TrialRequest(
         input_ids=tuple(prepared.prompt.input_ids), gold_ids=tuple(prepared.gold_ids),
         max_new_tokens=session.config.max_new_tokens + session.config.reasoning_tokens, prefix_tokens=prefix_tokens,
-        capture=capture,
+        capture=capture, calibration=calibration,
     )
 
 
@@ -354,9 +378,12 @@ def _prepare_trial(
             # per-token texts only serve the viewer's token colouring, which needs per-token attention too
             pieces = token_texts(tokenizer, ids) if config.attention.capture and config.attention.tokens else None
             store.save_prompt(trial.trial_id, built.prompt, decode_exact(tokenizer, ids), pieces)
-        gold_ids = (list(built.gold_ids) if built.gold_ids is not None
-                    else session.builder.gold_continuation_ids(built.parts, built.needle.answer))
+        gold_ids = list(built.gold_ids) if built.gold_ids is not None else _gold_ids(session, built)
     return _PreparedTrial(trial, built, gold_ids)
+
+
+def _gold_ids(session: _ModelSession, built: TrialPrompt) -> list[int]:
+    return session.builder.gold_continuation_ids(built.parts, built.needle.answer)
 
 
 def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: TrialOutput) -> TrialRecord:

@@ -149,3 +149,51 @@ def test_attention_sort_without_capture_is_refused(tmp_path, tiny_model_dir, cap
     assert main(["validate", str(path)]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "mitigations[1]: attention_sort reads attention per document" in line and "capture: true" in line
+
+
+CALIBRATE = {"arm": "calibrate_attention", "name": "calibrated"}
+
+
+def test_calibration_at_strength_zero_is_the_baseline_exactly_and_at_one_changes_the_answer_rows(
+        tmp_path, tiny_model_dir, single_thread):
+    from evalkit.store.format import attention_path, read_trial_attention
+
+    zero = dict(CALIBRATE, name="strength0", strength=0.0)
+    path = _documents_config(tmp_path, tiny_model_dir, depths=[0.0, 1.0], samples=2, controls=["closed_book"],
+                             attention={"capture": True, "bins": 2}, mitigations=["none", zero, CALIBRATE])
+    run_dir = run_eval(load_config(path), path, quiet=True, write_report=False).run_dir
+    rows = records(run_dir)
+    by_arm = {arm: {_key(r): r for r in rows if r["mitigation"] == arm} for arm in ("none", "strength0", "calibrated")}
+    assert by_arm["none"].keys() == by_arm["strength0"].keys() == by_arm["calibrated"].keys()
+    for key, base in by_arm["none"].items():
+        same = by_arm["strength0"][key]
+        assert (same["generated"], same["gold_logprob_sum"]) == (base["generated"], base["gold_logprob_sum"])
+        if base["control"]:  # closed book has no documents: no probe, no calibration
+            assert by_arm["calibrated"][key]["extra_forwards"] == 0
+            continue
+        np.testing.assert_array_equal(read_trial_attention(attention_path(run_dir, same["trial_id"])).mass,
+                                      read_trial_attention(attention_path(run_dir, base["trial_id"])).mass)
+        assert same["extra_forwards"] == 1 and same["extra"]["calibration_bias"] is None
+        calibrated = by_arm["calibrated"][key]
+        assert calibrated["extra_forwards"] == 1 and abs(calibrated["extra_prompt_tokens"] - base["prompt_tokens"]) < 40
+        bias = calibrated["extra"]["calibration_bias"]
+        assert len(bias) == 4 and calibrated["extra"]["calibrated_layers"] == [0, 1] and np.std(bias) > 0
+        assert calibrated["prompt_sha256"] == base["prompt_sha256"]  # the prompt is the baseline's
+        # the answer row's attention is the calibrated one: documents the probe favoured lose mass
+        base_mass = read_trial_attention(attention_path(run_dir, base["trial_id"]))
+        cal_mass = read_trial_attention(attention_path(run_dir, calibrated["trial_id"]))
+        assert not np.allclose(base_mass.mass, cal_mass.mass, atol=1e-4)
+    assert any(by_arm["calibrated"][k]["gold_logprob_sum"] != r["gold_logprob_sum"] for k, r in by_arm["none"].items())
+
+
+def test_calibration_refuses_layers_the_model_lacks_and_runs_only_with_capture(tmp_path, tiny_model_dir, capsys,
+                                                                             single_thread):
+    path = _documents_config(tmp_path, tiny_model_dir, mitigations=["none", CALIBRATE])
+    assert main(["validate", str(path)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "mitigations[1]: calibrate_attention reads attention per document" in line and "capture: true" in line
+    wrong = _documents_config(tmp_path / "b", tiny_model_dir, depths=[0.0], samples=1, controls=[],
+                              attention={"capture": True}, mitigations=["none", dict(CALIBRATE, layers=[0, 5])])
+    assert main(["run", str(wrong), "--quiet"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "calibrated: layers [5] are not in this model (layers 0-1)" in line
