@@ -93,13 +93,13 @@ class CalibrateAttention(_Arm):
     """Found in the Middle (Hsieh et al. 2024): a first pass on the same prompt with every document replaced by
     a content-free one of about its length measures each position's attention (the positional bias); the
     answer pass subtracts ``strength * log(bias)`` from the logits of each document's keys at the answer rows
-    of the chosen ``layers``, so the softmax renormalises what is left (``attention/calibration.py``). Needs
+    of the chosen ``layers`` (default: the later half, as the paper's last 16 of 32), so the softmax renormalises what is left (``attention/calibration.py``). Needs
     ``attention.capture: true``; ``strength: 0`` is the baseline exactly."""
 
     arm: Literal["calibrate_attention"] = "calibrate_attention"
     strength: float = Field(1.0, ge=0.0, le=10.0, description="how much of the bias to divide out (1: all of it)")
     layers: list[Annotated[int, Field(ge=0)]] | None = Field(
-        None, description="the layers calibrated (0-based; default: every layer)")
+        None, description="the layers calibrated (0-based; default: the later half, as Found in the Middle)")
     content_free_text: str = Field(CONTENT_FREE_TEXT, min_length=1,
                                    description="what the probe's documents say, repeated to each one's length")
 

@@ -62,10 +62,10 @@ def calibration_pass(run: RunCaptured, probe: TrialPrompt, answer: TrialPrompt, 
     mass = document_mass_by_head(output.attention.mass, layout)  # [layers, heads, documents]
     _check_layers(arm, mass.shape[0])
     tokens = [span.length for span in probe.prompt.document_spans]
-    log_bias = log_bias_from_probe(mass, tokens, arm.strength, arm.layers)
+    log_bias = log_bias_from_probe(mass, tokens, arm.strength, calibrated_layers(arm, mass.shape[0]))
     spans = tuple((span.token_start, span.token_end) for span in answer.prompt.document_spans)
     calibration = CalibrationRequest(spans, log_bias, answer.prompt.prompt_tokens - 1)
-    extra = {"calibration_bias": _mean_bias(log_bias, arm.strength), "calibrated_layers": _layers(arm, mass.shape[0]),
+    extra = {"calibration_bias": _mean_bias(log_bias, arm.strength), "calibrated_layers": calibrated_layers(arm, mass.shape[0]),
              "probe_generated": output.generated_text}
     return calibration, FirstPass(extra, 1, probe.prompt.prompt_tokens)
 
@@ -77,8 +77,10 @@ def _check_layers(arm: Any, layers: int) -> None:
                           "fix calibrate_attention's layers")
 
 
-def _layers(arm: Any, layers: int) -> list[int]:
-    return sorted(arm.layers) if arm.layers is not None else list(range(layers))
+def calibrated_layers(arm: Any, layers: int) -> list[int]:
+    """The arm's ``layers``, or by default the later half of the model's (Found in the Middle calibrates the
+    last 16 of 32)."""
+    return sorted(arm.layers) if arm.layers is not None else list(range(layers // 2, layers))
 
 
 def _mean_bias(log_bias: np.ndarray, strength: float) -> list[float] | None:
