@@ -132,12 +132,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from evalkit.run.arms import resolve_arm_heads
     from evalkit.run.plan import count_trials
     from evalkit.run.preflight import check_model_limits, prepare_tasks
     from evalkit.run.prompt_checks import check_prompts_fit
 
     config = _load(args)
     tasks = prepare_tasks(config, args.config)
+    resolve_arm_heads(config, args.config)  # a mask_heads arm's from_run: its run and its attention arrays
     check_model_limits(config, args.config)
     check_prompts_fit(config, args.config, tasks)
     from evalkit.attention.preflight import check_capture

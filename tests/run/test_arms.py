@@ -113,10 +113,12 @@ def test_a_from_run_without_attention_is_refused_naming_the_field(tmp_path, tiny
     run_dir = run_eval(load_config(empty), empty, quiet=True, write_report=False).run_dir
     path = tiny_config(tmp_path / "b", tiny_model_dir, mitigations=[
         "none", {"arm": "mask_heads", "from_run": str(run_dir), "top_k": 2}])
-    assert main(["run", str(path), "--quiet"]) == 2
-    (line,) = capsys.readouterr().err.strip().splitlines()
-    assert "mitigations[1].from_run" in line and "no attention arrays" in line and "capture: true" in line
-    assert not (tmp_path / "b" / "run").exists()
+    capsys.readouterr()  # the first run's progress output
+    for command in ("validate", "run"):
+        assert main([command, str(path), "--quiet"] if command == "run" else [command, str(path)]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert "mitigations[1].from_run" in line and "no attention arrays" in line and "capture: true" in line
+        assert not (tmp_path / "b" / "run").exists()
 
 
 def test_attention_sort_orders_the_second_pass_by_the_first_passes_document_masses(tmp_path, tiny_model_dir,
