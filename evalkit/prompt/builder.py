@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate, chain
 from typing import Any
 
@@ -117,6 +117,7 @@ class PromptBuilder:
         depth: float,
         length_tolerance_tokens: int = 0,
         extra_needles: Sequence[tuple[str, float]] = (),
+        reorder: Callable[..., tuple[list[tuple[int, ...]], int]] | None = None,
     ) -> BuiltPrompt:
         """Build the prompt of ``context_length`` tokens with the needle at ``depth`` of the haystack.
 
@@ -129,9 +130,12 @@ class PromptBuilder:
         tokens, and every sentence is whole; with a tolerance the prompt may end up to that many tokens short,
         on a sentence boundary, instead of adding filler (it is never longer than ``context_length``). Raises
         PlacementError when the fixed parts do not fit or a check fails, HaystackError when
-        ``sentences`` runs dry.
+        ``sentences`` runs dry. ``reorder(pieces, needle_index, needle_ids)`` (the reorder_by_relevance arm)
+        rearranges the placed haystack pieces and needle: ``(pieces, needle's new index)``.
         """
         _check_request(context_length, depth, length_tolerance_tokens)
+        if reorder is not None and extra_needles:
+            raise PlacementError("reorder_by_relevance is not defined for multi-needle tasks; drop that arm")
         for _, extra_depth in extra_needles:
             _check_request(context_length, extra_depth, length_tolerance_tokens)
         frame, needle_ids = self._frame(parts), self._needle_ids(parts.needle)
@@ -149,6 +153,9 @@ class PromptBuilder:
             return dataclasses.replace(built, filler_tokens=filler_tokens)
         # place the needle at the boundary nearest the requested depth
         needle_index = closest_boundary(boundary_token_offsets, depth)
+        if reorder is not None:
+            pieces, needle_index = reorder(pieces, needle_index, needle_ids)
+            boundary_token_offsets = list(accumulate((len(piece) for piece in pieces), initial=0))
         before_tokens, haystack_tokens = boundary_token_offsets[needle_index], boundary_token_offsets[-1]
         input_ids = tuple(
             chain(frame.head_ids, *pieces[:needle_index], needle_ids, *pieces[needle_index:], frame.tail_ids)

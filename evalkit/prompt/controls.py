@@ -16,6 +16,7 @@ reports keep control trials out of the depth tables.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from typing import Any
 
@@ -24,6 +25,7 @@ from evalkit.prompt.builder import PromptBuilder
 from evalkit.prompt.document_trials import build_document_trial
 from evalkit.prompt.haystack_check import CandidateFilter, check_haystack_clean
 from evalkit.prompt.layouts import Layout, apply_layout
+from evalkit.prompt.reorder import REORDER_ARM, arm_kind, reorder_pieces
 from evalkit.tasks.needles import answer_candidates
 from evalkit.scoring import score_with_aliases, values_found
 from evalkit.prompt.trial_prompt import TrialPrompt
@@ -83,8 +85,11 @@ def build_trial_prompt(builder: PromptBuilder, task: Any, trial: Trial, model_cf
             dummy = dummy_sentence(builder, len(builder.fragment_ids(parts.needle)))
             parts = dataclasses.replace(parts, needle=dummy)
             extra["dummy"] = dummy
+        reorder = None
+        if arm_kind(config, trial) == REORDER_ARM:  # the needle moves with its score; the depth stays the pairing key
+            reorder = functools.partial(reorder_pieces, builder.tokenizer, parts.question)
         prompt = builder.build_prompt(parts, units, trial.context_length, trial.depth,
-                                      tolerance, extra_needles=extras)
+                                      tolerance, extra_needles=extras, reorder=reorder)
     check_haystack_clean(builder.tokenizer, prompt, candidates)
     if units.dropped:
         extra["haystack_units_dropped"] = units.dropped

@@ -24,7 +24,7 @@ from evalkit.prompt.documents import (
     gold_position,
 )
 from evalkit.prompt.layouts import Layout, apply_layout
-from evalkit.prompt.reorder import REORDER_ARM, reorder_by_relevance
+from evalkit.prompt.reorder import REORDER_ARM, arm_kind, reorder_by_relevance
 from evalkit.prompt.trial_prompt import TrialPrompt
 from evalkit.types import NeedleInstance, PromptParts, Trial
 
@@ -66,7 +66,7 @@ def build_document_trial(tokenizer: Any, task: Any, trial: Trial, model_cfg: Any
         gold_index = gold_position(trial.depth, total)
         documents = list(example.distractors)
         documents.insert(gold_index, example.gold)
-        if _arm_of(config, trial) == REORDER_ARM:  # the depth stays the pairing key; the gold moves with its score
+        if arm_kind(config, trial) == REORDER_ARM:  # the depth stays the pairing key; the gold moves with its score
             documents = reorder_by_relevance(example.question, documents)
             gold_index = documents.index(example.gold)
             extra["requested_gold_document_index"] = gold_position(trial.depth, total)
@@ -86,10 +86,3 @@ def build_document_trial(tokenizer: Any, task: Any, trial: Trial, model_cfg: Any
 
 def _token_count(tokenizer: Any, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def _arm_of(config: Any, trial: Trial) -> str:
-    """The kind of the trial's mitigation arm ("none" for the baseline, or a config from before arms existed)."""
-    if trial.mitigation == "none" or not hasattr(config, "arm"):
-        return "none"
-    return config.arm(trial.mitigation).arm

@@ -43,7 +43,7 @@ def check_prompts_fit(config: EvalConfig, config_path: str | Path, tasks: Mappin
             if task.spec.documents is not None:
                 check_document_prompts(builder, config, config_path, task, model_cfg, index)
                 continue
-            _check_arms_apply(config, config_path, name)
+            _check_arms_apply(config, config_path, name, task.spec)
             samples = _measure_samples(builder, config, config_path, task, model_cfg, where)
             check_answer_budget(samples.gold_tokens, samples.gold_answer, model_cfg, index, name, config_path,
                                 stop_tokens=1 if getattr(builder.tokenizer, "eos_token_id", None) is not None else 0)
@@ -75,11 +75,16 @@ def check_document_prompts(builder: PromptBuilder, config: EvalConfig, config_pa
                         stop_tokens=1 if getattr(builder.tokenizer, "eos_token_id", None) is not None else 0)
 
 
-def _check_arms_apply(config: EvalConfig, config_path: str | Path, task_name: str) -> None:
-    """Refuse an arm that reorders documents on a task without documents (it would change nothing)."""
+def _check_arms_apply(config: EvalConfig, config_path: str | Path, task_name: str, spec: Any) -> None:
+    """Refuse an arm that acts on documents on a task without documents (it would change nothing), and
+    reordering a multi-needle task (which of its needles would move where is not defined)."""
+    multi_needle = getattr(spec.generator, "needles", 0) > 1
     for index, arm in enumerate(config.mitigations):
-        if arm.arm in (REORDER_ARM, *DOCUMENT_ATTENTION_ARMS):
-            act = "calibrates attention per document" if arm.arm == "calibrate_attention" else "reorders documents"
+        if arm.arm == REORDER_ARM and multi_needle:
+            raise ConfigError(f"{config_path}: mitigations[{index}]: reorder_by_relevance is not defined for the "
+                              f"multi-needle task {task_name}; drop this arm or use a single-needle task")
+        if arm.arm in DOCUMENT_ATTENTION_ARMS:
+            act = "calibrates attention per document" if arm.arm == "calibrate_attention" else "sorts documents"
             raise ConfigError(f"{config_path}: mitigations[{index}]: {arm.arm} {act}, but task "
                               f"{task_name} has none; use a documents task (documents: block) or drop this arm")
 

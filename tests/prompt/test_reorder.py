@@ -3,6 +3,7 @@ new index in the record, and the requested depth kept as the pairing key."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from evalkit.config.schema import EvalConfig, ModelConfig
@@ -64,3 +65,32 @@ def test_reordering_keeps_the_gold_and_the_same_documents_and_records_where_the_
         assert len({arm.prompt.prompt_sha256 for arm in moved}) == 1
         scores = relevance_scores(example.question, [example.gold, *example.distractors])  # depth 0's order
         assert moved[0].gold_document_index == sum(s < scores[0] for s in scores[1:])  # stable: ties stay after it
+
+
+def test_a_needle_tasks_haystack_sentences_and_needle_are_reordered_by_relevance_at_the_same_length(
+        smollm2_tokenizer):
+    from collections import Counter
+
+    from evalkit.prompt.reorder import text_scores
+    from evalkit.run.preflight import prepare_tasks
+
+    config = EvalConfig.model_validate({"models": ["m"], "tasks": ["fact"], "context_lengths": [512],
+                                        "depths": [0.0, 0.5], "samples": 1, "output_dir": "o",
+                                        "mitigations": ["none", "reorder_by_relevance"]})
+    task = prepare_tasks(config, Path("configs/x.yaml"))["fact"]
+    builder, entry = PromptBuilder(smollm2_tokenizer), ModelConfig(name="m", chat_template=False)
+    for depth in config.depths:
+        trial = Trial("t", "m", "fact", 512, depth, 0, 0, "", ())
+        plain = build_trial_prompt(builder, task, trial, entry, config)
+        moved = build_trial_prompt(builder, task, dataclasses.replace(trial, mitigation="reorder_by_relevance"),
+                                   entry, config)
+        ids, new = plain.prompt.input_ids, moved.prompt.input_ids
+        assert len(new) == len(ids) == 512 and Counter(new) == Counter(ids)  # the same tokens, rearranged
+        needle = moved.prompt.regions["needle"]
+        assert smollm2_tokenizer.decode(new[needle.token_start:needle.token_end]).strip() == plain.parts.needle.strip()
+        assert moved.prompt.requested_depth == depth and moved.prompt.achieved_depth != plain.prompt.achieved_depth
+        # the needle sits after every unit BM25 scores below it: its score is at least theirs
+        before = smollm2_tokenizer.decode(new[moved.prompt.regions["context_before"].token_start:needle.token_start])
+        units = [u for u in before.split(". ") if u.strip()]
+        needle_score, *scores = text_scores(plain.parts.question, [plain.parts.needle, *units])
+        assert all(score <= needle_score for score in scores)

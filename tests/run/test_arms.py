@@ -81,13 +81,32 @@ def test_every_arms_records_pair_with_the_baseline_and_masking_leaves_the_baseli
     assert "Incomplete run" not in text and "## Does a fix help?" in text
 
 
-def test_reordering_a_task_without_documents_is_refused_before_the_run_dir_exists(tmp_path, tiny_model_dir, capsys):
-    path = tiny_config(tmp_path, tiny_model_dir, mitigations=["none", "reorder_by_relevance"])
+def test_sorting_a_task_without_documents_is_refused_before_the_run_dir_exists(tmp_path, tiny_model_dir, capsys):
+    path = tiny_config(tmp_path, tiny_model_dir, mitigations=["none", "attention_sort"],
+                       attention={"capture": True})
     for command in (["validate", str(path)], ["run", str(path), "--quiet"]):
         assert main(command) == 2
         (line,) = capsys.readouterr().err.strip().splitlines()
-        assert "mitigations[1]: reorder_by_relevance reorders documents" in line and "passkey" in line
+        assert "mitigations[1]: attention_sort sorts documents" in line and "passkey" in line
         assert not (tmp_path / "run").exists()
+
+
+def test_reordering_a_multi_needle_task_is_refused_naming_the_arm(tmp_path, tiny_model_dir, capsys):
+    path = tiny_config(tmp_path, tiny_model_dir, tasks=["multikey"], mitigations=["none", "reorder_by_relevance"])
+    assert main(["validate", str(path)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "mitigations[1]: reorder_by_relevance is not defined for the multi-needle task multikey" in line
+
+
+def test_reordering_a_needle_task_runs_paired_with_the_baseline(tmp_path, tiny_model_dir, single_thread):
+    path = tiny_config(tmp_path, tiny_model_dir, depths=[0.0, 0.5], samples=1,
+                       mitigations=["none", "reorder_by_relevance"])
+    rows = records(run_eval(load_config(path), path, quiet=True, write_report=False).run_dir)
+    base = {_key(r): r for r in rows if r["mitigation"] == "none"}
+    moved = {_key(r): r for r in rows if r["mitigation"] == "reorder_by_relevance"}
+    assert base.keys() == moved.keys() and len(base) == 2 * len(load_config(path).context_lengths)
+    assert all(moved[k]["prompt_tokens"] == r["prompt_tokens"] for k, r in base.items())
+    assert any(moved[k]["achieved_depth"] != r["achieved_depth"] for k, r in base.items())
 
 
 def test_top_k_heads_are_the_previous_runs_heads_with_the_most_copy_events(tmp_path, tiny_model_dir, single_thread):
