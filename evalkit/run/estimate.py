@@ -8,6 +8,9 @@ for trial counts and within the length tolerance for tokens:
                     the tokens before the previous trial's needle (what the prefix cache, or an engine's
                     prefix caching, keeps): the first trial prefills L tokens, the next L - d_prev * L
     answer tokens   the answer budget (max_new_tokens + reasoning_tokens) of every trial: an upper bound
+    first passes    an attention_sort or calibrate_attention trial on a documents task runs one more prompt
+                    first, in full (no reuse): attention_sort answers it too, calibrate_attention's probe
+                    generates one token; both are in the totals above
 
 The wall time is (prefilled tokens + answer tokens) / ``tokens_per_s`` where the user gives a throughput;
 otherwise, with ``measure``, each model entry is loaded and timed on a few calibration forwards
@@ -20,6 +23,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from evalkit.config.mitigations import DOCUMENT_ATTENTION_ARMS
 from evalkit.config.schema import EvalConfig
 from evalkit.run.calibrate import Throughput, measure_throughput
 from evalkit.run.plan import expand
@@ -42,6 +46,7 @@ class PlanEstimate:
     measured: tuple[tuple[str, Throughput], ...] = ()  # (model, throughput) of the calibration forwards
     # documents tasks: their prompts are as long as their documents, and context_lengths only caps them
     upper_bound_tasks: tuple[str, ...] = ()
+    first_passes: int = 0  # extra prompts of attention_sort and calibrate_attention trials (in the totals)
 
 
 def _group_prefill(group: list[Trial]) -> int:
@@ -60,15 +65,29 @@ def _prefill(config: EvalConfig, trials: list[Trial]) -> int:
     return sum(_group_prefill(g) for g in reuse_groups(trials)) if config.reuse_prefix else full
 
 
-def _measured_wall(config: EvalConfig, trials: list[Trial]) -> tuple[float, tuple[tuple[str, Throughput], ...]]:
+def _first_passes(config: EvalConfig, trials: list[Trial], documents_tasks: set[str]) -> list[tuple[Trial, int]]:
+    """(trial, answer tokens of its first pass) of every trial whose arm runs a first pass (see the module doc)."""
+    out = []
+    for trial in trials:
+        kind = config.arm(trial.mitigation).arm
+        if kind in DOCUMENT_ATTENTION_ARMS and not trial.control and trial.task in documents_tasks:
+            model = next(m for m in config.models if m.name == trial.model)
+            out.append((trial, model.max_new_tokens + model.reasoning_tokens if kind == "attention_sort" else 1))
+    return out
+
+
+def _measured_wall(config: EvalConfig, trials: list[Trial],
+                   first: list[tuple[Trial, int]]) -> tuple[float, tuple[tuple[str, Throughput], ...]]:
     """Seconds from each model's calibration forwards, and those throughputs."""
     wall, measured = 0.0, []
     calibration_tokens = min(512, max(config.context_lengths))  # short: plan must stay cheap
     for model in config.models:
         mine = [t for t in trials if t.model == model.name]
+        passes = [(t, n) for t, n in first if t.model == model.name]
         speed = measure_throughput(model, prompt_tokens=calibration_tokens)
-        answers = len(mine) * (model.max_new_tokens + model.reasoning_tokens)
-        wall += _prefill(config, mine) / speed.prefill_tokens_per_s + answers / speed.decode_tokens_per_s
+        answers = len(mine) * (model.max_new_tokens + model.reasoning_tokens) + sum(n for _, n in passes)
+        prefill = _prefill(config, mine) + sum(t.context_length for t, _ in passes)
+        wall += prefill / speed.prefill_tokens_per_s + answers / speed.decode_tokens_per_s
         measured.append((model.name, speed))
     return wall, tuple(measured)
 
@@ -79,17 +98,18 @@ def estimate_plan(config: EvalConfig, config_path: str | Path, tokens_per_s: flo
     tasks = prepare_tasks(config, Path(config_path))
     trials = expand(config, {name: t.spec for name, t in tasks.items()})
     budget = {m.name: m.max_new_tokens + m.reasoning_tokens for m in config.models}
-    full = sum(t.context_length for t in trials)
-    reused = _prefill(config, trials)
-    answers = sum(budget[t.model] for t in trials)
     capped = tuple(name for name, task in tasks.items() if task.spec.documents is not None)
+    first = _first_passes(config, trials, set(capped))
+    first_tokens = sum(t.context_length for t, _ in first)
+    full = sum(t.context_length for t in trials) + first_tokens
+    reused = _prefill(config, trials) + first_tokens
+    answers = sum(budget[t.model] for t in trials) + sum(n for _, n in first)
+    wall, measured = None, ()
     if tokens_per_s:
-        return PlanEstimate(len(trials), full, reused, answers, (reused + answers) / tokens_per_s,
-                            upper_bound_tasks=capped)
-    if measure:
-        wall, measured = _measured_wall(config, trials)
-        return PlanEstimate(len(trials), full, reused, answers, wall, measured, capped)
-    return PlanEstimate(len(trials), full, reused, answers, None, upper_bound_tasks=capped)
+        wall = (reused + answers) / tokens_per_s
+    elif measure:
+        wall, measured = _measured_wall(config, trials, first)
+    return PlanEstimate(len(trials), full, reused, answers, wall, measured, capped, len(first))
 
 
 def format_estimate(result: PlanEstimate) -> str:
@@ -104,6 +124,8 @@ def format_estimate(result: PlanEstimate) -> str:
         f"prompt tokens to prefill: {result.prompt_tokens:,} without prefix reuse, "
         f"{result.prompt_tokens_with_reuse:,} with it ({saved:.0%} saved)",
         f"answer tokens (at most): {result.answer_tokens:,}",
+        *([f"first passes (attention_sort, calibrate_attention): {result.first_passes:,} more prompts, in the totals "
+           "above"] if result.first_passes else []),
         *([f"documents tasks ({', '.join(result.upper_bound_tasks)}): their prompts are as long as their documents, "
            "counted here at context_length, so tokens and time are upper bounds"] if result.upper_bound_tasks else []),
         *speeds,

@@ -76,3 +76,22 @@ def test_without_a_throughput_plan_times_calibration_forwards_on_the_model(tmp_p
     out = capsys.readouterr().out
     assert f"measured {tiny_model_dir}: prefill " in out and "tokens/s (calibration forwards on 200-token prompts)" in out
     assert "estimated wall time: " in out and "give --tokens-per-s" not in out
+
+
+def test_first_passes_of_attention_sort_and_calibration_are_counted(tmp_path, capsys):
+    from pathlib import Path
+
+    data = Path(__file__).parents[1] / "tasks" / "data" / "lost_in_the_middle"
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "docs.yaml").write_text(
+        "name: docs\ndocuments:\n  source: {format: liu_qa, path: nq-open-oracle-40.jsonl}\n  total: 3\n")
+    arms = ["none", "attention_sort", "calibrate_attention"]
+    path = config(tmp_path, tasks=["docs"], task_dirs=["tasks"], data_dir=str(data), controls=["closed_book"],
+                  mitigations=arms, attention={"capture": True})
+    result = estimate_plan(load_config(path), path, tokens_per_s=100.0)
+    # 2 samples x (3 depths + closed book) x 3 arms; first passes: 2 samples x 3 depths for each of the two arms
+    assert result.trials == 24 and result.first_passes == 12
+    assert result.prompt_tokens == 24 * 1000 + 12 * 1000
+    assert result.answer_tokens == 24 * 10 + 6 * 10 + 6 * 1  # attention_sort answers its first pass, the probe 1
+    assert main(["plan", str(path), "--tokens-per-s", "100"]) == 0
+    assert "first passes (attention_sort, calibrate_attention): 12 more prompts" in capsys.readouterr().out
