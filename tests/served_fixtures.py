@@ -199,8 +199,8 @@ def passkey_requests(tokenizer, model: str, lengths, depths, samples: int = 1, s
     from evalkit.run.plan import expand
     from evalkit.run.preflight import prepare_tasks
 
-    cfg = EvalConfig.model_validate(dict(models=[{"name": model}], tasks=["passkey"], context_lengths=list(lengths),
-                                         depths=list(depths), samples=samples, seed=seed, output_dir="unused"))
+    cfg = EvalConfig.model_validate({"models": [{"name": model}], "tasks": ["passkey"], "context_lengths": list(lengths),
+                                     "depths": list(depths), "samples": samples, "seed": seed, "output_dir": "unused"})
     tasks = prepare_tasks(cfg, Path("passkey.yaml"))
     builder = PromptBuilder(tokenizer)
     requests = []

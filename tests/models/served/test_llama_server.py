@@ -181,10 +181,10 @@ def check_fast_path_against_the_forced_one(engine, tokenizer):
     digits = [tokenizer.encode(str(d), add_special_tokens=False)[0] for d in range(10)]
     forced = []  # per case: the fast path's forced requests, and the gold's length
     for request in passkey_requests(tokenizer, MODEL, [256, 512], [0.0, 0.5, 1.0], samples=1, seed=3):
-        prompt, gold = request.input_ids, request.gold_ids
+        prompt, right = request.input_ids, request.gold_ids
         # and a wrong pass key from its third token on (teacher forcing scores any continuation)
-        wrong = (*gold[:2], next(d for d in digits if d != gold[2]), *gold[3:])
-        for gold in (gold, wrong):
+        wrong = (*right[:2], next(d for d in digits if d != right[2]), *right[3:])
+        for gold in (right, wrong):
             # both paths start from a slot that holds nothing of this prompt, so both prefill it in one batch
             engine.complete(unrelated, 1)
             before = client.forced
