@@ -4,14 +4,17 @@ The same token-id prompts (the passkey task, one sample, every depth of an 11-de
 built by evalkit) go to one llama-server (one slot, prompt cache on, the RAM prompt cache off so that
 only the slot's own prefix reuse counts), three ways, timed per round:
 
-  (a) engine   direct POST /completion of each prompt's ids, in depth-ascending order, no evalkit logic
-  (b) evalkit  ServedBackend.run of each prompt in depth-ascending order (what the runner sends)
-  (c) shuffled ServedBackend.run of the same prompts in a shuffled order (no prefix left for the next one)
+  (b) evalkit  ServedBackend.run of each prompt in depth-ascending order (what the runner sends); every request
+               it sends is recorded (body and the server's ``timings``)
+  (a) engine   the very request bodies (b) sent, in the same order, posted directly: the same work with no
+               evalkit logic, so (b)/(a) is evalkit's own overhead
+  (c) shuffled ServedBackend.run of the same prompts in a shuffled order (little prefix left for the next one)
 
-Printed: median seconds per way, (b)/(a) (target <= 1.05: the backend adds little) and (c)/(b) (target
->= 1.5: order matters where the engine caches prefixes). Then, unless ``--no-quickstart``, the quickstart grid
-(configs/quickstart.yaml, 40 trials) run by evalkit on the transformers backend and on the same llama-server,
-wall time each, and their agreement table (``evalkit agree``).
+Printed per way: median wall seconds, requests, prompt tokens the server evaluated (``timings.prompt_n``: what
+prefix reuse saved, independent of CPU noise) and the server's own compute time (``prompt_ms`` +
+``predicted_ms``); then (b)/(a) (target <= 1.05) and (c)/(b) (target >= 1.5) in wall time and in prompt
+tokens. Then, unless ``--no-quickstart``, the quickstart grid (configs/quickstart.yaml, 40 trials) run by
+evalkit on the transformers backend and on the same llama-server, wall time each, and their agreement table.
 
 Example:
     python benchmarks/served.py --lengths 1024 2048 --rounds 3
@@ -26,64 +29,100 @@ import statistics
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 sys.path.insert(0, str(ROOT / "tests"))  # the llama-server helpers the tests use
 
-from evalkit.config.schema import EvalConfig, ModelConfig  # noqa: E402
+from evalkit.config.schema import ModelConfig  # noqa: E402
 from evalkit.models.base import TrialRequest  # noqa: E402
 from evalkit.models.served.backend import ServedBackend  # noqa: E402
-from evalkit.models.served.engines import FORCE_BIAS, GREEDY_LLAMA  # noqa: E402
-from evalkit.prompt.builder import PromptBuilder  # noqa: E402
-from evalkit.prompt.controls import build_trial_prompt  # noqa: E402
-from evalkit.run.plan import expand  # noqa: E402
-from evalkit.run.preflight import prepare_tasks  # noqa: E402
-from served_fixtures import LlamaServer, free_port, llama_server_binary  # noqa: E402
+from evalkit.models.served.client import HttpClient  # noqa: E402
+from served_fixtures import LlamaServer, free_port, llama_server_binary, passkey_requests  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 DEPTHS = [i / 10 for i in range(11)]
 
 
-def prompts(backend: ServedBackend, lengths: list[int], max_new_tokens: int) -> list[TrialRequest]:
-    """The grid's requests, each length's depths ascending (the runner's order)."""
-    cfg = EvalConfig.model_validate(dict(models=[{"name": MODEL}], tasks=["passkey"], context_lengths=lengths,
-                                         depths=DEPTHS, samples=1, output_dir="unused"))  # fmt: skip
-    tasks = prepare_tasks(cfg, ROOT / "configs" / "bench.yaml")
-    builder = PromptBuilder(backend.info.tokenizer)
-    requests = []
-    for trial in sorted(expand(cfg, {n: t.spec for n, t in tasks.items()}), key=lambda t: (t.context_length, t.depth)):
-        built = build_trial_prompt(builder, tasks[trial.task], trial, cfg.models[0], cfg)
-        gold = builder.gold_continuation_ids(built.parts, built.needle.answer)
-        requests.append(TrialRequest(tuple(built.prompt.input_ids), tuple(gold), max_new_tokens))
-    return requests
+@dataclass
+class Sent:
+    """What one way sent: each request's path and body, and the server's timings of each reply."""
+
+    bodies: list[tuple[str, bytes]] = field(default_factory=list)
+    timings: list[dict] = field(default_factory=list)
+    replies: list[object] = field(default_factory=list)
+
+    def prompt_tokens(self) -> int:
+        return sum(int(t.get("prompt_n", 0)) for t in self.timings)
+
+    def server_s(self) -> float:
+        return sum(float(t.get("prompt_ms", 0)) + float(t.get("predicted_ms", 0)) for t in self.timings) / 1000
 
 
-def _post(url: str, payload: dict) -> None:
-    req = urllib.request.Request(url + "/completion", data=json.dumps(payload).encode(),
-                                 headers={"Content-Type": "application/json"})  # fmt: skip
-    with urllib.request.urlopen(req, timeout=600) as response:
-        response.read()
+@dataclass
+class RecordingClient(HttpClient):
+    """The backend's client, recording every POST it makes (for (a) to replay, and the server's timings)."""
+
+    sent: Sent = field(default_factory=Sent)
+
+    def post(self, path, payload):
+        self.sent.bodies.append((path, json.dumps(payload).encode("utf-8")))
+        reply = super().post(path, payload)
+        self.sent.timings.append(reply.get("timings", {}) if isinstance(reply, dict) else {})
+        self.sent.replies.append(reply.get("tokens") if isinstance(reply, dict) else None)
+        return reply
 
 
-def direct(url: str, requests: list[TrialRequest]) -> None:
-    """The requests the backend sends (the answer, then one forced request per gold token), with no evalkit logic."""
-    for r in requests:
-        _post(url, {"prompt": list(r.input_ids), "n_predict": r.max_new_tokens, "return_tokens": True, **GREEDY_LLAMA})
-        for k, gold in enumerate(r.gold_ids):
-            _post(url, {"prompt": [*r.input_ids, *r.gold_ids[:k]], "n_predict": 1, "n_probs": 1,
-                        "logit_bias": [[gold, FORCE_BIAS]], "return_tokens": True, **GREEDY_LLAMA})
+def evalkit_way(backend: ServedBackend, requests: list[TrialRequest]) -> Sent:
+    """(b) or (c): the backend runs each request alone, in the given order; what it sent comes back."""
+    client = backend.engine.client
+    client.sent = Sent()
+    for request in requests:
+        backend.run([request])
+    return client.sent
 
 
-def print_ratios(times: dict[str, list[float]], rounds: int, prompts: int, lengths: list[int]) -> None:
-    med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"| way | median s over {rounds} rounds ({prompts} prompts, lengths {lengths}) |")
-    print("|---|---|")
+def direct(url: str, recorded: Sent) -> Sent:
+    """(a): the recorded bodies posted as they are, in order (the same work, no evalkit logic)."""
+    out = Sent()
+    for path, body in recorded.bodies:
+        req = urllib.request.Request(url + path, data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=600) as response:
+            reply = json.loads(response.read())
+        out.bodies.append((path, body))
+        out.timings.append(reply.get("timings", {}))
+        out.replies.append(reply.get("tokens"))
+    return out
+
+
+def print_ratios(walls: dict[str, list[float]], clients: dict[str, list[float]], sent: dict[str, Sent], rounds: int,
+                 requests: list[TrialRequest], lengths: list[int]) -> None:
+    """The table per way, then the two ratios in wall time and in what the server did."""
+    prompts, gold_tokens = len(requests), sum(len(r.gold_ids) for r in requests)
+    med = {k: statistics.median(v) for k, v in walls.items()}
+    print(f"| way | median wall s over {rounds} rounds | requests | prompt tokens evaluated | median server compute s |")
+    print("|---|---|---|---|---|")
     for key, label in (("a", "(a) engine direct"), ("b", "(b) evalkit served"), ("c", "(c) evalkit shuffled")):
-        print(f"| {label} | {med[key]:.2f} |")
-    print(f"(b)/(a) = {med['b'] / med['a']:.3f} (target <= 1.05); (c)/(b) = {med['c'] / med['b']:.2f} (target >= 1.5)",
-          flush=True)
+        way = sent[key]
+        server = statistics.median(w - c for w, c in zip(walls[key], clients[key]))
+        print(f"| {label} | {med[key]:.2f} | {len(way.bodies)} | {way.prompt_tokens()} | {server:.2f} |")
+    forced = sum(b"logit_bias" in body for _, body in sent["b"].bodies)
+    print(f"{prompts} prompts, lengths {lengths}; forced gold requests in (b): {forced} for {gold_tokens} gold tokens "
+          f"(the rest read off the answers); (a) got the same replies as (b): {sent['a'].replies == sent['b'].replies}")
+    # wall minus the server's compute is the client side; (b)'s less (a)'s is evalkit's own time, which CPU
+    # contention on the server's compute does not reach
+    own_s = statistics.median(clients["b"]) - statistics.median(clients["a"])
+    print(f"(b)/(a) = {med['b'] / med['a']:.3f} wall (target <= 1.05); evalkit's own time "
+          f"{own_s / len(sent['b'].bodies) * 1000:.1f} ms a request, (b)/(a) = {1 + own_s / med['a']:.4f} with the "
+          "server's compute equal")
+    tokens = sent["c"].prompt_tokens() / sent["b"].prompt_tokens()
+    print(f"(c)/(b) = {med['c'] / med['b']:.2f} wall, {tokens:.2f} in prompt tokens evaluated (target >= 1.5)")
+    # an order with no reuse at all evaluates every prompt whole: the most any order can cost over (b)
+    whole = sum(len(r.input_ids) for r in requests)
+    print(f"no prefix reuse at all: {whole} prompt tokens, {whole / sent['b'].prompt_tokens():.2f}x (b)'s: the ceiling "
+          "of (c)/(b) in prefill for any order", flush=True)
 
 
 def quickstart(url: str, out: Path) -> None:
@@ -138,14 +177,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = ModelConfig(name=MODEL, backend="served", served={"base_url": server.url, "max_concurrency": 1})
         backend = ServedBackend.load(cfg)
-        requests = prompts(backend, args.lengths, args.max_new_tokens)
+        backend.engine.client = RecordingClient(server.url, timeout_s=600.0)
+        requests = passkey_requests(backend.info.tokenizer, MODEL, args.lengths, DEPTHS,
+                                    max_new_tokens=args.max_new_tokens)
         shuffled = random.Random(0).sample(requests, len(requests))
-        times: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+        walls: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+        clients: dict[str, list[float]] = {"a": [], "b": [], "c": []}  # wall less the server's compute
+        sent: dict[str, Sent] = {}
+        ways = {"b": lambda: evalkit_way(backend, requests), "a": lambda: direct(server.url, sent["b"]),
+                "c": lambda: evalkit_way(backend, shuffled)}
         for _ in range(args.rounds):
-            times["a"].append(timed(lambda: direct(server.url, requests)))
-            times["b"].append(timed(lambda: [backend.run([r]) for r in requests]))
-            times["c"].append(timed(lambda: [backend.run([r]) for r in shuffled]))
-        print_ratios(times, args.rounds, len(requests), args.lengths)
+            for key, way in ways.items():  # (b) first: (a) replays what it sent
+                walls[key].append(timed(lambda: sent.update({key: way()})))  # noqa: B023 - called at once
+                clients[key].append(walls[key][-1] - sent[key].server_s())
+        print_ratios(walls, clients, sent, args.rounds, requests, args.lengths)
         if not args.no_quickstart:
             import shutil
 

@@ -32,6 +32,8 @@ class Script:
     requests: list[tuple[str, dict, dict]] = field(default_factory=list)  # (path, headers, body)
     delay_s: float = 0.0  # each /completion takes this long (so concurrent requests overlap)
     token_logprob: float | None = -0.25  # each forced gold token's log-prob (None: a server without n_probs)
+    answer_logprob: float | None = -0.125  # each answer step's token log-prob (None: no probs on the answer)
+    answer_top: dict[int, float] = field(default_factory=dict)  # other tokens' log-probs listed at every answer step
     in_flight: int = 0
     max_in_flight: int = 0  # the most /completion requests seen at once
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -77,10 +79,15 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
                 prompt = tok.encode(prompt, add_special_tokens=False) if isinstance(prompt, str) else prompt
                 reply = {"content": tok.decode(ids), "tokens": ids, "stop_type": "limit",
                          "tokens_evaluated": len(prompt) + script.prompt_token_delta}
-                if body.get("n_probs") and script.token_logprob is not None:  # a gold request: the biased token
+                if "logit_bias" in body:  # a forced gold request: the biased token
                     forced = body["logit_bias"][0][0]
-                    reply.update(tokens=[forced], completion_probabilities=[{"id": forced,
-                                                                             "logprob": script.token_logprob}])
+                    reply.update(tokens=[forced])
+                    if body.get("n_probs") and script.token_logprob is not None:
+                        reply.update(completion_probabilities=[{"id": forced, "logprob": script.token_logprob}])
+                elif body.get("n_probs") and script.answer_logprob is not None:  # an answer with its steps' log-probs
+                    top = [{"id": t, "logprob": v} for t, v in script.answer_top.items()]
+                    reply.update(completion_probabilities=[{"id": t, "logprob": script.answer_logprob,
+                                                            "top_logprobs": top} for t in ids])
                 self._reply(200, reply)
             else:
                 self._reply(404, {"error": {"code": 404, "message": f"no route {self.path}"}})
@@ -171,8 +178,38 @@ def _forward(url: str, method: str, body: bytes | None) -> tuple[int, bytes]:
 
 
 def answer_requests(requests):
-    """The bodies of the answer requests among a fake server's (the gold log-prob requests left out)."""
-    return [body for path, _, body in requests if path == "/completion" and not body.get("n_probs")]
+    """The bodies of the answer requests among a fake server's (the forced gold requests left out)."""
+    return [body for path, _, body in requests if path == "/completion" and "logit_bias" not in body]
+
+
+def forced_requests(requests):
+    """The bodies of the forced gold log-prob requests among a fake server's."""
+    return [body for path, _, body in requests if path == "/completion" and "logit_bias" in body]
+
+
+def passkey_requests(tokenizer, model: str, lengths, depths, samples: int = 1, seed: int = 0,
+                     max_new_tokens: int = 8):
+    """The passkey grid's requests as evalkit builds them, each length's depths ascending (the runner's order)."""
+    from pathlib import Path
+
+    from evalkit.config.schema import EvalConfig
+    from evalkit.models.base import TrialRequest
+    from evalkit.prompt.builder import PromptBuilder
+    from evalkit.prompt.controls import build_trial_prompt
+    from evalkit.run.plan import expand
+    from evalkit.run.preflight import prepare_tasks
+
+    cfg = EvalConfig.model_validate({"models": [{"name": model}], "tasks": ["passkey"], "context_lengths": list(lengths),
+                                     "depths": list(depths), "samples": samples, "seed": seed, "output_dir": "unused"})
+    tasks = prepare_tasks(cfg, Path("passkey.yaml"))
+    builder = PromptBuilder(tokenizer)
+    requests = []
+    trials = expand(cfg, {n: t.spec for n, t in tasks.items()})
+    for trial in sorted(trials, key=lambda t: (t.sample, t.context_length, t.depth)):
+        built = build_trial_prompt(builder, tasks[trial.task], trial, cfg.models[0], cfg)
+        gold = builder.gold_continuation_ids(built.parts, built.needle.answer)
+        requests.append(TrialRequest(tuple(built.prompt.input_ids), tuple(gold), max_new_tokens))
+    return requests
 
 
 def llama_server_binary():

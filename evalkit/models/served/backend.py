@@ -29,7 +29,7 @@ from evalkit.errors import ConfigError, ServerError, TrialFailed
 from evalkit.models.base import BackendInfo, Capabilities, TrialRequest
 from evalkit.models.hf import load_model_config, load_tokenizer, max_context_tokens_of
 from evalkit.models.served.client import HttpClient
-from evalkit.models.served.engines import Engine, LlamaCppEngine, OpenAIEngine, Prompt
+from evalkit.models.served.engines import Completion, Engine, LlamaCppEngine, OpenAIEngine, Prompt
 from evalkit.models.served.launcher import ServerProcess
 from evalkit.models.served.sglang import SGLangEngine
 from evalkit.prompt.tokenization import decode_exact
@@ -182,10 +182,10 @@ class ServedBackend:
                               f"{len(input_ids)}, first difference at id {_first_difference(input_ids, remote)}")  # fmt: skip
         return text
 
-    def _gold(self, request: TrialRequest) -> tuple[float | None, float | None, dict[str, object]]:
-        """Sum and mean of the gold tokens' log-probs, or Nones and the reason."""
+    def _gold(self, request: TrialRequest, answer: Completion) -> tuple[float | None, float | None, dict[str, object]]:
+        """Sum and mean of the gold tokens' log-probs (what the answer scored read off it), or Nones and the reason."""
         try:
-            values = self.engine.gold_logprobs(request.input_ids, request.gold_ids)
+            values = self.engine.gold_logprobs(request.input_ids, request.gold_ids, answer)
         except ServerError as exc:  # refused or unreadable: this engine cannot score the gold, say why
             return None, None, {"gold_logprob_reason": f"{self.engine.name}: no gold log-probs from the server: {exc}"}
         return sum(values), sum(values) / len(values), {}
@@ -202,7 +202,7 @@ class ServedBackend:
         if ids is None:  # the openai route returns text only: its ids are the local tokens of that text
             ids = tuple(tokenizer.encode(completion.text, add_special_tokens=False))
         ids = _cut_at_stop(ids, self._info.stop_token_ids)
-        gold_sum, gold_mean, extra = self._gold(request)
+        gold_sum, gold_mean, extra = self._gold(request, completion)
         extra.update(served_prompt_tokens=completion.prompt_tokens, served_finish=completion.finish)
         return TrialOutput(
             generated_text=tokenizer.decode(list(ids), skip_special_tokens=True),

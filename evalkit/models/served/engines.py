@@ -3,10 +3,17 @@
     llama_cpp  llama.cpp's C++ ``llama-server``: ``POST /completion`` with ``prompt`` as token ids (no BOS added
                to id prompts) or as text, ``return_tokens`` for the generated ids, ``tokens_evaluated`` for the
                prompt length it saw; ``POST /tokenize`` (``add_special``, ``parse_special``). Gold log-probs:
-               one ``/completion`` per gold token, ``n_predict: 1`` and ``n_probs: 1`` on the prompt plus the gold
-               tokens before it, the gold token forced by ``logit_bias``; the server reports the forced token's
-               probability from the raw logits (its softmax runs before any sampler, the bias included), so the
-               log-prob is the model's own. The prompt cache makes each extra request one token of prefill.
+               the answer request asks ``n_probs`` with ``post_sampling_probs: false``, so each generated step
+               comes back with the log-probs of its token and the top ``N_PROBS`` from the raw logits (the
+               server's softmax runs before any sampler). While the greedy answer equals the gold, the gold's
+               log-probs are read off it (the same forward passes); from the first step where it differs (or
+               where the gold is not among the step's top ``N_PROBS``) on, one ``/completion`` per gold token,
+               ``n_predict: 1`` and ``n_probs: 1`` on the prompt plus the gold tokens before it, the gold token
+               forced by ``logit_bias`` (the reported probability is still the pre-bias one, the model's own).
+               The prompt cache makes each forced request one token of prefill, evaluated as the answer's own
+               decode step was, so the two sources agree to the bit; only a forced first gold token re-evaluates
+               the prompt's last token alone, which llama.cpp's CPU kernels round differently from the batched
+               prefill (measured up to 0.07 nats on SmolLM2 Q4_1).
     openai     any OpenAI-compatible server: ``POST /v1/completions`` with ``prompt`` as token ids or text,
                ``usage.prompt_tokens`` for the prompt length; ``POST /tokenize`` (vLLM reads ``prompt``,
                llama-server ``content``: both are sent). Gold log-probs: ``echo`` + ``logprobs`` on the prompt plus
@@ -20,17 +27,27 @@ Greedy means the engine's argmax with nothing reshaping the logits: temperature 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from evalkit.errors import ServerError
 from evalkit.models.served.client import HttpClient
 
-__all__ = ["Completion", "Engine", "LlamaCppEngine", "OpenAIEngine", "Prompt", "reply_field"]
+__all__ = ["Completion", "Engine", "LlamaCppEngine", "OpenAIEngine", "Prompt", "StepLogprobs", "gold_prefix_logprobs",
+           "reply_field"]
 
 Prompt = tuple[int, ...] | str  # token ids (the default route) or the decoded text (``served.prompt: text``)
 FORCE_BIAS = 1000.0  # added to the gold token's logit so greedy picks it; the reported log-prob is pre-bias
+N_PROBS = 10  # top log-probs asked per answer step: a gold token that greedy missed is often among them
+
+
+@dataclass(frozen=True)
+class StepLogprobs:
+    """One generated step as the engine scored it: the token it picked, and log-probs of it and the top others."""
+
+    token_id: int
+    logprobs: Mapping[int, float]  # token id -> log-prob from the raw logits (the picked token included)
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,7 @@ class Completion:
     token_ids: tuple[int, ...] | None  # None where the engine does not return ids (openai route)
     prompt_tokens: int | None  # the prompt length the server says it processed
     finish: str  # the engine's stop reason ("eos", "limit", "stop", "length", ...)
+    steps: tuple[StepLogprobs, ...] = ()  # per generated step, where the engine reports log-probs (llama_cpp)
 
 
 class Engine(Protocol):
@@ -64,9 +82,30 @@ class Engine(Protocol):
         """Greedy completion of the prompt, at most ``max_new_tokens`` tokens."""
         ...
 
-    def gold_logprobs(self, input_ids: Sequence[int], gold_ids: Sequence[int]) -> list[float]:
-        """Log-prob of each gold token after the prompt and the gold tokens before it (teacher forcing)."""
+    def gold_logprobs(self, input_ids: Sequence[int], gold_ids: Sequence[int],
+                      answer: Completion | None = None) -> list[float]:
+        """Log-prob of each gold token after the prompt and the gold tokens before it (teacher forcing).
+
+        ``answer``: the prompt's greedy completion, just made; an engine may read what it already scored off it.
+        """
         ...
+
+
+def gold_prefix_logprobs(steps: Sequence[StepLogprobs], gold_ids: Sequence[int]) -> list[float]:
+    """The gold tokens' log-probs that a greedy answer's steps already hold, from the first gold token on.
+
+    Step k scored the gold token k after the prompt plus the answer's first k tokens; that is the gold's own
+    context while the answer equals the gold, so reading stops after the first step whose token differs (its
+    gold log-prob still counts when the gold is among that step's top log-probs) or that lacks the gold.
+    """
+    out: list[float] = []
+    for step, gold in zip(steps, gold_ids):
+        if int(gold) not in step.logprobs:
+            break
+        out.append(step.logprobs[int(gold)])
+        if step.token_id != int(gold):
+            break
+    return out
 
 
 def reply_field(data: Any, key: str, route: str) -> Any:
@@ -108,20 +147,30 @@ class LlamaCppEngine:
 
     def complete(self, prompt: Prompt, max_new_tokens: int, stop_ids: Sequence[int] = ()) -> Completion:
         """``POST /completion``; greedy, penalties off, the prompt cache kept (the engine stops at its EOG ids)."""
-        payload = {"prompt": _wire(prompt), "n_predict": max_new_tokens, "return_tokens": True, **GREEDY_LLAMA}
+        payload = {"prompt": _wire(prompt), "n_predict": max_new_tokens, "return_tokens": True, "n_probs": N_PROBS,
+                   "post_sampling_probs": False, **GREEDY_LLAMA}
         reply = self.client.post("/completion", payload)
         tokens = reply_field(reply, "tokens", "/completion")
         evaluated = reply.get("tokens_evaluated")
         return Completion(text=str(reply_field(reply, "content", "/completion")), token_ids=tuple(int(t) for t in tokens),
                           prompt_tokens=int(evaluated) if evaluated is not None else None,
-                          finish=str(reply.get("stop_type", "")))  # fmt: skip
+                          finish=str(reply.get("stop_type", "")),
+                          steps=_steps(reply.get("completion_probabilities")))  # fmt: skip
 
-    def gold_logprobs(self, input_ids: Sequence[int], gold_ids: Sequence[int]) -> list[float]:
-        """One forced one-token completion per gold token (see the module doc)."""
+    def gold_logprobs(self, input_ids: Sequence[int], gold_ids: Sequence[int],
+                      answer: Completion | None = None) -> list[float]:
+        """What ``answer`` already scored of the gold, then one forced request per gold token left (module doc)."""
+        known = gold_prefix_logprobs(answer.steps, gold_ids) if answer is not None else []
+        return known + self.forced_gold_logprobs(input_ids, gold_ids, start=len(known))
+
+    def forced_gold_logprobs(self, input_ids: Sequence[int], gold_ids: Sequence[int], start: int = 0) -> list[float]:
+        """One forced one-token completion per gold token from ``start`` on (the reference path, module doc)."""
         out: list[float] = []
-        for k, gold in enumerate(gold_ids):
+        for k in range(start, len(gold_ids)):
+            gold = gold_ids[k]
             payload = {"prompt": [int(i) for i in (*input_ids, *gold_ids[:k])], "n_predict": 1, "n_probs": 1,
-                       "logit_bias": [[int(gold), FORCE_BIAS]], "return_tokens": True, **GREEDY_LLAMA}
+                       "post_sampling_probs": False, "logit_bias": [[int(gold), FORCE_BIAS]], "return_tokens": True,
+                       **GREEDY_LLAMA}
             probs = reply_field(self.client.post("/completion", payload), "completion_probabilities", "/completion")
             first = probs[0] if probs else {}
             if first.get("id") != gold or "logprob" not in first:
@@ -129,6 +178,21 @@ class LlamaCppEngine:
                                   "the server's logit_bias did not hold (is served.engine right?)")  # fmt: skip
             out.append(float(first["logprob"]))
         return out
+
+
+def _steps(probs: Any) -> tuple[StepLogprobs, ...]:
+    """``completion_probabilities`` as steps; () where the reply has none or another shape (forced requests then)."""
+    if not isinstance(probs, list):
+        return ()
+    steps = []
+    for entry in probs:
+        if not isinstance(entry, dict) or "id" not in entry or "logprob" not in entry:
+            return ()
+        logprobs = {int(t["id"]): float(t["logprob"]) for t in entry.get("top_logprobs") or []
+                    if isinstance(t, dict) and "id" in t and "logprob" in t}  # fmt: skip
+        logprobs[int(entry["id"])] = float(entry["logprob"])
+        steps.append(StepLogprobs(int(entry["id"]), logprobs))
+    return tuple(steps)
 
 
 @dataclass
@@ -175,7 +239,8 @@ class OpenAIEngine:
                           prompt_tokens=int(prompt_tokens) if prompt_tokens is not None else None,
                           finish=str(choice.get("finish_reason", "")))  # fmt: skip
 
-    def gold_logprobs(self, input_ids: Sequence[int], gold_ids: Sequence[int]) -> list[float]:
+    def gold_logprobs(self, input_ids: Sequence[int], gold_ids: Sequence[int],
+                      answer: Completion | None = None) -> list[float]:
         """``echo`` + ``logprobs: 1`` over prompt + gold: the prompt tokens' log-probs, the gold's read off the end."""
         payload = {**self._payload(tuple(input_ids) + tuple(gold_ids), 1), "echo": True, "logprobs": 1}
         choice = reply_field(self.client.post("/v1/completions", payload), "choices", "/v1/completions")[0]

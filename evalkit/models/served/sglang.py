@@ -65,8 +65,9 @@ class SGLangEngine:
                           prompt_tokens=int(prompt_tokens) if prompt_tokens is not None else None,
                           finish=str(finish.get("type", "")) if isinstance(finish, dict) else str(finish or ""))  # fmt: skip
 
-    def gold_logprobs(self, input_ids: Sequence[int], gold_ids: Sequence[int]) -> list[float]:
-        """Input log-probs of the gold ids appended to the prompt (see the module doc)."""
+    def gold_logprobs(self, input_ids: Sequence[int], gold_ids: Sequence[int],
+                      answer: Completion | None = None) -> list[float]:
+        """Input log-probs of the gold ids appended to the prompt (see the module doc; ``answer`` is not read)."""
         body = {**self._request(tuple(input_ids) + tuple(gold_ids), 1, ()), "return_logprob": True,
                 "logprob_start_len": len(input_ids)}
         meta = reply_field(self.client.post("/generate", body), "meta_info", "/generate") or {}

@@ -20,7 +20,7 @@ from evalkit.models.served.client import HttpClient
 from evalkit.models.served.engines import LlamaCppEngine, OpenAIEngine
 from evalkit.run.runner import run_eval
 from run_fixtures import records
-from served_fixtures import FaultProxy, LlamaServer, free_port, llama_server_binary
+from served_fixtures import FaultProxy, LlamaServer, free_port, llama_server_binary, passkey_requests
 
 BINARY = llama_server_binary()
 pytestmark = pytest.mark.skipif(
@@ -105,7 +105,7 @@ def test_a_server_killed_mid_run_then_restarted_resumes_to_the_planned_set(tmp_p
     engine = LlamaServer(BINARY, smollm2_gguf_path(), free_port(), ctx_tokens=1024).start()
 
     def kill_after_two_completions(path, seen, body, count=[0]):
-        if path == "/completion" and b'"n_probs"' not in (body or b""):  # answer requests, not gold ones
+        if path == "/completion" and b'"logit_bias"' not in (body or b""):  # answer requests, not gold ones
             count[0] += 1
             if count[0] == 3:
                 engine.stop()
@@ -154,6 +154,50 @@ def test_the_openai_route_on_llama_server_records_why_there_is_no_gold_logprob(t
         assert row["gold_logprob_sum"] is None
         # llama-server takes echo but returns no prompt log-probs: the record says so, no number is made up
         assert "echo gave no log-prob for every gold token" in row["extra"]["gold_logprob_reason"]
+
+
+class CountingClient(HttpClient):
+    """An HttpClient that counts the forced gold requests it sends."""
+
+    forced: int = 0
+
+    def post(self, path, payload):
+        self.forced += "logit_bias" in payload
+        return super().post(path, payload)
+
+
+def test_gold_logprobs_read_off_the_answer_equal_the_forced_path_to_the_bit(smollm2_tokenizer):
+    # the RAM prompt cache off: it would hand the reference the fast path's state, prompt and all
+    server = LlamaServer(BINARY, smollm2_gguf_path(), free_port(), ctx_tokens=1024, extra=["--cache-ram", "0"]).start()
+    try:
+        check_fast_path_against_the_forced_one(LlamaCppEngine(CountingClient(server.url)), smollm2_tokenizer)
+    finally:
+        server.stop()
+
+
+def check_fast_path_against_the_forced_one(engine, tokenizer):
+    client = engine.client
+    unrelated = tuple(tokenizer.encode("Unrelated words, to clear the slot.", add_special_tokens=False))
+    digits = [tokenizer.encode(str(d), add_special_tokens=False)[0] for d in range(10)]
+    forced = []  # per case: the fast path's forced requests, and the gold's length
+    for request in passkey_requests(tokenizer, MODEL, [256, 512], [0.0, 0.5, 1.0], samples=1, seed=3):
+        prompt, right = request.input_ids, request.gold_ids
+        # and a wrong pass key from its third token on (teacher forcing scores any continuation)
+        wrong = (*right[:2], next(d for d in digits if d != right[2]), *right[3:])
+        for gold in (right, wrong):
+            # both paths start from a slot that holds nothing of this prompt, so both prefill it in one batch
+            engine.complete(unrelated, 1)
+            before = client.forced
+            answer = engine.complete(prompt, 8)
+            fast = engine.gold_logprobs(prompt, gold, answer)
+            forced.append((client.forced - before, len(gold)))
+            assert gold[0] in answer.steps[0].logprobs  # a forced first token re-evaluates the prompt's last alone
+            engine.complete(unrelated, 1)
+            reference = engine.forced_gold_logprobs(prompt, gold)
+            assert fast == reference  # the same forward passes: equal floats, not merely close ones
+            assert all(v < 0 for v in fast)
+    assert any(n == 0 for n, _ in forced)  # some answers were the gold: nothing forced
+    assert any(0 < n < g for n, g in forced)  # some left it part way: forced from there on, still exact
 
 
 # Measured here (2026-12-02, 12 trials at 256 and 512 tokens): served - HF gold log-prob sums over the 6 gold

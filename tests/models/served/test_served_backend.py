@@ -12,7 +12,7 @@ from evalkit.errors import ConfigError, ServerError
 from evalkit.run.backend_checks import check_backends
 from evalkit.run.runner import run_eval
 from run_fixtures import records
-from served_fixtures import FakeServer, Script, answer_requests
+from served_fixtures import FakeServer, Script, answer_requests, forced_requests
 
 
 @pytest.fixture
@@ -34,6 +34,7 @@ def run(path, **kw):
 
 
 def test_records_hold_the_server_prompt_count_and_the_gold_logprob(tmp_path, tiny_model_dir, server):
+    server.script.answer_logprob = None  # answers without log-probs: every gold token is forced (the fallback)
     summary = run(served_config(tmp_path, tiny_model_dir, server.url))
     rows = records(summary.run_dir)
     assert summary.planned == len(rows) == 6
@@ -48,9 +49,27 @@ def test_records_hold_the_server_prompt_count_and_the_gold_logprob(tmp_path, tin
     sent = [body["prompt"] for body in answer_requests(server.script.requests)]
     assert all(isinstance(i, int) for prompt in sent for i in prompt)  # token ids, not text
     assert sorted(len(p) for p in sent) == sorted(r["prompt_tokens"] for r in rows)
-    gold = [b for p, _, b in server.script.requests if p == "/completion" and b.get("n_probs")]
+    gold = forced_requests(server.script.requests)
     assert len(gold) == sum(r["gold_tokens"] for r in rows)
     assert all(b["n_predict"] == 1 and b["logit_bias"][0][1] >= 100 for b in gold)
+
+
+def test_the_answer_gives_the_gold_logprobs_up_to_where_it_differs_and_forced_requests_the_rest(
+        tmp_path, tiny_model_dir, server, smollm2_tokenizer):
+    rows = records(run(served_config(tmp_path, tiny_model_dir, server.url)).run_dir)
+    answer = smollm2_tokenizer.encode(server.script.answer, add_special_tokens=False)
+    expected_forced = 0
+    for row in rows:
+        gold = smollm2_tokenizer.encode(" " + row["gold_answer"], add_special_tokens=False)
+        assert row["gold_tokens"] == len(gold) and row["status"] == "ok"
+        same = next(k for k in range(len(gold) + 1) if k == len(gold) or gold[k] != answer[k])
+        assert same >= 1  # the fake's " 12345" and the pass key share at least the leading space
+        # the agreeing steps' log-probs from the answer (-0.125 on the fake), the others forced (-0.25)
+        assert row["gold_logprob_sum"] == pytest.approx(-0.125 * same - 0.25 * (len(gold) - same))
+        expected_forced += len(gold) - same
+    forced = forced_requests(server.script.requests)
+    assert len(forced) == expected_forced < sum(r["gold_tokens"] for r in rows)
+    assert all(b["n_probs"] >= 1 and b["post_sampling_probs"] is False for b in answer_requests(server.script.requests))
 
 
 def test_an_engine_without_log_probs_records_null_with_the_reason(tmp_path, tiny_model_dir, server):
