@@ -48,13 +48,15 @@ def log_bias_from_probe(mass: np.ndarray, tokens: Sequence[int], strength: float
     """``strength * log(bias)`` [layers, heads, documents] from a probe's document masses.
 
     ``mass`` [layers, heads, documents]: each content-free document's attention mass at the probe's answer row;
-    ``tokens``: each probe document's length. Per-token density, normalised to mean 1 over the documents a head
-    sees; a head that sees none (a sliding window short of them) and the layers not in ``layers`` get 0.
+    ``tokens``: each probe document's length. Per-token density, normalised to mean 1 over the documents the
+    head sees (mass > 0); a document a head does not see (beyond a sliding window) keeps 0, as do the layers
+    not in ``layers``: the calibration only redistributes attention among the documents a head reads.
     """
     density = np.nan_to_num(mass.astype(np.float64), nan=0.0) / np.maximum(np.asarray(tokens, dtype=np.float64), 1)
-    mean = density.mean(axis=-1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        normalised = np.where(mean > 0, density / mean, 1.0)
+    seen = density > 0
+    count = seen.sum(axis=-1, keepdims=True)
+    mean = np.where(count > 0, density.sum(axis=-1, keepdims=True) / np.maximum(count, 1), 1.0)
+    normalised = np.where(seen, density / mean, 1.0)
     out = strength * np.log(np.maximum(normalised, _DENSITY_FLOOR))
     if layers is not None:
         keep = np.zeros(out.shape[0], dtype=bool)

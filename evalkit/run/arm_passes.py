@@ -84,8 +84,12 @@ def calibrated_layers(arm: Any, layers: int) -> list[int]:
 
 
 def _mean_bias(log_bias: np.ndarray, strength: float) -> list[float] | None:
-    """Each position's bias (normalised per-token density), the geometric mean over calibrated heads; None at 0."""
+    """Each position's bias (normalised per-token density), the geometric mean over the calibrated heads that
+    see it; None at strength 0."""
     calibrated = np.abs(log_bias).sum(axis=(1, 2)) > 0
     if strength == 0 or not calibrated.any():
         return None
-    return [round(float(x), 4) for x in np.exp(log_bias[calibrated].mean(axis=(0, 1)) / strength)]
+    heads = log_bias[calibrated].reshape(-1, log_bias.shape[-1]) / strength  # [calibrated heads, documents]
+    seen = heads != 0
+    mean = np.where(seen.any(axis=0), heads.sum(axis=0) / np.maximum(seen.sum(axis=0), 1), 0.0)
+    return [round(float(x), 4) for x in np.exp(mean)]

@@ -112,6 +112,9 @@ def test_the_probe_bias_is_a_mean_one_density_and_zero_outside_the_chosen_layers
     np.testing.assert_allclose(both[1, 0], np.log(np.array([0.075, 0.15, 0.075]) / 0.1), rtol=1e-6)
     unseen = log_bias_from_probe(np.zeros((1, 1, 3), np.float32), tokens, 1.0, None)  # a head that sees none
     assert not unseen.any()
+    # a sliding-window head that sees only the last two documents: they share mean 1, the first stays 0
+    window = log_bias_from_probe(np.array([[[0.0, 0.1, 0.3]]], np.float32), [1, 1, 1], 1.0, None)
+    np.testing.assert_allclose(window[0, 0], [0.0, np.log(0.5), np.log(1.5)], rtol=1e-6)
 
 
 def test_a_calibration_of_the_wrong_depth_is_refused():
