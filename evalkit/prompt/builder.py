@@ -155,8 +155,18 @@ class PromptBuilder:
         needle_index = closest_boundary(boundary_token_offsets, depth)
         if reorder is not None:
             pieces, needle_index = reorder(pieces, needle_index, needle_ids)
-            boundary_token_offsets = list(accumulate((len(piece) for piece in pieces), initial=0))
-        before_tokens, haystack_tokens = boundary_token_offsets[needle_index], boundary_token_offsets[-1]
+        built = self._assemble(parts, frame, pieces, needle_ids, needle_index, context_length, length_tolerance_tokens)
+        return dataclasses.replace(built, requested_depth=float(depth), filler_tokens=filler_tokens,
+                                   achieved_depth=achieved_depth(built.regions[REGION_CONTEXT_BEFORE].length,
+                                                                 sum(map(len, pieces)), depth))
+
+    def _assemble(self, parts: PromptParts, frame: PromptFrame, pieces: list[tuple[int, ...]],
+                  needle_ids: tuple[int, ...], needle_index: int, context_length: int,
+                  length_tolerance_tokens: int) -> BuiltPrompt:
+        """The verified prompt of ``pieces`` with the needle before ``pieces[needle_index]`` (depths filled in by
+        the caller)."""
+        before_tokens = sum(map(len, pieces[:needle_index]))
+        haystack_tokens = sum(map(len, pieces))
         input_ids = tuple(
             chain(frame.head_ids, *pieces[:needle_index], needle_ids, *pieces[needle_index:], frame.tail_ids)
         )
@@ -171,10 +181,9 @@ class PromptBuilder:
             needle_text=parts.needle.strip(),
             requested_context_length=context_length,
             length_tolerance_tokens=length_tolerance_tokens,
-            requested_depth=float(depth),
-            achieved_depth=achieved_depth(before_tokens, haystack_tokens, depth),
+            requested_depth=math.nan,
+            achieved_depth=math.nan,
             prompt_sha256=ids_sha256(input_ids),
-            filler_tokens=filler_tokens,
         )
 
     def fixed_tokens(self, parts: PromptParts) -> int:
