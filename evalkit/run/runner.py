@@ -31,6 +31,7 @@ from evalkit.models.base import Backend, TrialRequest
 from evalkit.models.registry import resolve_model_defaults
 from evalkit.prompt.builder import PromptBuilder
 from evalkit.prompt.controls import TrialPrompt, build_trial_prompt
+from evalkit.prompt.reorder import arm_kind
 from evalkit.prompt.tokenization import decode_exact, token_texts
 from evalkit.report import write_report
 from evalkit.run.arm_passes import attention_sort_pass, calibration_pass
@@ -310,10 +311,9 @@ def run_trial(
                                extra_prompt_tokens=first_pass.prompt_tokens)
 
 
-def _arm_kind(session: _ModelSession, task: PreparedTask, trial: Trial, config: EvalConfig) -> str:
+def _first_pass_arm(task: PreparedTask, trial: Trial, config: EvalConfig) -> str:
     """The trial's arm if it has a first pass (attention_sort, calibrate_attention), else ""."""
-    kind = config.arm(trial.mitigation).arm if trial.mitigation != "none" else "none"
-    return kind if kind in DOCUMENT_ATTENTION_ARMS and not trial.control and task.spec.documents else ""
+    return kind if (kind := arm_kind(config, trial)) in DOCUMENT_ATTENTION_ARMS and not trial.control and task.spec.documents else ""
 
 
 def _captured_runner(session: _ModelSession, trial: Trial):
@@ -328,7 +328,7 @@ def _captured_runner(session: _ModelSession, trial: Trial):
 
 def _sort_pass(session: _ModelSession, task: PreparedTask, trial: Trial, config: EvalConfig):
     """An attention_sort trial's ``(order, FirstPass)`` for its answer pass; ``(None, None)`` for any other."""
-    if _arm_kind(session, task, trial, config) != "attention_sort":
+    if _first_pass_arm(task, trial, config) != "attention_sort":
         return None, None
     baseline = _prepare_trial(session, task, trial, config, None)  # the trial's own prompt, not saved
     budget = session.config.max_new_tokens + session.config.reasoning_tokens
@@ -338,7 +338,7 @@ def _sort_pass(session: _ModelSession, task: PreparedTask, trial: Trial, config:
 def _calibration_pass(session: _ModelSession, task: PreparedTask, trial: Trial, config: EvalConfig,
                       answer: _PreparedTrial):
     """A calibrate_attention trial's ``(CalibrationRequest, FirstPass)``; ``(None, None)`` for any other."""
-    if _arm_kind(session, task, trial, config) != "calibrate_attention":
+    if _first_pass_arm(task, trial, config) != "calibrate_attention":
         return None, None
     arm = config.arm(trial.mitigation)
     with session.lock:
