@@ -313,7 +313,8 @@ def run_trial(
 
 def _first_pass_arm(task: PreparedTask, trial: Trial, config: EvalConfig) -> str:
     """The trial's arm if it has a first pass (attention_sort, calibrate_attention), else ""."""
-    return kind if (kind := arm_kind(config, trial)) in DOCUMENT_ATTENTION_ARMS and not trial.control and task.spec.documents else ""
+    kind = arm_kind(config, trial)
+    return kind if kind in DOCUMENT_ATTENTION_ARMS and not trial.control and task.spec.documents else ""
 
 
 def _captured_runner(session: _ModelSession, trial: Trial):
