@@ -97,12 +97,39 @@ def build_model(name: str, seed: int = 0):
 
 
 def build_falcon():
-    """A tiny Falcon: its attention does not go through transformers' AttentionInterface (5.x)."""
+    """A tiny Falcon: outside transformers' AttentionInterface up to some 5.x releases, inside it in later ones
+    (5.25 routes it); ``calls_attention_interface`` asks the installed version which."""
     import transformers as tf
 
     torch.manual_seed(0)
-    config = tf.FalconConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, vocab_size=VOCAB)
-    return tf.FalconForCausalLM(config).eval()
+    config = tf.FalconConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, vocab_size=VOCAB,
+                             initializer_range=0.5)
+    return tf.FalconForCausalLM(config).float().eval()
+
+
+def calls_attention_interface(build) -> bool:
+    """Whether the installed transformers runs this family's attention through its AttentionInterface.
+
+    Asked of the version by behaviour, not assumed: a counting kernel is registered, the model (from ``build``)
+    is switched to it and run once; the family routes when the kernel was called."""
+    from transformers import AttentionInterface
+
+    calls = []
+    sdpa = AttentionInterface()["sdpa"]
+
+    def counting_kernel(module, *args, **kwargs):
+        calls.append(module)
+        return sdpa(module, *args, **kwargs)
+
+    AttentionInterface.register("evalkit_counting_probe", counting_kernel)
+    model = build()
+    try:
+        model.set_attn_implementation("evalkit_counting_probe")
+    except (ValueError, NotImplementedError):  # the family refuses a registered kernel: it does not route
+        return False
+    with torch.no_grad():
+        model(torch.tensor([[1, 2, 3, 4]]))
+    return bool(calls)
 
 
 def build_mamba():

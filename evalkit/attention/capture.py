@@ -96,7 +96,7 @@ class AttentionCapture:
         previous = model.config._attn_implementation
         if isinstance(previous, str) and previous.startswith(NAME_PREFIX):
             raise CaptureError(f"model already uses '{previous}': detach the existing capture first")
-        _check_routable(model)
+        check_capturable(model)
         inner = _choose_inner(model, inner)
         name = NAME_PREFIX + inner
         mask_builder = ALL_MASK_ATTENTION_FUNCTIONS._global_mapping.get(inner)
@@ -328,8 +328,9 @@ def _family(model: Any) -> str:
     return f"model family '{getattr(model.config, 'model_type', '?')}' ({type(model).__name__})"
 
 
-def _check_routable(model: Any) -> None:
-    """Raise CaptureError unless the model's attention layers call transformers' AttentionInterface."""
+def check_capturable(model: Any) -> None:
+    """Raise CaptureError unless the model's attention layers call transformers' AttentionInterface (a question of
+    the family and the installed transformers, not of the kernel: ``model`` may be a meta-device skeleton)."""
     can_set = getattr(type(model), "_can_set_attn_implementation", None)
     settable = can_set() if can_set is not None else True
     modules = {sys.modules.get(type(m).__module__) for m in model.modules()}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from evalkit.attention.capture import check_capturable
 from evalkit.attention.trial import attach_capture
 from evalkit.config.schema import EvalConfig, ModelConfig
 from evalkit.errors import CaptureError, ConfigError
@@ -32,8 +33,8 @@ def check_capture(config: EvalConfig, config_path: str | Path) -> dict[str, str]
             _check_loads(hf_config, model_cfg, model_cfg.attn_implementation, config_path, index)
             continue
         wanted = None if config.attention.inner == "auto" else config.attention.inner
-        skeleton = _meta_model(hf_config, model_cfg, wanted, f"{config_path}: attention.inner")
         try:
+            skeleton = _capture_skeleton(hf_config, model_cfg, wanted, f"{config_path}: attention.inner")
             capture = attach_capture(skeleton, config.attention)
         except CaptureError as err:
             raise CaptureError(f"{config_path}: models[{index}] ({model_cfg.name}): {err}") from None
@@ -41,6 +42,16 @@ def check_capture(config: EvalConfig, config_path: str | Path) -> dict[str, str]
         _check_agrees(model_cfg, capture.inner, config_path, index)  # capture.inner: "auto" resolved per family
         kernels[model_cfg.name] = capture.inner
     return kernels
+
+
+def _capture_skeleton(hf_config, model_cfg: ModelConfig, kernel: str | None, where: str):
+    """The meta-device model for capture with ``kernel``. A family that refuses the kernel because it cannot be
+    captured at all (Mamba has no attention, so no sdpa) is a CaptureError, not advice to change the kernel."""
+    try:
+        return _meta_model(hf_config, model_cfg, kernel, where)
+    except ConfigError:
+        check_capturable(_meta_model(hf_config, model_cfg, "eager", where))  # eager: every family accepts it
+        raise
 
 
 def _check_loads(hf_config, model_cfg: ModelConfig, kernel: str, config_path: str | Path, index: int) -> None:

@@ -120,20 +120,21 @@ def test_prefix_reuse_leaves_the_captured_attention_unchanged(tmp_path, tiny_mod
 
 
 @pytest.fixture(scope="module")
-def falcon_dir(tmp_path_factory, smollm2_tokenizer):
-    """A tiny Falcon config + tokenizer: Falcon's attention does not go through the AttentionInterface."""
-    from transformers import FalconConfig
+def mamba_dir(tmp_path_factory, smollm2_tokenizer):
+    """A tiny Mamba config + tokenizer: no attention layers in any transformers version, so never capturable."""
+    from transformers import MambaConfig
 
-    folder = tmp_path_factory.mktemp("tiny-falcon")
-    FalconConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, vocab_size=len(smollm2_tokenizer),
-                 max_position_embeddings=4096).save_pretrained(folder)
+    folder = tmp_path_factory.mktemp("tiny-mamba")
+    MambaConfig(hidden_size=32, num_hidden_layers=2, state_size=4, vocab_size=len(smollm2_tokenizer)).save_pretrained(
+        folder)
     smollm2_tokenizer.save_pretrained(folder)
     return folder
 
 
-def test_unsupported_family_is_refused_before_anything_is_written(tmp_path, falcon_dir):
-    path = tiny_config(tmp_path, falcon_dir, attention={"capture": True})
-    with pytest.raises(CaptureError, match=r"models\[0\].*'falcon'.*set attention.capture: false"):
+def test_unsupported_family_is_refused_before_anything_is_written(tmp_path, mamba_dir):
+    """Refused from the config alone: the folder holds no weights, so a refusal after loading would fail otherwise."""
+    path = tiny_config(tmp_path, mamba_dir, attention={"capture": True})
+    with pytest.raises(CaptureError, match=r"models\[0\].*'mamba'.*set attention.capture: false"):
         _run(path)
     assert not (tmp_path / "run").exists()
 

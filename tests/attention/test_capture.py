@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from capture_fixtures import FAMILIES, VOCAB, WINDOW, build_falcon, build_mamba, build_model
+from capture_fixtures import (
+    FAMILIES,
+    VOCAB,
+    WINDOW,
+    build_falcon,
+    build_mamba,
+    build_model,
+    calls_attention_interface,
+)
 
 from evalkit.errors import CaptureError
 from evalkit.attention.capture import AttentionCapture
@@ -239,14 +247,30 @@ def test_static_cache_prefill_matches_eager(prompts):
     torch.testing.assert_close(rec.mass, expected, atol=TOL, rtol=0)
 
 
-@pytest.mark.parametrize(("build", "family"), [(build_falcon, "falcon"), (build_mamba, "mamba")])
-def test_family_outside_the_attention_interface_raises_before_any_forward(build, family):
-    """Falcon's attention does not call the AttentionInterface in transformers 5.x; Mamba has no attention."""
-    model = build()
+def test_family_without_attention_raises_before_any_forward():
+    """Mamba has no attention in any transformers version: capture refuses it and leaves the model as it was."""
+    model = build_mamba()
     before = model.config._attn_implementation
-    with pytest.raises(CaptureError, match=rf"'{family}'.*set attention.capture: false in the config"):
+    with pytest.raises(CaptureError, match=r"'mamba'.*set attention.capture: false in the config"):
         AttentionCapture.attach(model)
     assert model.config._attn_implementation == before
+
+
+def test_falcon_is_captured_exactly_where_this_transformers_routes_it(prompts):
+    """Falcon went through the AttentionInterface in later 5.x releases only: the installed version is asked
+    (``calls_attention_interface``), and capture either matches eager weights or refuses before any forward."""
+    model = build_falcon()
+    if not calls_attention_interface(build_falcon):
+        before = model.config._attn_implementation
+        with pytest.raises(CaptureError, match=r"'falcon'.*set attention.capture: false in the config"):
+            AttentionCapture.attach(model)
+        assert model.config._attn_implementation == before
+        return
+    ids, rows, spans = prompts[:1, :LONG], torch.tensor([ROWS]), _spans([0])
+    expected = _eager_mass(model, ids, None, rows, spans)
+    model.set_attn_implementation("sdpa")
+    rec, _ = _captured(model, ids, None, rows, spans)
+    torch.testing.assert_close(rec.mass, expected, atol=TOL, rtol=0)
 
 
 def test_sdpa_inner_refused_where_the_family_needs_eager():
