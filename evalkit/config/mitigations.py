@@ -7,7 +7,8 @@ depth and control), so an arm's records pair one-to-one with the baseline's and 
       - none                                   # the baseline (always first when given)
       - reorder_by_relevance                   # BM25: the documents most similar to the question last
       - {arm: mask_heads, heads: [[3, 1], [5, 0]]}                 # zero these (layer, head) outputs
-      - {arm: mask_heads, name: top4, from_run: runs/base, top_k: 4}  # a previous run's top retrieval heads
+      - {arm: mask_heads, name: top4, top_k: 4}                     # this run's top retrieval heads (baseline)
+      - {arm: mask_heads, name: top4b, from_run: runs/base, top_k: 4}  # a previous run's top retrieval heads
       - {arm: mask_heads, name: random4, random_k: 4, seed: 0}         # the control: 4 seeded random heads
       - attention_sort                         # pass 1's attention per document orders pass 2 (capture on)
       - {arm: calibrate_attention, strength: 1.0}  # Found in the Middle: a content-free probe's positional
@@ -66,20 +67,27 @@ class MaskHeads(_Arm):
     arm: Literal["mask_heads"] = "mask_heads"
     heads: list[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2, max_length=2)]] = Field(
         default_factory=list, description="[layer, head] pairs to zero")
-    from_run: str | None = Field(None, description="run directory with captured attention: its top_k heads")
-    top_k: int = Field(0, ge=0, le=4096, description="with from_run: how many heads (most copy events first)")
+    from_run: str | None = Field(None, description="run directory with captured attention whose top_k heads are "
+                                 "taken (default: this run's own baseline trials, run before this arm)")
+    top_k: int = Field(0, ge=0, le=4096, description="how many heads, most copy events first (from from_run, or "
+                       "from this run's baseline when from_run is not given)")
     random_k: int = Field(0, ge=0, le=4096, description="this many heads drawn at random (seeded): the control")
     seed: int = Field(0, description="seed of the random heads")
 
     @model_validator(mode="after")
     def _one_source(self) -> MaskHeads:
-        sources = [bool(self.heads), self.from_run is not None, self.random_k > 0]
+        sources = [bool(self.heads), self.top_k > 0, self.random_k > 0]
+        if self.from_run is not None and self.top_k == 0:
+            raise ValueError("from_run needs top_k (e.g. from_run: runs/base, top_k: 4)")
         if sum(sources) != 1:
-            raise ValueError("give exactly one of heads: [[layer, head], ...], from_run: RUN_DIR with top_k: K, "
-                             "or random_k: K")
-        if (self.from_run is None) != (self.top_k == 0):
-            raise ValueError("from_run and top_k go together; give both (e.g. from_run: runs/base, top_k: 4)")
+            raise ValueError("give exactly one of heads: [[layer, head], ...], top_k: K (with from_run: RUN_DIR, or "
+                             "this run's baseline), or random_k: K")
         return self
+
+    @property
+    def from_this_run(self) -> bool:
+        """Whether the top_k heads come from this run's own baseline trials (no ``from_run``)."""
+        return self.top_k > 0 and self.from_run is None
 
 
 class AttentionSort(_Arm):
@@ -133,3 +141,14 @@ def check_arm_names(arms: list[Any]) -> None:
 def arm_variant(arm: Any) -> dict[str, Any] | None:
     """What the arm adds to a trial id: None for the baseline, so its trials keep evalkit's older ids."""
     return None if arm.arm == BASELINE else arm.id_payload()
+
+
+def check_same_run_heads(arms: list[Any], index: int, capture: bool) -> None:
+    """ValueError unless arm ``index`` (top_k heads from this run) can read them: attention is captured and the
+    baseline, whose arrays give the heads, is listed (and so runs) before it."""
+    if not capture:
+        raise ValueError(f"mitigations[{index}]: top_k without from_run reads this run's attention arrays; set "
+                         "attention: {capture: true}, or give from_run: RUN_DIR")
+    if not any(arm.arm == BASELINE for arm in arms[:index]):
+        raise ValueError(f"mitigations[{index}]: top_k without from_run takes the heads from this run's baseline; "
+                         "list - none before this arm, or give from_run: RUN_DIR")

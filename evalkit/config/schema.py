@@ -35,6 +35,7 @@ from evalkit.config.mitigations import (
     Mitigation,
     NoMitigation,
     check_arm_names,
+    check_same_run_heads,
     expand_arm_shorthand,
 )
 from evalkit.config.served import SERVED_HASH_EXCLUDED_FIELDS
@@ -108,6 +109,8 @@ class EvalConfig(BaseModel):
             if arm.arm in DOCUMENT_ATTENTION_ARMS and attention is not None and not attention.capture:
                 raise ValueError(f"mitigations[{index}]: {arm.arm} reads attention per document; set "
                                  "attention: {capture: true} or drop this arm")
+            if arm.arm == "mask_heads" and arm.from_this_run:
+                check_same_run_heads(value, index, attention is not None and attention.capture)
         return value
 
     def arm(self, label: str) -> Any:

@@ -76,6 +76,28 @@ def resolve_arm_heads(config: EvalConfig, config_path: str | Path) -> dict[tuple
     return out
 
 
+def check_single_process(config: EvalConfig, config_path: str | Path, world_size: int) -> None:
+    """Refuse top_k heads from this run when several processes share it: a process could reach the arm before the
+    others finish their part of the baseline, and the processes would zero different heads."""
+    for index, arm in enumerate(config.mitigations):
+        if world_size > 1 and arm.arm == "mask_heads" and arm.from_this_run:
+            raise ConfigError(f"{config_path}: mitigations[{index}]: top_k without from_run needs one process "
+                              f"(WORLD_SIZE is {world_size}); run the baseline first and give from_run: RUN_DIR")
+
+
+def heads_for_arm(arm: Any, model: str, run_dir: Path, resolved: dict[tuple[str, str], list[list[int]]]
+                  ) -> list[list[int]] | None:
+    """The [layer, head] pairs an arm zeroes for ``model``: a ``from_run`` arm's (``resolved`` before the run), or,
+    for ``top_k`` without ``from_run``, this run's own baseline arrays (the baseline runs first: see
+    ``config.mitigations.check_same_run_heads``); None for arms that name their heads or draw them."""
+    if arm.arm != "mask_heads" or not arm.from_this_run:
+        return resolved.get((arm.label, model))
+    try:
+        return top_retrieval_heads(run_dir, model, arm.top_k)
+    except (RunDirError, ConfigError) as err:
+        raise ConfigError(f"mitigations: {arm.label}: {err}") from None
+
+
 def trials_by_arm(trials: list[Trial], config: EvalConfig) -> Iterator[tuple[Any, list[Trial]]]:
     """(arm, its trials in plan order) for each arm of ``config.mitigations`` that has trials."""
     for arm in config.mitigations:

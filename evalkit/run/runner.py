@@ -35,7 +35,13 @@ from evalkit.prompt.reorder import arm_kind
 from evalkit.prompt.tokenization import decode_exact, token_texts
 from evalkit.report import write_report
 from evalkit.run.arm_passes import attention_sort_pass, calibration_pass
-from evalkit.run.arms import arm_attached, resolve_arm_heads, trials_by_arm
+from evalkit.run.arms import (
+    arm_attached,
+    check_single_process,
+    heads_for_arm,
+    resolve_arm_heads,
+    trials_by_arm,
+)
 from evalkit.run.backend_checks import check_backends
 from evalkit.run.distributed import (
     current_slot,
@@ -124,6 +130,7 @@ def run_eval(
         trials = limit_trials(trials, limit)
     run_dir = Path(config.output_dir)
     slot = current_slot()
+    check_single_process(config, config_path, slot.world_size)
     with RunStore(run_dir, slot.records_name, slot.lock_name, slot.prompts_name) as store:
         done = store.open(run_header(config, config_path, revisions, tasks, trials))
         if retry_skipped and store.forget_skipped():
@@ -171,7 +178,8 @@ def _run_trials(
                 for arm, arm_trials in trials_by_arm(model_trials, config):
                     if all(t.trial_id in done for t in arm_trials):
                         continue
-                    with arm_attached(session.backend, arm, arm_heads.get((arm.label, model_cfg.name))) as arm_extra:
+                    heads = heads_for_arm(arm, model_cfg.name, store.run_dir, arm_heads)
+                    with arm_attached(session.backend, arm, heads) as arm_extra:
                         for record in _scheduled(session, tasks, (arm_trials, done), config, store):
                             store.append(dataclasses.replace(record, extra={**record.extra, **arm_extra}))
                             ran += 1

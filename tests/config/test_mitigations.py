@@ -71,6 +71,7 @@ def test_an_arms_options_enter_its_trial_ids_but_its_name_does_not() -> None:
     ([{"arm": "mask_heads"}], ("mitigations[0]", "heads", "random_k")),
     ([{"arm": "mask_heads", "heads": [[0, 1]], "random_k": 2}], ("exactly one",)),
     ([{"arm": "mask_heads", "from_run": "runs/x"}], ("top_k",)),
+    ([{"arm": "mask_heads", "top_k": 2}], ("mitigations[0]", "top_k without from_run", "capture: true")),
     ([{"arm": "mask_heads", "heads": [[0]]}], ("mitigations[0]",)),
     (["none", "none"], ("baseline", "once")),
     (["reorder_by_relevance", {"arm": "mask_heads", "random_k": 1, "name": "reorder_by_relevance"}],
@@ -87,3 +88,13 @@ def test_bad_arms_are_one_line_errors_naming_the_field(tmp_path, arms, words) ->
     assert message.startswith(str(path)) and "\n" not in message.strip()
     for word in words:
         assert word in message, (word, message)
+
+
+def test_top_k_from_this_run_needs_the_baseline_listed_before_it(tmp_path) -> None:
+    path = tmp_path / "c.yaml"
+    top = {"arm": "mask_heads", "name": "top2", "top_k": 2}
+    path.write_text(yaml.safe_dump({**GRID, "attention": {"capture": True}, "mitigations": [top, "none"]}))
+    with pytest.raises(ConfigError, match=r"mitigations\[0\].*list - none before this arm"):
+        load_config(path)
+    path.write_text(yaml.safe_dump({**GRID, "attention": {"capture": True}, "mitigations": ["none", top]}))
+    assert load_config(path).arm("top2").from_this_run

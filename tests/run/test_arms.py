@@ -127,6 +127,33 @@ def test_top_k_heads_are_the_previous_runs_heads_with_the_most_copy_events(tmp_p
     assert [r["extra"]["masked_heads"] for r in rows if r["mitigation"] == "top3"] == [top]
 
 
+def test_top_k_without_from_run_takes_this_runs_baseline_heads(tmp_path, tiny_model_dir, single_thread):
+    """The config needs no earlier run: the baseline runs first and its arrays give the arm's heads."""
+    top3 = {"arm": "mask_heads", "name": "top3", "top_k": 3}
+    path = tiny_config(tmp_path, tiny_model_dir, context_lengths=[128], depths=[0.0, 0.5, 1.0],
+                       attention={"capture": True, "decode_steps": 3}, mitigations=["none", top3])
+    run_dir = run_eval(load_config(path), path, quiet=True, write_report=False).run_dir
+    rows = records(run_dir)
+    expected = top_retrieval_heads(run_dir, str(tiny_model_dir), 3)  # reads baseline trials only
+    masked = [r["extra"]["masked_heads"] for r in rows if r["mitigation"] == "top3"]
+    assert len(masked) == 6 and all(heads == expected for heads in masked)
+    baseline = tiny_config(tmp_path / "base", tiny_model_dir, context_lengths=[128], depths=[0.0, 0.5, 1.0],
+                           attention={"capture": True, "decode_steps": 3})
+    base_dir = run_eval(load_config(baseline), baseline, quiet=True, write_report=False).run_dir
+    assert top_retrieval_heads(base_dir, str(tiny_model_dir), 3) == expected  # the same heads a prior run gives
+
+
+def test_top_k_from_this_run_is_refused_for_several_processes(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    path = tiny_config(tmp_path, tiny_model_dir, attention={"capture": True},
+                       mitigations=["none", {"arm": "mask_heads", "top_k": 2}])
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert main(["run", str(path), "--quiet"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "mitigations[1]" in line and "WORLD_SIZE is 2" in line and "from_run" in line
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_from_run_without_attention_is_refused_naming_the_field(tmp_path, tiny_model_dir, capsys, single_thread):
     empty = tiny_config(tmp_path / "a", tiny_model_dir, context_lengths=[128], depths=[0.0], samples=1)
     run_dir = run_eval(load_config(empty), empty, quiet=True, write_report=False).run_dir
