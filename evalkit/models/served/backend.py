@@ -41,13 +41,14 @@ __all__ = ["ServedBackend", "check_tokenizer_agreement", "make_engine"]
 PROBE_TEXT = "The pass key is 71432. Où est-il caché? 東京 🙂\n  indented\tline"
 
 
-def make_engine(cfg: ModelConfig, retries: int | None = None) -> Engine:
+def make_engine(cfg: ModelConfig, retries: int | None = None, timeout_s: float | None = None) -> Engine:
     """The engine routes ``cfg.served`` names, over a client with its timeout, retries and key variable."""
     served = cfg.served
     if served is None:
         raise ConfigError(f"models: {cfg.name}: backend: served needs a served: block with base_url")
     retries = served.retries if retries is None else retries
-    client = HttpClient(served.base_url, served.timeout_s, retries, served.api_key_env)
+    client = HttpClient(served.base_url, served.timeout_s if timeout_s is None else timeout_s, retries,
+                        served.api_key_env)
     if served.engine == "openai":
         return OpenAIEngine(client, served.model)
     if served.engine == "sglang":

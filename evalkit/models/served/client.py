@@ -31,7 +31,7 @@ from evalkit.errors import ServerError, TrialFailed
 
 log = logging.getLogger(__name__)
 
-__all__ = ["HttpClient", "server_message"]
+__all__ = ["HttpClient", "ServerNotReady", "server_message"]
 
 BACKOFF_FIRST_S = 0.5  # first wait after a transient failure; doubled per retry
 BACKOFF_MAX_S = 8.0
@@ -93,7 +93,8 @@ class HttpClient:
             except _Transient as exc:
                 line = self._redact(f"{method} {url}: {exc}")
                 if attempt == self.retries:
-                    raise TrialFailed(f"server error: {line} (after {self.retries} retries)") from None
+                    failed = ServerNotReady if exc.answered else TrialFailed
+                    raise failed(f"server error: {line} (after {self.retries} retries)") from None
                 log.warning("%s; retry %d of %d in %.1f s", line, attempt + 1, self.retries, wait)
                 self.sleep(wait)
                 wait = min(wait * 2, BACKOFF_MAX_S)
@@ -113,7 +114,7 @@ class HttpClient:
         except urllib.error.HTTPError as exc:
             message = server_message(exc.read())
             if exc.code >= 500:
-                raise _Transient(f"HTTP {exc.code}: {message}") from None
+                raise _Transient(f"HTTP {exc.code}: {message}", answered=True) from None
             raise ServerError(self._redact(f"{method} {url}: the server answered HTTP {exc.code}: {message}")) from None
         except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
@@ -123,8 +124,16 @@ class HttpClient:
         try:
             return json.loads(raw)
         except ValueError:
-            raise _Transient(f"reply is not JSON: {raw[:120]!r}") from None
+            raise _Transient(f"reply is not JSON: {raw[:120]!r}", answered=True) from None
+
+
+class ServerNotReady(TrialFailed):
+    """Retries used up on a server that did answer (a 5xx, a reply that is not JSON): it listens, not ready yet."""
 
 
 class _Transient(Exception):
-    """A failure worth retrying (connection, timeout, 5xx, a cut-off reply)."""
+    """A failure worth retrying (connection, timeout, 5xx, a cut-off reply); ``answered``: an HTTP reply came."""
+
+    def __init__(self, message: str, answered: bool = False) -> None:
+        super().__init__(message)
+        self.answered = answered

@@ -214,3 +214,16 @@ def test_a_serve_command_that_exits_is_one_line(tmp_path, tiny_model_dir, capsys
     assert main(["run", str(path), "--quiet", "--no-report"]) == 2
     err = capsys.readouterr().err.strip()
     assert "served.serve: the server exited with code 3 before it was ready; see " in err and "\n" not in err
+
+
+def test_a_server_still_loading_passes_validation_and_a_4xx_health_is_refused(tmp_path, tiny_model_dir, server,
+                                                                               caplog):
+    path = served_config(tmp_path, tiny_model_dir, server.url)
+    server.script.fail_path, server.script.fail_next = "/health", [503]  # llama-server while it loads the model
+    check_backends(load_config(path), path)  # it answers: run's retries wait for it
+    assert "the server answers but is not ready: server error: GET" in caplog.text
+    server.script.fail_next, server.script.error_message = [401], "invalid api key"
+    with pytest.raises(ServerError, match=r"models\[0\].served.base_url: GET http://127.0.0.1:\d+/health: the server "
+                                          "answered HTTP 401: invalid api key; check served.engine and served.api_key_env"):
+        check_backends(load_config(path), path)
+    assert not (tmp_path / "run").exists()
