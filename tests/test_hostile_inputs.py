@@ -271,3 +271,51 @@ def test_hostile_input_is_one_line_exit_2_and_writes_nothing(row, command, tmp_p
         assert part not in err, (part, err)
     assert _tree(work) == before, "a refused request wrote or changed files"
     assert elapsed < 30, f"refusing took {elapsed:.0f} s"
+
+
+class _Payload:
+    """Unpickled by a loader that runs code, this creates ``marker``: the test checks it never does."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle protocol 2", "not a pickle"])
+def test_a_malicious_pickle_with_allow_pickle_weights_runs_nothing_and_is_one_line(writer, tmp_path, tiny_model_dir,
+                                                                                   monkeypatch, capsys):
+    """Issue 19 R11: ``allow_pickle_weights: true`` and a pytorch_model.bin with a ``__reduce__`` payload."""
+    import pickle
+
+    import torch
+
+    work, model = tmp_path / "work", tmp_path / "evil-model"
+    work.mkdir()
+    shutil.copytree(tiny_model_dir, model)
+    (model / "model.safetensors").unlink()
+    probe = tmp_path / "probe"
+    pickle.loads(pickle.dumps(_Payload(probe)))  # a plain unpickler runs the payload: the check below can fail
+    assert probe.is_dir()
+    marker = tmp_path / "PAYLOAD-RAN"
+    weights = {"model.embed_tokens.weight": _Payload(marker)}
+    if writer == "torch.save":
+        torch.save(weights, model / "pytorch_model.bin")
+    elif writer == "pickle protocol 2":
+        (model / "pytorch_model.bin").write_bytes(pickle.dumps(weights, protocol=2))
+    else:
+        (model / "pytorch_model.bin").write_bytes(bytes(range(256)) * 8)
+    monkeypatch.chdir(work)
+    entry = {"name": str(model), "allow_pickle_weights": True, "dtype": "float32", "device": "cpu", "max_new_tokens": 8}
+    config = work / "cfg.yaml"
+    config.write_text(yaml.safe_dump({"models": [entry], "tasks": ["passkey"], "context_lengths": [128],
+                                      "depths": [0.5], "samples": 1, "output_dir": "run"}))
+    before = _tree(work)
+    assert main(["run", str(config), "--quiet", "--no-report"]) == 2
+    err = capsys.readouterr().err
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"error: model {str(model)!r}: pytorch_model.bin in ") and "Traceback" not in err
+    assert "was refused as unsafe or invalid" in line and "ran nothing of it" in line
+    assert not marker.exists(), "the pickle's payload ran"
+    assert _tree(work) == before, "a refused model wrote files"
