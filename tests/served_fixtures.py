@@ -34,6 +34,7 @@ class Script:
     token_logprob: float | None = -0.25  # each forced gold token's log-prob (None: a server without n_probs)
     answer_logprob: float | None = -0.125  # each answer step's token log-prob (None: no probs on the answer)
     answer_top: dict[int, float] = field(default_factory=dict)  # other tokens' log-probs listed at every answer step
+    bad_answers: list[dict] = field(default_factory=list)  # fields merged into the next answer replies (bad values)
     in_flight: int = 0
     max_in_flight: int = 0  # the most /completion requests seen at once
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -88,6 +89,9 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
                     top = [{"id": t, "logprob": v} for t, v in script.answer_top.items()]
                     reply.update(completion_probabilities=[{"id": t, "logprob": script.answer_logprob,
                                                             "top_logprobs": top} for t in ids])
+                if "logit_bias" not in body and script.bad_answers:
+                    with script.lock:
+                        reply.update(script.bad_answers.pop(0) if script.bad_answers else {})
                 self._reply(200, reply)
             else:
                 self._reply(404, {"error": {"code": 404, "message": f"no route {self.path}"}})

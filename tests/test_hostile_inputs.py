@@ -33,6 +33,7 @@ class Row:
     args: tuple[str, ...] = ()
     setup: Callable[[Path, Path, pytest.MonkeyPatch], Path | None] | None = None  # may return another config path
     task: dict | None = None  # keys merged into a task file "hostile" used instead of passkey
+    absent: tuple[str, ...] = ()  # text the error line must not hold (a secret)
 
 
 def _nested(levels: int) -> str:
@@ -93,6 +94,29 @@ def _tiny_files(tmp: Path, config: Path, mp) -> None:
     (tmp / "texts").mkdir()
     (tmp / "texts" / "rss.txt").write_text("Only one sentence here.")
     (tmp / "texts" / "empty.txt").write_text("")
+
+
+def _served(**served) -> dict:
+    """A served entry (its tokenizer the tiny model's folder, the entry's name); nothing listens at port 9."""
+    return {"backend": "served", "max_new_tokens": 8,
+            "served": {"base_url": "http://127.0.0.1:9", "retries": 0, **served}}
+
+
+def _no_key(tmp: Path, config: Path, mp) -> None:
+    mp.delenv("EVALKIT_HOSTILE_KEY", raising=False)
+
+
+def _not_executable(tmp: Path, config: Path, mp) -> None:
+    (tmp / "llama-server").write_text("#!/bin/sh\n")  # mode 644: no x bit
+
+
+def _closed_port(tmp: Path, config: Path, mp) -> None:
+    with socket.socket() as sock:  # bound, then closed: nothing listens there, connecting is refused at once
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = yaml.safe_load(config.read_text())
+    data["models"][0]["served"]["base_url"] = f"http://127.0.0.1:{port}"
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 ROWS = [
@@ -163,6 +187,20 @@ ROWS = [
     # D21: a tokenizer without a chat template
     Row("no chat template", ("models[0].chat_template", "has no chat template", "chat_template: false"),
         model={"name": "@no-template"}),
+    # issue 19: served entries are checked before anything is written, without sending a prompt
+    Row("served url with a password", ("models[0].served.base_url", "user name or password", "served.api_key_env"),
+        model=_served(base_url="http://user:S3CRETPW@127.0.0.1:9"), absent=("S3CRETPW", "user:")),
+    Row("served key variable unset", ("models[0].served.api_key_env", "EVALKIT_HOSTILE_KEY is not set"),
+        model=_served(api_key_env="EVALKIT_HOSTILE_KEY"), setup=_no_key),
+    Row("served program missing", ("models[0].served.serve[0]", "'/nonexistent/llama-server' is not an executable"),
+        model=_served(serve=["/nonexistent/llama-server", "--port", "9"])),
+    Row("served program not on PATH", ("models[0].served.serve[0]", "'evalkit-no-such-server'", "on PATH"),
+        model=_served(serve=["evalkit-no-such-server"])),
+    Row("served program not executable", ("models[0].served.serve[0]", "'./llama-server' is not an executable file"),
+        model=_served(serve=["./llama-server"]), setup=_not_executable),
+    Row("served port closed", ("models[0].served.base_url", "no llama_cpp server answers", "within 3 s",
+                               "ConnectionRefusedError", "served.serve"),
+        model=_served(), setup=_closed_port),
 ]
 
 
@@ -229,5 +267,55 @@ def test_hostile_input_is_one_line_exit_2_and_writes_nothing(row, command, tmp_p
     assert line.startswith("error: "), line
     for part in row.parts:
         assert part in line, (part, line)
+    for part in row.absent:
+        assert part not in err, (part, err)
     assert _tree(work) == before, "a refused request wrote or changed files"
     assert elapsed < 30, f"refusing took {elapsed:.0f} s"
+
+
+class _Payload:
+    """Unpickled by a loader that runs code, this creates ``marker``: the test checks it never does."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle protocol 2", "not a pickle"])
+def test_a_malicious_pickle_with_allow_pickle_weights_runs_nothing_and_is_one_line(writer, tmp_path, tiny_model_dir,
+                                                                                   monkeypatch, capsys):
+    """Issue 19 R11: ``allow_pickle_weights: true`` and a pytorch_model.bin with a ``__reduce__`` payload."""
+    import pickle
+
+    import torch
+
+    work, model = tmp_path / "work", tmp_path / "evil-model"
+    work.mkdir()
+    shutil.copytree(tiny_model_dir, model)
+    (model / "model.safetensors").unlink()
+    probe = tmp_path / "probe"
+    pickle.loads(pickle.dumps(_Payload(probe)))  # a plain unpickler runs the payload: the check below can fail
+    assert probe.is_dir()
+    marker = tmp_path / "PAYLOAD-RAN"
+    weights = {"model.embed_tokens.weight": _Payload(marker)}
+    if writer == "torch.save":
+        torch.save(weights, model / "pytorch_model.bin")
+    elif writer == "pickle protocol 2":
+        (model / "pytorch_model.bin").write_bytes(pickle.dumps(weights, protocol=2))
+    else:
+        (model / "pytorch_model.bin").write_bytes(bytes(range(256)) * 8)
+    monkeypatch.chdir(work)
+    entry = {"name": str(model), "allow_pickle_weights": True, "dtype": "float32", "device": "cpu", "max_new_tokens": 8}
+    config = work / "cfg.yaml"
+    config.write_text(yaml.safe_dump({"models": [entry], "tasks": ["passkey"], "context_lengths": [128],
+                                      "depths": [0.5], "samples": 1, "output_dir": "run"}))
+    before = _tree(work)
+    assert main(["run", str(config), "--quiet", "--no-report"]) == 2
+    err = capsys.readouterr().err
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"error: model {str(model)!r}: pytorch_model.bin in ") and "Traceback" not in err
+    assert "was refused as unsafe or invalid" in line and "ran nothing of it" in line
+    assert not marker.exists(), "the pickle's payload ran"
+    assert _tree(work) == before, "a refused model wrote files"

@@ -161,6 +161,44 @@ def test_hostile_model_and_task_names_stay_inside_the_report_dir_and_are_escaped
         assert "<img src=x" not in prose and "<b>bold</b>" not in prose and "<script>" not in prose, name
 
 
+BACKTICK_MODEL = "r``<img src=x onerror=alert(8)>``s"  # two backticks end a ``-fenced code span early
+
+
+def _html_nodes(markdown: str) -> list[str]:
+    """The raw HTML nodes a CommonMark renderer (markdown-it-py) makes of ``markdown``: inline and block."""
+    from markdown_it import MarkdownIt
+
+    found = []
+    for token in MarkdownIt("commonmark").enable("table").parse(markdown):
+        found += [t.content for t in [token, *(token.children or [])] if t.type in ("html_inline", "html_block")]
+    return found
+
+
+def test_backticks_in_a_model_name_or_run_dir_never_end_a_code_span(tmp_path):
+    """Issue 19 R7: record and config text in a code span is fenced longer than any backtick run inside it."""
+    run_dir = tmp_path / "runs" / "d``<img src=x onerror=alert(9)>``ir"
+    write_header(run_dir, models={BACKTICK_MODEL: "`rev``"}, config_path="c``<img src=x>``.yaml")
+    write_records(run_dir, grid_records(model=BACKTICK_MODEL))
+    out = tmp_path / "report"
+    assert main(["report", str(run_dir), "--out", str(out)]) == 0
+    for name in ("report.md", "summary.md"):
+        markdown = (out / name).read_text()
+        assert BACKTICK_MODEL in markdown or name == "summary.md", name  # shown literally, inside a code span
+        assert [n for n in _html_nodes(markdown) if "<img" in n] == [], name
+
+
+@pytest.mark.parametrize("text", ["a``b", "`lead", "trail`", "``", "x ` y `` z ```", "plain", "<img src=x>"])
+def test_a_code_span_shows_any_text_literally(text):
+    from markdown_it import MarkdownIt
+
+    from evalkit.report.document.blocks import Code, md_text
+
+    html = MarkdownIt("commonmark").render(md_text(("see ", Code(text), " end")))
+    code = re.search(r"<code>(.*)</code>", html)
+    assert code is not None and html.count("<code>") == 1, html
+    assert code.group(1) == text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"), html
+
+
 @pytest.mark.parametrize("text, key", [
     ("models: [x]\ntasks: [passkey]\ndepths: [0]\ndepths: [1]\n", "depths"),
     ("models:\n  - name: x\n    dtype: float32\n    dtype: bfloat16\ntasks: [passkey]\n", "dtype"),

@@ -9,13 +9,22 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from evalkit.config.validation_errors import show_value
 
-__all__ = ["SERVED_HASH_EXCLUDED_FIELDS", "ServedConfig"]
+__all__ = ["SERVED_HASH_EXCLUDED_FIELDS", "ServedConfig", "redact_url"]
 
 # where a served model runs and how the client behaves: engine, served name and tokenizer stay in the hash
 SERVED_HASH_EXCLUDED_FIELDS = frozenset(
     # ``prompt``: the text route checks every trial's ids against the local ones, so results are the same
     {"base_url", "api_key_env", "max_concurrency", "timeout_s", "retries", "serve", "serve_wait_s", "prompt"}
 )
+
+
+# the authority's ``user:password@`` part (greedy: a password may hold an unescaped "@")
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?[^/?#]*@")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any ``user:password@`` replaced by ``***@``: the form every message prints."""
+    return _USERINFO.sub(r"\1***@", url)
 
 
 class ServedConfig(BaseModel):
@@ -49,6 +58,11 @@ class ServedConfig(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
+        shown = show_value(redact_url(value))  # a password is never echoed, even in a refusal
         if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"{show_value(value)} is not an http(s) URL; write e.g. http://127.0.0.1:8080")
+            raise ValueError(f"{shown} is not an http(s) URL; write e.g. http://127.0.0.1:8080")
+        if _USERINFO.match(value):
+            raise ValueError(f"{shown} holds a user name or password; credentials never go in the URL (they would "
+                             "reach logs and the run header): put the key in an environment variable and name it "
+                             "in served.api_key_env")
         return value.rstrip("/")

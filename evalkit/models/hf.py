@@ -21,6 +21,7 @@ from evalkit.config.schema import ModelConfig
 from evalkit.errors import ModelLoadError
 from evalkit.models.builtin import cache_root, ensure_builtin, ensure_gguf
 from evalkit.models.content_hash import folder_revision
+from evalkit.models.pickles import pickle_load_error, quiet_unpickler, refuse_pickle_weights, refused_by_unpickler
 from evalkit.models.registry import BUILTIN_MODELS, builtin_names, get_builtin
 
 if TYPE_CHECKING:
@@ -34,8 +35,6 @@ _SANE_TOKENIZER_LIMIT = 10_000_000  # tokenizers without a limit report ~1e30
 # what from_pretrained raises for a missing repo, no network, an unknown architecture, a missing package,
 # or running out of memory; anything else is a bug and keeps its traceback
 _LOAD_ERRORS = (OSError, ValueError, ImportError, KeyError, RuntimeError)
-# weight files that are Python pickles (loading one can run code); safetensors files are plain data
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 HUB_PROBE_TIMEOUT_S = 1.5  # one TCP connect: without network a Hub look-up fails in this time, not after retries
 _TRUE = ("1", "true", "yes", "on")
 
@@ -123,7 +122,7 @@ def _resolve_source(cfg: ModelConfig) -> _Source:
     path = Path(cfg.name).expanduser()
     if path.exists():
         if not cfg.allow_pickle_weights:
-            _refuse_pickle_weights(cfg, path)
+            refuse_pickle_weights(cfg, path)
         # no commit hash here: the content is the revision (a changed weight makes new trials, not mixed ones)
         revision = folder_revision(path, cache_root()) if path.is_dir() else None
         return _Source(str(path), None, revision, "local")
@@ -173,19 +172,6 @@ def _hub_gguf(cfg: ModelConfig) -> Path:
             f"model {cfg.name!r}: gguf_file {cfg.gguf_file!r} could not be fetched from the Hugging Face Hub "
             f"({reason}); check the repo id and file name, network access, or give a local path"
         ) from exc
-
-
-def _refuse_pickle_weights(cfg: ModelConfig, folder: Path) -> None:
-    """A local folder whose weights exist only as pickles is refused unless the entry opts in."""
-    if not folder.is_dir() or any(folder.glob("*.safetensors")):
-        return
-    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES)
-    if pickles:
-        raise ModelLoadError(
-            f"model {cfg.name!r}: the weights are Python pickles ({', '.join(pickles[:3])}), which can run code "
-            "when loaded, and there is no .safetensors file; convert them (save_pretrained writes safetensors) "
-            "or, if you trust the files, set allow_pickle_weights: true in the model entry"
-        )
 
 
 def hub_offline() -> bool:
@@ -276,20 +262,25 @@ def _load_weights(cfg: ModelConfig, source: _Source, device: str | None) -> PreT
     from transformers import AutoModelForCausalLM
 
     try:
-        return AutoModelForCausalLM.from_pretrained(
-            source.location,
-            revision=source.revision,
-            dtype=_torch_dtype(cfg.dtype),
-            # a single device is given as a device map too, so weights load straight onto it
-            device_map=cfg.device_map if cfg.device_map is not None else device,
-            trust_remote_code=cfg.trust_remote_code,
-            attn_implementation=cfg.attn_implementation,
-            # pickled .bin weights can run code when loaded: only with the entry's explicit opt-in
-            use_safetensors=None if cfg.allow_pickle_weights else True,
-            local_files_only=source.local_files_only,
-        )
-    except _LOAD_ERRORS as exc:
-        raise _load_error(cfg, source, "model", exc) from exc
+        with quiet_unpickler():
+            return AutoModelForCausalLM.from_pretrained(
+                source.location,
+                revision=source.revision,
+                dtype=_torch_dtype(cfg.dtype),
+                # a single device is given as a device map too, so weights load straight onto it
+                device_map=cfg.device_map if cfg.device_map is not None else device,
+                trust_remote_code=cfg.trust_remote_code,
+                attn_implementation=cfg.attn_implementation,
+                # pickled .bin weights can run code when loaded: only with the entry's explicit opt-in
+                use_safetensors=None if cfg.allow_pickle_weights else True,
+                local_files_only=source.local_files_only,
+            )
+    except Exception as exc:
+        if refused_by_unpickler(exc):  # allow_pickle_weights, and the pickle is not plain tensors
+            raise pickle_load_error(cfg, source.location, exc) from None
+        if isinstance(exc, _LOAD_ERRORS):
+            raise _load_error(cfg, source, "model", exc) from exc
+        raise
 
 
 def _load_tokenizer(cfg: ModelConfig, source: _Source) -> PreTrainedTokenizerBase:

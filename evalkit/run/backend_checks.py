@@ -1,8 +1,9 @@
 """Before anything runs: does every model entry's backend exist, and can it do what the config asks?
 
-Checked from the backend classes' ``Capabilities`` alone (nothing is loaded), by ``evalkit validate`` and
-``evalkit run`` before the run directory exists. Each refusal is one line naming the config file, the
-field, the backend and the fix.
+Checked from the backend classes' ``Capabilities`` (nothing is loaded), and for a served entry what can be
+checked without sending a prompt (its key variable, its ``serve`` program, its health route), by ``evalkit
+validate`` and ``evalkit run`` before the run directory exists. Each refusal is one line naming the config
+file, the field, the backend and the fix.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from evalkit.config.schema import EvalConfig
 from evalkit.errors import ConfigError, EvalkitError
 from evalkit.models.backends import backend_class
 from evalkit.models.base import Backend, Capabilities
+from evalkit.models.served.preflight import check_served
 
 __all__ = ["check_backends"]
 
@@ -39,6 +41,7 @@ def check_backends(
                 f"{config_path}: {field}: backend {model_cfg.backend!r} (models[{index}], {model_cfg.name}) "
                 f"{what}; {fix}"
             )
+        check_served(model_cfg, f"{config_path}: models[{index}]")  # nothing to check for a local model
 
 
 def _missing_capability(config: EvalConfig, caps: Capabilities) -> tuple[str, str, str] | None:

@@ -82,6 +82,16 @@ BAD = [
      ["grid.yaml: models[0].served: is set but backend is 'transformers'; set backend: served or remove it"]),
     ("served url not http", changed(models=[{"name": "m", "backend": "served", "served": {"base_url": "h:1"}}]), (),
      ["grid.yaml: models[0].served.base_url: 'h:1' is not an http(s) URL; write e.g. http://127.0.0.1:8080"]),
+    ("served url with a password", changed(models=[{"name": "m", "backend": "served",
+                                                    "served": {"base_url": "http://user:S3CRETPW@127.0.0.1:9"}}]), (),
+     ["grid.yaml: models[0].served.base_url: 'http://***@127.0.0.1:9' holds a user name or password",
+      "name it in served.api_key_env"]),
+    ("served url with a password via --set", GOOD, ("models.0.backend=served",
+                                                    "models.0.served={base_url: 'http://u:S3CRETPW@h:1'}"),
+     ["grid.yaml: models[0].served.base_url (from --set): 'http://***@h:1' holds a user name or password"]),
+    ("served url not http with a password", changed(models=[{"name": "m", "backend": "served",
+                                                             "served": {"base_url": "ftp://u:S3CRETPW@h:1"}}]), (),
+     ["grid.yaml: models[0].served.base_url: 'ftp://***@h:1' is not an http(s) URL"]),
     ("served unknown key", changed(models=[{"name": "m", "backend": "served",
                                             "served": {"base_url": "http://h:1", "api_key": "sk-x"}}]), (),
      ["grid.yaml: models[0].served.api_key: "]),
@@ -96,6 +106,7 @@ def test_bad_config_is_one_line_with_file_field_value_and_fix(tmp_path, content,
     message = str(info.value)
     assert message.startswith(str(path) + ": ")
     assert "\n" not in message
+    assert "S3CRETPW" not in message  # a password in a URL is never echoed
     for part in parts:
         assert part in message
 

@@ -41,18 +41,23 @@ __all__ = ["ServedBackend", "check_tokenizer_agreement", "make_engine"]
 PROBE_TEXT = "The pass key is 71432. Où est-il caché? 東京 🙂\n  indented\tline"
 
 
-def make_engine(cfg: ModelConfig, retries: int | None = None) -> Engine:
-    """The engine routes ``cfg.served`` names, over a client with its timeout, retries and key variable."""
+def make_engine(cfg: ModelConfig, retries: int | None = None, timeout_s: float | None = None,
+                vocab_size: int | None = None) -> Engine:
+    """The engine routes ``cfg.served`` names, over a client with its timeout, retries and key variable.
+
+    ``vocab_size``: the local tokenizer's, which every token id in a reply must fall within (replies.py).
+    """
     served = cfg.served
     if served is None:
         raise ConfigError(f"models: {cfg.name}: backend: served needs a served: block with base_url")
     retries = served.retries if retries is None else retries
-    client = HttpClient(served.base_url, served.timeout_s, retries, served.api_key_env)
+    client = HttpClient(served.base_url, served.timeout_s if timeout_s is None else timeout_s, retries,
+                        served.api_key_env)
     if served.engine == "openai":
-        return OpenAIEngine(client, served.model)
+        return OpenAIEngine(client, served.model, vocab_size=vocab_size)
     if served.engine == "sglang":
-        return SGLangEngine(client)
-    return LlamaCppEngine(client)
+        return SGLangEngine(client, vocab_size=vocab_size)
+    return LlamaCppEngine(client, vocab_size=vocab_size)
 
 
 def _probe_texts(tokenizer: Any) -> list[str]:
@@ -68,7 +73,11 @@ def check_tokenizer_agreement(engine: Engine, tokenizer: Any, tokenizer_name: st
     """ServerError (one line) unless the server tokenizes every probe text exactly as ``tokenizer``."""
     for text in _probe_texts(tokenizer):
         local = list(tokenizer.encode(text, add_special_tokens=False))
-        remote = engine.tokenize(text)
+        try:
+            remote = engine.tokenize(text)
+        except TrialFailed as exc:  # before any trial: nothing to skip, the run cannot start
+            raise ServerError(f"served.tokenizer: the server could not tokenize the probe text: {exc.reason}; "
+                              "check that the server runs the model of served.tokenizer") from None
         if remote != local:
             at = _first_difference(local, remote)
             raise ServerError(
@@ -138,6 +147,7 @@ class ServedBackend:
         except TrialFailed as exc:  # before any trial: nothing to skip, the run cannot start
             raise ServerError(f"served.base_url: {exc.reason}; start the server or fix the address") from None
         tokenizer = load_tokenizer(cfg)  # ``served.tokenizer`` where given (``hf`` resolves it), else ``name``
+        engine = make_engine(cfg, vocab_size=len(tokenizer))  # from here every reply's ids are checked
         check_tokenizer_agreement(engine, tokenizer, served.tokenizer or cfg.name)
         model_config = load_model_config(cfg)
         info = BackendInfo(cfg.name, engine.describe(), max_context_tokens_of(model_config, tokenizer), tokenizer,

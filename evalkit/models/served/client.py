@@ -20,16 +20,18 @@ import os
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from evalkit.config.served import redact_url
 from evalkit.errors import ServerError, TrialFailed
 
 log = logging.getLogger(__name__)
 
-__all__ = ["HttpClient", "server_message"]
+__all__ = ["HttpClient", "ServerNotReady", "server_message"]
 
 BACKOFF_FIRST_S = 0.5  # first wait after a transient failure; doubled per retry
 BACKOFF_MAX_S = 8.0
@@ -89,12 +91,20 @@ class HttpClient:
             try:
                 return self._once(method, url, body)
             except _Transient as exc:
+                line = self._redact(f"{method} {url}: {exc}")
                 if attempt == self.retries:
-                    raise TrialFailed(f"server error: {method} {url}: {exc} (after {self.retries} retries)") from None
-                log.warning("%s %s: %s; retry %d of %d in %.1f s", method, url, exc, attempt + 1, self.retries, wait)
+                    failed = ServerNotReady if exc.answered else TrialFailed
+                    raise failed(f"server error: {line} (after {self.retries} retries)") from None
+                log.warning("%s; retry %d of %d in %.1f s", line, attempt + 1, self.retries, wait)
                 self.sleep(wait)
                 wait = min(wait * 2, BACKOFF_MAX_S)
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _redact(self, text: str) -> str:
+        """``text`` without the URL's ``user:password@`` (the config refuses one; a client built in code may not)."""
+        text = text.replace(self.base_url, redact_url(self.base_url))
+        userinfo = urllib.parse.urlsplit(self.base_url).netloc.rpartition("@")[0]
+        return text.replace(userinfo, "***") if userinfo else text  # also where an exception quotes the host
 
     def _once(self, method: str, url: str, body: bytes | None) -> Any:
         request = urllib.request.Request(url, data=body, method=method, headers=self._headers())
@@ -104,8 +114,8 @@ class HttpClient:
         except urllib.error.HTTPError as exc:
             message = server_message(exc.read())
             if exc.code >= 500:
-                raise _Transient(f"HTTP {exc.code}: {message}") from None
-            raise ServerError(f"{method} {url}: the server answered HTTP {exc.code}: {message}") from None
+                raise _Transient(f"HTTP {exc.code}: {message}", answered=True) from None
+            raise ServerError(self._redact(f"{method} {url}: the server answered HTTP {exc.code}: {message}")) from None
         except (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
             raise _Transient(f"{type(reason).__name__}: {reason}") from None
@@ -114,8 +124,16 @@ class HttpClient:
         try:
             return json.loads(raw)
         except ValueError:
-            raise _Transient(f"reply is not JSON: {raw[:120]!r}") from None
+            raise _Transient(f"reply is not JSON: {raw[:120]!r}", answered=True) from None
+
+
+class ServerNotReady(TrialFailed):
+    """Retries used up on a server that did answer (a 5xx, a reply that is not JSON): it listens, not ready yet."""
 
 
 class _Transient(Exception):
-    """A failure worth retrying (connection, timeout, 5xx, a cut-off reply)."""
+    """A failure worth retrying (connection, timeout, 5xx, a cut-off reply); ``answered``: an HTTP reply came."""
+
+    def __init__(self, message: str, answered: bool = False) -> None:
+        super().__init__(message)
+        self.answered = answered

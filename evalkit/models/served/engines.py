@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 from evalkit.errors import ServerError
 from evalkit.models.served.client import HttpClient
+from evalkit.models.served.replies import ReplyReader
 
 __all__ = ["Completion", "Engine", "LlamaCppEngine", "OpenAIEngine", "Prompt", "StepLogprobs", "gold_prefix_logprobs",
            "reply_field"]
@@ -129,6 +130,12 @@ class LlamaCppEngine:
 
     client: HttpClient
     name: str = "llama_cpp"
+    vocab_size: int | None = None  # the local tokenizer's: every id in a reply is checked against it
+
+    @property
+    def reader(self) -> ReplyReader:
+        """Checks each value read off this engine's replies (replies.py)."""
+        return ReplyReader(self.name, self.vocab_size)
 
     def health(self) -> None:
         """``GET /health`` (503 while loading: retried by the client)."""
@@ -137,25 +144,26 @@ class LlamaCppEngine:
     def describe(self) -> str:
         """The GGUF file the server loaded (``/props`` ``model_path``), by name."""
         props = self.client.get("/props")
-        path = str(props.get("model_path", "")) if isinstance(props, dict) else ""
+        path = props.get("model_path") if isinstance(props, dict) else None
+        path = path if isinstance(path, str) else ""  # a label only: anything else is left out
         return f"llama.cpp:{path.rsplit('/', 1)[-1] or 'unknown'}"
 
     def tokenize(self, text: str, add_special: bool = False) -> list[int]:
         """``POST /tokenize`` with special tokens parsed; ``add_special`` adds BOS where the model's GGUF says to."""
         reply = self.client.post("/tokenize", {"content": text, "add_special": add_special, "parse_special": True})
-        return [int(t) for t in reply_field(reply, "tokens", "/tokenize")]
+        return list(self.reader.token_ids("/tokenize", "tokens", reply_field(reply, "tokens", "/tokenize")))
 
     def complete(self, prompt: Prompt, max_new_tokens: int, stop_ids: Sequence[int] = ()) -> Completion:
         """``POST /completion``; greedy, penalties off, the prompt cache kept (the engine stops at its EOG ids)."""
         payload = {"prompt": _wire(prompt), "n_predict": max_new_tokens, "return_tokens": True, "n_probs": N_PROBS,
                    "post_sampling_probs": False, **GREEDY_LLAMA}
-        reply = self.client.post("/completion", payload)
-        tokens = reply_field(reply, "tokens", "/completion")
-        evaluated = reply.get("tokens_evaluated")
-        return Completion(text=str(reply_field(reply, "content", "/completion")), token_ids=tuple(int(t) for t in tokens),
-                          prompt_tokens=int(evaluated) if evaluated is not None else None,
-                          finish=str(reply.get("stop_type", "")),
-                          steps=_steps(reply.get("completion_probabilities")))  # fmt: skip
+        route, read = "/completion", self.reader
+        reply = self.client.post(route, payload)
+        tokens = read.token_ids(route, "tokens", reply_field(reply, "tokens", route), max_new_tokens)
+        return Completion(text=read.text(route, "content", reply_field(reply, "content", route)), token_ids=tokens,
+                          prompt_tokens=read.count(route, "tokens_evaluated", reply.get("tokens_evaluated")),
+                          finish=read.label(route, "stop_type", reply.get("stop_type")),
+                          steps=_steps(read, reply.get("completion_probabilities")))  # fmt: skip
 
     def gold_logprobs(self, input_ids: Sequence[int], gold_ids: Sequence[int],
                       answer: Completion | None = None) -> list[float]:
@@ -172,26 +180,35 @@ class LlamaCppEngine:
                        "post_sampling_probs": False, "logit_bias": [[int(gold), FORCE_BIAS]], "return_tokens": True,
                        **GREEDY_LLAMA}
             probs = reply_field(self.client.post("/completion", payload), "completion_probabilities", "/completion")
-            first = probs[0] if probs else {}
-            if first.get("id") != gold or "logprob" not in first:
-                raise ServerError(f"/completion: the forced gold token {gold} came back as {first.get('id')!r}; "
+            first = self.reader.items("/completion", "completion_probabilities", probs)[:1] or [{}]
+            if first[0].get("id") != gold or "logprob" not in first[0]:
+                raise ServerError(f"/completion: the forced gold token {gold} came back as {first[0].get('id')!r}; "
                                   "the server's logit_bias did not hold (is served.engine right?)")  # fmt: skip
-            out.append(float(first["logprob"]))
+            out.append(self.reader.logprob("/completion", "completion_probabilities[0].logprob", first[0]["logprob"]))
         return out
 
 
-def _steps(probs: Any) -> tuple[StepLogprobs, ...]:
-    """``completion_probabilities`` as steps; () where the reply has none or another shape (forced requests then)."""
+def _steps(read: ReplyReader, probs: Any) -> tuple[StepLogprobs, ...]:
+    """``completion_probabilities`` as steps; () where the reply has none or another shape (forced requests then).
+
+    Entries of the expected shape with a bad value (an id outside the vocabulary, a NaN log-prob) skip the trial.
+    """
     if not isinstance(probs, list):
         return ()
     steps = []
-    for entry in probs:
+    for i, entry in enumerate(probs):
         if not isinstance(entry, dict) or "id" not in entry or "logprob" not in entry:
             return ()
-        logprobs = {int(t["id"]): float(t["logprob"]) for t in entry.get("top_logprobs") or []
-                    if isinstance(t, dict) and "id" in t and "logprob" in t}  # fmt: skip
-        logprobs[int(entry["id"])] = float(entry["logprob"])
-        steps.append(StepLogprobs(int(entry["id"]), logprobs))
+        field = f"completion_probabilities[{i}]"
+        logprobs = {}
+        for j, top in enumerate(entry.get("top_logprobs") or []):
+            if isinstance(top, dict) and "id" in top and "logprob" in top:
+                where = f"{field}.top_logprobs[{j}]"
+                token = read.token_id("/completion", f"{where}.id", top["id"])
+                logprobs[token] = read.logprob("/completion", f"{where}.logprob", top["logprob"])
+        token = read.token_id("/completion", f"{field}.id", entry["id"])
+        logprobs[token] = read.logprob("/completion", f"{field}.logprob", entry["logprob"])
+        steps.append(StepLogprobs(token, logprobs))
     return tuple(steps)
 
 
@@ -202,6 +219,12 @@ class OpenAIEngine:
     client: HttpClient
     model: str | None = None
     name: str = "openai"
+    vocab_size: int | None = None  # the local tokenizer's: every id in a reply is checked against it
+
+    @property
+    def reader(self) -> ReplyReader:
+        """Checks each value read off this engine's replies (replies.py)."""
+        return ReplyReader(self.name, self.vocab_size)
 
     def health(self) -> None:
         """``GET /v1/models`` (every OpenAI-compatible server has it)."""
@@ -210,7 +233,9 @@ class OpenAIEngine:
     def describe(self) -> str:
         """The served model's id (``/v1/models``), or the configured name."""
         listed = self.client.get("/v1/models")
-        ids = [str(m.get("id")) for m in listed.get("data", []) if isinstance(m, dict)] if isinstance(listed, dict) else []
+        data = listed.get("data") if isinstance(listed, dict) else None
+        models = data if isinstance(data, list) else []
+        ids = [m["id"] for m in models if isinstance(m, dict) and isinstance(m.get("id"), str)]
         return f"openai:{self.model or (ids[0] if ids else 'unknown')}"
 
     def tokenize(self, text: str, add_special: bool = False) -> list[int]:
@@ -220,7 +245,7 @@ class OpenAIEngine:
         if self.model:
             payload["model"] = self.model
         reply = self.client.post("/tokenize", payload)
-        return [int(t) for t in reply_field(reply, "tokens", "/tokenize")]
+        return list(self.reader.token_ids("/tokenize", "tokens", reply_field(reply, "tokens", "/tokenize")))
 
     def _payload(self, prompt: Prompt, max_tokens: int) -> dict[str, Any]:
         payload: dict[str, Any] = {"prompt": _wire(prompt), "max_tokens": max_tokens, "temperature": 0.0,
@@ -231,23 +256,29 @@ class OpenAIEngine:
 
     def complete(self, prompt: Prompt, max_new_tokens: int, stop_ids: Sequence[int] = ()) -> Completion:
         """``POST /v1/completions``, temperature 0 (the server stops at the model's eos)."""
-        reply = self.client.post("/v1/completions", self._payload(prompt, max_new_tokens))
-        choice = reply_field(reply, "choices", "/v1/completions")[0]
-        usage = reply.get("usage") or {}
-        prompt_tokens = usage.get("prompt_tokens")
-        return Completion(text=str(choice.get("text", "")), token_ids=None,
-                          prompt_tokens=int(prompt_tokens) if prompt_tokens is not None else None,
-                          finish=str(choice.get("finish_reason", "")))  # fmt: skip
+        route, read = "/v1/completions", self.reader
+        reply = self.client.post(route, self._payload(prompt, max_new_tokens))
+        choice = read.items(route, "choices", reply_field(reply, "choices", route), empty=False)[0]
+        usage = read.mapping(route, "usage", reply.get("usage"))
+        return Completion(text=read.text(route, "choices[0].text", choice.get("text", "")), token_ids=None,
+                          prompt_tokens=read.count(route, "usage.prompt_tokens", usage.get("prompt_tokens")),
+                          finish=read.label(route, "choices[0].finish_reason",
+                                            choice.get("finish_reason")))  # fmt: skip
 
     def gold_logprobs(self, input_ids: Sequence[int], gold_ids: Sequence[int],
                       answer: Completion | None = None) -> list[float]:
         """``echo`` + ``logprobs: 1`` over prompt + gold: the prompt tokens' log-probs, the gold's read off the end."""
+        route, read = "/v1/completions", self.reader
         payload = {**self._payload(tuple(input_ids) + tuple(gold_ids), 1), "echo": True, "logprobs": 1}
-        choice = reply_field(self.client.post("/v1/completions", payload), "choices", "/v1/completions")[0]
-        logprobs = (choice.get("logprobs") or {}).get("token_logprobs") or []
+        choice = read.items(route, "choices", reply_field(self.client.post(route, payload), "choices", route),
+                            empty=False)[0]  # fmt: skip
+        logprobs = read.mapping(route, "choices[0].logprobs", choice.get("logprobs")).get("token_logprobs") or []
+        if not isinstance(logprobs, list):
+            raise read.bad(route, "choices[0].logprobs.token_logprobs", logprobs, "a list of log-probabilities")
         start = len(input_ids)
         values = logprobs[start:start + len(gold_ids)]
         if len(values) != len(gold_ids) or any(v is None for v in values):
             raise ServerError("/v1/completions: echo gave no log-prob for every gold token "
                               f"({len(logprobs)} log-probs for {start + len(gold_ids)} prompt tokens)")  # fmt: skip
-        return [float(v) for v in values]
+        field = "choices[0].logprobs.token_logprobs"
+        return [read.logprob(route, f"{field}[{start + i}]", v) for i, v in enumerate(values)]

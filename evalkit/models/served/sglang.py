@@ -21,6 +21,7 @@ from typing import Any
 from evalkit.errors import ServerError
 from evalkit.models.served.client import HttpClient
 from evalkit.models.served.engines import Completion, Prompt, reply_field
+from evalkit.models.served.replies import ReplyReader
 
 __all__ = ["SGLangEngine"]
 
@@ -31,6 +32,12 @@ class SGLangEngine:
 
     client: HttpClient
     name: str = "sglang"
+    vocab_size: int | None = None  # the local tokenizer's: every id in a reply is checked against it
+
+    @property
+    def reader(self) -> ReplyReader:
+        """Checks each value read off this engine's replies (replies.py)."""
+        return ReplyReader(self.name, self.vocab_size)
 
     def health(self) -> None:
         """``GET /health`` (an empty 200 once the model is loaded)."""
@@ -39,13 +46,14 @@ class SGLangEngine:
     def describe(self) -> str:
         """The served model path (``/get_model_info``)."""
         info = self.client.get("/get_model_info")
-        path = str(info.get("model_path", "")) if isinstance(info, dict) else ""
+        path = info.get("model_path") if isinstance(info, dict) else None
+        path = path if isinstance(path, str) else ""  # a label only: anything else is left out
         return f"sglang:{path or 'unknown'}"
 
     def tokenize(self, text: str, add_special: bool = False) -> list[int]:
         """``POST /tokenize``."""
         reply = self.client.post("/tokenize", {"prompt": text, "add_special_tokens": add_special})
-        return [int(t) for t in reply_field(reply, "tokens", "/tokenize")]
+        return list(self.reader.token_ids("/tokenize", "tokens", reply_field(reply, "tokens", "/tokenize")))
 
     @staticmethod
     def _request(prompt: Prompt, max_new_tokens: int, stop_ids: Sequence[int]) -> dict[str, Any]:
@@ -55,25 +63,32 @@ class SGLangEngine:
 
     def complete(self, prompt: Prompt, max_new_tokens: int, stop_ids: Sequence[int] = ()) -> Completion:
         """``POST /generate``, greedy, stopping at ``stop_ids``."""
-        reply = self.client.post("/generate", self._request(prompt, max_new_tokens, stop_ids))
-        meta = reply_field(reply, "meta_info", "/generate") or {}
-        ids = reply.get("output_ids")
+        route, read = "/generate", self.reader
+        reply = self.client.post(route, self._request(prompt, max_new_tokens, stop_ids))
+        meta = read.mapping(route, "meta_info", reply_field(reply, "meta_info", route))
+        ids = reply.get("output_ids")  # the stop id it ends at may come on top of max_new_tokens
+        ids = None if ids is None else read.token_ids(route, "output_ids", ids, max_new_tokens + 1)
         finish = meta.get("finish_reason")
-        prompt_tokens = meta.get("prompt_tokens")
-        return Completion(text=str(reply_field(reply, "text", "/generate")),
-                          token_ids=tuple(int(t) for t in ids) if ids is not None else None,
-                          prompt_tokens=int(prompt_tokens) if prompt_tokens is not None else None,
-                          finish=str(finish.get("type", "")) if isinstance(finish, dict) else str(finish or ""))  # fmt: skip
+        if isinstance(finish, dict):  # {"type": "stop", "matched": ...}
+            finish = finish.get("type")
+        return Completion(text=read.text(route, "text", reply_field(reply, "text", route)), token_ids=ids,
+                          prompt_tokens=read.count(route, "meta_info.prompt_tokens", meta.get("prompt_tokens")),
+                          finish=read.label(route, "meta_info.finish_reason", finish))  # fmt: skip
 
     def gold_logprobs(self, input_ids: Sequence[int], gold_ids: Sequence[int],
                       answer: Completion | None = None) -> list[float]:
         """Input log-probs of the gold ids appended to the prompt (see the module doc; ``answer`` is not read)."""
         body = {**self._request(tuple(input_ids) + tuple(gold_ids), 1, ()), "return_logprob": True,
                 "logprob_start_len": len(input_ids)}
-        meta = reply_field(self.client.post("/generate", body), "meta_info", "/generate") or {}
-        entries = meta.get("input_token_logprobs") or []
+        route, read = "/generate", self.reader
+        meta = read.mapping(route, "meta_info", reply_field(self.client.post(route, body), "meta_info", route))
+        field = "meta_info.input_token_logprobs"
+        entries = read.items(route, field, meta.get("input_token_logprobs") or [], kind=list)
         tail = entries[-len(gold_ids):] if len(entries) >= len(gold_ids) else []
-        if [int(e[1]) for e in tail] != [int(g) for g in gold_ids] or any(e[0] is None for e in tail):
+        if any(len(e) < 2 for e in tail):
+            raise read.bad(route, field, tail, "a list of [logprob, token_id, ...] entries")
+        if [e[1] for e in tail] != [int(g) for g in gold_ids] or any(e[0] is None for e in tail):
             raise ServerError(f"/generate: input_token_logprobs does not end with the gold ids {list(gold_ids)}: "
                               f"{str(entries[-len(gold_ids):])[:200]}")  # fmt: skip
-        return [float(e[0]) for e in tail]
+        first = len(entries) - len(tail)
+        return [read.logprob(route, f"{field}[{first + i}][0]", e[0]) for i, e in enumerate(tail)]

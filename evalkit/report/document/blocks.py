@@ -6,6 +6,7 @@ records (needles, model outputs, model names) is never pasted into markup unesca
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,10 +107,24 @@ def md_escape(text: str) -> str:
     return escape_markdown(text)
 
 
+def md_code(text: str) -> str:
+    """``text`` as one CommonMark code span, shown literally whatever it holds (tags, backticks), on one line.
+
+    The fence is one backtick longer than the longest backtick run inside, so no run inside can close it
+    (``r``<img>``s`` would otherwise end a ````-fenced span and the tag render); a space pads text that
+    starts or ends with a backtick (the renderer strips one space each side).
+    """
+    text = " ".join(text.split())  # a newline would end the paragraph or table row
+    if not text:
+        return ""
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text[0] == "`" or text[-1] == "`" else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def _md_inline(piece: Inline) -> str:
     if isinstance(piece, Code):
-        ticks = "``" if "`" in piece.text else "`"
-        return f"{ticks}{' '.join(piece.text.split())}{ticks}"  # code spans show their text literally
+        return md_code(piece.text)
     if isinstance(piece, Strong):  # "** x**" is not emphasis: keep spaces outside the markers
         text = md_escape(piece.text)
         core = text.strip()

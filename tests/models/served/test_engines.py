@@ -58,3 +58,70 @@ def test_forced_requests_start_where_the_answer_leaves_the_gold(fake, smollm2_to
     values = engine.gold_logprobs(prompt, gold, engine.complete(prompt, 8))
     assert values == [-0.125] * same + [-4.0] + [-0.25] * (len(gold) - same - 1)
     assert [b["logit_bias"][0][0] for b in forced_requests(fake.script.requests)] == gold[same + 1:]
+
+
+class CannedClient:
+    """A client whose every POST answers ``reply`` (the engines' reply checks, without a server)."""
+
+    def __init__(self, reply):
+        self.reply = reply
+
+    def post(self, path, payload):
+        return self.reply
+
+
+OPENAI_OK = {"choices": [{"text": " 1", "finish_reason": "length"}], "usage": {"prompt_tokens": 3}}
+SGLANG_OK = {"text": " 1", "output_ids": [9], "meta_info": {"prompt_tokens": 3, "finish_reason": {"type": "stop"}}}
+# issue 19 R2: a bad value in an OpenAI or SGLang reply is a TrialFailed naming the engine, the field and the value
+BAD_REPLIES = [
+    ("openai", {**OPENAI_OK, "choices": []}, "openai /v1/completions: the reply's choices is [], not a non-empty list"),
+    ("openai", {**OPENAI_OK, "choices": ["x"]}, "the reply's choices is ['x'], not a non-empty list of dicts"),
+    ("openai", {**OPENAI_OK, "choices": [{"text": 5}]}, "the reply's choices[0].text is 5, not a string"),
+    ("openai", {**OPENAI_OK, "usage": {"prompt_tokens": -3}}, "the reply's usage.prompt_tokens is -3, not a count"),
+    ("openai", {**OPENAI_OK, "usage": {"prompt_tokens": 3.5}}, "usage.prompt_tokens is 3.5, not a count"),
+    ("openai", {**OPENAI_OK, "usage": [1]}, "the reply's usage is [1], not an object"),
+    ("sglang", {**SGLANG_OK, "output_ids": [-7, 10**9]}, "sglang /generate: the reply's output_ids[0] is -7, not a token id "
+                                                         "of the tokenizer (0 to 99)"),
+    ("sglang", {**SGLANG_OK, "output_ids": [100]}, "the reply's output_ids[0] is 100, not a token id of the tokenizer"),
+    ("sglang", {**SGLANG_OK, "text": None}, "sglang /generate: the reply's text is None, not a string"),
+    ("sglang", {**SGLANG_OK, "meta_info": {"prompt_tokens": False}}, "meta_info.prompt_tokens is False, not a count"),
+    ("sglang", {**SGLANG_OK, "meta_info": "x"}, "the reply's meta_info is 'x', not an object"),
+]
+
+
+def _engine(kind, reply):
+    from evalkit.models.served.engines import OpenAIEngine
+    from evalkit.models.served.sglang import SGLangEngine
+
+    return (OpenAIEngine if kind == "openai" else SGLangEngine)(CannedClient(reply), vocab_size=100)
+
+
+@pytest.mark.parametrize("kind, reply, reason", BAD_REPLIES, ids=[f"{k}: {r[-40:]}" for k, _, r in BAD_REPLIES])
+def test_a_bad_value_in_an_openai_or_sglang_reply_fails_the_trial_naming_it(kind, reply, reason):
+    from evalkit.errors import TrialFailed
+
+    ok = OPENAI_OK if kind == "openai" else SGLANG_OK
+    assert _engine(kind, ok).complete((1, 2, 3), 8).prompt_tokens == 3  # the good reply reads
+    with pytest.raises(TrialFailed) as err:
+        _engine(kind, reply).complete((1, 2, 3), 8)
+    assert reason in err.value.reason, err.value.reason
+
+
+@pytest.mark.parametrize("kind, reply, reason", [
+    ("openai", {"choices": [{"logprobs": {"token_logprobs": [None, -1.0, float("nan")]}}]},
+     "openai /v1/completions: the reply's choices[0].logprobs.token_logprobs[2] is nan, not a log-probability"),
+    ("openai", {"choices": [{"logprobs": {"token_logprobs": "x"}}]}, "token_logprobs is 'x', not a list"),
+    ("sglang", {"meta_info": {"input_token_logprobs": [[float("inf"), 9, None]]}},
+     "sglang /generate: the reply's meta_info.input_token_logprobs[0][0] is inf, not a log-probability"),
+    ("sglang", {"meta_info": {"input_token_logprobs": 7}}, "meta_info.input_token_logprobs is 7, not a list"),
+    ("tokenize", {"tokens": [1, -2]}, "llama_cpp /tokenize: the reply's tokens[1] is -2, not a token id"),
+])
+def test_a_bad_gold_logprob_or_token_list_fails_naming_it(kind, reply, reason):
+    from evalkit.errors import TrialFailed
+
+    with pytest.raises(TrialFailed) as err:
+        if kind == "tokenize":
+            LlamaCppEngine(CannedClient(reply), vocab_size=100).tokenize("x")
+        else:
+            _engine(kind, reply).gold_logprobs((1, 2), (9,))
+    assert reason in err.value.reason, err.value.reason

@@ -214,3 +214,79 @@ def test_a_serve_command_that_exits_is_one_line(tmp_path, tiny_model_dir, capsys
     assert main(["run", str(path), "--quiet", "--no-report"]) == 2
     err = capsys.readouterr().err.strip()
     assert "served.serve: the server exited with code 3 before it was ready; see " in err and "\n" not in err
+
+
+def test_a_server_still_loading_passes_validation_and_a_4xx_health_is_refused(tmp_path, tiny_model_dir, server,
+                                                                               caplog):
+    path = served_config(tmp_path, tiny_model_dir, server.url)
+    server.script.fail_path, server.script.fail_next = "/health", [503]  # llama-server while it loads the model
+    check_backends(load_config(path), path)  # it answers: run's retries wait for it
+    assert "the server answers but is not ready: server error: GET" in caplog.text
+    server.script.fail_next, server.script.error_message = [401], "invalid api key"
+    with pytest.raises(ServerError, match=r"models\[0\].served.base_url: GET http://127.0.0.1:\d+/health: the server "
+                                          "answered HTTP 401: invalid api key; check served.engine and served.api_key_env"):
+        check_backends(load_config(path), path)
+    assert not (tmp_path / "run").exists()
+
+
+VOCAB = "not a token id of the tokenizer (0 to 49151)"
+# issue 19 R2: one answer reply with a bad value -> that trial skipped, naming engine, field and value
+BAD_ANSWERS = [
+    ({"tokens": [-7, 1000000000]}, f"llama_cpp /completion: the reply's tokens[0] is -7, {VOCAB}"),
+    ({"tokens": [9, 1000000000]}, f"llama_cpp /completion: the reply's tokens[1] is 1000000000, {VOCAB}"),
+    ({"tokens": [49152]}, f"the reply's tokens[0] is 49152, {VOCAB}"),
+    ({"tokens": ["12"]}, f"the reply's tokens[0] is '12', {VOCAB}"),
+    ({"tokens": [True]}, f"the reply's tokens[0] is True, {VOCAB}"),
+    ({"tokens": 5}, "the reply's tokens is 5, not a list of token ids"),
+    ({"tokens": [9] * 50}, "the reply's tokens length is 50, not at most the 8 tokens asked for"),
+    ({"tokens_evaluated": -1}, "the reply's tokens_evaluated is -1, not a count (an int >= 0)"),
+    ({"tokens_evaluated": 1e300}, "the reply's tokens_evaluated is 1e+300, not a count"),
+    ({"content": ["x"]}, "llama_cpp /completion: the reply's content is ['x'], not a string"),
+    ({"stop_type": 7}, "the reply's stop_type is 7, not a string"),
+    ({"completion_probabilities": [{"id": 9, "logprob": float("nan")}]},
+     "the reply's completion_probabilities[0].logprob is nan, not a log-probability (a finite number <= 0)"),
+    ({"completion_probabilities": [{"id": 9, "logprob": float("-inf")}]}, "completion_probabilities[0].logprob is -inf"),
+    ({"completion_probabilities": [{"id": 9, "logprob": 3.5}]}, "completion_probabilities[0].logprob is 3.5, not a log"),
+    ({"completion_probabilities": [{"id": 9, "logprob": "-1"}]}, "completion_probabilities[0].logprob is '-1', not a"),
+    ({"completion_probabilities": [{"id": -1, "logprob": -1.0}]}, f"completion_probabilities[0].id is -1, {VOCAB}"),
+    ({"completion_probabilities": [{"id": 9, "logprob": -1.0, "top_logprobs": [{"id": 10**12, "logprob": -2.0}]}]},
+     f"completion_probabilities[0].top_logprobs[0].id is 1000000000000, {VOCAB}"),
+]
+
+
+@pytest.mark.parametrize("fields, reason", BAD_ANSWERS, ids=[r.split(": ", 1)[-1][:50] for _, r in BAD_ANSWERS])
+def test_a_reply_with_a_bad_value_skips_that_trial_and_the_run_goes_on(tmp_path, tiny_model_dir, server, fields,
+                                                                        reason):
+    server.script.bad_answers = [fields]  # the first answer only
+    summary = run(served_config(tmp_path, tiny_model_dir, server.url))
+    rows = records(summary.run_dir)
+    skipped = [r for r in rows if r["status"] == "skipped"]
+    assert len(rows) == summary.planned == 6 and len(skipped) == 1, [r["skip_reason"] for r in skipped]
+    assert reason in skipped[0]["skip_reason"], skipped[0]["skip_reason"]
+    assert {r["status"] for r in rows if r is not skipped[0]} == {"ok"}
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 2.0, "x", None])
+def test_a_bad_forced_gold_logprob_skips_the_trial_or_records_null(tmp_path, tiny_model_dir, server, value):
+    server.script.answer_logprob, server.script.token_logprob = None, value  # every gold token forced
+    rows = records(run(served_config(tmp_path, tiny_model_dir, server.url)).run_dir)
+    assert len(rows) == 6
+    if value is None:  # no log-prob at all: the engine cannot score the gold, the record says why (not a skip)
+        assert {r["status"] for r in rows} == {"ok"} and all(r["gold_logprob_sum"] is None for r in rows)
+        return
+    assert {r["status"] for r in rows} == {"skipped"}
+    assert all(f"llama_cpp /completion: the reply's completion_probabilities[0].logprob is {value!r}, not a "
+               "log-probability" in r["skip_reason"] for r in rows), rows[0]["skip_reason"]
+
+
+def test_out_of_range_ids_from_tokenize_at_load_are_one_line(tmp_path, tiny_model_dir, server, capsys):
+    from evalkit.cli import main
+
+    server.script.tokenize_offset = -10**6
+    path = served_config(tmp_path, tiny_model_dir, server.url)
+    assert main(["run", str(path), "--quiet", "--no-report"]) == 2
+    err = capsys.readouterr().err
+    (line,) = err.strip().splitlines()
+    assert "served.tokenizer: the server could not tokenize the probe text: llama_cpp /tokenize: the reply's " \
+           f"tokens[0] is -99" in line and VOCAB in line and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

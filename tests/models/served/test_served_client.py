@@ -66,3 +66,17 @@ def test_missing_key_variable_is_one_line(server, monkeypatch):
     monkeypatch.delenv("EVALKIT_NO_SUCH_KEY", raising=False)
     with pytest.raises(ServerError, match="served.api_key_env: the environment variable EVALKIT_NO_SUCH_KEY is not set"):
         HttpClient(server.url, api_key_env="EVALKIT_NO_SUCH_KEY").get("/health")
+
+
+def test_a_url_password_is_never_printed(server, caplog):
+    """A client built in code with ``user:password@`` (the config refuses one) redacts it in logs and errors."""
+    url = server.url.replace("http://", "http://user:S3CRETPW@")
+    server.script.fail_next = [400]
+    client = HttpClient(url, timeout_s=5, retries=1, sleep=lambda s: None)
+    with pytest.raises((ServerError, TrialFailed)) as first:  # urllib takes the userinfo as part of the host
+        client.post("/completion", {"prompt": [1]})
+    with pytest.raises((ServerError, TrialFailed)) as second:
+        client.get("/health")
+    shown = [str(first.value), str(second.value), *(r.getMessage() for r in caplog.records)]
+    assert len(shown) >= 3 and "/health" in shown[1]
+    assert not any("S3CRETPW" in line or "user:" in line for line in shown), shown
