@@ -59,6 +59,25 @@ def _deep_file(tmp: Path, config: Path, mp) -> Path:
     return None
 
 
+# nine anchors of nine references each: 9**9 values once expanded, from ten short lines
+_BOMB = ["&a [1, 2, 3, 4, 5, 6, 7, 8, 9]"] + [f"&{n} [{', '.join([f'*{p}'] * 9)}]" for p, n in zip("abcdefgh", "bcdefghi")]
+
+
+def _bomb_used(tmp: Path, config: Path, mp) -> None:
+    fields = yaml.safe_load(config.read_text())
+    del fields["depths"]
+    config.write_text(yaml.safe_dump(fields) + "depths: [" + ", ".join(_BOMB) + "]\n")
+
+
+def _bomb_unused(tmp: Path, config: Path, mp) -> None:
+    config.write_text(config.read_text() + "x: [" + ", ".join(_BOMB) + "]\n")
+
+
+def _bomb_task(tmp: Path, config: Path, mp) -> None:
+    task = tmp / "hostile.yaml"
+    task.write_text(task.read_text() + "x: [" + ", ".join(_BOMB) + "]\n")
+
+
 def _cyrillic(tmp: Path, config: Path, mp) -> Path:
     config.write_text(config.read_text().replace("samples:", "\u0455amples:"))
     return None
@@ -115,6 +134,11 @@ ROWS = [
     Row("nested config file", ("nested more than 32 levels",), setup=_deep_file),
     Row("nested --set value", ("--set", "nested more than 32 levels"), args=("--set", f"depths={_nested(500)}")),
     Row("nested --set past recursion", ("--set", "nested"), args=("--set", f"depths={_nested(5000)}")),
+    # R1: an alias bomb is refused while loading, before anything walks it
+    Row("alias bomb used", ("cfg.yaml", "aliases", "more than 100,000 values"), setup=_bomb_used),
+    Row("alias bomb unused", ("cfg.yaml", "aliases", "more than 100,000 values"), setup=_bomb_unused),
+    Row("alias bomb task file", ("tasks[0]", "hostile.yaml", "more than 100,000 values"), task={}, setup=_bomb_task),
+    Row("alias bomb --set", ("--set", "more than 100,000 values"), args=("--set", f"depths=[{', '.join(_BOMB)}]")),
     # D8: pickled weights
     Row("pickle weights", ("models[0]", "Python pickles", "allow_pickle_weights: true"), model={"name": "@pickle"}),
     # D10: devices, device maps, attention kernels

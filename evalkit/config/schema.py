@@ -38,7 +38,14 @@ from evalkit.config.mitigations import (
     expand_arm_shorthand,
 )
 from evalkit.config.served import SERVED_HASH_EXCLUDED_FIELDS
-from evalkit.config.yaml_io import MAX_YAML_DEPTH, NestingError, check_depth, read_yaml_mapping, yaml_problem
+from evalkit.config.yaml_io import (
+    DuplicateKeyError,
+    ExpansionError,
+    NestingError,
+    read_yaml_mapping,
+    safe_load_text,
+    yaml_problem,
+)
 
 MAX_TRIALS = 10_000_000  # per run: far above any real grid, low enough to refuse a typo before planning it
 # every sample's needle is tokenized by the checks before a run (about 0.4 ms each): 10,000 stay near 4 s
@@ -251,12 +258,13 @@ def apply_override(raw: dict[str, Any], item: str, label: str) -> str:
     if not sep or not key.strip() or any(not p for p in parts):
         raise ConfigError(f"{label}: --set {item!r}: expected KEY=VALUE with a dotted KEY; e.g. --set samples=3")
     try:
-        value = check_depth(yaml.safe_load(text))
-    except RecursionError:  # PyYAML recurses once per level: a 1 KB value of brackets exhausts the stack
-        raise ConfigError(f"{label}: --set {_short(item)}: nested more than {MAX_YAML_DEPTH} levels deep; "
-                          "write a flatter value") from None
+        value = safe_load_text(text)
     except NestingError as exc:
         raise ConfigError(f"{label}: --set {_short(item)}: {exc}; write a flatter value") from None
+    except ExpansionError as exc:
+        raise ConfigError(f"{label}: --set {_short(item)}: {exc}; write the values out") from None
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{label}: --set {_short(item)}: {exc}; keep one of them") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{label}: --set {item!r}: {yaml_problem(exc)}; quote or fix the value") from None
     node: Any = raw
