@@ -44,6 +44,12 @@ def _fifo(tmp: Path, config: Path, mp) -> Path:
     return tmp / "fifo.yaml"
 
 
+def _fifo_task(tmp: Path) -> Path:
+    (tmp / "td").mkdir()
+    os.mkfifo(tmp / "td" / "mine.yaml")
+    return tmp / "td" / "mine.yaml"
+
+
 def _loop(tmp: Path, config: Path, mp) -> Path:
     (tmp / "loop.yaml").symlink_to(tmp / "loop.yaml")
     return tmp / "loop.yaml"
@@ -174,6 +180,8 @@ ROWS = [
     Row("config broken symlink", ("broken symbolic link", "nowhere.yaml"), setup=_broken_link),
     Row("task file is a fifo", ("tasks[0]", "named pipe (FIFO)"), top={"tasks": ["fifo.yaml"]},
         setup=lambda t, c, m: _fifo(t, c, m) and None),
+    Row("task name is a fifo in task_dirs", ("tasks[0]", "task 'mine'", "mine.yaml", "named pipe (FIFO)"),
+        top={"tasks": ["mine"], "task_dirs": ["td"]}, setup=lambda t, c, m: _fifo_task(t) and None),
     Row("task file symlink loop", ("tasks[0]", "symbolic link loop"), top={"tasks": ["loop.yaml"]},
         setup=lambda t, c, m: _loop(t, c, m) and None),
     Row("haystack file is a fifo", ("tasks[0]", "haystack", "named pipe (FIFO)"),

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evalkit.config.yaml_io import path_problem
 from evalkit.errors import TaskError
 from evalkit.tasks.document_spec import DocumentsSpec, JsonlSource, LiuKvSource, LiuQaSource
 from evalkit.scoring import liu_normalize
@@ -45,9 +46,12 @@ class DocumentExample:
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(1-based line, object) of a ``.jsonl`` or ``.jsonl.gz`` file; TaskError naming the file and line."""
-    if not path.is_file():
+    problem = path_problem(path)
+    if problem == "file not found":
         raise TaskError(f"{path}: file not found; fix documents.source in the task file, or set the config's "
                         "data_dir (--set data_dir=FOLDER) to the folder that holds it")
+    if problem is not None:  # a FIFO would block the read, a folder fail it: name what the path is instead
+        raise TaskError(f"{path}: {problem}; documents.source must name a .jsonl or .jsonl.gz file")
     opener = gzip.open if path.suffix == ".gz" else open
     number = 0
     try:
@@ -189,7 +193,7 @@ class DistractorRetriever:
             if len(chosen) == count:
                 return tuple(chosen)
         raise TaskError(f"only {len(chosen)} distractors without an answer alias exist for {question!r}; "
-                        f"lower documents.total to at most {len(chosen) + 1}")
+                        f"lower documents.total to at most {len(chosen) + 1}", task_field="documents.total")
 
 
 class DocumentCorpus:
@@ -247,7 +251,8 @@ class DocumentCorpus:
             else:
                 if len(row.own_distractors) < need:
                     raise TaskError(f"{row.example_id}: the row has {len(row.own_distractors)} distractors but "
-                                    f"documents.total {self.spec.total} needs {need}; lower documents.total")
+                                    f"documents.total {self.spec.total} needs {need}; lower documents.total",
+                                    task_field="documents.total")
                 distractors = row.own_distractors[:need]
             self._examples[index] = DocumentExample(row.example_id, row.question, row.answers, row.gold, distractors)
         return self._examples[index]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -138,6 +139,15 @@ def test_a_corrupt_gzip_names_the_file_and_line(tmp_path, fmt, name):
     with pytest.raises(TaskError, match="unreadable.*re-download") as info:
         corpus({"format": fmt, "path": "bad.jsonl.gz"}, base=tmp_path)
     assert f"{tmp_path / 'bad.jsonl.gz'}:1: " in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_fifo_or_folder_source_is_named_for_what_it_is(tmp_path):
+    os.mkfifo(tmp_path / "pipe.jsonl")  # reading it would block forever
+    (tmp_path / "folder.jsonl").mkdir()
+    with pytest.raises(TaskError, match=r"pipe.jsonl: is a named pipe \(FIFO\), not a regular file; documents.source"):
+        corpus({"format": "liu_qa", "path": "pipe.jsonl"}, base=tmp_path)
+    with pytest.raises(TaskError, match=r"folder.jsonl: is a folder, not a file; documents.source"):
+        corpus({"format": "liu_kv", "path": "folder.jsonl"}, base=tmp_path)
 
 
 def test_a_missing_file_says_how_to_point_at_it(tmp_path):
