@@ -3,9 +3,9 @@
 Every error names the file, the field and the fix (see ``ConfigError``), e.g.
 ``configs/x.yaml: models[0].dtype: 'bf17' is not one of auto, float32, float16, bfloat16; use one of these``.
 
-Paths: a relative ``output_dir`` and a relative task path in ``tasks`` are relative to the current working
-directory (where ``evalkit`` runs, like any command-line path); relative ``task_dirs`` are relative to the
-config file, so a config can ship with its own task folder.
+Paths: a relative ``output_dir`` is relative to the current working directory (where ``evalkit`` runs, like
+``--output-dir``); every other path (a task path in ``tasks``, ``task_dirs``, ``data_dir``, ``from_run``) is
+relative to the config file, so a config can ship with its own tasks and runs the same from any folder.
 """
 
 from __future__ import annotations
@@ -64,14 +64,14 @@ class EvalConfig(BaseModel):
     """A whole eval: models x tasks x context lengths x depths x samples.
 
     Built by ``load_config`` (which records the file it came from) or directly in code
-    (then relative ``task_dirs`` are relative to the current working directory).
+    (then relative ``task_dirs`` and task paths are relative to the current working directory).
     """
 
     # strict: YAML already gives typed values, so `samples: "3"` or `depths: [true]` is a mistake
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     models: list[ModelConfig] = Field(min_length=1, description="model entries; a plain string is {name: ...}")
-    tasks: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1, description="task names or .yaml paths")
+    tasks: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1, description="task names or .yaml paths (relative to the config file)")
     context_lengths: list[Annotated[int, Field(ge=32)]] = Field(min_length=1, description="total prompt tokens")
     depths: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
         min_length=1, description="fraction of the haystack (in tokens) before the needle"
