@@ -20,6 +20,7 @@ from evalkit.config.schema import EvalConfig, ModelConfig, config_hash
 from evalkit.errors import ConfigError, EvalkitError
 from evalkit.models import describe_model
 from evalkit.tasks import haystack_for_task, instantiate_needle, is_task_path, load_task, prompt_parts
+from evalkit.tasks.registry import TASK_SUFFIXES
 from evalkit.types import NeedleInstance, PromptParts, Trial
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,8 @@ def prepare_tasks(config: EvalConfig, config_path: Path) -> dict[str, PreparedTa
 def _task_reference(config: EvalConfig, entry: str) -> str | Path:
     """A ``tasks`` entry as ``load_task`` takes it: a name as written (built-in or in ``task_dirs``), or a path
     relative to the config file's folder, like ``task_dirs`` and ``data_dir`` (not to where evalkit runs)."""
-    if not is_task_path(entry):
-        return entry
+    if not is_task_path(entry) or Path(entry).suffix not in TASK_SUFFIXES:
+        return entry  # a name, or a path find_task refuses as it is written ("not a task file")
     path = config.base_dir / Path(entry).expanduser()  # an absolute entry stays as written
     if not path.exists() and not path.is_symlink():  # a link loop or a broken link: find_task says which
         raise ConfigError(f"{entry!r} ({path}): task file not found; relative task paths start at the config's "
