@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -27,6 +28,25 @@ EXAMPLES = """examples:
 """
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors on one line, like evalkit's own (``error: ...``, exit 2), usage left to --help."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {self.prog}: {message}; see {self.prog} --help", file=sys.stderr)
+        sys.exit(2)
+
+
+def _throughput(text: str) -> float:
+    """``--tokens-per-s``: a finite positive number (nan would print a nan wall time, inf one of 0 s)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a throughput; give a positive number of tokens per second")
+    return value
+
+
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", type=Path, help="eval config (YAML), e.g. configs/quickstart.yaml")
     parser.add_argument(
@@ -39,7 +59,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="evalkit", description="Needle-position evals: where in a prompt can a model still find a fact?",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -84,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = sub.add_parser("plan", help="count a config's trials, prompt and answer tokens, and estimate its wall time")
     _add_config_options(plan)
-    plan.add_argument("--tokens-per-s", type=float, metavar="N", help="a throughput you measured, for the time estimate (without it: a few calibration forwards on each model)")
+    plan.add_argument("--tokens-per-s", type=_throughput, metavar="N", help="a throughput you measured, for the time estimate (without it: a few calibration forwards on each model)")
 
     agree = sub.add_parser(
         "agree", help="trial-by-trial agreement of two runs of one grid (e.g. transformers vs a served engine)",
@@ -198,8 +218,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
     """``evalkit plan CONFIG``: trials, prompt tokens with and without prefix reuse, answer tokens, wall time."""
     from evalkit.run.estimate import estimate_plan, format_estimate
 
-    if args.tokens_per_s is not None and args.tokens_per_s <= 0:
-        raise EvalkitError(f"--tokens-per-s: {args.tokens_per_s:g} is not a throughput; give a positive number")
     # without a given throughput each model is loaded and timed on a few short calibration forwards
     print(format_estimate(estimate_plan(_load(args), args.config, args.tokens_per_s, measure=args.tokens_per_s is None)))
     return 0
@@ -247,7 +265,10 @@ def _one_line(text: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``evalkit`` console script."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help (0) or a malformed argument (2, its one line already printed)
+        return int(exit_.code or 0)
     logging.basicConfig(level=logging.INFO if not getattr(args, "quiet", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -14,7 +14,15 @@ class ConfigError(EvalkitError):
 
 
 class TaskError(EvalkitError):
-    """A task definition (``tasks/*.yaml``) is invalid or unknown."""
+    """A task definition (``tasks/*.yaml``) is invalid or unknown.
+
+    ``task_field`` names the task file's field at fault when the error is found later than the file's
+    validation (``documents.total`` for a source too small for it), so the caller can say where to fix it.
+    """
+
+    def __init__(self, message: str, task_field: str | None = None) -> None:
+        super().__init__(message)
+        self.task_field = task_field
 
 
 class HaystackError(EvalkitError):

@@ -45,6 +45,12 @@ def _fifo(tmp: Path, config: Path, mp) -> Path:
     return tmp / "fifo.yaml"
 
 
+def _fifo_task(tmp: Path) -> Path:
+    (tmp / "td").mkdir()
+    os.mkfifo(tmp / "td" / "mine.yaml")
+    return tmp / "td" / "mine.yaml"
+
+
 def _loop(tmp: Path, config: Path, mp) -> Path:
     (tmp / "loop.yaml").symlink_to(tmp / "loop.yaml")
     return tmp / "loop.yaml"
@@ -58,6 +64,25 @@ def _broken_link(tmp: Path, config: Path, mp) -> Path:
 def _deep_file(tmp: Path, config: Path, mp) -> Path:
     config.write_text(config.read_text() + f"extra: {_nested(500)}\n")
     return None
+
+
+# nine anchors of nine references each: 9**9 values once expanded, from ten short lines
+_BOMB = ["&a [1, 2, 3, 4, 5, 6, 7, 8, 9]"] + [f"&{n} [{', '.join([f'*{p}'] * 9)}]" for p, n in zip("abcdefgh", "bcdefghi")]
+
+
+def _bomb_used(tmp: Path, config: Path, mp) -> None:
+    fields = yaml.safe_load(config.read_text())
+    del fields["depths"]
+    config.write_text(yaml.safe_dump(fields) + "depths: [" + ", ".join(_BOMB) + "]\n")
+
+
+def _bomb_unused(tmp: Path, config: Path, mp) -> None:
+    config.write_text(config.read_text() + "x: [" + ", ".join(_BOMB) + "]\n")
+
+
+def _bomb_task(tmp: Path, config: Path, mp) -> None:
+    task = tmp / "hostile.yaml"
+    task.write_text(task.read_text() + "x: [" + ", ".join(_BOMB) + "]\n")
 
 
 def _cyrillic(tmp: Path, config: Path, mp) -> Path:
@@ -139,6 +164,11 @@ ROWS = [
     Row("nested config file", ("nested more than 32 levels",), setup=_deep_file),
     Row("nested --set value", ("--set", "nested more than 32 levels"), args=("--set", f"depths={_nested(500)}")),
     Row("nested --set past recursion", ("--set", "nested"), args=("--set", f"depths={_nested(5000)}")),
+    # R1: an alias bomb is refused while loading, before anything walks it
+    Row("alias bomb used", ("cfg.yaml", "aliases", "more than 100,000 values"), setup=_bomb_used),
+    Row("alias bomb unused", ("cfg.yaml", "aliases", "more than 100,000 values"), setup=_bomb_unused),
+    Row("alias bomb task file", ("tasks[0]", "hostile.yaml", "more than 100,000 values"), task={}, setup=_bomb_task),
+    Row("alias bomb --set", ("--set", "more than 100,000 values"), args=("--set", f"depths=[{', '.join(_BOMB)}]")),
     # D8: pickled weights
     Row("pickle weights", ("models[0]", "Python pickles", "allow_pickle_weights: true"), model={"name": "@pickle"}),
     # D10: devices, device maps, attention kernels
@@ -174,6 +204,8 @@ ROWS = [
     Row("config broken symlink", ("broken symbolic link", "nowhere.yaml"), setup=_broken_link),
     Row("task file is a fifo", ("tasks[0]", "named pipe (FIFO)"), top={"tasks": ["fifo.yaml"]},
         setup=lambda t, c, m: _fifo(t, c, m) and None),
+    Row("task name is a fifo in task_dirs", ("tasks[0]", "task 'mine'", "mine.yaml", "named pipe (FIFO)"),
+        top={"tasks": ["mine"], "task_dirs": ["td"]}, setup=lambda t, c, m: _fifo_task(t) and None),
     Row("task file symlink loop", ("tasks[0]", "symbolic link loop"), top={"tasks": ["loop.yaml"]},
         setup=lambda t, c, m: _loop(t, c, m) and None),
     Row("haystack file is a fifo", ("tasks[0]", "haystack", "named pipe (FIFO)"),

@@ -3,9 +3,9 @@
 Every error names the file, the field and the fix (see ``ConfigError``), e.g.
 ``configs/x.yaml: models[0].dtype: 'bf17' is not one of auto, float32, float16, bfloat16; use one of these``.
 
-Paths: a relative ``output_dir`` and a relative task path in ``tasks`` are relative to the current working
-directory (where ``evalkit`` runs, like any command-line path); relative ``task_dirs`` are relative to the
-config file, so a config can ship with its own task folder.
+Paths: a relative ``output_dir`` is relative to the current working directory (where ``evalkit`` runs, like
+``--output-dir``); every other path (a task path in ``tasks``, ``task_dirs``, ``data_dir``, ``from_run``) is
+relative to the config file, so a config can ship with its own tasks and runs the same from any folder.
 """
 
 from __future__ import annotations
@@ -39,7 +39,14 @@ from evalkit.config.mitigations import (
     expand_arm_shorthand,
 )
 from evalkit.config.served import SERVED_HASH_EXCLUDED_FIELDS
-from evalkit.config.yaml_io import MAX_YAML_DEPTH, NestingError, check_depth, read_yaml_mapping, yaml_problem
+from evalkit.config.yaml_io import (
+    DuplicateKeyError,
+    ExpansionError,
+    NestingError,
+    read_yaml_mapping,
+    safe_load_text,
+    yaml_problem,
+)
 
 MAX_TRIALS = 10_000_000  # per run: far above any real grid, low enough to refuse a typo before planning it
 # every sample's needle is tokenized by the checks before a run (about 0.4 ms each): 10,000 stay near 4 s
@@ -58,14 +65,14 @@ class EvalConfig(BaseModel):
     """A whole eval: models x tasks x context lengths x depths x samples.
 
     Built by ``load_config`` (which records the file it came from) or directly in code
-    (then relative ``task_dirs`` are relative to the current working directory).
+    (then relative ``task_dirs`` and task paths are relative to the current working directory).
     """
 
     # strict: YAML already gives typed values, so `samples: "3"` or `depths: [true]` is a mistake
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     models: list[ModelConfig] = Field(min_length=1, description="model entries; a plain string is {name: ...}")
-    tasks: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1, description="task names or .yaml paths")
+    tasks: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1, description="task names or .yaml paths (relative to the config file)")
     context_lengths: list[Annotated[int, Field(ge=32)]] = Field(min_length=1, description="total prompt tokens")
     depths: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
         min_length=1, description="fraction of the haystack (in tokens) before the needle"
@@ -254,12 +261,13 @@ def apply_override(raw: dict[str, Any], item: str, label: str) -> str:
     if not sep or not key.strip() or any(not p for p in parts):
         raise ConfigError(f"{label}: --set {item!r}: expected KEY=VALUE with a dotted KEY; e.g. --set samples=3")
     try:
-        value = check_depth(yaml.safe_load(text))
-    except RecursionError:  # PyYAML recurses once per level: a 1 KB value of brackets exhausts the stack
-        raise ConfigError(f"{label}: --set {_short(item)}: nested more than {MAX_YAML_DEPTH} levels deep; "
-                          "write a flatter value") from None
+        value = safe_load_text(text)
     except NestingError as exc:
         raise ConfigError(f"{label}: --set {_short(item)}: {exc}; write a flatter value") from None
+    except ExpansionError as exc:
+        raise ConfigError(f"{label}: --set {_short(item)}: {exc}; write the values out") from None
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{label}: --set {_short(item)}: {exc}; keep one of them") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{label}: --set {item!r}: {yaml_problem(exc)}; quote or fix the value") from None
     node: Any = raw

@@ -12,6 +12,9 @@ import yaml
 
 # deeper nesting is no real config; PyYAML and pydantic recurse per level (RecursionError near 300-500)
 MAX_YAML_DEPTH = 32
+# values a file may hold once its aliases are expanded: far above any real config or task (a 1,001-depth
+# grid is ~1,000), far below an alias bomb (nine anchors of nine references each: 9**9 = 387 million)
+MAX_YAML_VALUES = 100_000
 
 
 def read_yaml_mapping(path: str | Path, error: type[Exception], keys_hint: str) -> dict[str, Any]:
@@ -29,6 +32,8 @@ def read_yaml_mapping(path: str | Path, error: type[Exception], keys_hint: str) 
         raise error(f"{label}: {exc}; keep one of them (YAML would silently use the last)") from None
     except NestingError as exc:
         raise error(f"{label}: {exc}; write a flatter structure") from None
+    except ExpansionError as exc:
+        raise error(f"{label}: {exc}; write the values out instead of repeating anchors") from None
     except yaml.YAMLError as exc:
         raise error(f"{label}: {yaml_problem(exc)}; fix the YAML syntax there") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -94,12 +99,26 @@ class NestingError(yaml.YAMLError):
     """YAML nested deeper than any config needs (and deep enough to exhaust Python's recursion limit)."""
 
 
+class ExpansionError(yaml.YAMLError):
+    """YAML whose aliases (``*name``) expand to more values than ``MAX_YAML_VALUES`` (an "alias bomb")."""
+
+
 class DuplicateKeyError(yaml.YAMLError):
     """A mapping that names one key twice (a typo that plain YAML resolves silently: the last one wins)."""
 
 
 class _UniqueKeySafeLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` (plain data only, never Python objects) that refuses repeated keys."""
+    """``yaml.SafeLoader`` (plain data only, never Python objects) that refuses repeated keys.
+
+    It also measures the composed document before building it: aliases share one node, so a few lines can
+    stand for millions of values that every later walk (depth check, validation) would visit one by one.
+    """
+
+    def compose_document(self) -> yaml.Node | None:
+        node = super().compose_document()
+        if node is not None:
+            _expanded_size(node, 0, {})
+        return node
 
 
 def _construct_unique_mapping(loader: _UniqueKeySafeLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
@@ -117,6 +136,28 @@ def _construct_unique_mapping(loader: _UniqueKeySafeLoader, node: yaml.MappingNo
 
 
 _UniqueKeySafeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def _expanded_size(node: yaml.Node, level: int, sizes: dict[int, int]) -> int:
+    """Values under ``node`` with every alias expanded; refuses past ``MAX_YAML_DEPTH`` or ``MAX_YAML_VALUES``.
+
+    ``sizes`` remembers each node already measured (by id), so a shared node costs one visit, not one per use.
+    """
+    if id(node) in sizes:
+        return sizes[id(node)]
+    if level > MAX_YAML_DEPTH:
+        raise NestingError(f"nested more than {MAX_YAML_DEPTH} levels deep")
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, level + 1, sizes) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(key, level + 1, sizes) + _expanded_size(value, level + 1, sizes)
+                    for key, value in node.value)
+    if size > MAX_YAML_VALUES:
+        line = node.start_mark.line + 1
+        raise ExpansionError(f"line {line}: its aliases (*name) expand to more than {MAX_YAML_VALUES:,} values")
+    sizes[id(node)] = size
+    return size
 
 
 def _safe_load_unique_keys(text: str) -> Any:

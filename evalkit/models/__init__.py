@@ -8,6 +8,7 @@
     forward.py               forward and cache helpers shared by all of them (a leaf: no package imports)
     hf.py / builtin.py / registry.py / sizing.py   loading, built-in aliases and GGUF files, batch-size estimate
     content_hash.py          the revision of a local folder or file: a hash of its contents
+    gguf_check.py            a GGUF file's structure, bounded by its size, checked before conversion
 
 Importing this package is cheap: torch and transformers load on first use.
 """

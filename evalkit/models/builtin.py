@@ -28,6 +28,7 @@ from typing import Any
 
 from evalkit.errors import ModelLoadError
 from evalkit.models.content_hash import cached_sha256, file_sha256
+from evalkit.models.gguf_check import gguf_problem
 from evalkit.models.registry import BuiltinModel
 
 logger = logging.getLogger(__name__)
@@ -155,6 +156,10 @@ def ensure_gguf(gguf: Path, cache_dir: Path | None = None) -> CachedBuiltin:
 
     The folder is keyed by content alone, so the same file under two paths (or names) is converted once.
     """
+    problem = gguf_problem(gguf)  # before hashing or writing anything: transformers' reader trusts every length
+    if problem is not None:
+        raise ModelLoadError(f"GGUF model {str(gguf)!r}: not a complete GGUF file: {problem}; "
+                             "re-download or re-export it")
     root = cache_dir or cache_root()
     (digest,) = cached_sha256([gguf], root)  # a multi-GB GGUF is not rehashed while its size and mtime hold
     folder = root / "models" / f"gguf-{digest[:12]}"

@@ -19,7 +19,8 @@ from evalkit.config.layouts import Layout
 from evalkit.config.schema import EvalConfig, ModelConfig, config_hash
 from evalkit.errors import ConfigError, EvalkitError
 from evalkit.models import describe_model
-from evalkit.tasks import haystack_for_task, instantiate_needle, load_task, prompt_parts
+from evalkit.tasks import haystack_for_task, instantiate_needle, is_task_path, load_task, prompt_parts
+from evalkit.tasks.registry import TASK_SUFFIXES
 from evalkit.types import NeedleInstance, PromptParts, Trial
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def prepare_tasks(config: EvalConfig, config_path: Path) -> dict[str, PreparedTa
     prepared: dict[str, PreparedTask] = {}
     for index, name in enumerate(config.tasks):
         try:
-            spec = load_task(name, config.task_search_dirs())
+            spec = load_task(_task_reference(config, name), config.task_search_dirs())
             prepared[spec.name] = PreparedTask(spec, haystack_for_task(spec, config.data_path()))
             dropped = getattr(prepared[spec.name].haystack, "dropped_sentences", 0)
             if dropped:  # stated once per run here, and in every record's extra
@@ -64,6 +65,18 @@ def prepare_tasks(config: EvalConfig, config_path: Path) -> dict[str, PreparedTa
         except EvalkitError as err:
             raise type(err)(f"{config_path}: tasks[{index}]: {err}") from None
     return prepared
+
+
+def _task_reference(config: EvalConfig, entry: str) -> str | Path:
+    """A ``tasks`` entry as ``load_task`` takes it: a name as written (built-in or in ``task_dirs``), or a path
+    relative to the config file's folder, like ``task_dirs`` and ``data_dir`` (not to where evalkit runs)."""
+    if not is_task_path(entry) or Path(entry).suffix not in TASK_SUFFIXES:
+        return entry  # a name, or a path find_task refuses as it is written ("not a task file")
+    path = config.base_dir / Path(entry).expanduser()  # an absolute entry stays as written
+    if not path.exists() and not path.is_symlink():  # a link loop or a broken link: find_task says which
+        raise ConfigError(f"{entry!r} ({path}): task file not found; relative task paths start at the config's "
+                          f"folder ({config.base_dir}): fix the path")
+    return path
 
 
 def check_model_limits(config: EvalConfig, config_path: Path) -> dict[str, str]:

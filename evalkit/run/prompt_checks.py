@@ -38,10 +38,10 @@ def check_prompts_fit(config: EvalConfig, config_path: str | Path, tasks: Mappin
         tokenizer = load_tokenizer(model_cfg)
         _check_chat_template(config, config_path, index, tokenizer)
         builder = PromptBuilder(tokenizer)
-        for name, task in tasks.items():
+        for task_index, (name, task) in enumerate(tasks.items()):  # in the config's order
             where = f"(task {name}, model {model_cfg.name})"
             if task.spec.documents is not None:
-                check_document_prompts(builder, config, config_path, task, model_cfg, index)
+                check_document_prompts(builder, config, config_path, task, model_cfg, index, task_index)
                 continue
             _check_arms_apply(config, config_path, name, task.spec)
             samples = _measure_samples(builder, config, config_path, task, model_cfg, where)
@@ -52,10 +52,11 @@ def check_prompts_fit(config: EvalConfig, config_path: str | Path, tasks: Mappin
 
 
 def check_document_prompts(builder: PromptBuilder, config: EvalConfig, config_path: str | Path, task: PreparedTask,
-                           model_cfg: ModelConfig, model_index: int) -> None:
+                           model_cfg: ModelConfig, model_index: int, task_index: int | None = None) -> None:
     """Every sample of a documents task: its question exists, its documents fit the smallest context length
     (the gold first; other positions differ by a few tokens at most, and a trial that does not fit is refused
-    then), and its gold answer fits ``max_new_tokens``."""
+    then), and its gold answer fits ``max_new_tokens``. ``task_index`` (the task's place in ``tasks``) is named
+    in an error about the task file's own fields."""
     name, smallest = task.spec.name, min(config.context_lengths)
     controls = ("",) if "dummy_needle" not in config.controls else ("", "dummy_needle")
     longest = (0, "")
@@ -66,13 +67,23 @@ def check_document_prompts(builder: PromptBuilder, config: EvalConfig, config_pa
             try:
                 built = build_trial_prompt(builder, task, trial, model_cfg, config)
             except (PlacementError, TaskError) as err:
-                field = "controls" if control else ("samples" if isinstance(err, TaskError) else "context_lengths")
-                raise ConfigError(f"{config_path}: {field}: {err} (task {name}, model {model_cfg.name}, "
-                                  f"sample {sample})") from None
+                raise ConfigError(f"{config_path}: {_document_error_field(task, task_index, err, control)}: {err} "
+                                  f"(task {name}, model {model_cfg.name}, sample {sample})") from None
             if built.gold_ids is not None and len(built.gold_ids) > longest[0]:
                 longest = (len(built.gold_ids), built.needle.answer)
     check_answer_budget(longest[0], longest[1], model_cfg, model_index, name, config_path,
                         stop_tokens=1 if getattr(builder.tokenizer, "eos_token_id", None) is not None else 0)
+
+
+def _document_error_field(task: PreparedTask, task_index: int | None, err: Exception, control: str) -> str:
+    """Where a documents trial that cannot be built is fixed: the control, a task file field, samples or lengths."""
+    if control:
+        return "controls"
+    if isinstance(err, TaskError) and err.task_field is not None:
+        # the task file's own field (documents.total), not the config's samples
+        entry = f"tasks[{task_index}]: " if task_index is not None else ""
+        return f"{entry}{task.spec.source_path or task.spec.name}: {err.task_field}"
+    return "samples" if isinstance(err, TaskError) else "context_lengths"
 
 
 def _check_arms_apply(config: EvalConfig, config_path: str | Path, task_name: str, spec: Any) -> None:

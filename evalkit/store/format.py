@@ -27,6 +27,8 @@ import logging
 import os
 import io
 import re
+import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -368,6 +370,15 @@ def save_trial_attention(run_dir: str | Path, trial_id: str, attention: TrialAtt
 
 def read_trial_attention(path: str | Path) -> TrialAttention:
     """Read one ``.npz`` written by ``save_trial_attention``; RunDirError if it is unreadable."""
+    fix = "rerun that trial (delete its record)"
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+    except OSError as err:
+        raise RunDirError(f"{path}: unreadable attention array ({err.strerror or err}); {fix}") from None
+    if magic != b"PK\x03\x04":  # np.load would guess a pickle and advise allow_pickle=True: never for a run file
+        raise RunDirError(f"{path}: not an evalkit attention array (not an .npz archive: the file is corrupt or was "
+                          f"replaced); {fix}")
     try:
         with np.load(path, allow_pickle=False) as data:
             return TrialAttention(
@@ -379,5 +390,7 @@ def read_trial_attention(path: str | Path) -> TrialAttention:
                 token_layers=tuple(int(x) for x in data["token_layers"]) if "token_layers" in data.files else (),
                 documents=int(data["documents"]) if "documents" in data.files else 0,
             )  # fmt: skip
-    except (OSError, KeyError, ValueError) as err:
-        raise RunDirError(f"{path}: unreadable attention array ({err}); rerun that trial (delete its record)") from None
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        # numpy's own words for an object array advise loading it unsafely; evalkit never writes one
+        reason = "an entry holds Python objects" if "allow_pickle" in str(err) else str(err)
+        raise RunDirError(f"{path}: corrupt evalkit attention array ({reason}); {fix}") from None

@@ -13,11 +13,13 @@ import gzip
 import json
 import logging
 import random
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evalkit.config.yaml_io import path_problem
 from evalkit.errors import TaskError
 from evalkit.tasks.document_spec import DocumentsSpec, JsonlSource, LiuKvSource, LiuQaSource
 from evalkit.scoring import liu_normalize
@@ -44,10 +46,14 @@ class DocumentExample:
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(1-based line, object) of a ``.jsonl`` or ``.jsonl.gz`` file; TaskError naming the file and line."""
-    if not path.is_file():
+    problem = path_problem(path)
+    if problem == "file not found":
         raise TaskError(f"{path}: file not found; fix documents.source in the task file, or set the config's "
                         "data_dir (--set data_dir=FOLDER) to the folder that holds it")
+    if problem is not None:  # a FIFO would block the read, a folder fail it: name what the path is instead
+        raise TaskError(f"{path}: {problem}; documents.source must name a .jsonl or .jsonl.gz file")
     opener = gzip.open if path.suffix == ".gz" else open
+    number = 0
     try:
         with opener(path, "rt", encoding="utf-8") as handle:
             for number, line in enumerate(handle, 1):
@@ -60,8 +66,10 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 if not isinstance(row, dict):
                     raise TaskError(f"{path}:{number}: a JSON {type(row).__name__}, not an object")
                 yield number, row
-    except (OSError, EOFError, UnicodeDecodeError) as err:
-        raise TaskError(f"{path}: unreadable ({err}); give a UTF-8 .jsonl or gzipped .jsonl.gz file") from None
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as err:
+        # a corrupt .gz fails while decompressing, so the line is the one being read (after ``number``)
+        raise TaskError(f"{path}:{number + 1}: unreadable ({err}); give a UTF-8 .jsonl or gzipped .jsonl.gz "
+                        "file (re-download a corrupt one)") from None
 
 
 def _field(row: dict[str, Any], name: str, kind: type, where: str) -> Any:
@@ -91,9 +99,7 @@ def _liu_qa_rows(path: Path) -> list[_Row]:
     rows = []
     for number, row in read_jsonl(path):
         where = f"{path}:{number}"
-        ctxs = _field(row, "ctxs", list, where)
-        docs = [(Document(str(c.get("title") or ""), _field(c, "text", str, f"{where}: ctxs")), c.get("isgold") is True)
-                for c in ctxs if isinstance(c, dict)]
+        docs = [_passage(ctx, f"{where}: ctxs[{i}]") for i, ctx in enumerate(_field(row, "ctxs", list, where))]
         gold = [doc for doc, is_gold in docs if is_gold]
         if len(gold) != 1:
             raise TaskError(f"{where}: {len(gold)} ctxs have isgold: true; a row needs exactly one gold passage")
@@ -108,12 +114,31 @@ def _liu_kv_rows(path: Path) -> list[_Row]:
         where = f"{path}:{number}"
         records = _field(row, "ordered_kv_records", list, where)
         key, value = _field(row, "key", str, where), _field(row, "value", str, where)
-        pairs = [Document(str(k), str(v)) for k, v in records]
+        pairs = [_kv_pair(record, f"{where}: ordered_kv_records[{i}]") for i, record in enumerate(records)]
         if Document(key, value) not in pairs:
             raise TaskError(f"{where}: the pair of 'key' and 'value' is not in ordered_kv_records")
         rows.append(_Row(f"{path.name}:{number}", key, (value,), Document(key, value),
                          tuple(p for p in pairs if p != Document(key, value))))
     return rows
+
+
+def _passage(ctx: Any, where: str) -> tuple[Document, bool]:
+    """One of a liu_qa row's ``ctxs`` as (document, is gold)."""
+    if not isinstance(ctx, dict):
+        raise TaskError(f"{where}: {_shown(ctx)} is not a passage object ({{\"title\", \"text\", \"isgold\"}})")
+    return Document(str(ctx.get("title") or ""), _field(ctx, "text", str, where)), ctx.get("isgold") is True
+
+
+def _kv_pair(record: Any, where: str) -> Document:
+    """One of a liu_kv row's ``ordered_kv_records`` as a document (title: the key, text: the value)."""
+    if not (isinstance(record, list) and len(record) == 2 and all(isinstance(item, str) for item in record)):
+        raise TaskError(f"{where}: {_shown(record)} is not a [key, value] pair of two strings")
+    return Document(record[0], record[1])
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _jsonl_rows(documents_path: Path, questions_path: Path) -> tuple[list[_Row], list[Document]]:
@@ -168,7 +193,7 @@ class DistractorRetriever:
             if len(chosen) == count:
                 return tuple(chosen)
         raise TaskError(f"only {len(chosen)} distractors without an answer alias exist for {question!r}; "
-                        f"lower documents.total to at most {len(chosen) + 1}")
+                        f"lower documents.total to at most {len(chosen) + 1}", task_field="documents.total")
 
 
 class DocumentCorpus:
@@ -226,7 +251,8 @@ class DocumentCorpus:
             else:
                 if len(row.own_distractors) < need:
                     raise TaskError(f"{row.example_id}: the row has {len(row.own_distractors)} distractors but "
-                                    f"documents.total {self.spec.total} needs {need}; lower documents.total")
+                                    f"documents.total {self.spec.total} needs {need}; lower documents.total",
+                                    task_field="documents.total")
                 distractors = row.own_distractors[:need]
             self._examples[index] = DocumentExample(row.example_id, row.question, row.answers, row.gold, distractors)
         return self._examples[index]

@@ -73,8 +73,12 @@ def find_task(name_or_path: str | Path, search_dirs: Sequence[str | Path] = ()) 
     folders = search_path(search_dirs)
     for folder in folders:
         for suffix in TASK_SUFFIXES:
-            if (folder / f"{name}{suffix}").is_file():
-                return folder / f"{name}{suffix}"
+            candidate = folder / f"{name}{suffix}"
+            problem = path_problem(candidate)
+            if problem is None:
+                return candidate
+            if problem != "file not found":  # a FIFO or a link loop by that name: say so, not "unknown task"
+                raise TaskError(f"task {name!r}: {candidate}: {problem}; make it a task .yaml file")
     known = _known_names(folders)
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""

@@ -144,6 +144,26 @@ def test_task_dirs_are_relative_to_the_config_file(tmp_path):
     assert load_config(path).task_search_dirs() == (tmp_path / "my_tasks", Path("/abs/tasks"))
 
 
+def test_a_task_path_is_relative_to_the_config_file_not_the_cwd(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    from evalkit.cli import main
+
+    folder = tmp_path / "project" / "configs"
+    (folder / "tasks").mkdir(parents=True)
+    task = yaml.safe_load((REPO / "tasks" / "passkey.yaml").read_text())
+    (folder / "tasks" / "mine.yaml").write_text(yaml.safe_dump({**task, "name": "mine"}))
+    model = {"name": str(tiny_model_dir), "dtype": "float32", "device": "cpu", "max_new_tokens": 8}
+    path = write(folder, changed(models=[model], tasks=["tasks/mine.yaml", "passkey"], context_lengths=[128]))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # tasks/mine.yaml does not exist from here
+    assert main(["validate", str(path)]) == 0, capsys.readouterr().err
+    assert "(1 models x 2 tasks, " in capsys.readouterr().out  # the built-in name still resolves too
+    assert main(["validate", str(path), "--set", "tasks=[tasks/none.yaml]"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {path}: tasks[0]: 'tasks/none.yaml' ({folder / 'tasks' / 'none.yaml'}): task file not "
+                   f"found; relative task paths start at the config's folder ({folder}): fix the path")
+
+
 def test_shipped_configs_load():
     quick = load_config(REPO / "configs" / "quickstart.yaml")
     assert quick.models[0].name == "smollm2-135m-instruct" and quick.models[0].max_new_tokens == 12

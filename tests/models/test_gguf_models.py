@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import write_config
+from conftest import smollm2_gguf_path, write_config
 from gguf_fixtures import write_tiny_gguf
 
 from evalkit.cli import main
@@ -19,6 +19,7 @@ from evalkit.errors import ModelLoadError
 from evalkit.models import builtin, describe_model, load_model, run_prompt
 from evalkit.models.builtin import MARKER_FILE, ensure_gguf
 from evalkit.models.content_hash import file_sha256
+from evalkit.models.gguf_check import gguf_problem
 
 
 @pytest.fixture(scope="session")
@@ -92,6 +93,42 @@ def test_a_missing_gguf_path_is_a_one_line_error(tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert "models[0].name" in err and "no such GGUF file" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def _first_megabyte(path: Path) -> None:
+    with open(smollm2_gguf_path(), "rb") as handle:
+        path.write_bytes(handle.read(1 << 20))
+
+
+def _cut_tensor_data(path: Path) -> None:
+    data = smollm2_gguf_path().read_bytes()
+    path.write_bytes(data[: len(data) * 9 // 10])
+
+
+@pytest.mark.parametrize("write, reason", [
+    (_first_megabyte, "metadata 'tokenizer.ggml.merges' needs 7 bytes at byte 1,048,575"),  # was struct.error
+    (lambda p: p.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 24), "metadata key 0 needs"),  # was OverflowError
+    (_cut_tensor_data, "truncated: its tensor data ends at byte"),
+    (lambda p: p.write_bytes(b"GGUF\x09\x00\x00\x00" + bytes(16)), "GGUF version 9 is not supported"),
+    (lambda p: p.write_bytes(b"PK\x03\x04" + bytes(40)), "does not start with the GGUF magic bytes"),
+    (lambda p: p.write_bytes(b"GGUF"), "too short to be a GGUF file"),
+], ids=["first MB", "lengths all ones", "tensor data cut", "version 9", "zip", "four bytes"])
+def test_a_truncated_or_malformed_gguf_is_one_line_naming_the_file(write, reason, tmp_path, monkeypatch,
+                                                                   capsys) -> None:
+    bad = tmp_path / "bad.gguf"
+    write(bad)
+    monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path / "cache"))
+    path = write_config(tmp_path / "cfg.yaml", models=[str(bad)], tasks=["passkey"], context_lengths=[128],
+                        depths=[0.5], samples=1, output_dir=str(tmp_path / "run"))  # fmt: skip
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"models[0].name: GGUF model {str(bad)!r}: not a complete GGUF file" in err and reason in err
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "run").exists()
+
+
+def test_the_embedded_gguf_passes_the_structure_check() -> None:
+    assert gguf_problem(smollm2_gguf_path()) is None
 
 
 def test_a_gguf_file_not_in_the_folder_lists_the_ones_there(tiny_gguf) -> None:

@@ -105,3 +105,15 @@ def test_impossible_documents_grids_are_refused_before_anything_is_written(tmp_p
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_a_documents_total_too_large_for_the_source_names_the_task_file_field_not_samples(tmp_path, tiny_model_dir,
+                                                                                       capsys):
+    path = documents_config(tmp_path, tiny_model_dir, samples=1, controls=[])
+    task = tmp_path / "tasks" / "docs.yaml"
+    task.write_text(TASK.replace("total: 4", "total: 50"))
+    assert main(["validate", str(path)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {path}: tasks[0]: {task}: documents.total: only 39 distractors"), line
+    assert "lower documents.total to at most 40" in line and "samples" not in line
+

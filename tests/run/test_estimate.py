@@ -48,14 +48,23 @@ def test_documents_tasks_are_counted_at_their_cap_and_said_to_be_upper_bounds(tm
     assert estimate_plan(load_config(plain), plain, tokens_per_s=100.0).upper_bound_tasks == ()
 
 
-def test_cli_prints_the_plan_and_refuses_a_bad_throughput(tmp_path, capsys):
+def test_cli_prints_the_plan(tmp_path, capsys):
     path = config(tmp_path)
     assert main(["plan", str(path), "--tokens-per-s", "100"]) == 0
     out = capsys.readouterr().out
     assert "trials: 6" in out and "6,000 without prefix reuse, 5,000 with it (17% saved)" in out
     assert "estimated wall time: 51 s" in out
-    assert main(["plan", str(path), "--tokens-per-s", "0"]) == 2
-    assert "--tokens-per-s: 0 is not a throughput" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rate", ["0", "-3", "nan", "inf", "1e400", "fast"])
+def test_plan_refuses_a_rate_that_is_not_a_finite_positive_number_in_one_line(rate, tmp_path, capsys):
+    path = config(tmp_path)
+    assert main(["plan", str(path), "--tokens-per-s", rate]) == 2
+    captured = capsys.readouterr()
+    (line,) = captured.err.strip().splitlines()
+    assert line == (f"error: evalkit plan: argument --tokens-per-s: {rate!r} is not a throughput; "
+                    "give a positive number of tokens per second; see evalkit plan --help")
+    assert "wall time" not in captured.out
 
 
 def test_without_a_throughput_plan_times_calibration_forwards_on_the_model(tmp_path, tiny_model_dir, capsys):

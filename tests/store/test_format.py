@@ -119,6 +119,31 @@ def test_a_newer_schema_is_refused_with_the_fix():
         fmt.parse_record({**make_record(), "schema_version": 3})
 
 
+def _npz(tmp_path, name: str, **arrays) -> bytes:
+    import numpy as np
+
+    np.savez(tmp_path / name, **arrays)
+    return (tmp_path / name).read_bytes()
+
+
+@pytest.mark.parametrize("content, reason", [
+    (lambda t: bytes(range(256)) * 2, "not an evalkit attention array (not an .npz archive"),  # numpy: "pickled"
+    (lambda t: b"", "not an evalkit attention array (not an .npz archive"),
+    (lambda t: _npz(t, "m.npz", mass=[0.5])[:100], "corrupt evalkit attention array (File is not a zip file)"),
+    (lambda t: _npz(t, "o.npz", mass=__import__("numpy").array([{}], dtype=object)),
+     "corrupt evalkit attention array (an entry holds Python objects)"),
+    (lambda t: _npz(t, "k.npz", mass=[0.5]), "corrupt evalkit attention array ('remainder is not a file"),
+], ids=["garbage", "empty", "cut zip", "object array", "missing array"])
+def test_a_corrupt_attention_array_says_so_without_numpys_advice(tmp_path, content, reason):
+    path = tmp_path / "trial.npz"
+    path.write_bytes(content(tmp_path))
+    with pytest.raises(RunDirError) as info:
+        fmt.read_trial_attention(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {reason}") and message.endswith("rerun that trial (delete its record)")
+    assert "allow_pickle" not in message and "\n" not in message
+
+
 def test_a_torn_last_line_is_left_out_and_named(tmp_path):
     path = tmp_path / "trials.jsonl"
     path.write_bytes(json.dumps(make_record()).encode() + b'\n{"trial_id": "t1", "sta')

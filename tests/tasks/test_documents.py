@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -104,17 +105,49 @@ def test_a_user_corpus_with_questions_by_index_or_id(tmp_path):
     assert docs.example(1).gold.title == "Bakery"
 
 
-@pytest.mark.parametrize("content, message", [
-    ('{"question": "q", "answers": ["a"], "ctxs": []}\n', "exactly one gold"),
-    ('not json\n', "not JSON"),
-    ('{"question": "q", "answers": [], "ctxs": [{"text": "t", "isgold": true}]}\n', "'answers' must be"),
-    ('[1, 2]\n', "not an object"),
-])
-def test_malformed_rows_name_the_file_and_line(tmp_path, content, message):
+def _kv_row(records: list) -> str:
+    return json.dumps({"ordered_kv_records": records, "key": "k2", "value": "v2"}) + "\n"
+
+
+@pytest.mark.parametrize("fmt, content, message", [
+    ("liu_qa", '{"question": "q", "answers": ["a"], "ctxs": []}\n', "exactly one gold"),
+    ("liu_qa", 'not json\n', "not JSON"),
+    ("liu_qa", '{"question": "q", "answers": [], "ctxs": [{"text": "t", "isgold": true}]}\n', "'answers' must be"),
+    ("liu_qa", '[1, 2]\n', "not an object"),
+    ("liu_qa", '{"question": "q", "answers": ["a"], "ctxs": [42, {"text": "t", "isgold": true}]}\n',
+     r"ctxs\[0\]: 42 is not a passage object"),
+    ("liu_qa", '{"question": "q", "answers": ["a"], "ctxs": [{"text": 7, "isgold": true}]}\n',
+     r"ctxs\[0\]: field 'text' is missing or not a non-empty string"),
+    ("liu_kv", _kv_row([["k1", "v1", "x"], ["k2", "v2"]]), r"ordered_kv_records\[0\]: .* not a \[key, value\] pair"),
+    ("liu_kv", _kv_row([42, ["k2", "v2"]]), r"ordered_kv_records\[0\]: 42 is not a \[key, value\] pair"),
+    ("liu_kv", _kv_row([["k1"], ["k2", "v2"]]), r"ordered_kv_records\[0\]: .* not a \[key, value\] pair"),
+    ("liu_kv", _kv_row([["k2", {"v": 2}]]), r"ordered_kv_records\[0\]: .* two strings"),
+], ids=["qa no gold", "qa not json", "qa no answers", "qa row array", "qa ctx number", "qa ctx text number",
+        "kv triple", "kv number", "kv single", "kv value object"])
+def test_malformed_rows_name_the_file_and_line(tmp_path, fmt, content, message):
     (tmp_path / "bad.jsonl").write_text(content)
     with pytest.raises(TaskError, match=message) as info:
-        corpus({"format": "liu_qa", "path": "bad.jsonl"}, base=tmp_path)
+        corpus({"format": fmt, "path": "bad.jsonl"}, base=tmp_path)
     assert f"{tmp_path / 'bad.jsonl'}:1" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("fmt, name", [("liu_kv", KV), ("liu_qa", NQ)])
+def test_a_corrupt_gzip_names_the_file_and_line(tmp_path, fmt, name):
+    data = bytearray(gzip.compress((DATA / name).read_bytes()) if fmt == "liu_qa" else (DATA / name).read_bytes())
+    data[40:60] = bytes(20)  # still a gzip header, but the deflate stream is broken
+    (tmp_path / "bad.jsonl.gz").write_bytes(bytes(data))
+    with pytest.raises(TaskError, match="unreadable.*re-download") as info:
+        corpus({"format": fmt, "path": "bad.jsonl.gz"}, base=tmp_path)
+    assert f"{tmp_path / 'bad.jsonl.gz'}:1: " in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_fifo_or_folder_source_is_named_for_what_it_is(tmp_path):
+    os.mkfifo(tmp_path / "pipe.jsonl")  # reading it would block forever
+    (tmp_path / "folder.jsonl").mkdir()
+    with pytest.raises(TaskError, match=r"pipe.jsonl: is a named pipe \(FIFO\), not a regular file; documents.source"):
+        corpus({"format": "liu_qa", "path": "pipe.jsonl"}, base=tmp_path)
+    with pytest.raises(TaskError, match=r"folder.jsonl: is a folder, not a file; documents.source"):
+        corpus({"format": "liu_kv", "path": "folder.jsonl"}, base=tmp_path)
 
 
 def test_a_missing_file_says_how_to_point_at_it(tmp_path):
