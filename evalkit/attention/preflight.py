@@ -83,6 +83,10 @@ def _meta_model(hf_config, model_cfg: ModelConfig, kernel: str | None, where: st
     import torch
     from transformers import AutoModelForCausalLM
 
+    if kernel == "sdpa" and getattr(hf_config.get_text_config(), "attn_logit_softcapping", None) is not None:
+        # asked here, not of transformers: releases up to at least 5.17 accept it and run sdpa without the softcap
+        raise ConfigError(f"{where}: {model_cfg.name} cannot load with 'sdpa' (its attention applies a logit "
+                          "softcap, which sdpa does not compute); use 'eager'")
     try:
         with torch.device("meta"):
             return AutoModelForCausalLM.from_config(hf_config, trust_remote_code=model_cfg.trust_remote_code,
