@@ -79,9 +79,16 @@ def _read_order(path: Path) -> tuple[int, int, str]:
 # --- file-system errors -------------------------------------------------------------------------
 
 
+# what a failed write of a run advises (the report and the viewer, which write elsewhere, say REPORT_ADVICE)
+RUN_ADVICE = ("make the place writable (or free space) and rerun the same command to resume, "
+              "or choose another --output-dir")
+REPORT_ADVICE = "make the place writable (or free space) and run the same command again, or choose another --out"
+
+
 @contextlib.contextmanager
-def disk_errors(path: str | Path, action: str) -> Iterator[None]:
-    """Turn an OSError (read-only, full disk, a file where a folder belongs, ...) into a one-line RunDirError.
+def disk_errors(path: str | Path, action: str, advice: str = RUN_ADVICE) -> Iterator[None]:
+    """Turn an OSError (read-only, full disk, a file where a folder belongs, ...) into a one-line RunDirError
+    ending in ``advice`` (what to do next, which depends on the command that wrote).
 
     What was written before stays: records are appended one at a time and other files replaced atomically.
     """
@@ -89,21 +96,24 @@ def disk_errors(path: str | Path, action: str) -> Iterator[None]:
         yield
     except OSError as err:
         reason = err.strerror or type(err).__name__
-        raise RunDirError(
-            f"{path}: cannot {action} ({reason}); make the place writable (or free space) and rerun the same "
-            "command to resume, or choose another --output-dir"
-        ) from None
+        raise RunDirError(f"{path}: cannot {action} ({reason}); {advice}") from None
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Replace ``path`` by ``data`` (temporary file, fsync, rename): a kill leaves the old or the new file."""
+def write_atomic(path: Path, data: str | bytes, action: str = "write") -> None:
+    """Replace ``path`` by ``data`` (temporary file, fsync, rename): a kill leaves the old or the new file, and a
+    failed write (full disk, read-only place) leaves the old file and no temporary one."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with disk_errors(path, "write"):
-        with open(tmp, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())  # the data is on disk before the rename makes it the file
-        os.replace(tmp, path)
+    with disk_errors(path, action):
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+                f.flush()
+                os.fsync(f.fileno())  # the data is on disk before the rename makes it the file
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise
 
 
 def append_line(path: Path, row: dict[str, Any]) -> None:
@@ -355,14 +365,9 @@ def save_trial_attention(run_dir: str | Path, trial_id: str, attention: TrialAtt
         spans=attention.spans.astype(np.int32), bins=np.int64(attention.bins),
         prompt_tokens=np.int64(attention.prompt_tokens), documents=np.int64(attention.documents), **tokens,
     )  # fmt: skip
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with disk_errors(path, "write an attention array"):
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(buffer.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+    write_atomic(path, buffer.getvalue(), "write an attention array")
     return path
 
 

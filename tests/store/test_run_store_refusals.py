@@ -15,6 +15,7 @@ import pytest
 
 from conftest import write_config
 from evalkit.cli import main
+from evalkit.errors import RunDirError
 from evalkit.store import format as fmt
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,11 +85,23 @@ def test_a_full_disk_while_appending_is_one_line_and_keeps_what_was_written(tmp_
     assert not (tmp_path / "run" / "run.lock").exists()  # the lock was released
 
 
-def test_a_read_only_place_is_one_line_and_writes_no_header(tmp_path, tiny_model_dir, capsys, monkeypatch):
-    _fail_fsync(monkeypatch, "header.json", errno.EROFS)
+@pytest.mark.parametrize("code", [errno.EROFS, errno.ENOSPC])
+def test_a_read_only_place_or_full_disk_is_one_line_and_leaves_nothing(tmp_path, tiny_model_dir, capsys, monkeypatch,
+                                                                       code):
+    _fail_fsync(monkeypatch, "header.json", code)
     assert main(["run", str(_config(tmp_path, tiny_model_dir)), "--quiet"]) == 2
-    assert "header.json: cannot write (Read-only file system)" in _one_line_error(capsys)
-    assert not (tmp_path / "run" / "header.json").exists()
+    assert f"header.json: cannot write ({os.strerror(code)})" in _one_line_error(capsys)
+    # README: a run that fails before its first record leaves nothing (no header, no .header.json.tmp<pid>)
+    assert not (tmp_path / "run").exists(), sorted(p.name for p in (tmp_path / "run").iterdir())
+
+
+def test_a_failed_atomic_write_removes_its_temporary_file(tmp_path, monkeypatch):
+    target = tmp_path / "prompts.jsonl"
+    target.write_text("old\n")
+    _fail_fsync(monkeypatch, "prompts.jsonl", errno.ENOSPC)
+    with pytest.raises(RunDirError, match="No space left on device"):
+        fmt.write_atomic(target, "new\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["prompts.jsonl"] and target.read_text() == "old\n"
 
 
 def test_report_out_on_a_file_or_a_read_only_place_is_one_line(tmp_path, capsys, monkeypatch):
@@ -104,7 +117,10 @@ def test_report_out_on_a_file_or_a_read_only_place_is_one_line(tmp_path, capsys,
 
     monkeypatch.setattr(Path, "write_text", read_only)
     assert main(["report", str(run), "--out", str(tmp_path / "out")]) == 2
-    assert "cannot write the report (Read-only file system)" in _one_line_error(capsys)
+    err = _one_line_error(capsys)
+    # report resumes nothing: its advice is its own (free space or another --out), not a run's "rerun to resume"
+    assert "cannot write the report (Read-only file system)" in err and "another --out" in err
+    assert "resume" not in err and "--output-dir" not in err
 
 
 @pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS])
