@@ -123,6 +123,25 @@ def test_report_out_on_a_file_or_a_read_only_place_is_one_line(tmp_path, capsys,
     assert "resume" not in err and "--output-dir" not in err
 
 
+@pytest.mark.parametrize("code", [errno.EROFS, errno.ENOSPC])
+def test_view_out_on_a_read_only_place_or_full_disk_is_one_line(tmp_path, capsys, monkeypatch, code):
+    from report_fixtures import write_grid_run
+
+    run = write_grid_run(tmp_path / "run")
+    real = Path.write_text
+
+    def failing(self, *args, **kwargs):
+        if self.name == "v.html":
+            raise OSError(code, os.strerror(code))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", failing)
+    (tmp_path / "ro").mkdir()
+    assert main(["view", str(run), "--out", str(tmp_path / "ro" / "v.html")]) == 2
+    err = _one_line_error(capsys)
+    assert f"v.html: cannot write the viewer ({os.strerror(code)})" in err and "another --out" in err
+
+
 @pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS])
 def test_records_file_made_unwritable_mid_run_is_one_line(tmp_path, tiny_model_dir, capsys, monkeypatch, code):
     config = _config(tmp_path, tiny_model_dir, depths=[0.0, 0.5, 1.0])
