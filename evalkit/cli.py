@@ -160,12 +160,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """``evalkit report``: write report.html, report.md, tables and charts of RUN_DIRs (see ``write_report``)."""
     from evalkit.report import DEFAULT_THRESHOLD, parse_threshold, write_report
+    from evalkit.store.format import REPORT_DIR, run_output
 
     out = args.out
     if out is None:
         if len(args.run_dirs) != 1:
             raise EvalkitError("report: several run directories need --out DIR for the merged report")
-        out = args.run_dirs[0] / "report"
+        out = run_output(args.run_dirs[0], REPORT_DIR)  # a link out of the run directory is refused
     try:
         threshold = DEFAULT_THRESHOLD if args.threshold is None else parse_threshold(args.threshold)
     except ValueError as err:
@@ -179,12 +180,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_view(args: argparse.Namespace) -> int:
     """``evalkit view``: write the trial viewer of RUN_DIRs (see ``report/document/viewer.py``)."""
     from evalkit.report.document.viewer import write_viewer
+    from evalkit.store.format import VIEWER_FILE, run_output
 
     out = args.out
     if out is None:
         if len(args.run_dirs) != 1:
             raise EvalkitError("view: several run directories need --out FILE.html for the merged viewer")
-        out = args.run_dirs[0] / "viewer.html"
+        out = run_output(args.run_dirs[0], VIEWER_FILE)  # a link out of the run directory is refused
     elif out.is_dir():
         out = out / "viewer.html"
     if not out.parent.is_dir():

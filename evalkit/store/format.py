@@ -47,6 +47,7 @@ PROMPTS_FILE = "prompts.jsonl"
 LOCK_FILE = "run.lock"
 ATTENTION_DIR = "attention"
 REPORT_DIR = "report"
+VIEWER_FILE = "viewer.html"
 
 
 def records_name(rank: int | None = None) -> str:
@@ -62,6 +63,17 @@ def lock_name(rank: int | None = None) -> str:
 def prompts_name(rank: int | None = None) -> str:
     """The saved-prompts file of one process (see ``records_name``)."""
     return PROMPTS_FILE if rank is None else f"prompts.{rank}.jsonl"
+
+
+def run_output(run_dir: str | Path, name: str) -> Path:
+    """``RUN_DIR/<name>``, where ``report`` and ``view`` write by default (``REPORT_DIR``, ``VIEWER_FILE``); a
+    RunDirError when it is a link that leads out of the run directory (it would write over someone else's files)."""
+    path = Path(run_dir) / name
+    root, target = Path(run_dir).resolve(), path.resolve()
+    if root not in target.parents:
+        raise RunDirError(f"{path}: is a symbolic link to {target}, outside the run directory; evalkit does not write "
+                          "through it: remove the link, or give --out DIR for another place")
+    return path
 
 
 def records_files(run_dir: str | Path) -> list[Path]:
