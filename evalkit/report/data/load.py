@@ -52,7 +52,8 @@ def load_header(run_dir: str | Path) -> dict[str, Any]:
 def load_results(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> pd.DataFrame:
     """Load the trial records of one or more run directories into one DataFrame.
 
-    ``paths`` is a run directory, a single records file inside one, or a sequence of either.
+    ``paths`` is a run directory, a single records file inside one, or a sequence of either (one run
+    directory given twice is refused: its trials would count twice).
     Within a run directory ``trials.jsonl`` is read first, then ``trials.<rank>.jsonl`` by rank;
     a trial id recorded twice keeps its last record. A torn last line (left by a killed process) is
     skipped with a logged warning; any other line that is not a valid record (corrupted, a field of the
@@ -106,7 +107,23 @@ def _resolve(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[tup
         if not files:
             raise RunDirError(f"{path}: no trials*.jsonl found; run `evalkit run CONFIG` first")
         runs.append((path, files))
+    _refuse_repeats(items, runs)
     return runs
+
+
+def _refuse_repeats(items: list[str | os.PathLike], runs: list[tuple[Path, list[Path]]]) -> None:
+    """RunDirError when one run directory is given twice (``runA runA``, ``runA ./runA/``, a symlink to it):
+    its trials would count twice. Distinct records files of one run may each be given."""
+    seen: dict[Path, tuple[str | os.PathLike, frozenset[Path] | None]] = {}
+    for item, (run_dir, files) in zip(items, runs):
+        key = run_dir.resolve()
+        one_file = frozenset(p.resolve() for p in files) if Path(item).is_file() else None
+        if key in seen:
+            first, first_file = seen[key]
+            if one_file is None or first_file is None or one_file == first_file:
+                raise RunDirError(f"{item}: is the run directory {first} again ({key}); its trials would count "
+                                  "twice: give each run directory once")
+        seen[key] = (item, one_file)
 
 
 def _load_run(run_dir: Path, files: list[Path]) -> pd.DataFrame:
