@@ -139,7 +139,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     config = _load(args)
     tasks = prepare_tasks(config, args.config)
-    resolve_arm_heads(config, args.config)  # a mask_heads arm's from_run: its run and its attention arrays
     check_model_limits(config, args.config)
     check_prompts_fit(config, args.config, tasks)
     from evalkit.attention.preflight import check_capture
@@ -148,6 +147,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     check_backends(config, args.config)
     check_capture(config, args.config)
+    # as run does: arms' heads and layers against each model's, a mask_heads arm's from_run and its arrays
+    resolve_arm_heads(config, args.config)
     trials = count_trials(config, {name: t.spec for name, t in tasks.items()})  # counted: a large grid stays fast
     print(f"{args.config}: ok ({len(config.models)} models x {len(tasks)} tasks, {trials} trials)")
     if config.attention.capture and config.attention.tokens:

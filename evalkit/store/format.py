@@ -27,6 +27,7 @@ import logging
 import os
 import io
 import re
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -396,5 +397,6 @@ def read_trial_attention(path: str | Path) -> TrialAttention:
                 token_layers=tuple(int(x) for x in data["token_layers"]) if "token_layers" in data.files else (),
                 documents=int(data["documents"]) if "documents" in data.files else 0,
             )  # fmt: skip
-    except (OSError, KeyError, ValueError) as err:
-        raise RunDirError(f"{path}: unreadable attention array ({err}); rerun that trial (delete its record)") from None
+    except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as err:  # truncated, tampered
+        raise RunDirError(f"{path}: unreadable attention array ({type(err).__name__}: {err}); rerun that trial "
+                          "(delete its record)") from None
