@@ -58,6 +58,36 @@ def test_output_dir_that_is_a_file_is_one_line(tmp_path, tiny_model_dir, capsys)
     assert "is a file, not a run directory" in _one_line_error(capsys)
 
 
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"context_lengths": [192]}, "context_length 192 is not one of [128]"),
+    ({"seed": 6}, "is not the id this run gives that trial"),
+    ({"samples": 2}, "sample 1 is not below samples 1"),
+])
+def test_another_runs_records_copied_in_are_refused_by_report_view_and_resume(tmp_path, tiny_model_dir, capsys,
+                                                                             change, reason):
+    run_a = tmp_path / "a" / "run"
+    for side in ("a", "b"):
+        (tmp_path / side).mkdir()
+    config_a = _config(tmp_path / "a", tiny_model_dir)
+    config_b = _config(tmp_path / "b", tiny_model_dir, **change)
+    for config in (config_a, config_b):
+        assert main(["run", str(config), "--quiet", "--no-report"]) == 0
+    b_records = (tmp_path / "b" / "run" / "trials.jsonl").read_text()
+    if "samples" in change:  # only the record of the sample run A never planned
+        b_records = "".join(line + "\n" for line in b_records.splitlines() if json.loads(line)["sample"] == 1)
+    (run_a / "trials.1.jsonl").write_text(b_records)  # cp runB/trials.jsonl runA/trials.1.jsonl
+    capsys.readouterr()
+    before = sorted(p.name for p in run_a.iterdir())
+    for command in (["report", str(run_a)], ["view", str(run_a)], ["run", str(config_a), "--quiet", "--no-report"]):
+        assert main(command) == 2, command
+        err = _one_line_error(capsys)
+        assert f"{run_a / 'trials.1.jsonl'}:1: not a trial of this run's header (" in err and reason in err, err
+        assert "move trials.1.jsonl out of" in err
+    assert sorted(p.name for p in run_a.iterdir()) == before  # no report, no viewer, nothing rewritten
+    (run_a / "trials.1.jsonl").unlink()
+    assert main(["report", str(run_a)]) == 0  # the run's own records report as before
+
+
 def _fail_fsync(monkeypatch, name: str, code: int) -> None:
     """Make ``os.fsync`` raise ``OSError(code)`` for files whose name contains ``name``."""
     real = os.fsync

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from evalkit.errors import RunDirError
 from evalkit.config.layouts import Layout, LayoutGrid
 from evalkit.store.format import read_header, read_records, records_files
+from evalkit.store.run_plan import check_in_plan, header_plan
 from evalkit.types import TrialRecord
 
 log = logging.getLogger(__name__)
@@ -129,9 +130,11 @@ def _refuse_repeats(items: list[str | os.PathLike], runs: list[tuple[Path, list[
 def _load_run(run_dir: Path, files: list[Path]) -> pd.DataFrame:
     """One run directory's records, deduplicated by trial id (last wins), with derived and run columns."""
     header = load_header(run_dir)
+    plan = header_plan(header)
     by_id: dict[str, dict[str, Any]] = {}
     for path in files:
-        for _, record in read_records(path).records:
+        for line, record in read_records(path).records:
+            check_in_plan(path, line, record, plan)  # another run's records copied in are refused, not reported
             by_id.pop(record.trial_id, None)  # re-insert so the row order follows the last record
             by_id[record.trial_id] = {name: getattr(record, name) for name in RECORD_COLUMNS}
     if not by_id:
