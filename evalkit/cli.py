@@ -159,7 +159,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     config = _load(args)
     tasks = prepare_tasks(config, args.config)
-    resolve_arm_heads(config, args.config)  # a mask_heads arm's from_run: its run and its attention arrays
     check_model_limits(config, args.config)
     check_prompts_fit(config, args.config, tasks)
     from evalkit.attention.preflight import check_capture
@@ -168,6 +167,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     check_backends(config, args.config)
     check_capture(config, args.config)
+    # as run does: arms' heads and layers against each model's, a mask_heads arm's from_run and its arrays
+    resolve_arm_heads(config, args.config)
     trials = count_trials(config, {name: t.spec for name, t in tasks.items()})  # counted: a large grid stays fast
     print(f"{args.config}: ok ({len(config.models)} models x {len(tasks)} tasks, {trials} trials)")
     if config.attention.capture and config.attention.tokens:
@@ -180,12 +181,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """``evalkit report``: write report.html, report.md, tables and charts of RUN_DIRs (see ``write_report``)."""
     from evalkit.report import DEFAULT_THRESHOLD, parse_threshold, write_report
+    from evalkit.store.format import REPORT_DIR, run_output
 
     out = args.out
     if out is None:
         if len(args.run_dirs) != 1:
             raise EvalkitError("report: several run directories need --out DIR for the merged report")
-        out = args.run_dirs[0] / "report"
+        out = run_output(args.run_dirs[0], REPORT_DIR)  # a link out of the run directory is refused
     try:
         threshold = DEFAULT_THRESHOLD if args.threshold is None else parse_threshold(args.threshold)
     except ValueError as err:
@@ -199,12 +201,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_view(args: argparse.Namespace) -> int:
     """``evalkit view``: write the trial viewer of RUN_DIRs (see ``report/document/viewer.py``)."""
     from evalkit.report.document.viewer import write_viewer
+    from evalkit.store.format import VIEWER_FILE, run_output
 
     out = args.out
     if out is None:
         if len(args.run_dirs) != 1:
             raise EvalkitError("view: several run directories need --out FILE.html for the merged viewer")
-        out = args.run_dirs[0] / "viewer.html"
+        out = run_output(args.run_dirs[0], VIEWER_FILE)  # a link out of the run directory is refused
     elif out.is_dir():
         out = out / "viewer.html"
     if not out.parent.is_dir():

@@ -138,6 +138,36 @@ def test_a_model_named_with_dotdots_writes_only_inside_the_output_dir(tmp_path, 
     assert charts and all(".." not in c and "/" not in c for c in charts)
 
 
+@pytest.mark.parametrize(("command", "link", "target"), [("report", "report", "victim"),
+                                                       ("view", "viewer.html", "victim/viewer.html")])
+def test_a_report_folder_or_viewer_linked_out_of_the_run_dir_is_refused_writing_nothing(tmp_path, capsys, command,
+                                                                                      link, target):
+    run = tmp_path / "run"
+    write_header(run)
+    write_records(run, grid_records())
+    (tmp_path / "victim").mkdir()
+    (tmp_path / "victim" / "keep.txt").write_text("mine")
+    (run / link).symlink_to(Path("..") / target)
+    before = files_under(tmp_path)
+    assert main([command, str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"{run / link}: is a symbolic link to {tmp_path / target}, outside the run directory" in err
+    assert "--out" in err
+    assert files_under(tmp_path) == before and (tmp_path / "victim" / "keep.txt").read_text() == "mine"
+
+
+def test_a_run_does_not_write_its_report_through_a_linked_report_folder(tmp_path, tiny_model_dir, capsys):
+    config = _one_trial_config(tmp_path, str(tiny_model_dir), "run")
+    (tmp_path / "victim").mkdir()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "report").symlink_to(Path("..") / "victim")
+    assert main(["run", str(config), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "outside the run directory" in err
+    assert not any((tmp_path / "victim").iterdir()) and (tmp_path / "run" / "trials.jsonl").is_file()
+
+
 def test_hostile_model_and_task_names_stay_inside_the_report_dir_and_are_escaped(tmp_path):
     run_dir = tmp_path / "runs" / "r1"
     absolute = "/etc/../../abs-model"  # a second model, so comparison charts are named after both

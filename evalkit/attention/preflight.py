@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from evalkit.attention.capture import check_capturable
+from evalkit.attention.heads import head_grid
 from evalkit.attention.trial import attach_capture
 from evalkit.config.schema import EvalConfig, ModelConfig
 from evalkit.errors import CaptureError, ConfigError
@@ -52,6 +53,16 @@ def _capture_skeleton(hf_config, model_cfg: ModelConfig, kernel: str | None, whe
     except ConfigError:
         check_capturable(_meta_model(hf_config, model_cfg, "eager", where))  # eager: every family accepts it
         raise
+
+
+def model_head_grid(model_cfg: ModelConfig) -> tuple[int, int] | None:
+    """(attention layers, query heads per layer) of the model an entry names, from its config alone (a meta-device
+    model: no weights); None for a family that cannot be built so (remote or exotic code: the load decides)."""
+    hf_config = describe_model(model_cfg).config
+    try:
+        return head_grid(_meta_model(hf_config, model_cfg, None, f"models: {model_cfg.name}"))
+    except Exception:  # noqa: BLE001 - not this check's business, as in _check_loads
+        return None
 
 
 def _check_loads(hf_config, model_cfg: ModelConfig, kernel: str, config_path: str | Path, index: int) -> None:

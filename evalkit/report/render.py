@@ -44,7 +44,7 @@ from evalkit.report.data.documents import task_metric
 from evalkit.report.document.documents_section import documents_blocks
 from evalkit.report.analysis.tables import summary_table, to_markdown
 from evalkit.errors import RunDirError
-from evalkit.store.format import disk_errors
+from evalkit.store.format import REPORT_ADVICE, disk_errors
 
 __all__ = ["ReportPaths", "chart_stems", "finding_text", "slug", "write_report"]
 
@@ -98,7 +98,7 @@ def write_report(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out}: is a file, not a folder for the report; choose another --out")
-    with disk_errors(out, "write the report"):  # read-only place, full disk: one line, not a traceback
+    with disk_errors(out, "write the report", REPORT_ADVICE):  # read-only place, full disk: one line
         return _write_all(data, dirs, out, records)
 
 

@@ -7,8 +7,6 @@ cells of a sample come from placement alone.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -16,37 +14,12 @@ from pathlib import Path
 
 from evalkit.config.mitigations import arm_variant
 from evalkit.config.schema import EvalConfig
+from evalkit.config.trial_ids import trial_id, trial_seed, trial_variant
 from evalkit.errors import ConfigError, TaskError
 from evalkit.tasks import TaskSpec, is_task_path
 from evalkit.types import Trial
 
-
-def _digest(payload: object) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def trial_seed(config_seed: int, task: str, sample: int) -> int:
-    """Seed of a sample's needle value and haystack stream (a 60-bit non-negative int)."""
-    return int(_digest({"seed": config_seed, "task": task, "sample": sample})[:15], 16)
-
-
-def trial_id(
-    *, model: str, revision: str, task: str, task_hash: str, context_length: int, depth: float | None,
-    sample: int, config_seed: int, variant: Mapping[str, object] | None = None,
-) -> str:
-    """16 hex chars of sha256 over what defines a trial (other config fields enter ``config_hash``).
-
-    ``variant`` holds what sets a trial apart beyond the grid cell (a control kind, layout axes off their
-    default); it enters the hash only when non-empty, so trials of older configs keep their ids.
-    """
-    payload: dict[str, object] = {
-        "model": model, "revision": revision, "task": task, "task_hash": task_hash,
-        "context_length": context_length, "depth": depth, "sample": sample, "seed": config_seed,
-    }
-    if variant:
-        payload["variant"] = dict(variant)
-    return _digest(payload)[:16]
+__all__ = ["count_trials", "expand", "limit_trials", "task_name_of", "trial_id", "trial_seed"]
 
 
 def task_name_of(entry: str) -> str:
@@ -100,10 +73,7 @@ def expand(
                 for layout in cfg.layout.layouts():
                     pairs = layout.id_pairs()
                     for (control, length, depth), arm in itertools.product(_cells(cfg), cfg.mitigations):
-                        variant = {"control": control, "layout": [list(p) for p in pairs]} if control else (
-                            {"layout": [list(p) for p in pairs]} if pairs else {})
-                        if arm_variant(arm) is not None:
-                            variant["mitigation"] = arm_variant(arm)
+                        variant = trial_variant(control, pairs, arm_variant(arm))
                         tid = trial_id(
                             model=model.name, revision=revision, task=spec.name, task_hash=task_hash,
                             context_length=length, depth=None if math.isnan(depth) else depth, sample=sample,

@@ -60,7 +60,7 @@ from evalkit.run.preflight import (
 from evalkit.run.prompt_checks import check_prompts_fit
 from evalkit.run.schedule import run_groups_concurrently, run_in_batches, run_with_reuse
 from evalkit.run.trial_record import trial_record
-from evalkit.store.format import save_trial_attention
+from evalkit.store.format import REPORT_DIR, run_output, save_trial_attention
 from evalkit.store.run_store import RunStore
 from evalkit.tasks.sources import check_fills
 from evalkit.types import (
@@ -402,7 +402,7 @@ def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: Tria
 
 
 def _write_report(run_dir: Path) -> Path:
-    out_dir = run_dir / "report"
+    out_dir = run_output(run_dir, REPORT_DIR)  # a link out of the run directory is refused, never followed
     write_report([run_dir], out_dir)
     return out_dir
 

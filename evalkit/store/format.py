@@ -49,6 +49,7 @@ PROMPTS_FILE = "prompts.jsonl"
 LOCK_FILE = "run.lock"
 ATTENTION_DIR = "attention"
 REPORT_DIR = "report"
+VIEWER_FILE = "viewer.html"
 
 
 def records_name(rank: int | None = None) -> str:
@@ -66,6 +67,17 @@ def prompts_name(rank: int | None = None) -> str:
     return PROMPTS_FILE if rank is None else f"prompts.{rank}.jsonl"
 
 
+def run_output(run_dir: str | Path, name: str) -> Path:
+    """``RUN_DIR/<name>``, where ``report`` and ``view`` write by default (``REPORT_DIR``, ``VIEWER_FILE``); a
+    RunDirError when it is a link that leads out of the run directory (it would write over someone else's files)."""
+    path = Path(run_dir) / name
+    root, target = Path(run_dir).resolve(), path.resolve()
+    if root not in target.parents:
+        raise RunDirError(f"{path}: is a symbolic link to {target}, outside the run directory; evalkit does not write "
+                          "through it: remove the link, or give --out DIR for another place")
+    return path
+
+
 def records_files(run_dir: str | Path) -> list[Path]:
     """The records files of a run directory in read order: ``trials.jsonl``, then by rank, then the rest."""
     return sorted(Path(run_dir).glob(RECORDS_GLOB), key=_read_order)
@@ -81,9 +93,16 @@ def _read_order(path: Path) -> tuple[int, int, str]:
 # --- file-system errors -------------------------------------------------------------------------
 
 
+# what a failed write of a run advises (the report and the viewer, which write elsewhere, say REPORT_ADVICE)
+RUN_ADVICE = ("make the place writable (or free space) and rerun the same command to resume, "
+              "or choose another --output-dir")
+REPORT_ADVICE = "make the place writable (or free space) and run the same command again, or choose another --out"
+
+
 @contextlib.contextmanager
-def disk_errors(path: str | Path, action: str) -> Iterator[None]:
-    """Turn an OSError (read-only, full disk, a file where a folder belongs, ...) into a one-line RunDirError.
+def disk_errors(path: str | Path, action: str, advice: str = RUN_ADVICE) -> Iterator[None]:
+    """Turn an OSError (read-only, full disk, a file where a folder belongs, ...) into a one-line RunDirError
+    ending in ``advice`` (what to do next, which depends on the command that wrote).
 
     What was written before stays: records are appended one at a time and other files replaced atomically.
     """
@@ -91,21 +110,24 @@ def disk_errors(path: str | Path, action: str) -> Iterator[None]:
         yield
     except OSError as err:
         reason = err.strerror or type(err).__name__
-        raise RunDirError(
-            f"{path}: cannot {action} ({reason}); make the place writable (or free space) and rerun the same "
-            "command to resume, or choose another --output-dir"
-        ) from None
+        raise RunDirError(f"{path}: cannot {action} ({reason}); {advice}") from None
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Replace ``path`` by ``data`` (temporary file, fsync, rename): a kill leaves the old or the new file."""
+def write_atomic(path: Path, data: str | bytes, action: str = "write") -> None:
+    """Replace ``path`` by ``data`` (temporary file, fsync, rename): a kill leaves the old or the new file, and a
+    failed write (full disk, read-only place) leaves the old file and no temporary one."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with disk_errors(path, "write"):
-        with open(tmp, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())  # the data is on disk before the rename makes it the file
-        os.replace(tmp, path)
+    with disk_errors(path, action):
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+                f.flush()
+                os.fsync(f.fileno())  # the data is on disk before the rename makes it the file
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise
 
 
 def append_line(path: Path, row: dict[str, Any]) -> None:
@@ -357,14 +379,9 @@ def save_trial_attention(run_dir: str | Path, trial_id: str, attention: TrialAtt
         spans=attention.spans.astype(np.int32), bins=np.int64(attention.bins),
         prompt_tokens=np.int64(attention.prompt_tokens), documents=np.int64(attention.documents), **tokens,
     )  # fmt: skip
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with disk_errors(path, "write an attention array"):
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(buffer.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+    write_atomic(path, buffer.getvalue(), "write an attention array")
     return path
 
 
@@ -390,7 +407,7 @@ def read_trial_attention(path: str | Path) -> TrialAttention:
                 token_layers=tuple(int(x) for x in data["token_layers"]) if "token_layers" in data.files else (),
                 documents=int(data["documents"]) if "documents" in data.files else 0,
             )  # fmt: skip
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+    except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         # numpy's own words for an object array advise loading it unsafely; evalkit never writes one
         reason = "an entry holds Python objects" if "allow_pickle" in str(err) else str(err)
         raise RunDirError(f"{path}: corrupt evalkit attention array ({reason}); {fix}") from None

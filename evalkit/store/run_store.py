@@ -22,6 +22,7 @@ except ImportError:  # Windows: RunLock falls back to a pid file
     fcntl = None  # type: ignore[assignment]
 import evalkit.store.format as fmt
 from evalkit.store.format import HEADER_FILE, LOCK_FILE, PROMPTS_FILE, RECORDS_FILE, disk_errors
+from evalkit.store.run_plan import check_in_plan, header_plan
 from evalkit.types import BuiltPrompt, TrialRecord
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,7 @@ class RunStore:
             for path in [*fmt.records_files(self.run_dir), self.prompts_path]:
                 if path.exists():
                     repair_torn_tail(path)
+            self._check_records_in_plan(header)
             finished = self.finished_ids()
             self._keep_prompts_of(finished)
             return finished
@@ -206,6 +208,15 @@ class RunStore:
             # the plan of this call (another --limit, say): the report compares the records with it
             fmt.write_header(self.run_dir, {**existing, "schema_version": fmt.header_schema(existing),
                                             "planned": header["planned"]})
+
+    def _check_records_in_plan(self, header: dict[str, Any]) -> None:
+        """Refuse records of another run put among this run's (see ``store/run_plan.py``): resume would count
+        trials it never ran, and the report would show cells it never planned."""
+        on_disk = self.run_dir / HEADER_FILE
+        plan = header_plan(fmt.read_header(self.run_dir) if on_disk.exists() else header)
+        for path in fmt.records_files(self.run_dir):
+            for line, record in fmt.read_records(path).records:
+                check_in_plan(path, line, record, plan)
 
     def _records(self) -> list[TrialRecord]:
         """Every valid record of this run's records files (invalid lines are skipped with a warning)."""

@@ -154,6 +154,26 @@ def test_several_run_dirs_concatenate(tmp_path):
     assert set(df["run_dir"]) == {str(one), str(two)} and set(df["model"]) == {MODEL, "other"}
 
 
+@pytest.mark.parametrize("again", ["same", "dot-slash", "link", "records file"])
+def test_one_run_dir_given_twice_is_refused_not_counted_twice(tmp_path, capsys, monkeypatch, again):
+    from evalkit.cli import main
+
+    run = write_grid_run(tmp_path / "runA")
+    (tmp_path / "alias").symlink_to("runA")
+    monkeypatch.chdir(tmp_path)
+    second = {"same": "runA", "dot-slash": "./runA/", "link": "alias", "records file": "runA/trials.jsonl"}[again]
+    with pytest.raises(RunDirError, match=re.escape(f"{second}: is the run directory runA again")):
+        load_results(["runA", second])
+    assert main(["report", "runA", second, "--out", "cmp"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "give each run directory once" in err and not (tmp_path / "cmp").exists()
+    assert main(["view", "runA", second, "--out", "v.html"]) == 2
+    assert "give each run directory once" in capsys.readouterr().err and not (tmp_path / "v.html").exists()
+    # two records files of one run are two parts of it, not a repeat
+    write_records(run, grid_records(model="other"), name="trials.1.jsonl")
+    assert len(load_results(["runA/trials.jsonl", "runA/trials.1.jsonl"])) == 2 * len(grid_records())
+
+
 def test_empty_or_missing_run_dir_gives_the_clear_error(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from evalkit.cli import main
 from evalkit.config.schema import load_config
@@ -244,4 +245,98 @@ def test_calibration_refuses_layers_the_model_lacks_and_runs_only_with_capture(t
                               attention={"capture": True}, mitigations=["none", dict(CALIBRATE, layers=[0, 5])])
     assert main(["run", str(wrong), "--quiet"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert "calibrated: layers [5] are not in this model (layers 0-1)" in line
+    assert f"{wrong}: mitigations[1].layers: [5] are not layers of {tiny_model_dir} (layers 0-1)" in line
+
+
+# --- arm options and from_run arrays are checked before anything is written (validate and run alike)
+
+
+def _refused_by_validate_and_run(path: Path, capsys) -> list[str]:
+    """Both commands exit 2 with one line and leave no run directory; their two lines."""
+    lines = []
+    for command in (["validate", str(path)], ["run", str(path), "--quiet"]):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+        lines.append(err)
+        assert not (path.parent / "run").exists(), command  # no header, record or attention array written
+    return lines
+
+
+@pytest.mark.parametrize(("arm", "expected"), [
+    ({"arm": "mask_heads", "heads": [[99, 0]]},
+     "mitigations[1].heads: [[99, 0]] are not in this model: {model} has layers 0-1 and heads 0-3 (8 heads)"),
+    ({"arm": "mask_heads", "heads": [[1, 4]]}, "mitigations[1].heads: [[1, 4]] are not in this model"),
+    ({"arm": "mask_heads", "random_k": 1000}, "mitigations[1].random_k: 1000 is above the model's heads: {model} has "
+                                              "layers 0-1 and heads 0-3 (8 heads); use random_k <= 8"),
+    (dict(CALIBRATE, layers=[99]), "mitigations[1].layers: [99] are not layers of {model} (layers 0-1); list layers "
+                                   "from 0 to 1"),
+])
+def test_arm_heads_and_layers_the_model_lacks_are_refused_before_anything_is_written(tmp_path, tiny_model_dir, capsys,
+                                                                                   single_thread, arm, expected):
+    path = _documents_config(tmp_path, tiny_model_dir, depths=[0.0], samples=1, controls=[],
+                             attention={"capture": True}, mitigations=["none", arm])
+    for line in _refused_by_validate_and_run(path, capsys):
+        assert f"{path}: " + expected.format(model=tiny_model_dir) in line
+
+
+@pytest.fixture(scope="module")
+def captured_run(tmp_path_factory, tiny_model_dir) -> Path:
+    """A run of the tiny model with attention captured: two baseline trials, each with its array."""
+    base = tmp_path_factory.mktemp("captured")
+    path = tiny_config(base, tiny_model_dir, context_lengths=[128], depths=[0.0, 1.0], samples=1,
+                       attention={"capture": True, "decode_steps": 2})
+    return run_eval(load_config(path), path, quiet=True, write_report=False).run_dir
+
+
+def _rewrite_npz(path: Path, **changes) -> None:
+    with np.load(path) as data:
+        arrays = {name: data[name] for name in data.files}
+    arrays.update({name: change(arrays[name]) for name, change in changes.items()})
+    np.savez_compressed(path, **arrays)
+
+
+def _three_layers(array: np.ndarray) -> np.ndarray:
+    return np.concatenate([array, array[:1]], axis=0)  # one layer more than the model has
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:300])
+
+
+TAMPERED = {
+    "truncated npz": (_truncate, "corrupt evalkit attention array (File is not a zip file)"),
+    "no needle region": (lambda p: _rewrite_npz(p, region_names=lambda a: np.where(a == "needle", "haystack", a)),
+                         "has no 'needle' region"),
+    "3 layers, the model has 2": (lambda p: _rewrite_npz(p, **dict.fromkeys(
+        ("mass", "remainder", "argmax_position", "argmax_token"), _three_layers)),
+                                  "attention of 3 layers x 4 heads, but {model} has 2 x 4"),
+}
+
+
+@pytest.mark.parametrize("case", TAMPERED)
+def test_a_tampered_from_run_array_is_one_line_naming_the_file(tmp_path, tiny_model_dir, captured_run, capsys,
+                                                             single_thread, case):
+    import shutil
+
+    tamper, expected = TAMPERED[case]
+    source = shutil.copytree(captured_run, tmp_path / "source")
+    first = records(source)[0]["trial_id"]  # the first array read: no other array to compare it with
+    array = source / "attention" / f"{first}.npz"
+    tamper(array)
+    path = tiny_config(tmp_path, tiny_model_dir, context_lengths=[128], depths=[0.5], samples=1, mitigations=[
+        "none", {"arm": "mask_heads", "from_run": str(source), "top_k": 2}])
+    for line in _refused_by_validate_and_run(path, capsys):
+        assert f"{path}: mitigations[1].from_run: {array}: " in line
+        assert expected.format(model=tiny_model_dir) in line
+
+
+def test_a_from_run_folder_without_a_header_is_refused(tmp_path, tiny_model_dir, captured_run, capsys, single_thread):
+    import shutil
+
+    source = shutil.copytree(captured_run, tmp_path / "source")
+    (source / "header.json").unlink()  # records and arrays alone, copied by hand: no run to trust
+    path = tiny_config(tmp_path, tiny_model_dir, context_lengths=[128], depths=[0.5], samples=1, mitigations=[
+        "none", {"arm": "mask_heads", "from_run": str(source), "top_k": 2}])
+    for line in _refused_by_validate_and_run(path, capsys):
+        assert f"{path}: mitigations[1].from_run: {source}: not an evalkit run directory: no header.json" in line

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from evalkit.errors import RunDirError
 from evalkit.config.layouts import Layout, LayoutGrid
 from evalkit.store.format import read_header, read_records, records_files
+from evalkit.store.run_plan import check_in_plan, header_plan
 from evalkit.types import TrialRecord
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,8 @@ def load_header(run_dir: str | Path) -> dict[str, Any]:
 def load_results(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> pd.DataFrame:
     """Load the trial records of one or more run directories into one DataFrame.
 
-    ``paths`` is a run directory, a single records file inside one, or a sequence of either.
+    ``paths`` is a run directory, a single records file inside one, or a sequence of either (one run
+    directory given twice is refused: its trials would count twice).
     Within a run directory ``trials.jsonl`` is read first, then ``trials.<rank>.jsonl`` by rank;
     a trial id recorded twice keeps its last record. A torn last line (left by a killed process) is
     skipped with a logged warning; any other line that is not a valid record (corrupted, a field of the
@@ -106,15 +108,33 @@ def _resolve(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[tup
         if not files:
             raise RunDirError(f"{path}: no trials*.jsonl found; run `evalkit run CONFIG` first")
         runs.append((path, files))
+    _refuse_repeats(items, runs)
     return runs
+
+
+def _refuse_repeats(items: list[str | os.PathLike], runs: list[tuple[Path, list[Path]]]) -> None:
+    """RunDirError when one run directory is given twice (``runA runA``, ``runA ./runA/``, a symlink to it):
+    its trials would count twice. Distinct records files of one run may each be given."""
+    seen: dict[Path, tuple[str | os.PathLike, frozenset[Path] | None]] = {}
+    for item, (run_dir, files) in zip(items, runs):
+        key = run_dir.resolve()
+        one_file = frozenset(p.resolve() for p in files) if Path(item).is_file() else None
+        if key in seen:
+            first, first_file = seen[key]
+            if one_file is None or first_file is None or one_file == first_file:
+                raise RunDirError(f"{item}: is the run directory {first} again ({key}); its trials would count "
+                                  "twice: give each run directory once")
+        seen[key] = (item, one_file)
 
 
 def _load_run(run_dir: Path, files: list[Path]) -> pd.DataFrame:
     """One run directory's records, deduplicated by trial id (last wins), with derived and run columns."""
     header = load_header(run_dir)
+    plan = header_plan(header)
     by_id: dict[str, dict[str, Any]] = {}
     for path in files:
-        for _, record in read_records(path).records:
+        for line, record in read_records(path).records:
+            check_in_plan(path, line, record, plan)  # another run's records copied in are refused, not reported
             by_id.pop(record.trial_id, None)  # re-insert so the row order follows the last record
             by_id[record.trial_id] = {name: getattr(record, name) for name in RECORD_COLUMNS}
     if not by_id:

@@ -24,6 +24,7 @@ from evalkit.report.data.load import load_results
 from evalkit.report.document.viewer_assets import VIEWER_CSS, VIEWER_SCRIPT
 from evalkit.report.document.viewer_data import FOLD_CHARS, MAX_PROMPT_TRIALS, trial_payloads
 from evalkit.report.document.viewer_tokens import FOLD_TOKENS, MAX_TOKEN_TRIALS
+from evalkit.store.format import REPORT_ADVICE, disk_errors
 
 TITLE = "evalkit trial viewer"
 FILTER_LABELS = (("model", "model"), ("task", "task"), ("length", "context length"), ("depth", "depth"),
@@ -107,5 +108,7 @@ def write_viewer(run_dirs: Sequence[str | Path] | str | Path, out: str | Path, *
     trials, counts = trial_payloads(records, fold_chars, max_prompt_trials, fold_tokens)
     note = embedding_note(counts, len(trials), fold_chars, max_prompt_trials, fold_tokens)
     path = Path(out)
-    path.write_text(viewer_html(trials, note, [str(d) for d in dirs]), encoding="utf-8")
+    text = viewer_html(trials, note, [str(d) for d in dirs])
+    with disk_errors(path, "write the viewer", REPORT_ADVICE):  # read-only place, full disk: one line, as report
+        path.write_text(text, encoding="utf-8")
     return path
