@@ -155,12 +155,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from evalkit.run.arms import resolve_arm_heads
     from evalkit.run.plan import count_trials
     from evalkit.run.preflight import check_model_limits, prepare_tasks
-    from evalkit.run.prompt_checks import check_prompts_fit
+    from evalkit.run.prompt_checks import check_prompts_fit, short_line_budgets
 
     config = _load(args)
     tasks = prepare_tasks(config, args.config)
     check_model_limits(config, args.config)
     check_prompts_fit(config, args.config, tasks)
+    notes = short_line_budgets(config, args.config, tasks)
     from evalkit.attention.preflight import check_capture
     from evalkit.attention.token_mass import storage_line
     from evalkit.run.backend_checks import check_backends
@@ -171,6 +172,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     resolve_arm_heads(config, args.config)
     trials = count_trials(config, {name: t.spec for name, t in tasks.items()})  # counted: a large grid stays fast
     print(f"{args.config}: ok ({len(config.models)} models x {len(tasks)} tasks, {trials} trials)")
+    for note in notes:
+        print(f"warning: {note}")
     if config.attention.capture and config.attention.tokens:
         # every context length has the same share of the grid (a cross product); controls only make prompts shorter
         lengths = [length for length in config.context_lengths for _ in range(trials // len(config.context_lengths))]

@@ -25,6 +25,25 @@ from evalkit.tasks.haystacks import FileHaystack
 from evalkit.types import PromptParts, Trial
 
 
+# metrics that score the whole first line of an answer, and the budget Liu et al. give that line (their code: 100)
+WHOLE_LINE_METRICS = ("best_subspan_em",)
+WHOLE_LINE_BUDGET = 100
+
+
+def short_line_budgets(config: EvalConfig, config_path: str | Path, tasks: Mapping[str, PreparedTask]) -> list[str]:
+    """One warning per (model, task) whose metric reads the whole first line while ``max_new_tokens`` is below
+    ``WHOLE_LINE_BUDGET``: generation may stop before the line ends, and a right answer is then scored wrong."""
+    notes = []
+    for index, model_cfg in enumerate(config.models):
+        for name, task in tasks.items():
+            if task.spec.metric in WHOLE_LINE_METRICS and model_cfg.max_new_tokens < WHOLE_LINE_BUDGET:
+                notes.append(f"{config_path}: models[{index}].max_new_tokens: {model_cfg.max_new_tokens} tokens may "
+                             f"cut task {name}'s answers before their line ends ({task.spec.metric} reads the whole "
+                             f"first line; Liu et al. allow {WHOLE_LINE_BUDGET}): set max_new_tokens to "
+                             f"{WHOLE_LINE_BUDGET}, or expect truncated answers (the report counts them)")
+    return notes
+
+
 def check_prompts_fit(config: EvalConfig, config_path: str | Path, tasks: Mapping[str, PreparedTask]) -> None:
     """Raise ``ConfigError`` naming the file, field and numbers when some trial's prompt cannot be built.
 

@@ -57,7 +57,7 @@ from evalkit.run.preflight import (
     prepare_tasks,
     run_header,
 )
-from evalkit.run.prompt_checks import check_prompts_fit
+from evalkit.run.prompt_checks import check_prompts_fit, short_line_budgets
 from evalkit.run.schedule import run_groups_concurrently, run_in_batches, run_with_reuse
 from evalkit.run.trial_record import trial_record
 from evalkit.store.format import REPORT_DIR, run_output, save_trial_attention
@@ -121,6 +121,8 @@ def run_eval(
     tasks = prepare_tasks(config, config_path)
     revisions = check_model_limits(config, config_path)
     check_prompts_fit(config, config_path, tasks)  # before the run directory exists
+    for note in short_line_budgets(config, config_path, tasks):
+        log.warning("%s", note)
     check_backends(config, config_path)  # a backend asked for what it cannot do is refused here too
     # a kernel the family cannot run, or an uncapturable family, is refused before the run dir is written
     kernels = check_capture(config, config_path)

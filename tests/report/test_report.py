@@ -378,3 +378,17 @@ def test_write_report_notes_skipped_trials_and_runs_with_only_skips(tmp_path):
     assert "2 ok, 1 skipped" in report and "No completed trials: 1 trial was skipped." in report
     assert "Skip reasons: too long (1)." in report
     assert not any("dead-model" in p.name for p in paths.charts)
+
+
+@pytest.mark.parametrize(("cut", "stated"), [(12, True), (0, False)])
+def test_the_decision_block_states_the_share_of_cut_off_answers(tmp_path, cut, stated):
+    run = tmp_path / "run"
+    write_header(run)
+    records = grid_records()
+    for record in records[:cut]:
+        record["extra"] = {"truncated": True}
+    write_records(run, records)
+    report = write_report(run, tmp_path / "out").report_md.read_text()
+    decision = report[:report.index("\n## ", report.index("Decision."))]  # the block, up to the next section
+    line = f"**Cut-off answers:** {cut} of {len(records)} trials (20%) used the whole max_new_tokens budget"
+    assert (line in decision) == stated

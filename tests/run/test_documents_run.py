@@ -117,3 +117,29 @@ def test_a_documents_total_too_large_for_the_source_names_the_task_file_field_no
     assert line.startswith(f"error: {path}: tasks[0]: {task}: documents.total: only 39 distractors"), line
     assert "lower documents.total to at most 40" in line and "samples" not in line
 
+
+
+@pytest.mark.parametrize(("budget", "warned"), [(20, True), (100, False)])
+def test_a_whole_line_metric_with_a_short_budget_is_warned_with_the_numbers(tmp_path, tiny_model_dir, capsys, budget,
+                                                                            warned):
+    """Liu et al.'s metric reads the whole first line: 20 tokens cut most NQ answers off (the flagship's did)."""
+    path = documents_config(tmp_path, tiny_model_dir, models=[{"name": str(tiny_model_dir), "device": "cpu",
+                                                                "max_new_tokens": budget}])
+    assert main(["validate", str(path)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    expected = (f"warning: {path}: models[0].max_new_tokens: 20 tokens may cut task docs's answers before their "
+                "line ends (best_subspan_em reads the whole first line; Liu et al. allow 100)")
+    assert [line.startswith(expected) for line in lines] == ([True] if warned else [])
+
+
+def test_the_decision_block_states_a_notable_truncation_rate():
+    import pandas as pd
+
+    from evalkit.report.analysis.truncation import notable_truncation
+
+    def trials(cut: int, total: int) -> pd.DataFrame:
+        return pd.DataFrame({"extra": [{"truncated": i < cut} for i in range(total)]})
+
+    assert notable_truncation(trials(197, 280)) == (197, 280)
+    assert notable_truncation(trials(3, 100)) is None  # 3% and below: not stated
+    assert notable_truncation(trials(4, 100)) == (4, 100)

@@ -29,6 +29,7 @@ from statsmodels.stats.proportion import proportion_effectsize
 from evalkit.report.analysis.indices import DEFAULT_THRESHOLD, completed_trials, effective_context_length
 from evalkit.report.analysis.recommend import layout_accuracy, layout_pairs, layout_trials
 from evalkit.report.analysis.stats import difference_interval, wilson_interval, wilson_intervals
+from evalkit.report.analysis.truncation import notable_truncation
 from evalkit.report.data.documents import fraction_position, on_fraction_axis, single_documents_total
 from evalkit.report.data.labels import layout_labels
 
@@ -118,6 +119,7 @@ class ModelDecision:
     question: OpenQuestion | None
     # documents tasks only (all of the variant's trials, one K): cells are gold positions, ``depth`` = index / (K - 1)
     documents_total: int | None = None
+    truncation: tuple[int, int] | None = None  # (cut-off answers, trials) when notable (``truncation.py``)
 
 
 def verdict_of(ci_low: float, ci_high: float) -> str:
@@ -252,7 +254,7 @@ def model_decisions(df: pd.DataFrame, controls: pd.DataFrame,
         question = _layout_question(choice) or _depth_question(lengths, total)
         out.append(ModelDecision(model, variant, lengths, choice, effective,
                                  controls[controls["variant"].astype("str") == variant] if not controls.empty
-                                 else controls, question, total))
+                                 else controls, question, total, notable_truncation(trials)))
     return tuple(out)
 
 

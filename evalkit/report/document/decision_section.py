@@ -91,6 +91,13 @@ def controls_line(controls: pd.DataFrame) -> tuple | None:
     return (Strong("Controls: "), "; ".join(parts))
 
 
+def truncation_line(truncated: int, trials: int) -> tuple:
+    """The share of answers cut off by max_new_tokens: accuracy is then a lower bound."""
+    return (Strong("Cut-off answers: "), f"{truncated} of {trials} trials ({truncated / trials:.0%}) used the whole "
+            "max_new_tokens budget without a stop token; a metric that reads the whole line may score them wrong, "
+            "so accuracy here is a lower bound: raise max_new_tokens.")
+
+
 def question_line(question: OpenQuestion | None, lengths: tuple[LengthVerdict, ...]) -> tuple:
     """What the data cannot tell yet, with a power estimate for the observed gap."""
     if question is None:
@@ -138,6 +145,8 @@ def decision_blocks(data: ReportData, decisions: tuple[ModelDecision, ...],
         controls = controls_line(decision.controls)
         if controls is not None:
             items.append(controls)
+        if decision.truncation is not None:
+            items.append(truncation_line(*decision.truncation))
         items.append(question_line(decision.question, decision.lengths))
         blocks.append(Bullets(tuple(items)))
     return blocks

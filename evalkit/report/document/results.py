@@ -11,6 +11,7 @@ from evalkit.report.document.findings import finding_text, pct
 from evalkit.report.analysis.indices import BANDS
 from evalkit.report.data.labels import control_labels
 from evalkit.report.analysis.stats import wilson_interval
+from evalkit.report.analysis.truncation import truncated_count
 from evalkit.report.data.documents import accuracy_label, position_text, sentence_case, task_metric
 from evalkit.report.document.documents_section import document_finding
 from evalkit.report.document.sections import CONTROL_MEANING, ReportData, ci_cell, series_label
@@ -48,13 +49,6 @@ def variant_blocks(data: ReportData, charts: dict[tuple[str, str], list[Path]]) 
             table = document_cell_table(data, variant, task) if documents else cell_table(rows)
             blocks.append(Details(f"Table: every cell of {label}", (table,)))
     return blocks
-
-
-def truncated_count(trials: pd.DataFrame) -> int:
-    """Trials whose record says ``extra["truncated"]`` (the generation hit max_new_tokens)."""
-    if "extra" not in trials:
-        return 0
-    return int(sum(bool(isinstance(e, dict) and e.get("truncated")) for e in trials["extra"]))
 
 
 def cell_table(rows: pd.DataFrame) -> Table:
