@@ -121,12 +121,12 @@ def run_eval(
     tasks = prepare_tasks(config, config_path)
     revisions = check_model_limits(config, config_path)
     check_prompts_fit(config, config_path, tasks)  # before the run directory exists
-    for note in short_line_budgets(config, config_path, tasks):
-        log.warning("%s", note)
     check_backends(config, config_path)  # a backend asked for what it cannot do is refused here too
     # a kernel the family cannot run, or an uncapturable family, is refused before the run dir is written
     kernels = check_capture(config, config_path)
     arm_heads = resolve_arm_heads(config, config_path)  # a from_run arm reads that run before this one starts
+    for note in short_line_budgets(config, config_path, tasks):  # once nothing is refused: a refusal stays one line
+        log.warning("%s", note)
     trials = expand(config, {name: t.spec for name, t in tasks.items()}, revisions)
     if limit is not None:
         trials = limit_trials(trials, limit)
