@@ -22,7 +22,7 @@ from typing import Any
 from evalkit.config.yaml_io import path_problem
 from evalkit.errors import TaskError
 from evalkit.tasks.document_spec import DocumentsSpec, JsonlSource, LiuKvSource, LiuQaSource
-from evalkit.scoring import liu_normalize
+from evalkit.scoring import subspan_normalize
 
 
 @dataclass(frozen=True)
@@ -170,14 +170,14 @@ class DistractorRetriever:
         logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
         unique = list(dict.fromkeys(pool))  # a passage gold for two questions is one candidate
         self._pool = unique
-        self._normalised = [liu_normalize(f"{doc.title} {doc.text}") for doc in unique]
+        self._normalised = [subspan_normalize(f"{doc.title} {doc.text}") for doc in unique]
         self._retriever = bm25s.BM25()
         tokens = bm25s.tokenize([f"{doc.title} {doc.text}" for doc in unique], stopwords="en", show_progress=False)
         self._retriever.index(tokens, show_progress=False)
 
     def distractors(self, question: str, answers: tuple[str, ...], gold: Document, count: int) -> tuple[Document, ...]:
         """``count`` pool documents most similar to ``question``, none the gold or holding an alias."""
-        aliases = [a for a in map(liu_normalize, answers) if a]
+        aliases = [a for a in map(subspan_normalize, answers) if a]
         query = self._bm25s.tokenize([question], stopwords="en", return_ids=False, show_progress=False)
         if not query[0]:  # a question of stop words only: fall back to the pool's order
             ranked = list(range(len(self._pool)))

@@ -240,7 +240,8 @@ class TaskSpec(BaseModel):
         None, description="real documents, one of them gold (tasks/document_spec.py), instead of a needle"
     )
     metric: Literal[METRICS] = Field(  # type: ignore[valid-type]
-        "contains", description="what `correct` means: contains, exact_match, best_subspan_em or keyword_recall"
+        "contains", description="what `correct` means: contains, exact_match, liu (Liu et al.'s exact metric), "
+        "subspan_em (its lenient variant; best_subspan_em is its older name) or keyword_recall"
     )
     keyword_threshold: float = Field(0.6, gt=0.0, le=1.0, description="keyword_recall: share needed to be correct")
 

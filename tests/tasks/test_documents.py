@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from evalkit.errors import TaskError
-from evalkit.scoring import liu_normalize
+from evalkit.scoring import subspan_normalize
 from evalkit.tasks.document_spec import DocumentsSpec
 from evalkit.tasks.documents import Document, DocumentCorpus
 
@@ -39,8 +39,8 @@ def test_retrieved_distractors_hold_no_alias_and_are_ranked_by_bm25():
         assert len(example.distractors) == 5 and example.gold not in example.distractors
         assert len(set(example.distractors)) == 5
         for doc in example.distractors:  # no distractor can answer: none contains a normalised alias
-            text = liu_normalize(f"{doc.title} {doc.text}")
-            assert not any(liu_normalize(alias) in text for alias in example.answers)
+            text = subspan_normalize(f"{doc.title} {doc.text}")
+            assert not any(subspan_normalize(alias) in text for alias in example.answers)
 
 
 def test_the_top_distractor_shares_words_with_the_question():

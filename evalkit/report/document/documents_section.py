@@ -19,6 +19,7 @@ from evalkit.report.analysis.document_positions import (
 from evalkit.report.data.documents import (
     accuracy_label,
     metric_name,
+    metric_note,
     position_axis_label,
     position_text,
     sentence_case,
@@ -132,6 +133,14 @@ def document_finding(data: ReportData, variant: str, task: str) -> str:
     return shape_sentence(cells, pairs, task_metric(data.df, task))
 
 
+def _metric_para(metric: str) -> Para:
+    """The note naming the task's primary metric (its ``metric:`` value) and saying what it is."""
+    note = metric_note(metric)
+    return Para((f"Primary metric: {metric_name(metric)} (", Code(f"metric: {metric}"), "; the records' ",
+                 Code("correct"), " is this metric, and so is every accuracy of this task)",
+                 f": {note}." if note else "."), kind="note")
+
+
 def documents_blocks(data: ReportData, charts: dict[tuple[str, str], list[Path]]) -> list[Block]:
     """The section (nothing when no task has documents)."""
     if data.positions.empty:
@@ -150,8 +159,7 @@ def documents_blocks(data: ReportData, charts: dict[tuple[str, str], list[Path]]
         metric = task_metric(data.df, task)
         blocks += [Heading(3, f"Task {task}"), position_table(data, task)]
         if metric != "contains":
-            blocks.append(Para((f"Primary metric: {metric_name(metric)} (the records' ", Code("correct"),
-                                " is this metric); every accuracy of this task is that metric."), kind="note"))
+            blocks.append(_metric_para(metric))
         for variant in [v for v in data.variants if v in set(cells["variant"].astype("str"))]:
             pairs = data.position_pairs[(data.position_pairs["variant"] == variant)
                                         & (data.position_pairs["task"] == task)]
