@@ -160,6 +160,16 @@ def test_liu_metric_is_their_code_and_subspan_em_is_the_lenient_one(generated, a
         assert (score.liu, score.best_subspan_em) == (liu, lenient)
 
 
+@pytest.mark.parametrize("metric", ["contains", "exact_match", "keyword_recall", "subspan_em"])
+def test_an_alias_that_normalises_to_nothing_is_left_out_of_the_other_metrics(metric):
+    # NQ row 1452's aliases: "*" would match every answer (keyword recall) or could not be scored at all (contains)
+    aliases = ["a rotationally symmetric saltire", "the symbol ×", "*"]
+    assert not score_with_aliases("I do not know", aliases, metric=metric).correct
+    assert score_with_aliases("The symbol ×.", aliases, metric=metric).correct
+    with pytest.raises(ValueError, match="every gold alias"):
+        score_with_aliases("anything", ["*", "The."], metric=metric)
+
+
 def test_keyword_recall_tolerates_inflection_and_counts_content_words():
     assert keyword_recall("riding a cable car and watching the sunset", "ride a cable car and watch the sunset") == 1.0
     assert keyword_recall("a cable car", "ride a cable car and watch the sunset") == pytest.approx(2 / 5)
