@@ -136,7 +136,7 @@ def test_controls_are_the_papers_baselines(smollm2_tokenizer):
     assert decode_exact(smollm2_tokenizer, closed.prompt.input_ids) == \
         (DATA / "closedbook_qa.prompt").read_text().rstrip("\n").format(question=example.question)
     assert closed.documents_total == 0 and closed.prompt.regions["needle"].length == 0
-    oracle = build(smollm2_tokenizer, task, depth=float("nan"), control="oracle", length=0)
+    oracle = build(smollm2_tokenizer, task, depth=float("nan"), control="oracle")
     assert decode_exact(smollm2_tokenizer, oracle.prompt.input_ids) == liu_qa_prompt("qa.prompt", example.question,
                                                                                      [example.gold])
     assert (oracle.gold_document_index, oracle.documents_total) == (0, 1)
