@@ -164,6 +164,23 @@ def subspan_em(generated: str, aliases: Sequence[str]) -> bool:
     return any(gold and gold in prediction for gold in map(subspan_normalize, aliases))
 
 
+def contains_answer(text: str, aliases: Sequence[str], metric: str) -> bool:
+    """Whether ``text`` (a question) holds a gold alias by ``metric``'s normalisation, so an echo of it scores right.
+
+    ``liu``: a normalised alias is a substring (one that normalises to nothing is in every text, as in Liu et al.'s
+    metric); ``subspan_em``: the same, normalised leniently, empty aliases ignored; the other metrics: an alias's
+    normalised tokens are a whole-token run of the text's.
+    """
+    line = " ".join(text.splitlines())  # the subspan metrics read one line
+    if metric == "liu":
+        return liu_subspan_em(line, aliases)
+    if metric in ("subspan_em", "best_subspan_em"):
+        return subspan_em(line, aliases)
+    tokens = normalize_answer(text).split()
+    golds = (normalize_answer(alias).split() for alias in aliases)
+    return any(gold and _contains_tokens(tokens, gold) for gold in golds)
+
+
 def _stem(word: str) -> str:
     for suffix in _SUFFIXES:
         if len(word) > len(suffix) + 2 and word.endswith(suffix):

@@ -78,7 +78,7 @@ def test_gold_that_normalises_to_nothing_is_refused(gold: str) -> None:
 # ---------------------------------------------------------------- best-subspan EM, keyword recall, aliases
 
 from evalkit.scoring import (  # noqa: E402
-    keyword_recall, liu_normalize, liu_subspan_em, score_with_aliases, subspan_em, subspan_normalize,
+    contains_answer, keyword_recall, liu_normalize, liu_subspan_em, score_with_aliases, subspan_em, subspan_normalize,
 )
 
 
@@ -168,6 +168,22 @@ def test_an_alias_that_normalises_to_nothing_is_left_out_of_the_other_metrics(me
     assert score_with_aliases("The symbol ×.", aliases, metric=metric).correct
     with pytest.raises(ValueError, match="every gold alias"):
         score_with_aliases("anything", ["*", "The."], metric=metric)
+
+
+def test_a_question_contains_its_answer_by_the_metrics_normalisation():
+    assert contains_answer("what is the main mineral in lithium batteries", ["Lithium", "lithium"], "contains")
+    assert contains_answer("What is the main mineral in Lithium batteries?", ["Lithium"], "liu")
+    # whole tokens for contains, substrings for the subspan metrics
+    assert not contains_answer("who was the parisian painter", ["Paris"], "contains")
+    assert contains_answer("who was the parisian painter", ["Paris"], "liu")
+    assert contains_answer("who was the parisian painter", ["Paris"], "subspan_em")
+    # NQ row 1452's "*" is in every question by Liu et al.'s metric (every answer scores right), in none by the others
+    aliases = ["a rotationally symmetric saltire", "the symbol ×", "*"]
+    for metric, expected in (("liu", True), ("subspan_em", False), ("contains", False), ("keyword_recall", False)):
+        assert contains_answer("what is the flag of scotland", aliases, metric) is expected
+    # a curly apostrophe is not punctuation to Liu et al.
+    assert not contains_answer("who sang destiny's child songs", ["Destiny’s Child"], "liu")
+    assert contains_answer("who sang destiny's child songs", ["Destiny’s Child"], "subspan_em")
 
 
 def test_keyword_recall_tolerates_inflection_and_counts_content_words():

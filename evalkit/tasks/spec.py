@@ -309,6 +309,10 @@ class TaskSpec(BaseModel):
         for name, default in (("metric", "contains"), ("keyword_threshold", 0.6)):
             if data.get(name) == default:
                 data.pop(name)
+        if data.get("documents") and data["documents"].get("keep_self_answering"):
+            # keeping them samples as before the option existed: older runs keep their hash; leaving them out
+            # (the default) changes which question a sample asks, so that hash is a new one
+            data["documents"].pop("keep_self_answering")
         text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 

@@ -166,6 +166,20 @@ def test_position_table_cells_are_wilson_by_hand_with_controls(tmp_path):
     assert "- **gold document position**: documents tasks (docs_qa)" in markdown
 
 
+@pytest.mark.parametrize(("extra", "stated"), [
+    (lambda record: {"self_answering_left_out": 53},
+     "53 questions of the source contain their own answer by this metric (an echo of the question would score "
+     "right, closed book included) and were left out of the samples (`documents.keep_self_answering: true` keeps"),
+    (lambda record: {"self_answering": True} if record["sample"] in (3, 5) else {},
+     "2 of the questions asked contain their own answer by this metric (an echo of the question scores right, "
+     "closed book included): kept by `documents.keep_self_answering`."),
+])
+def test_the_report_states_the_self_answering_questions_left_out_or_kept(tmp_path, extra, stated):
+    records = grid_records(U_GRID, K, N) + control_records(2, 11, N)
+    run = write_doc_run(tmp_path / "run", [{**r, "extra": {**r["extra"], **extra(r)}} for r in records])
+    assert stated in write_report(run, tmp_path / "report").report_md.read_text()
+
+
 def test_paired_comparisons_and_u_curve_by_hand(tmp_path):
     run, paths = _report(tmp_path, U_GRID)
     pairs = position_pairs(add_variants(load_results(run))).set_index("comparison")

@@ -141,6 +141,24 @@ def _metric_para(metric: str) -> Para:
                  f": {note}." if note else "."), kind="note")
 
 
+def _self_answering_paras(records: pd.DataFrame) -> list[Block]:
+    """The note on questions that contain their own answer: how many were left out, or how many asked were such."""
+    if "extra" not in records.columns:
+        return []
+    extras = records["extra"].map(lambda e: e if isinstance(e, dict) else {})
+    left_out = max((int(e.get("self_answering_left_out") or 0) for e in extras), default=0)
+    asked = records.loc[extras.map(lambda e: bool(e.get("self_answering"))).astype(bool), "sample"].nunique()
+    if left_out:
+        return [Para((f"{left_out} questions of the source contain their own answer by this metric (an echo of the "
+                      "question would score right, closed book included) and were left out of the samples (",
+                      Code("documents.keep_self_answering: true"), " keeps them)."), kind="note")]
+    if asked:
+        return [Para((f"{asked} of the questions asked contain their own answer by this metric "
+                      "(an echo of the question scores right, closed book included): kept by ",
+                      Code("documents.keep_self_answering"), "."), kind="note")]
+    return []
+
+
 def documents_blocks(data: ReportData, charts: dict[tuple[str, str], list[Path]]) -> list[Block]:
     """The section (nothing when no task has documents)."""
     if data.positions.empty:
@@ -160,6 +178,7 @@ def documents_blocks(data: ReportData, charts: dict[tuple[str, str], list[Path]]
         blocks += [Heading(3, f"Task {task}"), position_table(data, task)]
         if metric != "contains":
             blocks.append(_metric_para(metric))
+        blocks += _self_answering_paras(data.df[data.df["task"] == task])
         for variant in [v for v in data.variants if v in set(cells["variant"].astype("str"))]:
             pairs = data.position_pairs[(data.position_pairs["variant"] == variant)
                                         & (data.position_pairs["task"] == task)]
