@@ -12,8 +12,16 @@ A task picks its primary metric (``metric:``, what ``correct`` means); every met
 - ``contains`` (default): the normalised gold tokens appear as a contiguous run of whole tokens in the
   normalised output, so gold "123" is not found in "91234" nor "1234";
 - ``exact_match``: see below;
-- ``best_subspan_em``: Liu et al. 2023's metric, as their code computes it: the output's first line,
-  normalised the SQuAD way (punctuation deleted), contains a normalised alias as a substring;
+- ``liu``: Liu et al. 2023's ``best_subspan_em``, a transcription of their code
+  (``lost_in_the_middle/metrics.py`` and ``scripts/evaluate_qa_responses.py``): the output's first line,
+  stripped, normalised by their SQuAD ``normalize_answer`` (lower case, ASCII ``string.punctuation``
+  deleted, articles a/an/the removed, single spaces) contains a normalised alias as a substring. Their
+  quirks are kept: a curly apostrophe or an en dash is not punctuation to them ("Destiny’s Child" does not
+  match the alias "Destiny's Child"), and an alias that normalises to nothing (NQ's ``*``) is a substring
+  of every answer, so every answer to that question is right;
+- ``subspan_em``: evalkit's lenient variant of ``liu``: every Unicode punctuation mark (category P*) is
+  deleted too, so typographic and ASCII forms match, and an alias that normalises to nothing is ignored.
+  ``best_subspan_em`` is its former name, still accepted so older task files and runs read as before;
 - ``keyword_recall``: the share of the gold answer's content words (stop words left out, light suffix
   stemming: "riding" and "ride" are one word) found in the output; correct at ``keyword_threshold``.
 
@@ -32,9 +40,20 @@ from collections.abc import Sequence
 
 from evalkit.types import Score
 
-METRICS = ("contains", "exact_match", "best_subspan_em", "keyword_recall")
-METRIC_LABELS = {"contains": "answer contained", "exact_match": "exact match",
-                 "best_subspan_em": "best-subspan EM", "keyword_recall": "keyword recall"}
+METRICS = ("contains", "exact_match", "liu", "subspan_em", "best_subspan_em", "keyword_recall")
+METRIC_LABELS = {"contains": "answer contained", "exact_match": "exact match", "liu": "Liu et al.'s best-subspan EM",
+                 "subspan_em": "lenient subspan EM", "best_subspan_em": "lenient subspan EM",
+                 "keyword_recall": "keyword recall"}
+# what a report says each metric is (one sentence; the module docstring has the detail)
+METRIC_NOTES = {
+    "liu": "Liu et al.'s best_subspan_em exactly as their code computes it: the answer's first line, with ASCII "
+           "punctuation and articles removed, contains a normalised alias (an alias that normalises to nothing "
+           "counts every answer right)",
+    "subspan_em": "evalkit's lenient variant of Liu et al.'s best_subspan_em: the answer's first line contains a "
+                  "normalised alias, with every Unicode punctuation mark removed (not only ASCII) and empty aliases "
+                  "ignored",
+}
+METRIC_NOTES["best_subspan_em"] = METRIC_NOTES["subspan_em"] + " (named best_subspan_em by older task files)"
 # function words left out of keyword recall: they carry no part of an answer's content
 _STOP_WORDS = frozenset(
     "a an the and or but of to in on at by for with from as is are was were be been being it its this that these "
@@ -44,6 +63,7 @@ _STOP_WORDS = frozenset(
 _SUFFIXES = ("ing", "ed", "es", "s", "e")
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
+_ASCII_PUNCTUATION = frozenset(string.punctuation)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")  # a period inside "3.14" is followed by a digit, not space
 
 
@@ -108,21 +128,57 @@ def score_answer(generated: str, gold: str, answer_prefix: str = "") -> Score:
     return Score(correct=correct, exact_match=exact)
 
 
-def liu_normalize(text: str) -> str:
-    """Liu et al.'s (SQuAD's) normalisation: lower case, punctuation deleted, articles removed, single spaces."""
+def subspan_normalize(text: str) -> str:
+    """``subspan_em``'s normalisation: lower case, every punctuation mark (ASCII or Unicode) deleted, articles
+    removed, single spaces."""
     text = "".join(char for char in text.lower() if not _is_punctuation(char))
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
-def best_subspan_em(generated: str, aliases: Sequence[str]) -> bool:
-    """Whether the output's first line, normalised, contains any normalised alias (Liu et al. 2023).
+def liu_normalize(text: str) -> str:
+    """Liu et al.'s ``normalize_answer`` (SQuAD's), step for step: lower case, ASCII ``string.punctuation``
+    deleted (a curly apostrophe or an en dash stays), articles a/an/the removed, single spaces."""
+    text = "".join(char for char in text.lower() if char not in _ASCII_PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
 
-    Only the first line counts, as in the paper's code (a model copying the context cannot score); like that
-    code, an output that opens with a line break has an empty first line.
+
+def _first_line(generated: str) -> str:
+    # Liu et al. score only the first line (a model copying the context cannot score); an output opening with a
+    # line break has an empty first line
+    return generated.split("\n")[0].strip()
+
+
+def liu_subspan_em(generated: str, aliases: Sequence[str]) -> bool:
+    """Liu et al.'s ``best_subspan_em`` on the output's first line: any normalised alias is a substring of it.
+
+    As in their code, an alias that normalises to "" (NQ's ``*``) is a substring of every answer.
     """
-    first_line = generated.split("\n")[0].strip()
-    prediction = liu_normalize(first_line)
-    return any(gold and gold in prediction for gold in map(liu_normalize, aliases))
+    prediction = liu_normalize(_first_line(generated))
+    return any(liu_normalize(gold) in prediction for gold in aliases)
+
+
+def subspan_em(generated: str, aliases: Sequence[str]) -> bool:
+    """Whether the output's first line, normalised (``subspan_normalize``), contains any non-empty normalised
+    alias: ``liu_subspan_em`` with Unicode punctuation deleted as well and empty aliases ignored."""
+    prediction = subspan_normalize(_first_line(generated))
+    return any(gold and gold in prediction for gold in map(subspan_normalize, aliases))
+
+
+def contains_answer(text: str, aliases: Sequence[str], metric: str) -> bool:
+    """Whether ``text`` (a question) holds a gold alias by ``metric``'s normalisation, so an echo of it scores right.
+
+    ``liu``: a normalised alias is a substring (one that normalises to nothing is in every text, as in Liu et al.'s
+    metric); ``subspan_em``: the same, normalised leniently, empty aliases ignored; the other metrics: an alias's
+    normalised tokens are a whole-token run of the text's.
+    """
+    line = " ".join(text.splitlines())  # the subspan metrics read one line
+    if metric == "liu":
+        return liu_subspan_em(line, aliases)
+    if metric in ("subspan_em", "best_subspan_em"):
+        return subspan_em(line, aliases)
+    tokens = normalize_answer(text).split()
+    golds = (normalize_answer(alias).split() for alias in aliases)
+    return any(gold and _contains_tokens(tokens, gold) for gold in golds)
 
 
 def _stem(word: str) -> str:
@@ -149,16 +205,23 @@ def score_with_aliases(
     generated: str, aliases: Sequence[str], answer_prefix: str = "", metric: str = "contains",
     keyword_threshold: float = 0.6,
 ) -> Score:
-    """Every metric over the best alias, with ``correct`` the task's primary ``metric`` (one of METRICS)."""
+    """Every metric over the best alias, with ``correct`` the task's primary ``metric`` (one of METRICS).
+
+    An alias that normalises to nothing (NQ's ``*``) is left out of every metric but ``liu`` (which keeps Liu et
+    al.'s behaviour); ValueError when no alias is left.
+    """
     if metric not in METRICS:
         raise ValueError(f"metric {metric!r} is not one of {', '.join(METRICS)}")
-    scores = [score_answer(generated, alias, answer_prefix) for alias in aliases]
+    scorable = [alias for alias in aliases if normalize_answer(alias)]
+    if not scorable:
+        raise ValueError(f"every gold alias of {list(aliases)!r} is empty after normalisation; it cannot be scored")
+    scores = [score_answer(generated, alias, answer_prefix) for alias in scorable]
     contains, exact = any(s.correct for s in scores), any(s.exact_match for s in scores)
-    subspan = best_subspan_em(generated, aliases)
-    recall = max(keyword_recall(generated, alias) for alias in aliases)
-    primary = {"contains": contains, "exact_match": exact, "best_subspan_em": subspan,
-               "keyword_recall": recall >= keyword_threshold}[metric]
-    return Score(correct=primary, exact_match=exact, metric=metric, best_subspan_em=subspan,
+    subspan, liu = subspan_em(generated, scorable), liu_subspan_em(generated, aliases)
+    recall = max(keyword_recall(generated, alias) for alias in scorable)
+    primary = {"contains": contains, "exact_match": exact, "liu": liu, "subspan_em": subspan,
+               "best_subspan_em": subspan, "keyword_recall": recall >= keyword_threshold}[metric]
+    return Score(correct=primary, exact_match=exact, metric=metric, best_subspan_em=subspan, liu=liu,
                  keyword_recall=round(recall, 4))
 
 

@@ -161,8 +161,10 @@ class Score:
     correct: bool  # the task's primary metric (``metric``) says the answer is right
     exact_match: bool  # normalised output (answer prefix stripped) equals normalised gold
     metric: str = "contains"  # which metric ``correct`` is (evalkit/scoring.py METRICS)
-    best_subspan_em: bool | None = None  # Liu et al.: the normalised output contains a normalised alias
+    # evalkit's lenient subspan EM (metric ``subspan_em``; the field keeps its older name, so old records read alike)
+    best_subspan_em: bool | None = None
     keyword_recall: float | None = None  # share of the gold answer's content words in the output
+    liu: bool | None = None  # Liu et al.'s best_subspan_em exactly as their code computes it (metric ``liu``)
 
 
 @dataclass(frozen=True)
@@ -220,8 +222,9 @@ class TrialRecord:
     document_spans: list | None = None  # [[token_start, token_end], ...] of each document, in prompt order
     # scoring: which metric ``correct`` is, and the other metrics where the task computes them
     metric: str = "contains"
-    best_subspan_em: bool | None = None
+    best_subspan_em: bool | None = None  # the lenient ``subspan_em`` (its older name; evalkit/scoring.py)
     keyword_recall: float | None = None
+    liu: bool | None = None  # Liu et al.'s exact metric (None in records written before it existed)
     extra: dict[str, object] = field(default_factory=dict)
     schema_version: int = 2
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import string
+
 import pytest
 
 from evalkit.scoring import normalize_answer, score_answer
@@ -75,7 +77,9 @@ def test_gold_that_normalises_to_nothing_is_refused(gold: str) -> None:
 
 # ---------------------------------------------------------------- best-subspan EM, keyword recall, aliases
 
-from evalkit.scoring import best_subspan_em, keyword_recall, liu_normalize, score_with_aliases  # noqa: E402
+from evalkit.scoring import (  # noqa: E402
+    contains_answer, keyword_recall, liu_normalize, liu_subspan_em, score_with_aliases, subspan_em, subspan_normalize,
+)
 
 
 @pytest.mark.parametrize("generated, aliases, expected", [
@@ -89,13 +93,97 @@ from evalkit.scoring import best_subspan_em, keyword_recall, liu_normalize, scor
     ("parisian", ["Paris"], True),                                     # a substring match, as in the paper's code
     ("An apple a day", ["the apple"], True),                           # articles on both sides removed
 ])
-def test_best_subspan_em_hand_cases(generated, aliases, expected):
-    assert best_subspan_em(generated, aliases) is expected
+def test_subspan_em_hand_cases(generated, aliases, expected):
+    assert subspan_em(generated, aliases) is expected
+    assert liu_subspan_em(generated, aliases) is expected  # no Unicode punctuation here: both agree
 
 
 def test_liu_normalisation_deletes_punctuation_where_evalkits_spaces_it():
     assert liu_normalize("The key:123, (a) test!") == "key123 test"
+    assert subspan_normalize("The key:123, (a) test!") == "key123 test"
     assert normalize_answer("The key:123, (a) test!") == "key 123 test"
+
+
+def _liu_normalize_answer(s: str) -> str:
+    """Liu et al.'s normalize_answer (lost_in_the_middle/metrics.py, from SQuAD), transcribed step for step."""
+    import regex
+
+    def remove_articles(text):
+        return regex.sub(r"\b(a|an|the)\b", " ", text)
+
+    def white_space_fix(text):
+        return " ".join(text.split())
+
+    def remove_punc(text):
+        exclude = set(string.punctuation)
+        return "".join(ch for ch in text if ch not in exclude)
+
+    def lower(text):
+        return text.lower()
+
+    return white_space_fix(remove_articles(remove_punc(lower(s))))
+
+
+def _liu_best_subspan_em(model_answer: str, ground_truths: list[str]) -> float:
+    """Liu et al.'s scoring of one answer: evaluate_qa_responses.py's first line, then metrics.best_subspan_em."""
+    normalized_prediction = _liu_normalize_answer(model_answer.split("\n")[0].strip())
+    for ground_truth in ground_truths:
+        if _liu_normalize_answer(ground_truth).lower() in normalized_prediction.lower():
+            return 1.0
+    return 0.0
+
+
+# the audit's cases: a curly apostrophe and an en dash are not punctuation to Liu et al.; NQ row 1452's alias "*"
+# normalises to "", a substring of every answer
+LIU_CASES = [
+    ("Destiny’s Child", ["Destiny's Child"], False, True),
+    ("Destiny's Child", ["Destiny’s Child"], False, True),
+    ("21-23 February", ["21–23 February"], False, True),
+    ("It was held 21–23 February.", ["21–23 February"], True, True),
+    ("I do not know", ["a rotationally symmetric saltire", "the symbol ×", "*"], True, False),
+    ("", ["the symbol ×", "*"], True, False),
+    ("October 2003 – present", ["October\xa02003\xa0– present"], True, True),
+    ("The U.S.A.", ["USA"], True, True),
+    ("Röntgen\nWilhelm Conrad Röntgen", ["Wilhelm Conrad Röntgen"], False, False),
+]
+
+
+@pytest.mark.parametrize("generated, aliases, liu, lenient", LIU_CASES)
+def test_liu_metric_is_their_code_and_subspan_em_is_the_lenient_one(generated, aliases, liu, lenient):
+    assert _liu_best_subspan_em(generated, aliases) == float(liu)  # the transcription agrees with the audit
+    assert liu_subspan_em(generated, aliases) is liu
+    assert all(liu_normalize(text) == _liu_normalize_answer(text) for text in [generated, *aliases])
+    assert subspan_em(generated, aliases) is lenient
+    for metric, expected in (("liu", liu), ("subspan_em", lenient), ("best_subspan_em", lenient)):
+        score = score_with_aliases(generated, aliases, metric=metric)
+        assert score.correct is expected and score.metric == metric
+        assert (score.liu, score.best_subspan_em) == (liu, lenient)
+
+
+@pytest.mark.parametrize("metric", ["contains", "exact_match", "keyword_recall", "subspan_em"])
+def test_an_alias_that_normalises_to_nothing_is_left_out_of_the_other_metrics(metric):
+    # NQ row 1452's aliases: "*" would match every answer (keyword recall) or could not be scored at all (contains)
+    aliases = ["a rotationally symmetric saltire", "the symbol ×", "*"]
+    assert not score_with_aliases("I do not know", aliases, metric=metric).correct
+    assert score_with_aliases("The symbol ×.", aliases, metric=metric).correct
+    with pytest.raises(ValueError, match="every gold alias"):
+        score_with_aliases("anything", ["*", "The."], metric=metric)
+
+
+def test_a_question_contains_its_answer_by_the_metrics_normalisation():
+    assert contains_answer("what is the main mineral in lithium batteries", ["Lithium", "lithium"], "contains")
+    assert contains_answer("What is the main mineral in Lithium batteries?", ["Lithium"], "liu")
+    # whole tokens for contains, substrings for the subspan metrics
+    assert not contains_answer("who was the parisian painter", ["Paris"], "contains")
+    assert contains_answer("who was the parisian painter", ["Paris"], "liu")
+    assert contains_answer("who was the parisian painter", ["Paris"], "subspan_em")
+    # NQ row 1452's "*" is in every question by Liu et al.'s metric (every answer scores right), in none by the others
+    aliases = ["a rotationally symmetric saltire", "the symbol ×", "*"]
+    for metric, expected in (("liu", True), ("subspan_em", False), ("contains", False), ("keyword_recall", False)):
+        assert contains_answer("what is the flag of scotland", aliases, metric) is expected
+    # a curly apostrophe is not punctuation to Liu et al.
+    assert not contains_answer("who sang destiny's child songs", ["Destiny’s Child"], "liu")
+    assert contains_answer("who sang destiny's child songs", ["Destiny’s Child"], "subspan_em")
 
 
 def test_keyword_recall_tolerates_inflection_and_counts_content_words():

@@ -30,6 +30,12 @@ def trial_variant(control: str, layout_pairs: Sequence[tuple[str, object]],
     return variant
 
 
+def id_length(control: str, context_length: int) -> int:
+    """The context length a trial's id is made of: 0 for the oracle, whose prompt has no haystack and so does not
+    depend on the length (the record carries its cell's length; older runs' oracle ids stay as they were)."""
+    return 0 if control == "oracle" else context_length
+
+
 def trial_id(
     *, model: str, revision: str, task: str, task_hash: str, context_length: int, depth: float | None,
     sample: int, config_seed: int, variant: Mapping[str, object] | None = None,

@@ -5,6 +5,7 @@ Controls (config ``controls:``) separate retrieval from guessing:
 - ``closed_book``: the same question over haystack of the same length with no needle (guessing and
   leakage; the ``needle`` region is empty);
 - ``oracle``: the needle (all needles of a multi-needle task) and the question with no haystack (the ceiling);
+  once per sample, its record in the grid's largest length (``prompt_tokens`` is its own length);
 - ``dummy_needle``: a content-free sentence of exactly the needle's token length in the needle's place
   (same haystack, same position), so its attention mass is the baseline of Hsieh et al. 2024 (Found in
   the Middle): needle mass minus dummy mass by position. Its span is the ``needle`` region.

@@ -50,6 +50,10 @@ def build_document_trial(tokenizer: Any, task: Any, trial: Trial, model_cfg: Any
     extra: dict[str, Any] = {"example_id": example.example_id, "distractors": corpus.policy}
     if len(example.answers) > 1:
         extra["answers"] = list(example.answers)
+    if corpus.self_answering_left_out:  # questions that contain their own answer, left out of the sample pool
+        extra["self_answering_left_out"] = corpus.self_answering_left_out
+    if example.self_answering:  # kept (documents.keep_self_answering): an echo of the question scores right
+        extra["self_answering"] = True
     gold_index: int | None
     if trial.control == "closed_book":
         prompt = build_closed_book_prompt(tokenizer, documents_spec, frame, example.question, trial.context_length)

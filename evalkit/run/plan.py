@@ -14,7 +14,7 @@ from pathlib import Path
 
 from evalkit.config.mitigations import arm_variant
 from evalkit.config.schema import EvalConfig
-from evalkit.config.trial_ids import trial_id, trial_seed, trial_variant
+from evalkit.config.trial_ids import id_length, trial_id, trial_seed, trial_variant
 from evalkit.errors import ConfigError, TaskError
 from evalkit.tasks import TaskSpec, is_task_path
 from evalkit.types import Trial
@@ -53,8 +53,9 @@ def expand(
     """Every trial of the grid, model-major, then task, sample, layout, context length, depth, mitigation arm.
 
     Control trials (``cfg.controls``) follow the placement trials of their sample and layout:
-    closed-book per length, oracle once (no haystack: no length, no depth), dummy needle per length
-    and depth. A control without a needle position has depth NaN; the oracle has context length 0.
+    closed-book per length, oracle once (no haystack: one prompt for every length, no depth), dummy needle
+    per length and depth. A control without a needle position has depth NaN; the oracle sits in the grid's
+    largest length (``context_length``, the bound its prompt is built under; its id has no length).
     Each cell runs once per mitigation arm (``cfg.mitigations``), so every arm pairs one-to-one with ``none``.
 
     ``tasks`` maps each config ``tasks`` entry (or its task name) to its loaded spec.
@@ -76,7 +77,7 @@ def expand(
                         variant = trial_variant(control, pairs, arm_variant(arm))
                         tid = trial_id(
                             model=model.name, revision=revision, task=spec.name, task_hash=task_hash,
-                            context_length=length, depth=None if math.isnan(depth) else depth, sample=sample,
+                            context_length=id_length(control, length), depth=None if math.isnan(depth) else depth, sample=sample,
                             config_seed=cfg.seed, variant=variant or None,
                         )
                         trials.append(Trial(tid, model.name, spec.name, length, depth, sample, seed, control, pairs,
@@ -102,7 +103,7 @@ def _cells(cfg: EvalConfig) -> list[tuple[str, int, float]]:
         if control == "closed_book":
             cells += [(control, length, math.nan) for length in cfg.context_lengths]
         elif control == "oracle":
-            cells.append((control, 0, math.nan))
+            cells.append((control, max(cfg.context_lengths), math.nan))
         else:
             cells += [(control, length, depth) for length in cfg.context_lengths for depth in cfg.depths]
     return cells

@@ -62,6 +62,11 @@ def prepare_tasks(config: EvalConfig, config_path: Path) -> dict[str, PreparedTa
             if dropped:  # stated once per run here, and in every record's extra
                 log.warning("%s: tasks[%d] (%s): %d haystack sentences hold values of the needle's kind and are "
                             "left out", config_path, index, spec.name, dropped)
+            left_out = getattr(prepared[spec.name].haystack, "self_answering_left_out", 0)
+            if left_out:  # likewise: an echo of such a question scores right in every arm
+                log.warning("%s: tasks[%d] (%s): %d questions contain their own answer (metric %s) and are left out "
+                            "of the samples (documents.keep_self_answering: true keeps them)", config_path, index,
+                            spec.name, left_out, spec.metric)
         except EvalkitError as err:
             raise type(err)(f"{config_path}: tasks[{index}]: {err}") from None
     return prepared

@@ -26,7 +26,7 @@ from evalkit.types import PromptParts, Trial
 
 
 # metrics that score the whole first line of an answer, and the budget Liu et al. give that line (their code: 100)
-WHOLE_LINE_METRICS = ("best_subspan_em",)
+WHOLE_LINE_METRICS = ("liu", "subspan_em", "best_subspan_em")
 WHOLE_LINE_BUDGET = 100
 
 

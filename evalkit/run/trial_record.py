@@ -51,7 +51,7 @@ def trial_record(trial: Trial, built: TrialPrompt, output: TrialOutput, *, revis
         gold_document_index=built.gold_document_index,
         documents_total=built.documents_total,
         document_spans=[[s.token_start, s.token_end] for s in prompt.document_spans] or None,
-        metric=score.metric, best_subspan_em=score.best_subspan_em, keyword_recall=score.keyword_recall,
+        metric=score.metric, best_subspan_em=score.best_subspan_em, keyword_recall=score.keyword_recall, liu=score.liu,
         extra={**built.extra, **score_extra, **output.extra, **think_extra,
                "truncated": is_truncated(output.generated_token_ids, max_new_tokens, stop_token_ids)},
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.config.layouts import Layout, LayoutGrid
-from evalkit.config.trial_ids import trial_id, trial_variant
+from evalkit.config.trial_ids import id_length, trial_id, trial_variant
 from evalkit.errors import RunDirError
 from evalkit.types import TrialRecord
 
@@ -67,6 +67,7 @@ def outside_plan(record: TrialRecord, plan: HeaderPlan) -> str:
         (record.task in plan.task_hashes, f"task {record.task!r} is not one of {sorted(plan.task_hashes)}"),
         (record.mitigation in plan.arms, f"mitigation {record.mitigation!r} is not one of {list(plan.arms)}"),
         (record.control in ("", *plan.controls), f"control {record.control!r} is not one of {list(plan.controls)}"),
+        # an oracle record written before oracles carried their cell's length has 0
         (record.context_length in plan.lengths or (record.control == "oracle" and record.context_length == 0),
          f"context_length {record.context_length} is not one of {list(plan.lengths)}"),
         (depth in plan.depths if wants_depth else depth is None,
@@ -80,7 +81,8 @@ def outside_plan(record: TrialRecord, plan: HeaderPlan) -> str:
             return reason
     variant = trial_variant(record.control, layout.id_pairs(), plan.arms[record.mitigation])
     expected = trial_id(model=record.model, revision=plan.revisions[record.model], task=record.task,
-                        task_hash=plan.task_hashes[record.task], context_length=record.context_length, depth=depth,
+                        task_hash=plan.task_hashes[record.task],
+                        context_length=id_length(record.control, record.context_length), depth=depth,
                         sample=record.sample, config_seed=plan.seed, variant=variant or None)
     if record.trial_id != expected:
         return (f"trial_id {record.trial_id!r} is not the id this run gives that trial ({expected}: another seed, "

@@ -19,6 +19,10 @@ Sources (``source.format``), paths relative to the task file:
   distractors are retrieved from the rest of the corpus as for ``liu_qa``.
 
 Retrieved distractors never contain an answer alias (normalised), so a distractor cannot answer.
+
+A question that contains its own answer (by the task's metric: "what is the main mineral in lithium
+batteries" -> "Lithium") is answered right by an echo of the question, in every arm, closed book included:
+such rows are left out of the sample pool unless ``keep_self_answering: true``; records state the count.
 """
 
 from __future__ import annotations
@@ -97,6 +101,10 @@ class DocumentsSpec(BaseModel):
     document_format: str = Field(LIU_DOCUMENT_FORMAT, description="one document; {index} (1-based), {title}, {text}")
     separator: str = Field("\n", description="text between two documents")
     closed_book_template: str = Field(LIU_CLOSED_BOOK_TEMPLATE, description="the closed_book control's prompt")
+    keep_self_answering: bool = Field(
+        False, description="keep questions that contain their own answer by the task's metric (an echo of the "
+        "question scores right in every arm); left out of the sample pool by default, and counted"
+    )
 
     @field_validator("template")
     @classmethod

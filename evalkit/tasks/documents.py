@@ -22,7 +22,7 @@ from typing import Any
 from evalkit.config.yaml_io import path_problem
 from evalkit.errors import TaskError
 from evalkit.tasks.document_spec import DocumentsSpec, JsonlSource, LiuKvSource, LiuQaSource
-from evalkit.scoring import liu_normalize
+from evalkit.scoring import contains_answer, subspan_normalize
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class DocumentExample:
     answers: tuple[str, ...]  # every accepted alias; the first is the gold answer shown in reports
     gold: Document
     distractors: tuple[Document, ...]
+    self_answering: bool = False  # the question contains its own answer (kept only with keep_self_answering)
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -170,14 +171,14 @@ class DistractorRetriever:
         logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
         unique = list(dict.fromkeys(pool))  # a passage gold for two questions is one candidate
         self._pool = unique
-        self._normalised = [liu_normalize(f"{doc.title} {doc.text}") for doc in unique]
+        self._normalised = [subspan_normalize(f"{doc.title} {doc.text}") for doc in unique]
         self._retriever = bm25s.BM25()
         tokens = bm25s.tokenize([f"{doc.title} {doc.text}" for doc in unique], stopwords="en", show_progress=False)
         self._retriever.index(tokens, show_progress=False)
 
     def distractors(self, question: str, answers: tuple[str, ...], gold: Document, count: int) -> tuple[Document, ...]:
         """``count`` pool documents most similar to ``question``, none the gold or holding an alias."""
-        aliases = [a for a in map(liu_normalize, answers) if a]
+        aliases = [a for a in map(subspan_normalize, answers) if a]
         query = self._bm25s.tokenize([question], stopwords="en", return_ids=False, show_progress=False)
         if not query[0]:  # a question of stop words only: fall back to the pool's order
             ranked = list(range(len(self._pool)))
@@ -199,7 +200,7 @@ class DistractorRetriever:
 class DocumentCorpus:
     """The examples of one ``documents:`` block, loaded once; distractors ranked per example on first use."""
 
-    def __init__(self, spec: DocumentsSpec, base_dir: Path):
+    def __init__(self, spec: DocumentsSpec, base_dir: Path, metric: str = "contains"):
         self.spec = spec
         source = spec.source
         pool: list[Document] = []
@@ -217,6 +218,14 @@ class DocumentCorpus:
             raise TaskError(f"{base_dir}: documents.source holds no rows; give a file with at least one")
         self._retriever = DistractorRetriever(pool) if retrieved and spec.total > 1 else None
         self.policy = self._policy_text(source, retrieved, len(pool))
+        # questions an echo of which scores right by the task's metric; the pool keeps their passages as distractors
+        self.self_answering = frozenset(i for i, row in enumerate(self._rows)
+                                        if contains_answer(row.question, row.answers, metric))
+        self.self_answering_left_out = 0 if spec.keep_self_answering else len(self.self_answering)
+        self._sampled = [i for i in range(len(self._rows)) if spec.keep_self_answering or i not in self.self_answering]
+        if not self._sampled:
+            raise TaskError(f"{base_dir}: every question of documents.source contains its own answer; set "
+                            "documents.keep_self_answering: true to ask them anyway", task_field="documents")
         self._examples: dict[int, DocumentExample] = {}
         self._orders: dict[int, list[int]] = {}
 
@@ -232,12 +241,14 @@ class DocumentCorpus:
         return len(self._rows)
 
     def example_index(self, sample: int, seed: int) -> int:
-        """The row of ``sample``: a seeded shuffle of the rows, so samples are distinct questions."""
-        if sample >= len(self._rows):
-            raise TaskError(f"sample {sample} asks for more questions than the {len(self._rows)} rows of the file; "
-                            f"use samples <= {len(self._rows)}")
+        """The row of ``sample``: a seeded shuffle of the sampled rows, so samples are distinct questions."""
+        if sample >= len(self._sampled):
+            left_out = (f" ({self.self_answering_left_out} questions containing their own answer are left out)"
+                        if self.self_answering_left_out else "")
+            raise TaskError(f"sample {sample} asks for more questions than the {len(self._sampled)} rows of the "
+                            f"file{left_out}; use samples <= {len(self._sampled)}")
         if seed not in self._orders:  # one shuffle per seed, not one per trial
-            order = list(range(len(self._rows)))
+            order = list(self._sampled)  # every row when none is left out: the same shuffle as before
             random.Random(f"evalkit.documents:{seed}").shuffle(order)
             self._orders[seed] = order
         return self._orders[seed][sample]
@@ -254,5 +265,6 @@ class DocumentCorpus:
                                     f"documents.total {self.spec.total} needs {need}; lower documents.total",
                                     task_field="documents.total")
                 distractors = row.own_distractors[:need]
-            self._examples[index] = DocumentExample(row.example_id, row.question, row.answers, row.gold, distractors)
+            self._examples[index] = DocumentExample(row.example_id, row.question, row.answers, row.gold, distractors,
+                                                    index in self.self_answering)
         return self._examples[index]

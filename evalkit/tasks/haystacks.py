@@ -293,7 +293,7 @@ def haystack_for_task(task: TaskSpec, data_dir: Path | None = None) -> HaystackS
     if task.loaded_haystack is not None:
         return task.loaded_haystack  # type: ignore[return-value]
     if task.documents is not None:  # a documents task: its corpus stands where the haystack would
-        return DocumentCorpus(task.documents, data_dir or task.source_dir)  # type: ignore[return-value]
+        return DocumentCorpus(task.documents, data_dir or task.source_dir, task.metric)  # type: ignore[return-value]
     source = haystack_from_spec(task.haystack, task.source_dir)
     kind = value_kind_pattern(task)
     if kind is not None and hasattr(source, "drop_matching"):

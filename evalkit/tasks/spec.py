@@ -240,7 +240,8 @@ class TaskSpec(BaseModel):
         None, description="real documents, one of them gold (tasks/document_spec.py), instead of a needle"
     )
     metric: Literal[METRICS] = Field(  # type: ignore[valid-type]
-        "contains", description="what `correct` means: contains, exact_match, best_subspan_em or keyword_recall"
+        "contains", description="what `correct` means: contains, exact_match, liu (Liu et al.'s exact metric), "
+        "subspan_em (its lenient variant; best_subspan_em is its older name) or keyword_recall"
     )
     keyword_threshold: float = Field(0.6, gt=0.0, le=1.0, description="keyword_recall: share needed to be correct")
 
@@ -308,6 +309,10 @@ class TaskSpec(BaseModel):
         for name, default in (("metric", "contains"), ("keyword_threshold", 0.6)):
             if data.get(name) == default:
                 data.pop(name)
+        if data.get("documents") and data["documents"].get("keep_self_answering"):
+            # keeping them samples as before the option existed: older runs keep their hash; leaving them out
+            # (the default) changes which question a sample asks, so that hash is a new one
+            data["documents"].pop("keep_self_answering")
         text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 

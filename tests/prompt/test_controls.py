@@ -8,6 +8,7 @@ import pytest
 
 from conftest import write_config
 from evalkit.config.schema import EvalConfig, config_hash, load_config
+from evalkit.config.trial_ids import trial_id, trial_variant
 from evalkit.prompt.controls import build_trial_prompt, dummy_sentence, record_axes
 from evalkit.run.plan import expand
 from evalkit.run.preflight import PreparedTask
@@ -50,7 +51,15 @@ def test_controls_add_trials_without_renaming_placement_trials():
     assert len({t.trial_id for t in with_controls}) == len(with_controls)
     closed = [t for t in with_controls if t.control == "closed_book"]
     assert all(math.isnan(t.depth) for t in closed)
-    assert all(t.context_length == 0 for t in with_controls if t.control == "oracle")
+    # the oracle (one prompt for every length) sits in the grid's largest length, so grouping by length keeps it
+    # beside the placement trials; its id has no length, so runs from before keep their oracle ids
+    oracles = [t for t in with_controls if t.control == "oracle"]
+    assert all(t.context_length == 256 for t in oracles)
+    task = tasks["passkey"]
+    assert [t.trial_id for t in oracles] == [
+        trial_id(model="m", revision="", task="passkey", task_hash=task.content_hash(), context_length=0, depth=None,
+                 sample=t.sample, config_seed=0, variant=trial_variant("oracle", (), None))
+        for t in oracles]
     with pytest.raises(ValueError, match="appears twice"):
         _config(controls=["oracle", "oracle"])
 
@@ -73,7 +82,7 @@ def test_closed_book_has_no_needle_and_oracle_has_no_haystack(smollm2_tokenizer,
     model = cfg.models[0]
     placed = build_trial_prompt(builder, passkey_task, _trial(cfg, ""), model, cfg)
     closed = build_trial_prompt(builder, passkey_task, _trial(cfg, "closed_book"), model, cfg)
-    oracle = build_trial_prompt(builder, passkey_task, _trial(cfg, "oracle", length=0), model, cfg)
+    oracle = build_trial_prompt(builder, passkey_task, _trial(cfg, "oracle", length=256), model, cfg)
     value = placed.needle.value
     assert value in _decode(smollm2_tokenizer, placed.prompt.input_ids)
     assert value not in _decode(smollm2_tokenizer, closed.prompt.input_ids)
@@ -124,6 +133,10 @@ def test_run_records_controls_and_report_shows_their_rates(tmp_path, tiny_model_
     controls = list(df["control"])
     assert all("control" not in e for e in df["extra"])  # the control kind is a typed column
     assert sorted(controls) == ["", "", "closed_book", "dummy_needle", "dummy_needle", "oracle"]
+    # every control carries its cell's length (the oracle's was 0), and its own token count in prompt_tokens
+    assert df["context_length"].tolist() == [128] * 6
+    oracle = df[df["control"] == "oracle"].iloc[0]
+    assert 0 < oracle["prompt_tokens"] < 128
     rates = control_rates(df)
     assert set(rates["control"]) == {"closed_book", "oracle", "dummy_needle"}
     assert (rates["n"] > 0).all()

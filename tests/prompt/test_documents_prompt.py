@@ -33,7 +33,7 @@ class _Config:
 
 def prepared(documents: dict, metric: str = "best_subspan_em") -> PreparedTask:
     spec = TaskSpec.model_validate({"name": "docs", "documents": documents, "metric": metric})
-    return PreparedTask(spec, DocumentCorpus(spec.documents, DATA))
+    return PreparedTask(spec, DocumentCorpus(spec.documents, DATA, spec.metric))
 
 
 def build(tokenizer, task, depth=0.0, control="", sample=0, chat=False, length=8192):
@@ -136,7 +136,7 @@ def test_controls_are_the_papers_baselines(smollm2_tokenizer):
     assert decode_exact(smollm2_tokenizer, closed.prompt.input_ids) == \
         (DATA / "closedbook_qa.prompt").read_text().rstrip("\n").format(question=example.question)
     assert closed.documents_total == 0 and closed.prompt.regions["needle"].length == 0
-    oracle = build(smollm2_tokenizer, task, depth=float("nan"), control="oracle", length=0)
+    oracle = build(smollm2_tokenizer, task, depth=float("nan"), control="oracle")
     assert decode_exact(smollm2_tokenizer, oracle.prompt.input_ids) == liu_qa_prompt("qa.prompt", example.question,
                                                                                      [example.gold])
     assert (oracle.gold_document_index, oracle.documents_total) == (0, 1)
@@ -170,6 +170,21 @@ def test_the_gold_answer_and_aliases_reach_the_score(smollm2_tokenizer):
     assert built.needle.answer == aliases[0]
     assert decode_exact(smollm2_tokenizer, built.gold_ids).strip() == aliases[0]
     assert built.metric == "best_subspan_em"
+
+
+def test_records_state_the_questions_left_out_and_flag_a_kept_one(smollm2_tokenizer):
+    source = {"format": "liu_qa", "path": "nq-open-oracle-40.jsonl"}
+    task = prepared({"source": source, "total": 3}, metric="liu")
+    for control in ("", "closed_book", "oracle"):
+        built = build(smollm2_tokenizer, task, control=control)
+        assert built.extra["self_answering_left_out"] == 2 and "self_answering" not in built.extra
+    kept = prepared({"source": source, "total": 3, "keep_self_answering": True}, metric="liu")
+    sample = next(s for s in range(40) if kept.haystack.example_index(s, 0) == 13)
+    flagged = build(smollm2_tokenizer, kept, control="closed_book", sample=sample)
+    assert flagged.needle.question == "what is the main mineral in lithium batteries"
+    assert flagged.extra["self_answering"] is True and "self_answering_left_out" not in flagged.extra
+    # leaving them out changes which question a sample asks: a new task hash; keeping them keeps the old one
+    assert kept.spec.content_hash() == "7306d39d70bf1011" != task.spec.content_hash()
 
 
 @pytest.mark.parametrize("documents, message", [

@@ -58,7 +58,7 @@ def doc_record(sample: int, gold: int, total: int, correct: bool, model: str = "
         trial_id=f"{model.replace('/', '-')}-{control or gold}-{sample}", model=model, task=DOC_TASK,
         context_length=2048,
         prompt_tokens=end + 10, depth=gold / (total - 1) if total > 1 else 0.0, achieved_depth=0.0, sample=sample,
-        correct=correct, exact_match=False, control=control, metric="best_subspan_em", best_subspan_em=correct,
+        correct=correct, exact_match=False, control=control, metric="liu", liu=correct, best_subspan_em=correct,
         gold_document_index=gold if total else None, documents_total=total, document_spans=spans,
         regions={"preamble": [0, PREAMBLE_END], "context_before": [PREAMBLE_END, start_g], "needle": [start_g, end_g],
                  "context_after": [end_g, end], "question": [end, end + 10]},
@@ -153,12 +153,31 @@ def test_position_table_cells_are_wilson_by_hand_with_controls(tmp_path):
     row = "|org/tiny-model|" + "|".join(cell(k, N) for k in (12, 0, 6, 12, 2, 11)).replace(" ", "") + "|"
     assert row == compact[compact.index(header) + 2]
     markdown = paths.report_md.read_text()
-    assert "accuracy (best-subspan EM) \\[95% CI\\] (n) by gold document position (1 = first of 4)" in markdown
+    label = "accuracy (Liu et al.'s best-subspan EM)"
+    assert label + " \\[95% CI\\] (n) by gold document position (1 = first of 4)" in markdown
+    # the report says which metric it used and what that metric is
+    assert ("Primary metric: Liu et al.'s best-subspan EM (`metric: liu`; the records' `correct` is this metric, "
+            "and so is every accuracy of this task): Liu et al.'s best_subspan_em exactly as their code computes it"
+            ) in markdown
     assert "|2,048|3of4|" + cell(6, N).replace(" ", "") + "|" in compact  # the per-variant cell table, 1-based
     assert any(line.startswith("|org/tiny-model|2,048|document2of4|") for line in compact)  # an example trial
     # the controls table and the glossary name the metric their "accuracy" is
-    assert "*Other metrics, named wherever they are the accuracy: docs_qa: accuracy (best-subspan EM)*" in markdown
+    assert f"*Other metrics, named wherever they are the accuracy: docs_qa: {label}*" in markdown
     assert "- **gold document position**: documents tasks (docs_qa)" in markdown
+
+
+@pytest.mark.parametrize(("extra", "stated"), [
+    (lambda record: {"self_answering_left_out": 53},
+     "53 questions of the source contain their own answer by this metric (an echo of the question would score "
+     "right, closed book included) and were left out of the samples (`documents.keep_self_answering: true` keeps"),
+    (lambda record: {"self_answering": True} if record["sample"] in (3, 5) else {},
+     "2 of the questions asked contain their own answer by this metric (an echo of the question scores right, "
+     "closed book included): kept by `documents.keep_self_answering`."),
+])
+def test_the_report_states_the_self_answering_questions_left_out_or_kept(tmp_path, extra, stated):
+    records = grid_records(U_GRID, K, N) + control_records(2, 11, N)
+    run = write_doc_run(tmp_path / "run", [{**r, "extra": {**r["extra"], **extra(r)}} for r in records])
+    assert stated in write_report(run, tmp_path / "report").report_md.read_text()
 
 
 def test_paired_comparisons_and_u_curve_by_hand(tmp_path):
@@ -201,14 +220,14 @@ def test_charts_are_labelled_by_gold_document_position(tmp_path):
     table, controls = document_position_table(df), control_rates(df)
     fig = new_figure()
     ax = plot_accuracy_vs_document_position(table, fig.add_subplot(), "org/tiny-model", DOC_TASK,
-                                            "best_subspan_em", controls)
+                                            "liu", controls)
     assert ax.get_xlabel() == "gold document position (1 = first of 4)"
-    assert ax.get_ylabel() == "accuracy (best-subspan EM) (%)"
+    assert ax.get_ylabel() == "accuracy (Liu et al.'s best-subspan EM) (%)"
     assert list(ax.get_xticks()) == [1, 2, 3, 4]
     np.testing.assert_allclose(ax.lines[0].get_ydata(), [100.0, 0.0, 50.0, 100.0])
     assert {t.get_text() for t in ax.get_legend().get_texts()} >= {"closed book 17% (n=12)", "oracle 92% (n=12)"}
     fig = new_figure()
-    ax = plot_document_heatmap(table, fig.add_subplot(), "org/tiny-model", DOC_TASK, "best_subspan_em")
+    ax = plot_document_heatmap(table, fig.add_subplot(), "org/tiny-model", DOC_TASK, "liu")
     assert ax.get_ylabel() == "gold document position (1 = first of 4)"
     assert [t.get_text() for t in ax.get_yticklabels()] == ["1", "2", "3", "4"]
 

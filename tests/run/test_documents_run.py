@@ -29,11 +29,16 @@ def documents_config(tmp_path: Path, model_dir: Path, **changes) -> Path:
     return tiny_config(tmp_path, model_dir, **fields)
 
 
-def test_records_carry_the_document_axis_as_typed_columns(tmp_path, tiny_model_dir, single_thread):
+def test_records_carry_the_document_axis_as_typed_columns(tmp_path, tiny_model_dir, single_thread, caplog):
     path = documents_config(tmp_path, tiny_model_dir)
-    summary = run_eval(load_config(path), path, quiet=True, write_report=False)
+    with caplog.at_level("WARNING"):
+        summary = run_eval(load_config(path), path, quiet=True, write_report=False)
     rows = records(summary.run_dir)
     assert len(rows) == 2 * (3 + 2)
+    # the fixture's two questions that contain their own answer are left out, and the count is stated
+    assert "(docs): 2 questions contain their own answer (metric best_subspan_em) and are left out" in caplog.text
+    assert all(r["extra"]["self_answering_left_out"] == 2 for r in rows)
+    assert {r["context_length"] for r in rows} == {1024}  # controls carry their cell's length (the oracle too)
     placed = [r for r in rows if not r["control"]]
     assert sorted({(r["depth"], r["gold_document_index"]) for r in placed}) == [(0.0, 0), (0.5, 2), (1.0, 3)]
     for record in placed:
@@ -95,7 +100,8 @@ def test_data_dir_can_be_set_on_the_command_line_and_a_missing_file_writes_nothi
 
 @pytest.mark.parametrize("changes, message", [
     ({"controls": ["dummy_needle"]}, "controls: control 'dummy_needle' is not defined for documents tasks"),
-    ({"samples": 41}, "samples: sample 40 asks for more questions than the 40 rows"),
+    ({"samples": 39}, "samples: sample 38 asks for more questions than the 38 rows of the file (2 questions "
+                      "containing their own answer are left out); use samples <= 38"),
     ({"context_lengths": [200]}, "context_lengths: 4 documents make a prompt of"),
 ])
 def test_impossible_documents_grids_are_refused_before_anything_is_written(tmp_path, tiny_model_dir, capsys,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from evalkit.errors import TaskError
-from evalkit.scoring import liu_normalize
+from evalkit.scoring import subspan_normalize
 from evalkit.tasks.document_spec import DocumentsSpec
 from evalkit.tasks.documents import Document, DocumentCorpus
 
@@ -19,8 +19,8 @@ NQ = "nq-open-oracle-40.jsonl"
 KV = "kv-retrieval-75_keys-3.jsonl.gz"
 
 
-def corpus(source: dict, total: int = 5, base: Path = DATA) -> DocumentCorpus:
-    return DocumentCorpus(DocumentsSpec.model_validate({"source": source, "total": total}), base)
+def corpus(source: dict, total: int = 5, base: Path = DATA, metric: str = "contains", **options) -> DocumentCorpus:
+    return DocumentCorpus(DocumentsSpec.model_validate({"source": source, "total": total, **options}), base, metric)
 
 
 def nq_rows() -> list[dict]:
@@ -39,8 +39,8 @@ def test_retrieved_distractors_hold_no_alias_and_are_ranked_by_bm25():
         assert len(example.distractors) == 5 and example.gold not in example.distractors
         assert len(set(example.distractors)) == 5
         for doc in example.distractors:  # no distractor can answer: none contains a normalised alias
-            text = liu_normalize(f"{doc.title} {doc.text}")
-            assert not any(liu_normalize(alias) in text for alias in example.answers)
+            text = subspan_normalize(f"{doc.title} {doc.text}")
+            assert not any(subspan_normalize(alias) in text for alias in example.answers)
 
 
 def test_the_top_distractor_shares_words_with_the_question():
@@ -57,13 +57,44 @@ def test_the_top_distractor_shares_words_with_the_question():
 
 
 def test_samples_are_distinct_questions_and_stable_per_seed():
-    docs = corpus({"format": "liu_qa", "path": NQ})
+    docs = corpus({"format": "liu_qa", "path": NQ}, keep_self_answering=True)
     picks = [docs.example_index(s, seed=0) for s in range(40)]
     assert sorted(picks) == list(range(40))
     assert picks == [docs.example_index(s, seed=0) for s in range(40)]
     assert picks != [docs.example_index(s, seed=1) for s in range(40)]
     with pytest.raises(TaskError, match="samples <= 40"):
         docs.example_index(40, seed=0)
+
+
+# rows 11 and 14 of the fixture: "where is the tv show the curse of oak island filmed" -> "Oak Island" and "what is the
+# main mineral in lithium batteries" -> "Lithium": an echo of the question scores right in every arm
+SELF_ANSWERING = {10, 13}
+
+
+@pytest.mark.parametrize("metric", ["contains", "liu", "subspan_em", "best_subspan_em"])
+def test_questions_containing_their_answer_are_flagged_and_left_out(metric):
+    docs = corpus({"format": "liu_qa", "path": NQ}, metric=metric)
+    assert docs.self_answering == SELF_ANSWERING and docs.self_answering_left_out == 2
+    picks = [docs.example_index(s, seed=0) for s in range(38)]
+    assert sorted(picks) == sorted(set(range(40)) - SELF_ANSWERING)
+    with pytest.raises(TaskError, match=r"the 38 rows of the file \(2 questions containing their own answer are "
+                                        r"left out\); use samples <= 38"):
+        docs.example_index(38, seed=0)
+    # kept on request, and flagged
+    kept = corpus({"format": "liu_qa", "path": NQ}, metric=metric, keep_self_answering=True)
+    assert kept.self_answering_left_out == 0
+    assert [i for i in range(40) if kept.example(i).self_answering] == sorted(SELF_ANSWERING)
+    # their passages stay distractors of other questions (the pool is the same)
+    assert docs.example(0).distractors == kept.example(0).distractors
+
+
+def test_leaving_questions_out_keeps_the_order_of_a_file_that_has_none(tmp_path):
+    rows = [row for i, row in enumerate(nq_rows()) if i not in SELF_ANSWERING]
+    (tmp_path / "clean.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    docs = corpus({"format": "liu_qa", "path": "clean.jsonl"}, base=tmp_path)
+    kept = corpus({"format": "liu_qa", "path": "clean.jsonl"}, base=tmp_path, keep_self_answering=True)
+    assert docs.self_answering_left_out == 0
+    assert [docs.example_index(s, 0) for s in range(38)] == [kept.example_index(s, 0) for s in range(38)]
 
 
 def test_file_distractors_keep_the_rows_own_order(tmp_path):

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from evalkit.config.trial_ids import id_length
 from evalkit.report.data.labels import control_labels, layout_labels
 
 CELL_KEYS = ("model", "task", "control", "layout", "context_length", "depth")
@@ -23,6 +24,12 @@ def planned_trials(header: dict[str, Any]) -> int | None:
     planned = header.get("planned")
     trials = planned.get("trials") if isinstance(planned, dict) else None
     return trials if isinstance(trials, int) and not isinstance(trials, bool) else None
+
+
+def _id_length(control: str, length: object) -> int:
+    # an oracle has one prompt for every length: its records count in its cell whatever length they carry (runs
+    # from before oracles carried their cell's length recorded 0)
+    return id_length(control, int(length))  # type: ignore[call-overload]
 
 
 def missing_cells(rows: pd.DataFrame, header: dict[str, Any]) -> pd.DataFrame:
@@ -38,7 +45,7 @@ def missing_cells(rows: pd.DataFrame, header: dict[str, Any]) -> pd.DataFrame:
     keys = zip(rows["model"].astype("str"), rows["task"].astype("str"), control_labels(rows), layout_labels(rows),
                rows["context_length"], rows["depth"])
     for model, task, control, layout, length, depth in keys:
-        key = (model, task, control, layout, int(length), None if pd.isna(depth) else float(depth))
+        key = (model, task, control, layout, _id_length(control, length), None if pd.isna(depth) else float(depth))
         recorded[key] = recorded.get(key, 0) + 1
     out = []
     for cell in cells:
@@ -48,7 +55,7 @@ def missing_cells(rows: pd.DataFrame, header: dict[str, Any]) -> pd.DataFrame:
         key = (str(cell.get("model")), str(cell.get("task")), str(cell.get("control") or ""),
                str(cell.get("layout") or ""), int(cell.get("context_length") or 0),
                None if depth is None or (isinstance(depth, float) and math.isnan(depth)) else float(depth))
-        want, have = int(cell.get("trials") or 0), recorded.get(key, 0)
+        want, have = int(cell.get("trials") or 0), recorded.get((*key[:4], _id_length(key[2], key[4]), key[5]), 0)
         if have < want:
             out.append((*key, have, want))
     return pd.DataFrame(out, columns=list(MISSING_COLUMNS))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from evalkit.report.data.labels import placement_trials
-from evalkit.scoring import METRIC_LABELS
+from evalkit.scoring import METRIC_LABELS, METRIC_NOTES
 
 POSITION_AXIS = "gold document position"
 DEFAULT_METRIC = "contains"
@@ -59,12 +59,17 @@ def task_metric(df: pd.DataFrame, task: str) -> str:
 
 
 def metric_name(metric: str) -> str:
-    """Display name of a metric: ``"best_subspan_em" -> "best-subspan EM"``."""
+    """Display name of a metric: ``"liu" -> "Liu et al.'s best-subspan EM"``."""
     return METRIC_LABELS.get(metric, metric.replace("_", " "))
 
 
+def metric_note(metric: str) -> str:
+    """What a metric is, in one sentence ("" for one that needs no note)."""
+    return METRIC_NOTES.get(metric, "")
+
+
 def accuracy_label(metric: str) -> str:
-    """``"accuracy"`` for the default metric (containment), else ``"accuracy (best-subspan EM)"``."""
+    """``"accuracy"`` for the default metric (containment), else ``"accuracy (lenient subspan EM)"``."""
     return "accuracy" if metric == DEFAULT_METRIC else f"accuracy ({metric_name(metric)})"
 
 

@@ -19,6 +19,7 @@ from evalkit.report.analysis.document_positions import (
 from evalkit.report.data.documents import (
     accuracy_label,
     metric_name,
+    metric_note,
     position_axis_label,
     position_text,
     sentence_case,
@@ -132,6 +133,32 @@ def document_finding(data: ReportData, variant: str, task: str) -> str:
     return shape_sentence(cells, pairs, task_metric(data.df, task))
 
 
+def _metric_para(metric: str) -> Para:
+    """The note naming the task's primary metric (its ``metric:`` value) and saying what it is."""
+    note = metric_note(metric)
+    return Para((f"Primary metric: {metric_name(metric)} (", Code(f"metric: {metric}"), "; the records' ",
+                 Code("correct"), " is this metric, and so is every accuracy of this task)",
+                 f": {note}." if note else "."), kind="note")
+
+
+def _self_answering_paras(records: pd.DataFrame) -> list[Block]:
+    """The note on questions that contain their own answer: how many were left out, or how many asked were such."""
+    if "extra" not in records.columns:
+        return []
+    extras = records["extra"].map(lambda e: e if isinstance(e, dict) else {})
+    left_out = max((int(e.get("self_answering_left_out") or 0) for e in extras), default=0)
+    asked = records.loc[extras.map(lambda e: bool(e.get("self_answering"))).astype(bool), "sample"].nunique()
+    if left_out:
+        return [Para((f"{left_out} questions of the source contain their own answer by this metric (an echo of the "
+                      "question would score right, closed book included) and were left out of the samples (",
+                      Code("documents.keep_self_answering: true"), " keeps them)."), kind="note")]
+    if asked:
+        return [Para((f"{asked} of the questions asked contain their own answer by this metric "
+                      "(an echo of the question scores right, closed book included): kept by ",
+                      Code("documents.keep_self_answering"), "."), kind="note")]
+    return []
+
+
 def documents_blocks(data: ReportData, charts: dict[tuple[str, str], list[Path]]) -> list[Block]:
     """The section (nothing when no task has documents)."""
     if data.positions.empty:
@@ -150,8 +177,8 @@ def documents_blocks(data: ReportData, charts: dict[tuple[str, str], list[Path]]
         metric = task_metric(data.df, task)
         blocks += [Heading(3, f"Task {task}"), position_table(data, task)]
         if metric != "contains":
-            blocks.append(Para((f"Primary metric: {metric_name(metric)} (the records' ", Code("correct"),
-                                " is this metric); every accuracy of this task is that metric."), kind="note"))
+            blocks.append(_metric_para(metric))
+        blocks += _self_answering_paras(data.df[data.df["task"] == task])
         for variant in [v for v in data.variants if v in set(cells["variant"].astype("str"))]:
             pairs = data.position_pairs[(data.position_pairs["variant"] == variant)
                                         & (data.position_pairs["task"] == task)]

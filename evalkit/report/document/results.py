@@ -152,7 +152,7 @@ def examples_blocks(data: ReportData) -> list[Block]:
 
 
 def _metric_note(data: ReportData) -> str:
-    """``"; for docs_qa: best-subspan EM (Liu et al.: the output contains a normalised answer alias)"``."""
+    """``"; other metrics, named wherever they are the accuracy: docs_qa: accuracy (Liu et al.'s best-subspan EM)"``."""
     named = [(task, task_metric(data.df, task)) for task in data.tasks]
     named = [f"{task}: {accuracy_label(metric)}" for task, metric in named if metric != "contains"]
     return "; other metrics, named wherever they are the accuracy: " + ", ".join(named) if named else ""
