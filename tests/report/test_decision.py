@@ -19,6 +19,7 @@ from evalkit.report.analysis.decision import (
     verdict_of,
 )
 from evalkit.report.data.labels import add_variants
+from evalkit.report.analysis.decision import depth_cells, depth_runs
 
 DEPTHS = tuple(i / 10 for i in range(11))
 
@@ -117,3 +118,18 @@ def test_verdicts_follow_the_interval():
     assert verdict_of(*wilson_interval(10, 20)) == DANGER and verdict_of(*wilson_interval(13, 20)) == UNSURE
     assert trials_to_call_safe(1.0) == 9  # 9/9: Wilson lower bound 0.701; 8/8 gives 0.676
     assert trials_to_call_safe(0.7) is None and trials_needed(0.5, 0.5) is None
+
+
+def test_a_band_pooling_a_samples_depths_gets_the_cluster_interval():
+    # 10 samples x 4 danger depths: samples 0-1 right everywhere, 2-9 wrong everywhere (8/40, one value per sample)
+    trials = pd.DataFrame([dict(task="t", sample=s, seed=100 + s, depth=d, _correct=int(s < 2))
+                           for s in range(10) for d in (0.25, 0.5, 0.75, 1.0)])
+    cells = depth_cells(trials)
+    assert all(c.verdict == "danger" for c in cells) and cells[0].n == 10  # per cell: 10 trials, Wilson as before
+    assert (cells[0].ci_low, cells[0].ci_high) == pytest.approx(wilson_interval(2, 10))
+    (naive,), (clustered,) = depth_runs(cells, "danger"), depth_runs(cells, "danger", trials)
+    assert (naive.n, naive.correct) == (clustered.n, clustered.correct) == (40, 8)
+    assert (naive.ci_low, naive.ci_high) == pytest.approx(wilson_interval(8, 40))
+    # design effect 4 (each sample agrees with itself at its 4 depths): Wilson of 2 right in 10
+    assert (clustered.ci_low, clustered.ci_high) == pytest.approx(wilson_interval(2, 10))
+    assert clustered.ci_high - clustered.ci_low > naive.ci_high - naive.ci_low

@@ -90,14 +90,19 @@ def test_primacy_recency_and_worst_band_match_hand_computed_values():
     assert row["start_accuracy"] == pytest.approx(0.9) and row["middle_accuracy"] == pytest.approx(0.4)
     assert row["end_accuracy"] == pytest.approx(0.95)
     assert row["primacy"] == pytest.approx(0.5) and row["recency"] == pytest.approx(0.55)
-    # Newcombe by hand from the two Wilson intervals: start 18/20 vs middle 12/30
-    (l1, u1), (l2, u2) = wilson_interval(18, 20), wilson_interval(12, 30)
+    # Newcombe by hand from the two Wilson intervals on samples: start 18/20 vs middle 12/30. In the middle band a
+    # sample's three depths agree more than chance (samples 0-1 right at all three, 5-9 at none): design effect
+    # sum_g (k_g - 0.4 * 3)^2 / 30^2 over 0.4 * 0.6 / 30 = (2 * 1.8^2 + 3 * 0.8^2 + 5 * 1.2^2) / 900 / 0.008 = 13 / 6;
+    # at the start it comes out below 1, so 1 (plain Wilson)
+    deff = 13 / 6
+    (l1, u1), (l2, u2) = wilson_interval(18, 20), wilson_interval(12 / deff, 30 / deff)
     assert row["primacy_low"] == pytest.approx(0.5 - math.hypot(0.9 - l1, u2 - 0.4))
     assert row["primacy_high"] == pytest.approx(0.5 + math.hypot(u1 - 0.9, 0.4 - l2))
     assert row["primacy_low"] > 0  # the start reliably beats the middle here
     assert (row["worst_band"], row["worst_depth_min"], row["worst_depth_max"]) == ("middle", 0.3, 0.7)
     assert row["worst_accuracy"] == pytest.approx(0.4)
-    assert (row["worst_ci_low"], row["worst_ci_high"]) == pytest.approx(wilson_interval(12, 30))
+    assert (row["worst_ci_low"], row["worst_ci_high"]) == pytest.approx((l2, u2))
+    assert row["worst_ci_low"] < wilson_interval(12, 30)[0]  # wider than if the 30 trials were independent
 
 
 def test_indices_are_nan_when_a_band_is_untested_and_ties_pick_the_shallower_band():

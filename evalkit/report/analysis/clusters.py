@@ -3,7 +3,7 @@
 Under ``values: per_sample`` (the default) every depth, length and layout of one sample shares its needle
 value (or question) and its haystack stream, so those trials are not independent: a value the model misreads
 is missed at every depth. A pooled rate's interval must count *samples*, not trials. Here the trials of one
-*cluster* (same task and trial seed: the seed is per sample under ``per_sample``, per trial under
+*cluster* (same task, sample and trial seed: the seed is per sample under ``per_sample``, per trial under
 ``per_trial``) are treated as one unit:
 
 - the cluster-robust variance of the pooled rate ``p = k / n`` is ``sum_g (k_g - p m_g)^2 / n^2`` (``k_g``
@@ -30,9 +30,18 @@ CLUSTER_COLUMN = "_cluster"
 
 
 def cluster_labels(frame: pd.DataFrame) -> pd.Series:
-    """One label per trial naming its cluster: task and trial seed (task and sample for frames without seeds)."""
-    unit = frame["seed"] if "seed" in frame.columns else frame["sample"]
-    return frame["task"].astype("str") + "\x1f" + unit.astype("str")
+    """One label per trial naming its cluster: its task, sample and trial seed (the columns the frame has).
+
+    The seed tells the clusters apart under ``per_trial`` (each cell of a sample draws its own); under
+    ``per_sample`` it is the sample's. A frame with neither ``sample`` nor ``seed`` makes each trial its own cluster.
+    """
+    columns = [c for c in ("task", "sample", "seed") if c in frame.columns]
+    if not {"sample", "seed"} & set(columns):
+        return pd.Series([f"\x1etrial{i}" for i in range(len(frame))], index=frame.index, dtype="object")
+    labels = frame[columns[0]].astype("str")
+    for column in columns[1:]:
+        labels = labels + "\x1f" + frame[column].astype("str")
+    return labels
 
 
 def design_effect(correct, clusters) -> float:
