@@ -227,7 +227,8 @@ def test_comparison_is_empty_with_one_variant_and_baseline_must_exist():
 
 
 def with_controls() -> pd.DataFrame:
-    controls = [make_record(trial_id=f"{kind}{i}", depth=0.0, correct=i < right, control=kind)
+    # one oracle and one closed-book trial per sample, as a run plans them
+    controls = [make_record(trial_id=f"{kind}{i}", depth=0.0, correct=i < right, control=kind, sample=i)
                 for kind, right in (("oracle", 19), ("closed_book", 1)) for i in range(20)]
     controls.append(make_record(trial_id="cb-skip", status="skipped", correct=False, control="closed_book"))
     return pd.concat([frame(GRID), pd.DataFrame(controls).assign(run_dir="runs/a")], ignore_index=True)
@@ -244,6 +245,15 @@ def test_control_rates_and_controls_kept_out_of_the_grid():
     cell = summary.set_index(["context_length", "depth"]).loc[(1024, 0.0)]
     assert (cell["n"], cell["correct"], cell["skipped"]) == (10, 10, 0)
     assert control_rates(frame(GRID)).empty
+
+
+def test_control_rates_pooling_a_samples_lengths_count_samples():
+    # closed-book at two lengths of 10 samples; samples 0-2 answer from memory at both lengths (6/20)
+    closed = pd.DataFrame([make_record(trial_id=f"cb{s}-{n}", context_length=n, correct=s < 3, control="closed_book",
+                                       sample=s) for s in range(10) for n in (1024, 2048)]).assign(run_dir="runs/a")
+    row = control_rates(closed).iloc[0]
+    assert (row["correct"], row["n"]) == (6, 20)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(wilson_interval(3, 10))  # design effect 2: 10 samples
 
 
 # ---------------------------------------------------------------------------- comparison charts

@@ -10,6 +10,7 @@ import pandas as pd
 
 from evalkit.report.analysis.indices import completed_trials, pooled_accuracy
 from evalkit.report.data.labels import CONTROLS, add_variants, control_labels, variant_order
+from evalkit.report.analysis.clusters import cluster_counts
 from evalkit.report.analysis.stats import add_wilson_columns, difference_interval
 
 DIFF_COLUMNS: tuple[str, ...] = (
@@ -84,7 +85,8 @@ def _order(table: pd.DataFrame, frame: pd.DataFrame, keys: list[str]) -> pd.Data
 
 
 def control_rates(df: pd.DataFrame) -> pd.DataFrame:
-    """Per variant x task x control kind: share of control trials answered correctly, Wilson 95% CI.
+    """Per variant x task x control kind: share of control trials answered correctly, design-effect Wilson 95% CI
+    over samples (``clusters.py``; plain Wilson when each sample has one such control, as the oracle does).
 
     Control trials carry a ``control``: ``closed_book`` (no needle in the prompt: what the
     model knows or guesses) and ``oracle`` (the needle without the haystack: the ceiling). Other
@@ -105,7 +107,13 @@ def control_rates(df: pd.DataFrame) -> pd.DataFrame:
     table["n"], table["correct"] = table["n"].astype("int64"), table["correct"].astype("int64")
     table["accuracy"] = table["correct"] / table["n"].where(table["n"] > 0)
     table["skipped"] = table["total"] - table["n"]
+    # closed-book and dummy controls pool a sample's lengths (and depths): the interval counts samples
+    done = work[work["_ok"]].assign(_correct=lambda f: f["_correct"].astype("int64"))
+    effective = cluster_counts(done, ["variant", "task", "control"])[
+        ["variant", "task", "control", "n_effective", "correct_effective"]]
+    table = table.merge(effective, on=["variant", "task", "control"], how="left").fillna(
+        {"n_effective": 0.0, "correct_effective": 0.0})
     known = {name: i for i, name in enumerate(CONTROLS)}
     table = table.assign(_rank=table["control"].map(lambda c: known.get(c, len(known))))
     table = table.sort_values(["variant", "task", "_rank", "control"])
-    return add_wilson_columns(table)[columns].reset_index(drop=True)
+    return add_wilson_columns(table, successes="correct_effective", n="n_effective")[columns].reset_index(drop=True)
