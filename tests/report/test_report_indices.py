@@ -217,6 +217,18 @@ def test_length_comparison_pools_only_shared_depths():
     assert table.loc[1024, "difference"] == pytest.approx(0.0)
 
 
+def test_length_comparison_interval_counts_samples_when_a_sample_fails_at_every_depth():
+    # run a: samples 0-4 right at all three depths, 5-9 wrong at all three (15/30, design effect 3); run b: 30/30
+    worse = {(1024, d): (5, 10) for d in (0.0, 0.5, 1.0)}
+    best = {(1024, d): (10, 10) for d in (0.0, 0.5, 1.0)}
+    df = add_variants(pd.concat([frame(worse, MODEL, "runs/a"), frame(best, MODEL, "runs/b")], ignore_index=True))
+    row = length_comparison(df).iloc[0]
+    assert (row["n"], row["baseline_n"], row["accuracy"], row["baseline_accuracy"]) == (30, 30, 1.0, 0.5)
+    assert row["difference"] == pytest.approx(0.5)
+    assert (row["diff_low"], row["diff_high"]) == pytest.approx(difference_interval(30, 30, 5, 10)[1:])
+    assert row["diff_low"] < difference_interval(30, 30, 15, 30)[1]  # wider than 30 independent trials
+
+
 def test_comparison_is_empty_with_one_variant_and_baseline_must_exist():
     assert comparison_table(frame(GRID)).empty
     with pytest.raises(ValueError, match="unknown baseline"):

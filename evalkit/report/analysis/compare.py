@@ -30,12 +30,18 @@ def pick_baseline(df: pd.DataFrame, baseline: str | None = None) -> str:
 
 
 def _with_difference(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """Add ``baseline``, ``accuracy``s and the Newcombe ``difference`` to a table of paired counts."""
-    diff, low, high = difference_interval(table["correct"], table["n"], table["baseline_correct"], table["baseline_n"])
+    """Add ``baseline``, ``accuracy``s and the Newcombe ``difference`` to a table of paired counts.
+
+    The interval uses the ``*_effective`` counts (design effect of a sample's pooled cells) where the table has them.
+    """
+    effective = "n_effective" in table.columns
+    names = [f"{c}_effective" if effective else c for c in ("correct", "n", "baseline_correct", "baseline_n")]
+    _, low, high = difference_interval(*(table[c] for c in names))
     return table.assign(
         baseline=baseline, accuracy=table["correct"] / table["n"],
         baseline_accuracy=table["baseline_correct"] / table["baseline_n"],
-        difference=diff, diff_low=low, diff_high=high,
+        difference=table["correct"] / table["n"] - table["baseline_correct"] / table["baseline_n"],
+        diff_low=low, diff_high=high,
     )
 
 
@@ -70,9 +76,17 @@ def length_comparison(df: pd.DataFrame, baseline: str | None = None) -> pd.DataF
     frame = df if "variant" in df.columns else add_variants(df)
     baseline = pick_baseline(frame, baseline)
     keys = ["task", "context_length"]
-    pooled = _paired_cells(frame, baseline).groupby(["variant", *keys], sort=False).agg(
+    cells = _paired_cells(frame, baseline)
+    pooled = cells.groupby(["variant", *keys], sort=False).agg(
         n=("n", "sum"), correct=("correct", "sum"),
         baseline_n=("baseline_n", "sum"), baseline_correct=("baseline_correct", "sum")).reset_index()
+    # each side pools a sample's depths (one needle): its interval counts samples (clusters.py)
+    trials = completed_trials(frame)
+    shared = trials.merge(cells[["task", "context_length", "depth"]].drop_duplicates(), on=keys + ["depth"])
+    counts = cluster_counts(shared, ["variant", *keys])[["variant", *keys, "n_effective", "correct_effective"]]
+    base = counts[counts["variant"] == baseline].drop(columns="variant").rename(
+        columns={"n_effective": "baseline_n_effective", "correct_effective": "baseline_correct_effective"})
+    pooled = pooled.merge(counts, on=["variant", *keys], how="left").merge(base, on=keys, how="left")
     table = _with_difference(pooled, baseline)
     return _order(table[[*DIFF_COLUMNS[:2], *keys, *DIFF_COLUMNS[2:]]], frame, keys)
 
