@@ -57,7 +57,7 @@ MAX_SAMPLES = 10_000
 # How trials are scheduled (reuse, batch size) does not change results beyond float noise either.
 HASH_EXCLUDED_FIELDS = frozenset({"output_dir", "task_dirs", "reuse_prefix", "batch_size", "data_dir"})
 # Fields added after runs existed: left out of ``config_hash`` while at their default, so old runs resume.
-HASH_OMITTED_AT_DEFAULT = frozenset({"controls", "layout", "mitigations"})
+HASH_OMITTED_AT_DEFAULT = frozenset({"controls", "layout", "mitigations", "values"})
 # The same for fields of each model entry.
 
 
@@ -79,6 +79,10 @@ class EvalConfig(BaseModel):
     )
     samples: int = Field(ge=1, description="samples (needle values / haystack streams) per grid cell")
     seed: int = 0
+    values: Literal["per_sample", "per_trial"] = Field(
+        "per_sample", description="per_sample: a sample's needle value and haystack stream are shared by all its "
+        "lengths and depths (paired comparisons); per_trial: each length x depth cell draws its own (independent "
+        "trials; layouts and mitigation arms of a cell still share it)")
     output_dir: str = Field(min_length=1, description="run directory; relative to the current working directory")
     save_prompts: bool = False
     length_tolerance_tokens: int = Field(0, ge=0, description="allowed |prompt tokens - context length|")

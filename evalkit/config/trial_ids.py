@@ -14,9 +14,17 @@ def _digest(payload: object) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def trial_seed(config_seed: int, task: str, sample: int) -> int:
-    """Seed of a sample's needle value and haystack stream (a 60-bit non-negative int)."""
-    return int(_digest({"seed": config_seed, "task": task, "sample": sample})[:15], 16)
+def trial_seed(config_seed: int, task: str, sample: int, cell: Sequence[object] | None = None) -> int:
+    """Seed of a needle value and haystack stream (a 60-bit non-negative int).
+
+    ``cell`` is None under ``values: per_sample`` (every cell of a sample shares the seed: the seeds of runs from
+    before the option stay as they were); under ``per_trial`` it is the trial's ``(context_length, depth)`` (depth
+    None for a control without one), so each cell draws its own value.
+    """
+    payload: dict[str, object] = {"seed": config_seed, "task": task, "sample": sample}
+    if cell is not None:
+        payload["cell"] = list(cell)
+    return int(_digest(payload)[:15], 16)
 
 
 def trial_variant(control: str, layout_pairs: Sequence[tuple[str, object]],

@@ -30,6 +30,7 @@ from evalkit.report.analysis.indices import (
 from evalkit.report.data.labels import add_variants, control_labels, placement_trials
 from evalkit.report.data.load import COLUMNS, load_header, load_results
 from evalkit.report.render import ReportPaths, finding_text, write_report
+from evalkit.report.analysis.clusters import cluster_wilson, cluster_wilson_interval, design_effect
 from evalkit.report.analysis.stats import add_wilson_columns, difference_interval, wilson_interval, wilson_intervals
 from evalkit.report.analysis.tables import SUMMARY_COLUMNS, depth_length_matrix, summary_table, to_markdown
 
@@ -42,10 +43,13 @@ __all__ = [
     "add_variants",
     "add_wilson_columns",
     "band_table",
+    "cluster_wilson",
+    "cluster_wilson_interval",
     "comparison_table",
     "control_labels",
     "control_rates",
     "depth_length_matrix",
+    "design_effect",
     "difference_interval",
     "effective_context_length",
     "finding_text",

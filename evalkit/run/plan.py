@@ -1,8 +1,10 @@
 """Expand an eval config into trials: model x task x sample x context length x depth, with stable ids.
 
-Paired design: ``Trial.seed`` depends on (config seed, task name, sample) only, so every length and
-depth of one sample sees the same needle value and the same haystack stream; differences between
-cells of a sample come from placement alone.
+Paired design (``values: per_sample``, the default): ``Trial.seed`` depends on (config seed, task name, sample)
+only, so every length and depth of one sample sees the same needle value and the same haystack stream;
+differences between cells of a sample come from placement alone. Under ``values: per_trial`` the seed also
+depends on the cell (length, depth), so trials are independent; layouts and mitigation arms of one cell still
+share it (they stay paired).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from evalkit.errors import ConfigError, TaskError
 from evalkit.tasks import TaskSpec, is_task_path
 from evalkit.types import Trial
 
-__all__ = ["count_trials", "expand", "limit_trials", "task_name_of", "trial_id", "trial_seed"]
+__all__ = ["cell_seed", "count_trials", "expand", "sample_seeds", "limit_trials", "task_name_of", "trial_id", "trial_seed"]
 
 
 def task_name_of(entry: str) -> str:
@@ -69,11 +71,12 @@ def expand(
         revision = revisions.get(model.name, model.revision or "")
         for spec in specs:
             task_hash = spec.content_hash()
+            _refuse_per_trial_documents(cfg, spec)
             for sample in range(cfg.samples):
-                seed = trial_seed(cfg.seed, spec.name, sample)
                 for layout in cfg.layout.layouts():
                     pairs = layout.id_pairs()
                     for (control, length, depth), arm in itertools.product(_cells(cfg), cfg.mitigations):
+                        seed = cell_seed(cfg, spec.name, sample, length, depth)
                         variant = trial_variant(control, pairs, arm_variant(arm))
                         tid = trial_id(
                             model=model.name, revision=revision, task=spec.name, task_hash=task_hash,
@@ -87,6 +90,25 @@ def expand(
         raise ConfigError(f"{cfg.source_label}: the grid repeats a trial; list each model, task, length, depth "
                           "and mitigation arm (with its options) once")
     return trials
+
+
+def cell_seed(cfg: EvalConfig, task: str, sample: int, context_length: int, depth: float) -> int:
+    """The ``Trial.seed`` of one cell of ``sample``: the sample's seed, or under ``values: per_trial`` the cell's."""
+    if cfg.values == "per_sample":
+        return trial_seed(cfg.seed, task, sample)
+    return trial_seed(cfg.seed, task, sample, (context_length, None if math.isnan(depth) else depth))
+
+
+def sample_seeds(cfg: EvalConfig, task: str, sample: int) -> list[int]:
+    """Every seed the trials of ``sample`` use (one under ``per_sample``), for checks that must see each value."""
+    return list(dict.fromkeys(cell_seed(cfg, task, sample, length, depth) for _, length, depth in _cells(cfg)))
+
+
+def _refuse_per_trial_documents(cfg: EvalConfig, spec: TaskSpec) -> None:
+    """A documents task picks its question by sample, so ``per_trial`` could not give each trial its own."""
+    if cfg.values == "per_trial" and spec.documents is not None:
+        raise ConfigError(f"{cfg.source_label}: values: per_trial: task {spec.name!r} is a documents task, whose "
+                          "question is chosen per sample; use values: per_sample (the default) for it")
 
 
 def count_trials(cfg: EvalConfig, tasks: Mapping[str, TaskSpec]) -> int:

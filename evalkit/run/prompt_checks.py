@@ -19,7 +19,7 @@ from evalkit.models import load_tokenizer
 from evalkit.prompt.builder import PromptBuilder
 from evalkit.prompt.controls import build_trial_prompt
 from evalkit.prompt.reorder import REORDER_ARM
-from evalkit.run.plan import trial_seed
+from evalkit.run.plan import sample_seeds, trial_seed
 from evalkit.run.preflight import PreparedTask
 from evalkit.tasks.haystacks import FileHaystack
 from evalkit.types import PromptParts, Trial
@@ -170,8 +170,9 @@ def _measure_samples(
     """The longest needle and the longest gold answer over the config's samples (gold ids must round-trip)."""
     longest_needle: tuple[int, Any] | None = None
     longest_gold: tuple[int, str] = (0, "")
-    for sample in range(config.samples):
-        parts, needle = task.parts_for(seed=trial_seed(config.seed, task.spec.name, sample), model_cfg=model_cfg)
+    # under values: per_trial each cell of a sample draws its own value: every one is checked
+    for seed in (seed for sample in range(config.samples) for seed in sample_seeds(config, task.spec.name, sample)):
+        parts, needle = task.parts_for(seed=seed, model_cfg=model_cfg)
         try:
             gold_tokens = len(builder.gold_continuation_ids(parts, needle.answer))
         except PlacementError as err:

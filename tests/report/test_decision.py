@@ -19,6 +19,7 @@ from evalkit.report.analysis.decision import (
     verdict_of,
 )
 from evalkit.report.data.labels import add_variants
+from evalkit.report.analysis.decision import depth_cells, depth_runs
 
 DEPTHS = tuple(i / 10 for i in range(11))
 
@@ -57,8 +58,10 @@ def test_the_block_in_report_md_names_the_danger_band_and_stays_on_one_screen(tm
 LAYOUT_GRID = {"models": ["org/tiny-model"], "tasks": ["passkey"], "layout": {"question_position": ["before", "after"]}}
 
 
-def _layout_records(better: list[bool], worse: list[bool]) -> list[dict]:
+def _layout_records(better: list[bool], worse: list[bool], per_sample: int = 1) -> list[dict]:
     """Paired trials of two layouts (same depth and sample), plus closed-book and oracle controls.
+
+    ``per_sample`` consecutive outcomes share a sample (its needle) at successive depths.
 
     Each record carries its layout axis (``question_position``) and the label ``load_results`` derives from it
     under ``LAYOUT_GRID`` (``layout``), so the same records serve a DataFrame and a run directory.
@@ -68,7 +71,8 @@ def _layout_records(better: list[bool], worse: list[bool]) -> list[dict]:
         label = f"question {position}"
         for i, right in enumerate(outcomes):
             depth = DEPTHS[i % len(DEPTHS)]
-            records.append({**make_record(trial_id=f"{position}-{i}", depth=depth, achieved_depth=depth, sample=i,
+            records.append({**make_record(trial_id=f"{position}-{i}", depth=depth, achieved_depth=depth,
+                                          sample=i // per_sample,
                                           correct=right, question_position=position), "layout": label})
         for control, right in (("closed_book", False), ("oracle", True)):
             records.append({**make_record(trial_id=f"{position}-{control}", correct=right, control=control,
@@ -117,3 +121,31 @@ def test_verdicts_follow_the_interval():
     assert verdict_of(*wilson_interval(10, 20)) == DANGER and verdict_of(*wilson_interval(13, 20)) == UNSURE
     assert trials_to_call_safe(1.0) == 9  # 9/9: Wilson lower bound 0.701; 8/8 gives 0.676
     assert trials_to_call_safe(0.7) is None and trials_needed(0.5, 0.5) is None
+
+
+def test_a_band_pooling_a_samples_depths_gets_the_cluster_interval():
+    # 10 samples x 4 danger depths: samples 0-1 right everywhere, 2-9 wrong everywhere (8/40, one value per sample)
+    trials = pd.DataFrame([dict(task="t", sample=s, seed=100 + s, depth=d, _correct=int(s < 2))
+                           for s in range(10) for d in (0.25, 0.5, 0.75, 1.0)])
+    cells = depth_cells(trials)
+    assert all(c.verdict == "danger" for c in cells) and cells[0].n == 10  # per cell: 10 trials, Wilson as before
+    assert (cells[0].ci_low, cells[0].ci_high) == pytest.approx(wilson_interval(2, 10))
+    (naive,), (clustered,) = depth_runs(cells, "danger"), depth_runs(cells, "danger", trials)
+    assert (naive.n, naive.correct) == (clustered.n, clustered.correct) == (40, 8)
+    assert (naive.ci_low, naive.ci_high) == pytest.approx(wilson_interval(8, 40))
+    # design effect 4 (each sample agrees with itself at its 4 depths): Wilson of 2 right in 10
+    assert (clustered.ci_low, clustered.ci_high) == pytest.approx(wilson_interval(2, 10))
+    assert clustered.ci_high - clustered.ci_low > naive.ci_high - naive.ci_low
+
+
+def test_the_power_estimate_counts_samples_when_a_layouts_trials_share_needles():
+    # 10 samples at the 11 depths: sample 0 missed everywhere under one layout (90%), samples 0-1 under the other (80%)
+    better = [i // 11 != 0 for i in range(110)]
+    worse = [i // 11 not in (0, 1) for i in range(110)]
+    df = add_variants(pd.DataFrame(_layout_records(better, worse, per_sample=len(DEPTHS))))
+    (decision,) = model_decisions(df, control_rates(df))
+    question = decision.question
+    assert question.gap == pytest.approx(0.1) and question.low <= 0 <= question.high
+    # each sample's 11 trials agree: design effect 11, so 11 times the trials of independent ones
+    assert decision.layout.design_effect == pytest.approx(11.0)
+    assert question.n_needed == 11 * trials_needed(0.9, 0.8) == 2145

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from report_fixtures import make_record, write_header, write_records
 
@@ -337,3 +338,17 @@ def test_decision_block_reads_gold_document_positions(tmp_path):
     ax = plot_safety_strip(decision, fig.add_subplot())
     assert ax.get_xlabel() == "gold document position (1 = first of 4); numbers: accuracy %"
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3", "4"]
+
+
+def test_gold_rank_accuracy_counts_questions_not_trials():
+    # 6 questions, each with its gold at both positions of 2 documents and top-attended; questions 0-2 right both times
+    rows = []
+    for trial, (sample, gold) in enumerate((s, g) for s in range(6) for g in (0, 1)):
+        for position in (0, 1):
+            rows.append(dict(model="m", task="docs", run_dir="r", layout="", context_length=512, sample=sample,
+                             trial=trial, documents_total=2, gold_document_index=gold, position=position,
+                             mass=0.6 if position == gold else 0.2, is_gold=position == gold, correct=sample < 3))
+    row = gold_rank_table(pd.DataFrame(rows)).iloc[0]
+    assert (row["n_top"], row["correct_top"], row["n_other"]) == (12, 6, 0)
+    # each question agrees with itself at both positions: design effect 2, the interval of 3 of 6 questions
+    np.testing.assert_allclose((row["top_low"], row["top_high"]), wilson(3, 6), atol=1e-9)

@@ -90,14 +90,19 @@ def test_primacy_recency_and_worst_band_match_hand_computed_values():
     assert row["start_accuracy"] == pytest.approx(0.9) and row["middle_accuracy"] == pytest.approx(0.4)
     assert row["end_accuracy"] == pytest.approx(0.95)
     assert row["primacy"] == pytest.approx(0.5) and row["recency"] == pytest.approx(0.55)
-    # Newcombe by hand from the two Wilson intervals: start 18/20 vs middle 12/30
-    (l1, u1), (l2, u2) = wilson_interval(18, 20), wilson_interval(12, 30)
+    # Newcombe by hand from the two Wilson intervals on samples: start 18/20 vs middle 12/30. In the middle band a
+    # sample's three depths agree more than chance (samples 0-1 right at all three, 5-9 at none): design effect
+    # sum_g (k_g - 0.4 * 3)^2 / 30^2 over 0.4 * 0.6 / 30 = (2 * 1.8^2 + 3 * 0.8^2 + 5 * 1.2^2) / 900 / 0.008 = 13 / 6;
+    # at the start it comes out below 1, so 1 (plain Wilson)
+    deff = 13 / 6
+    (l1, u1), (l2, u2) = wilson_interval(18, 20), wilson_interval(12 / deff, 30 / deff)
     assert row["primacy_low"] == pytest.approx(0.5 - math.hypot(0.9 - l1, u2 - 0.4))
     assert row["primacy_high"] == pytest.approx(0.5 + math.hypot(u1 - 0.9, 0.4 - l2))
     assert row["primacy_low"] > 0  # the start reliably beats the middle here
     assert (row["worst_band"], row["worst_depth_min"], row["worst_depth_max"]) == ("middle", 0.3, 0.7)
     assert row["worst_accuracy"] == pytest.approx(0.4)
-    assert (row["worst_ci_low"], row["worst_ci_high"]) == pytest.approx(wilson_interval(12, 30))
+    assert (row["worst_ci_low"], row["worst_ci_high"]) == pytest.approx((l2, u2))
+    assert row["worst_ci_low"] < wilson_interval(12, 30)[0]  # wider than if the 30 trials were independent
 
 
 def test_indices_are_nan_when_a_band_is_untested_and_ties_pick_the_shallower_band():
@@ -212,6 +217,18 @@ def test_length_comparison_pools_only_shared_depths():
     assert table.loc[1024, "difference"] == pytest.approx(0.0)
 
 
+def test_length_comparison_interval_counts_samples_when_a_sample_fails_at_every_depth():
+    # run a: samples 0-4 right at all three depths, 5-9 wrong at all three (15/30, design effect 3); run b: 30/30
+    worse = {(1024, d): (5, 10) for d in (0.0, 0.5, 1.0)}
+    best = {(1024, d): (10, 10) for d in (0.0, 0.5, 1.0)}
+    df = add_variants(pd.concat([frame(worse, MODEL, "runs/a"), frame(best, MODEL, "runs/b")], ignore_index=True))
+    row = length_comparison(df).iloc[0]
+    assert (row["n"], row["baseline_n"], row["accuracy"], row["baseline_accuracy"]) == (30, 30, 1.0, 0.5)
+    assert row["difference"] == pytest.approx(0.5)
+    assert (row["diff_low"], row["diff_high"]) == pytest.approx(difference_interval(30, 30, 5, 10)[1:])
+    assert row["diff_low"] < difference_interval(30, 30, 15, 30)[1]  # wider than 30 independent trials
+
+
 def test_comparison_is_empty_with_one_variant_and_baseline_must_exist():
     assert comparison_table(frame(GRID)).empty
     with pytest.raises(ValueError, match="unknown baseline"):
@@ -222,7 +239,8 @@ def test_comparison_is_empty_with_one_variant_and_baseline_must_exist():
 
 
 def with_controls() -> pd.DataFrame:
-    controls = [make_record(trial_id=f"{kind}{i}", depth=0.0, correct=i < right, control=kind)
+    # one oracle and one closed-book trial per sample, as a run plans them
+    controls = [make_record(trial_id=f"{kind}{i}", depth=0.0, correct=i < right, control=kind, sample=i)
                 for kind, right in (("oracle", 19), ("closed_book", 1)) for i in range(20)]
     controls.append(make_record(trial_id="cb-skip", status="skipped", correct=False, control="closed_book"))
     return pd.concat([frame(GRID), pd.DataFrame(controls).assign(run_dir="runs/a")], ignore_index=True)
@@ -239,6 +257,15 @@ def test_control_rates_and_controls_kept_out_of_the_grid():
     cell = summary.set_index(["context_length", "depth"]).loc[(1024, 0.0)]
     assert (cell["n"], cell["correct"], cell["skipped"]) == (10, 10, 0)
     assert control_rates(frame(GRID)).empty
+
+
+def test_control_rates_pooling_a_samples_lengths_count_samples():
+    # closed-book at two lengths of 10 samples; samples 0-2 answer from memory at both lengths (6/20)
+    closed = pd.DataFrame([make_record(trial_id=f"cb{s}-{n}", context_length=n, correct=s < 3, control="closed_book",
+                                       sample=s) for s in range(10) for n in (1024, 2048)]).assign(run_dir="runs/a")
+    row = control_rates(closed).iloc[0]
+    assert (row["correct"], row["n"]) == (6, 20)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(wilson_interval(3, 10))  # design effect 2: 10 samples
 
 
 # ---------------------------------------------------------------------------- comparison charts

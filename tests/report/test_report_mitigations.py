@@ -74,3 +74,21 @@ def test_a_run_without_arms_has_no_such_section(tmp_path):
     paths = write_report(tmp_path / "run", tmp_path / "report")
     assert "Does a fix help?" not in paths.report_md.read_text()
     assert not (tmp_path / "report" / "mitigations.csv").exists()
+
+
+def test_the_overall_gain_interval_resamples_samples_not_pairs():
+    # the arm rescues samples 0-1 at all three depths and changes nothing else: 6 of 60 pairs, but two samples
+    rows = []
+    for arm in ("none", "reorder_by_relevance"):
+        for depth in DEPTHS:
+            for sample in range(SAMPLES):
+                rescued = arm != "none" and sample < 2
+                rows.append(dict(model=MODEL, task="passkey", layout="", context_length=1024, depth=depth,
+                                 sample=sample, seed=100 + sample, mitigation=arm,
+                                 _correct=int(rescued or 4 <= sample < 14)))
+    trials = pd.DataFrame(rows)
+    row = arm_comparisons(trials.assign(extra=[{}] * len(trials), extra_forwards=0, extra_prompt_tokens=0)).iloc[0]
+    assert row["pairs"] == 60 and row["difference"] == 0.1 and row["arm_only"] == 6
+    # resampling 20 samples (two of them rescued at every depth) can draw none of the two: the interval reaches 0;
+    # resampling the 60 pairs as if independent would rarely draw none of the six
+    assert row["diff_low"] == 0.0 and row["diff_high"] > 0.2

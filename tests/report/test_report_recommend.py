@@ -31,6 +31,18 @@ def test_paired_bootstrap_difference_and_interval():
         paired_bootstrap([1], [1, 0])
 
 
+def test_paired_bootstrap_over_clusters_counts_samples_not_pairs():
+    # 10 samples x 4 depths: the best layout wins all four depths of samples 0-1 and ties elsewhere
+    a, b = [1] * 40, [0] * 8 + [1] * 32
+    samples = [i // 4 for i in range(40)]
+    diff, low, high = paired_bootstrap(a, b, clusters=samples)
+    naive = paired_bootstrap(a, b)
+    assert diff == naive[0] == pytest.approx(0.2)
+    assert low <= 0.0 < naive[1] and high > naive[2]  # two samples' worth of evidence, not eight pairs
+    # one pair per sample: the same interval as over pairs
+    assert paired_bootstrap(a, b, clusters=range(40)) == naive
+
+
 def _records(outcomes: dict[str, list[bool]], depths=(0.0, 0.5, 1.0), controls=True) -> list[dict]:
     """Each question position's outcomes per (depth, sample), same cells for every layout (paired)."""
     rows = []

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evalkit.config.schema import EvalConfig, load_config
+from evalkit.config.schema import EvalConfig, config_hash, load_config
 from evalkit.errors import ConfigError, TaskError
 from evalkit.run.plan import expand, limit_trials, task_name_of, trial_seed
 from evalkit.tasks import TaskSpec, load_task
+from evalkit.tasks.needles import instantiate_needle
 
 REPO = Path(__file__).resolve().parents[2]
 PASSKEY = yaml.safe_load((REPO / "tasks" / "passkey.yaml").read_text())
@@ -103,6 +104,47 @@ def test_one_sample_shares_its_seed_across_lengths_and_depths(tasks):
     assert trial_seed(3, "passkey", 0) == next(iter(seeds[("model-a", "passkey", 0)]))
     assert trial_seed(4, "passkey", 0) != trial_seed(3, "passkey", 0)
     assert 0 <= trial_seed(3, "passkey", 1) < 2**63
+
+
+def _needle(trial, tasks) -> str:
+    return instantiate_needle(tasks[trial.task], trial.seed).needle
+
+
+def test_values_per_trial_gives_each_depth_of_a_sample_its_own_needle(tasks):
+    # values: per_sample (the default): two depths of one sample carry the same needle value
+    shared = [t for t in expand(config(), tasks) if (t.model, t.task, t.sample, t.context_length) ==
+              ("model-a", "passkey", 0, 128)]
+    assert len(shared) == 3 and len({_needle(t, tasks) for t in shared}) == 1
+    # values: per_trial: each depth and length draws its own, deterministically (a resumed run plans the same)
+    own = [t for t in expand(config(values="per_trial"), tasks) if (t.model, t.task, t.sample) ==
+           ("model-a", "passkey", 0)]
+    assert len({t.seed for t in own}) == len(own) == 9
+    assert len({_needle(t, tasks) for t in own[:3]}) == 3
+    again = [t for t in expand(config(values="per_trial"), tasks) if (t.model, t.task, t.sample) ==
+             ("model-a", "passkey", 0)]
+    assert [(t.trial_id, t.seed) for t in again] == [(t.trial_id, t.seed) for t in own]
+    # models and arms still share a cell's value (paired), and its ids are the per_sample ones
+    other = {(t.context_length, t.depth): t.seed for t in expand(config(values="per_trial"), tasks)
+             if (t.model, t.task, t.sample) == ("model-b", "passkey", 0)}
+    assert all(other[(t.context_length, t.depth)] == t.seed for t in own)
+
+
+def test_values_enters_the_config_hash_only_off_its_default(tasks):
+    # pinned from before the option existed: runs of the default keep their config hash, trial ids and seeds
+    assert config_hash(config()) == config_hash(config(values="per_sample")) == "e275591b7718c21e"
+    trials = expand(config(), tasks)
+    assert (trials[0].trial_id, trials[0].seed, trials[-1].trial_id) == (
+        "eafcc7620e2590a6", 893695574271752067, "786778c96f329470")
+    assert config_hash(config(values="per_trial")) != config_hash(config())
+    with pytest.raises(ValueError, match="per_sample"):
+        config(values="per_cell")
+
+
+def test_values_per_trial_refuses_a_documents_task():
+    spec = load_task("lost_in_the_middle_qa")  # its question is picked per sample
+    cfg = config(tasks=[spec.name], values="per_trial")
+    with pytest.raises(ConfigError, match="values: per_trial.*documents task.*per_sample"):
+        expand(cfg, {spec.name: spec})
 
 
 def test_limit_takes_the_first_trials_in_plan_order(tasks):

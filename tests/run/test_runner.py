@@ -51,6 +51,17 @@ def test_rerun_skips_done_trials_and_changed_config_is_refused(tmp_path, tiny_mo
     assert len(records(first.run_dir)) == 12
 
 
+def test_values_per_trial_runs_each_cell_with_its_own_needle_and_resumes(tmp_path, tiny_model_dir):
+    path = tiny_config(tmp_path, tiny_model_dir, values="per_trial", samples=1)
+    first = run_eval(load_config(path), path, limit=4, quiet=True, write_report=False)
+    second = run_eval(load_config(path), path, quiet=True, write_report=False)
+    assert (first.ran, second.already_done, second.ran) == (4, 4, 2)
+    rows = records(second.run_dir)
+    assert len({r["seed"] for r in rows}) == len({r["needle"] for r in rows}) == 6  # one value per cell
+    for row in rows:  # each record's needle is the one its own seed draws
+        assert row["gold_answer"] in row["needle"]
+
+
 def test_saved_prompt_reproduces_the_trial_by_hand(tmp_path, tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -10,6 +10,7 @@ import pandas as pd
 
 from evalkit.report.analysis.indices import completed_trials, pooled_accuracy
 from evalkit.report.data.labels import CONTROLS, add_variants, control_labels, variant_order
+from evalkit.report.analysis.clusters import cluster_counts
 from evalkit.report.analysis.stats import add_wilson_columns, difference_interval
 
 DIFF_COLUMNS: tuple[str, ...] = (
@@ -29,12 +30,18 @@ def pick_baseline(df: pd.DataFrame, baseline: str | None = None) -> str:
 
 
 def _with_difference(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """Add ``baseline``, ``accuracy``s and the Newcombe ``difference`` to a table of paired counts."""
-    diff, low, high = difference_interval(table["correct"], table["n"], table["baseline_correct"], table["baseline_n"])
+    """Add ``baseline``, ``accuracy``s and the Newcombe ``difference`` to a table of paired counts.
+
+    The interval uses the ``*_effective`` counts (design effect of a sample's pooled cells) where the table has them.
+    """
+    effective = "n_effective" in table.columns
+    names = [f"{c}_effective" if effective else c for c in ("correct", "n", "baseline_correct", "baseline_n")]
+    _, low, high = difference_interval(*(table[c] for c in names))
     return table.assign(
         baseline=baseline, accuracy=table["correct"] / table["n"],
         baseline_accuracy=table["baseline_correct"] / table["baseline_n"],
-        difference=diff, diff_low=low, diff_high=high,
+        difference=table["correct"] / table["n"] - table["baseline_correct"] / table["baseline_n"],
+        diff_low=low, diff_high=high,
     )
 
 
@@ -69,9 +76,17 @@ def length_comparison(df: pd.DataFrame, baseline: str | None = None) -> pd.DataF
     frame = df if "variant" in df.columns else add_variants(df)
     baseline = pick_baseline(frame, baseline)
     keys = ["task", "context_length"]
-    pooled = _paired_cells(frame, baseline).groupby(["variant", *keys], sort=False).agg(
+    cells = _paired_cells(frame, baseline)
+    pooled = cells.groupby(["variant", *keys], sort=False).agg(
         n=("n", "sum"), correct=("correct", "sum"),
         baseline_n=("baseline_n", "sum"), baseline_correct=("baseline_correct", "sum")).reset_index()
+    # each side pools a sample's depths (one needle): its interval counts samples (clusters.py)
+    trials = completed_trials(frame)
+    shared = trials.merge(cells[["task", "context_length", "depth"]].drop_duplicates(), on=keys + ["depth"])
+    counts = cluster_counts(shared, ["variant", *keys])[["variant", *keys, "n_effective", "correct_effective"]]
+    base = counts[counts["variant"] == baseline].drop(columns="variant").rename(
+        columns={"n_effective": "baseline_n_effective", "correct_effective": "baseline_correct_effective"})
+    pooled = pooled.merge(counts, on=["variant", *keys], how="left").merge(base, on=keys, how="left")
     table = _with_difference(pooled, baseline)
     return _order(table[[*DIFF_COLUMNS[:2], *keys, *DIFF_COLUMNS[2:]]], frame, keys)
 
@@ -84,7 +99,8 @@ def _order(table: pd.DataFrame, frame: pd.DataFrame, keys: list[str]) -> pd.Data
 
 
 def control_rates(df: pd.DataFrame) -> pd.DataFrame:
-    """Per variant x task x control kind: share of control trials answered correctly, Wilson 95% CI.
+    """Per variant x task x control kind: share of control trials answered correctly, design-effect Wilson 95% CI
+    over samples (``clusters.py``; plain Wilson when each sample has one such control, as the oracle does).
 
     Control trials carry a ``control``: ``closed_book`` (no needle in the prompt: what the
     model knows or guesses) and ``oracle`` (the needle without the haystack: the ceiling). Other
@@ -105,7 +121,13 @@ def control_rates(df: pd.DataFrame) -> pd.DataFrame:
     table["n"], table["correct"] = table["n"].astype("int64"), table["correct"].astype("int64")
     table["accuracy"] = table["correct"] / table["n"].where(table["n"] > 0)
     table["skipped"] = table["total"] - table["n"]
+    # closed-book and dummy controls pool a sample's lengths (and depths): the interval counts samples
+    done = work[work["_ok"]].assign(_correct=lambda f: f["_correct"].astype("int64"))
+    effective = cluster_counts(done, ["variant", "task", "control"])[
+        ["variant", "task", "control", "n_effective", "correct_effective"]]
+    table = table.merge(effective, on=["variant", "task", "control"], how="left").fillna(
+        {"n_effective": 0.0, "correct_effective": 0.0})
     known = {name: i for i, name in enumerate(CONTROLS)}
     table = table.assign(_rank=table["control"].map(lambda c: known.get(c, len(known))))
     table = table.sort_values(["variant", "task", "_rank", "control"])
-    return add_wilson_columns(table)[columns].reset_index(drop=True)
+    return add_wilson_columns(table, successes="correct_effective", n="n_effective")[columns].reset_index(drop=True)

@@ -14,7 +14,9 @@ over the runner-up (paired bootstrap and McNemar, ``recommend.layout_pairs``), t
 (``indices.effective_context_length``), the control rates and one open question with a power estimate:
 how many trials per arm a two-sided test at alpha = 0.05 needs to detect the observed gap with 80% power
 (Cohen's h from statsmodels' ``proportion_effectsize``, the normal-approximation power equation of its
-``NormalIndPower``; for paired layouts this is conservative).
+``NormalIndPower``; for paired layouts this is conservative), times the design effect of the pooled trials
+(``clusters.py``: trials that share a sample's needle count for less than independent ones). Bands pool several
+depths of each sample, so their intervals are the design-effect Wilson ones over samples; a cell's stays Wilson.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pandas as pd
 from scipy.stats import norm
 from statsmodels.stats.proportion import proportion_effectsize
 
+from evalkit.report.analysis.clusters import cluster_labels, cluster_wilson_interval
 from evalkit.report.analysis.indices import DEFAULT_THRESHOLD, completed_trials, effective_context_length
 from evalkit.report.analysis.recommend import layout_accuracy, layout_pairs, layout_trials
 from evalkit.report.analysis.stats import difference_interval, wilson_interval, wilson_intervals
@@ -92,6 +95,7 @@ class LayoutChoice:
     gain_low: float = math.nan
     gain_high: float = math.nan
     p_value: float = math.nan
+    design_effect: float = 1.0  # of the best layout's pooled trials: how much a sample's depths agree (clusters.py)
 
 
 @dataclass(frozen=True)
@@ -137,8 +141,12 @@ def depth_cells(trials: pd.DataFrame) -> tuple[DepthCell, ...]:
                  for (d, n, k), lo, hi in zip(table[["size", "sum"]].itertuples(), lows, highs))
 
 
-def depth_runs(cells: tuple[DepthCell, ...], verdict: str) -> tuple[DepthRun, ...]:
-    """Maximal runs of adjacent ``cells`` with ``verdict``, each pooled into one interval."""
+def depth_runs(cells: tuple[DepthCell, ...], verdict: str, trials: pd.DataFrame | None = None) -> tuple[DepthRun, ...]:
+    """Maximal runs of adjacent ``cells`` with ``verdict``, each pooled into one interval.
+
+    With the cells' ``trials`` the pooled interval is the design-effect Wilson one over samples (a run pools
+    several depths of each sample, ``clusters.py``); without them, plain Wilson over the counts.
+    """
     runs, current = [], []
     for cell in [*cells, None]:
         if cell is not None and cell.verdict == verdict:
@@ -146,7 +154,11 @@ def depth_runs(cells: tuple[DepthCell, ...], verdict: str) -> tuple[DepthRun, ..
             continue
         if current:
             n, k = sum(c.n for c in current), sum(c.correct for c in current)
-            low, high = wilson_interval(k, n)
+            if trials is None:
+                low, high = wilson_interval(k, n)
+            else:
+                pooled = trials[trials["depth"].isin([c.depth for c in current]).to_numpy()]
+                low, high = cluster_wilson_interval(pooled["_correct"], cluster_labels(pooled))
             runs.append(DepthRun(verdict, current[0].depth, current[-1].depth, n, k, k / n, low, high))
         current = []
     return tuple(runs)
@@ -157,7 +169,7 @@ def length_verdicts(trials: pd.DataFrame) -> tuple[LengthVerdict, ...]:
     out = []
     for length, sub in trials.groupby("context_length", sort=True):
         cells = depth_cells(sub)
-        out.append(LengthVerdict(int(length), cells, depth_runs(cells, SAFE), depth_runs(cells, DANGER)))
+        out.append(LengthVerdict(int(length), cells, depth_runs(cells, SAFE, sub), depth_runs(cells, DANGER, sub)))
     return tuple(out)
 
 
@@ -193,7 +205,7 @@ def layout_choice(df: pd.DataFrame, model: str) -> LayoutChoice | None:
     ranked = layout_accuracy(trials)
     best = ranked.iloc[0]
     choice = dict(layout=str(best["layout"]), accuracy=float(best["accuracy"]), ci_low=float(best["ci_low"]),
-                  ci_high=float(best["ci_high"]), n=int(best["n"]))
+                  ci_high=float(best["ci_high"]), n=int(best["n"]), design_effect=float(best["design_effect"]))
     pairs = layout_pairs(trials)
     if pairs.empty:
         return LayoutChoice(**choice)
@@ -209,8 +221,11 @@ def _layout_question(choice: LayoutChoice | None) -> OpenQuestion | None:
         return None
     p_best = choice.accuracy
     p_other = p_best - choice.gain  # accuracies on the paired trials differ from the pooled ones only slightly
+    needed = trials_needed(p_best, min(max(p_other, 0.0), 1.0))
+    if needed is not None:  # the trials pool a sample's depths and lengths: each counts 1 / design effect
+        needed = int(math.ceil(needed * choice.design_effect - 1e-9))
     return OpenQuestion(f"layout {choice.layout} vs {choice.runner_up}", choice.gain, choice.gain_low,
-                        choice.gain_high, choice.pairs, trials_needed(p_best, min(max(p_other, 0.0), 1.0)))
+                        choice.gain_high, choice.pairs, needed)
 
 
 def _where(depth: float, total: int | None) -> str:

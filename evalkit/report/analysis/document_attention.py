@@ -25,7 +25,8 @@ from evalkit.report.analysis.attention import (
     auroc,
     mean_interval,
 )
-from evalkit.report.analysis.stats import difference_interval, wilson_interval
+from evalkit.report.analysis.clusters import cluster_labels, cluster_wilson_interval, design_effect
+from evalkit.report.analysis.stats import difference_interval
 
 PAIR_KEYS = ["model", "task", "run_dir", "layout", "context_length", "sample"]
 DOCUMENT_COLUMNS = [*PAIR_KEYS, "trial", "documents_total", "gold_document_index", "position", "mass", "is_gold",
@@ -98,13 +99,14 @@ def gold_ranks(table: pd.DataFrame) -> pd.DataFrame:
     above = table.merge(gold[["mass"]].rename(columns={"mass": "gold"}), left_on="trial", right_index=True)
     rank = (above["mass"] > above["gold"]).groupby(above["trial"]).sum() + 1
     return gold.assign(gold_rank=rank.reindex(gold.index).astype("int64"))[
-        [*SERIES, "documents_total", "gold_document_index", "mass", "gold_rank", "correct"]].reset_index()
+        [*SERIES, "sample", "documents_total", "gold_document_index", "mass", "gold_rank", "correct"]].reset_index()
 
 
 def gold_rank_table(table: pd.DataFrame) -> pd.DataFrame:
     """Per model x task: does the gold document's attention rank predict correctness?
 
-    Columns: ``n_top``, ``correct_top``, ``accuracy_top`` (+ Wilson ``top_low``/``top_high``) for trials whose gold
+    Columns: ``n_top``, ``correct_top``, ``accuracy_top`` (+ ``top_low``/``top_high``: Wilson counting questions,
+    ``clusters.py``, since one question is asked at several gold positions) for trials whose gold
     document is the top-attended one; the same with ``_other`` for the rest; ``difference`` (top minus other, with
     Newcombe ``diff_low``/``diff_high``); ``auroc_mass`` (gold mass for correct vs wrong), ``auroc_rank`` (score =
     minus the rank); ``mean_rank_correct``, ``mean_rank_wrong``.
@@ -114,9 +116,15 @@ def gold_rank_table(table: pd.DataFrame) -> pd.DataFrame:
         top, right = (trials["gold_rank"] == 1).to_numpy(), trials["correct"].to_numpy(dtype=bool)
         n_top, k_top = int(top.sum()), int(right[top].sum())
         n_other, k_other = int((~top).sum()), int(right[~top].sum())
-        diff, low, high = (float(v) for v in difference_interval(k_top, n_top, k_other, n_other))
-        rows.append((*key, n_top, k_top, k_top / n_top if n_top else np.nan, *wilson_interval(k_top, n_top),
-                     n_other, k_other, k_other / n_other if n_other else np.nan, *wilson_interval(k_other, n_other),
+        # a question is asked at every gold position: each side's interval counts questions (clusters.py)
+        clusters = cluster_labels(trials).to_numpy()
+        deff_top, deff_other = design_effect(right[top], clusters[top]), design_effect(right[~top], clusters[~top])
+        diff = k_top / n_top - k_other / n_other if n_top and n_other else np.nan
+        _, low, high = (float(v) for v in difference_interval(k_top / deff_top, n_top / deff_top,
+                                                               k_other / deff_other, n_other / deff_other))
+        rows.append((*key, n_top, k_top, k_top / n_top if n_top else np.nan,
+                     *cluster_wilson_interval(right[top], clusters[top]), n_other, k_other,
+                     k_other / n_other if n_other else np.nan, *cluster_wilson_interval(right[~top], clusters[~top]),
                      diff, low, high, auroc(trials["mass"], right), auroc(-trials["gold_rank"].to_numpy(float), right),
                      float(trials.loc[right, "gold_rank"].mean()) if right.any() else np.nan,
                      float(trials.loc[~right, "gold_rank"].mean()) if (~right).any() else np.nan))

@@ -12,7 +12,8 @@ written with brackets):
 Per variant, task and context length: *primacy index* = accuracy(start) - accuracy(middle),
 *recency index* = accuracy(end) - accuracy(middle) (in points of accuracy, NaN when a band holds
 no trial), and the *worst band* = the band with the lowest accuracy. Accuracies pool the trials of
-a band (each trial counts once). The *effective context length* of a variant and task is the longest
+a band (each trial counts once); their intervals count samples, not trials (a sample's depths share its needle:
+design-effect Wilson, ``clusters.py``). The *effective context length* of a variant and task is the longest
 tested length L such that at L and at every shorter tested length the accuracy over all depths
 stays at or above the threshold (85.6% by default, as in RULER).
 """
@@ -25,7 +26,8 @@ import numpy as np
 import pandas as pd
 
 from evalkit.report.data.labels import add_variants, placement_trials
-from evalkit.report.analysis.stats import add_wilson_columns, difference_interval
+from evalkit.report.analysis.clusters import cluster_wilson
+from evalkit.report.analysis.stats import difference_interval
 
 DEFAULT_THRESHOLD = 0.856  # RULER's effective-length threshold (Llama-2-7B's 4k score)
 _EPS = 1e-9  # depths come from YAML floats: 0.3 must fall inside [0.3, 0.7]
@@ -81,14 +83,15 @@ def completed_trials(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def pooled_accuracy(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """``keys`` + ``n``, ``correct``, ``accuracy``, ``ci_low``, ``ci_high`` (Wilson 95%)."""
-    table = frame.groupby(keys, sort=True).agg(n=("_correct", "size"), correct=("_correct", "sum")).reset_index()
-    table["accuracy"] = table["correct"] / table["n"]
-    return add_wilson_columns(table)
+    """``keys`` + ``n``, ``correct``, ``accuracy``, ``ci_low``, ``ci_high`` (design-effect Wilson 95% over samples,
+    ``clusters.py``: the depths of one sample share its needle) and the ``n_effective`` / ``correct_effective``
+    counts that interval used."""
+    table = cluster_wilson(frame, keys)
+    return table[[*keys, "n", "correct", "accuracy", "ci_low", "ci_high", "n_effective", "correct_effective"]]
 
 
 def band_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per variant x task x context_length x band: pooled accuracy with Wilson 95% CI.
+    """Per variant x task x context_length x band: pooled accuracy with its design-effect Wilson 95% CI.
 
     Extra columns ``depth_min`` / ``depth_max``: the tested depths that fell in the band. Bands
     with no completed trial have no row. Bands are listed in depth order.
@@ -103,7 +106,7 @@ def band_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def length_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per variant x task x context_length: accuracy over all depths (pooled) with Wilson 95% CI."""
+    """Per variant x task x context_length: accuracy over all depths (pooled) with design-effect Wilson 95% CI."""
     return pooled_accuracy(completed_trials(df), list(SERIES_KEYS))
 
 
@@ -142,7 +145,9 @@ def _band_difference(by_band: pd.DataFrame, first: str, second: str) -> tuple[fl
     if first not in by_band.index or second not in by_band.index:
         return np.nan, np.nan, np.nan
     a, b = by_band.loc[first], by_band.loc[second]
-    diff, low, high = difference_interval(a["correct"], a["n"], b["correct"], b["n"])
+    # Newcombe on the design-effect counts: a band pools the depths of each sample
+    diff, low, high = difference_interval(a["correct_effective"], a["n_effective"], b["correct_effective"],
+                                          b["n_effective"])
     return float(diff), float(low), float(high)
 
 

@@ -2,14 +2,15 @@
 
 An arm ran on exactly the baseline's trials (config ``mitigations``: same model, task, length, depth, sample),
 so each comparison pairs one arm trial with one baseline trial: McNemar's exact test on the discordant pairs
-and a paired bootstrap interval of the accuracy difference (``recommend.py``'s, reused), overall and in the
-middle band (depths 0.3-0.7, where "lost in the middle" loses facts) and at the ends (start and end bands).
+and a paired bootstrap interval of the accuracy difference (``recommend.py``'s, reused, resampling samples: the
+pairs of one sample share its needle), overall and in the middle band (depths 0.3-0.7, where "lost in the middle" loses facts) and at the ends (start and end bands).
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
+from evalkit.report.analysis.clusters import CLUSTER_COLUMN, cluster_labels
 from evalkit.report.analysis.indices import band_of
 from evalkit.report.analysis.recommend import mcnemar_exact, paired_bootstrap
 from evalkit.report.analysis.stats import wilson_intervals
@@ -63,7 +64,8 @@ def _paired(both: pd.DataFrame, arm: str) -> tuple[float, float, float, int, int
         nan = float("nan")
         return nan, nan, nan, 0, 0, nan
     x, y = both[arm].to_numpy(dtype=int), both[BASELINE].to_numpy(dtype=int)
-    diff, low, high = paired_bootstrap(x, y)
+    # pairs pool a sample's depths and lengths (one needle): resample samples, not pairs
+    diff, low, high = paired_bootstrap(x, y, clusters=both.index.get_level_values(CLUSTER_COLUMN))
     b, c = int(((x == 1) & (y == 0)).sum()), int(((x == 0) & (y == 1)).sum())
     return diff, low, high, b, c, mcnemar_exact(b, c)
 
@@ -72,7 +74,9 @@ def arm_comparisons(trials: pd.DataFrame) -> pd.DataFrame:
     """Per model x task x arm (not the baseline): the paired comparison with ``none`` (``COMPARISON_COLUMNS``)."""
     rows = []
     for (model, task), sub in trials.groupby(["model", "task"], sort=False):
-        wide = sub.pivot_table(index=list(ARM_PAIR_KEYS), columns="mitigation", values="_correct", aggfunc="first")
+        sub = sub.assign(**{CLUSTER_COLUMN: cluster_labels(sub).to_numpy()})
+        wide = sub.pivot_table(index=[*ARM_PAIR_KEYS, CLUSTER_COLUMN], columns="mitigation", values="_correct",
+                               aggfunc="first")
         if BASELINE not in wide.columns:
             continue
         bands = pd.Series([band_of(d) for d in wide.index.get_level_values("depth")], index=wide.index)

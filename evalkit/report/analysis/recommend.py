@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest, bootstrap
 
+from evalkit.report.analysis.clusters import cluster_labels, cluster_wilson
 from evalkit.report.analysis.indices import BANDS, band_of
 from evalkit.report.analysis.stats import wilson_intervals
 from evalkit.report.data.labels import control_labels, layout_labels
@@ -36,10 +37,13 @@ def mcnemar_exact(b: int, c: int) -> float:
 
 
 def paired_bootstrap(a, b, confidence: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES,
-                     seed: int = 0) -> tuple[float, float, float]:
+                     seed: int = 0, clusters=None) -> tuple[float, float, float]:
     """``mean(a) - mean(b)`` for paired 0/1 outcomes with a percentile bootstrap interval over pairs.
 
     Resampling is scipy's ``bootstrap`` (percentile method, seeded); one pair has no spread to resample.
+    ``clusters`` (one label per pair, e.g. ``clusters.cluster_labels``) resamples whole clusters instead: pairs
+    pooled over a sample's depths share its needle, so the sample is the unit (with one pair per cluster this
+    is the plain bootstrap over pairs).
     """
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if x.shape != y.shape or x.size == 0:
@@ -48,9 +52,24 @@ def paired_bootstrap(a, b, confidence: float = 0.95, resamples: int = BOOTSTRAP_
     mean = float(diffs.mean())
     if diffs.size < 2 or np.all(diffs == diffs[0]):
         return mean, mean, mean
+    rng = np.random.default_rng(seed)
+    if clusters is not None:
+        _, inverse = np.unique(pd.Series(np.asarray(clusters)).astype("str").to_numpy(), return_inverse=True)
+        sums, sizes = np.bincount(inverse, weights=diffs), np.bincount(inverse).astype(float)
+        if sizes.size < 2:
+            return mean, float(diffs.min()), float(diffs.max())  # one sample: no spread between samples to resample
+        if np.any(sizes > 1):
+            result = bootstrap((sums, sizes), _ratio, paired=True, confidence_level=confidence,
+                               n_resamples=resamples, method="percentile", rng=rng, vectorized=True)
+            return mean, float(result.confidence_interval.low), float(result.confidence_interval.high)
     result = bootstrap((diffs,), np.mean, confidence_level=confidence, n_resamples=resamples,
-                       method="percentile", rng=np.random.default_rng(seed), vectorized=True)
+                       method="percentile", rng=rng, vectorized=True)
     return mean, float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def _ratio(sums, sizes, axis=-1):
+    """Pooled mean of resampled clusters: their summed differences over their pairs."""
+    return sums.sum(axis=axis) / sizes.sum(axis=axis)
 
 
 def layout_trials(df: pd.DataFrame) -> pd.DataFrame:
@@ -63,11 +82,10 @@ def layout_trials(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def layout_accuracy(trials: pd.DataFrame) -> pd.DataFrame:
-    """Per model x layout: ``n, correct, accuracy, ci_low, ci_high``, best layout first within a model."""
-    table = trials.groupby(["model", "layout"], sort=False).agg(n=("_correct", "size"), correct=("_correct", "sum"))
-    table = table.reset_index()
-    table["accuracy"] = table["correct"] / table["n"]
-    table["ci_low"], table["ci_high"] = wilson_intervals(table["correct"], table["n"])
+    """Per model x layout: ``n, correct, accuracy, ci_low, ci_high`` (design-effect Wilson over samples: a layout
+    pools every depth and length of each sample) and ``design_effect``, best layout first within a model."""
+    table = cluster_wilson(trials, ["model", "layout"])
+    table = table[["model", "layout", "n", "correct", "accuracy", "ci_low", "ci_high", "design_effect"]]
     return table.sort_values(["model", "accuracy", "ci_low"], ascending=[True, False, False]).reset_index(drop=True)
 
 
@@ -82,14 +100,15 @@ def layout_pairs(trials: pd.DataFrame) -> pd.DataFrame:
     accuracy = layout_accuracy(trials)
     for model, ranked in accuracy.groupby("model", sort=False):
         sub = trials[trials["model"] == model]
-        wide = sub.pivot_table(index=list(PAIR_KEYS), columns="layout", values="_correct", aggfunc="first")
+        sub = sub.assign(_cluster=cluster_labels(sub).to_numpy())
+        wide = sub.pivot_table(index=[*PAIR_KEYS, "_cluster"], columns="layout", values="_correct", aggfunc="first")
         best = str(ranked.iloc[0]["layout"])
         for layout in ranked["layout"].iloc[1:]:
             both = wide[[best, layout]].dropna()
             if both.empty:
                 continue
             x, y = both[best].to_numpy(dtype=int), both[layout].to_numpy(dtype=int)
-            diff, low, high = paired_bootstrap(x, y)
+            diff, low, high = paired_bootstrap(x, y, clusters=both.index.get_level_values("_cluster"))
             b, c = int(((x == 1) & (y == 0)).sum()), int(((x == 0) & (y == 1)).sum())
             rows.append(dict(model=model, best=best, layout=str(layout), pairs=len(both), best_accuracy=x.mean(),
                              accuracy=y.mean(), difference=diff, diff_low=low, diff_high=high, best_only=b,
@@ -100,13 +119,13 @@ def layout_pairs(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def band_reliability(trials: pd.DataFrame) -> pd.DataFrame:
-    """Per model x layout x task x depth band (all lengths pooled): accuracy, Wilson CI, ``reliable``."""
+    """Per model x layout x task x depth band (all lengths pooled): accuracy, design-effect Wilson CI over
+    samples (``clusters.py``), ``reliable``."""
     frame = trials.assign(band=trials["depth"].map(band_of))
-    table = frame.groupby(["model", "layout", "task", "band"], sort=False).agg(
-        n=("_correct", "size"), correct=("_correct", "sum"),
-        depth_min=("depth", "min"), depth_max=("depth", "max")).reset_index()
-    table["accuracy"] = table["correct"] / table["n"]
-    table["ci_low"], table["ci_high"] = wilson_intervals(table["correct"], table["n"])
+    keys = ["model", "layout", "task", "band"]
+    depths = frame.groupby(keys, sort=False).agg(depth_min=("depth", "min"), depth_max=("depth", "max")).reset_index()
+    table = depths.merge(cluster_wilson(frame, keys).drop(columns=["clusters", "n_effective", "correct_effective"]),
+                         on=keys)
     table["reliable"] = (table["accuracy"] >= RELIABLE_ACCURACY) & (table["ci_low"] >= RELIABLE_LOWER_BOUND)
     order = {b.name: i for i, b in enumerate(BANDS)}
     table = table.assign(_rank=table["band"].map(order)).sort_values(["model", "layout", "task", "_rank"])

@@ -129,7 +129,9 @@ def decision_blocks(data: ReportData, decisions: tuple[ModelDecision, ...],
         f"{count(len(data.dirs), 'run', 'runs')}. Per tested length, a depth is safe when the lower end of its "
         f"95% interval is at least {SAFE_LOWER_BOUND:.0%} and in danger when its upper end is below "
         f"{DANGER_UPPER_BOUND:.0%}; "
-        "each band's (accuracy [95% CI], n) pools its depths (tasks pooled). Details below; every trial can be "
+        "each band's (accuracy [95% CI], n) pools its depths (tasks pooled), and since a sample keeps its needle "
+        "at every depth its interval counts samples, not trials (Wilson on the design-effect count; a depth's own "
+        "interval is plain Wilson). Details below; every trial can be "
         "opened in ", Link("the trial viewer", "viewer.html"), "."))]
     if not decisions:
         return blocks + [Para("No completed trials.")]

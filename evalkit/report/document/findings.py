@@ -145,8 +145,11 @@ def comparison_sentence(rows: pd.DataFrame) -> str:
 # ---------------------------------------------------------------------------- per-model paragraph
 
 
-def finding_text(summary: pd.DataFrame) -> str:
+def finding_text(summary: pd.DataFrame, pooled: tuple[float, float] | None = None) -> str:
     """A plain-language paragraph on one model x task from its rows of ``summary_table``.
+
+    ``pooled`` is the interval of the overall rate counting samples (``clusters.cluster_wilson_interval`` of the
+    trials); without it the overall rate gets the plain Wilson interval of the summed counts.
 
     Reports overall accuracy, the context length where depth matters most (worst vs best depth,
     ties going to the shallower depth), whether the two intervals overlap, and the length trend.
@@ -157,7 +160,7 @@ def finding_text(summary: pd.DataFrame) -> str:
         return f"No completed trials: {count(skipped, 'trial was', 'trials were')} skipped."
     n, correct = int(done["n"].sum()), int(done["correct"].sum())
     sentences = [f"Over {n} trials the fact was found {pct(correct / n)} of the time "
-                 f"({ci(*wilson_interval(correct, n))})."]
+                 f"({ci(*(pooled if pooled is not None else wilson_interval(correct, n)))})."]
     sentences += _depth_sentences(done)
     by_length = done.groupby("context_length")[["correct", "n"]].sum().sort_index()
     if len(by_length) > 1:

@@ -23,7 +23,7 @@ from evalkit.report.document.findings import pct, points
 
 _INTRO = ("Each arm ran on exactly the baseline's trials (same questions, documents, lengths and requested "
           "positions), so every comparison is paired: gains are the arm's accuracy minus the baseline's with a "
-          "paired bootstrap 95% interval, p is McNemar's exact test on the trials only one of the two got right. "
+          "paired bootstrap 95% interval that resamples samples (a sample keeps its needle at every depth), p is McNemar's exact test on the trials only one of the two got right. "
           "The middle band is depths 30-70%, the ends are 0-10% and 90-100%.")
 
 

@@ -29,8 +29,9 @@ def recommendation_blocks(data: ReportData) -> list[Block]:
     blocks: list[Block] = [
         Heading(2, "Layout recommendation", "layout-recommendation"),
         Para(f"Layouts are compared on the same trials (same task, length, depth and sample: the same fact in the "
-             f"same text), so differences come from the layout alone. Intervals are 95%: paired bootstrap for "
-             f"differences, Wilson for rates; p is McNemar's exact test. A depth band is reliable when at least "
+             f"same text), so differences come from the layout alone. Intervals are 95% and count samples (a layout's "
+             f"rate pools each sample's depths and lengths): a paired bootstrap over samples for differences, Wilson "
+             f"on the design-effect count for rates; p is McNemar's exact test. A depth band is reliable when at least "
              f"{RELIABLE_ACCURACY:.0%} of its trials are right and the interval's lower end is at least "
              f"{RELIABLE_LOWER_BOUND:.0%}, which takes at least {need} trials in the band."),
     ]

@@ -8,8 +8,9 @@ import pandas as pd
 
 from evalkit.report.document.blocks import Block, Bullets, Details, Heading, Image, Link, Para, Strong, Table
 from evalkit.report.document.findings import finding_text, pct
-from evalkit.report.analysis.indices import BANDS
+from evalkit.report.analysis.indices import BANDS, completed_trials
 from evalkit.report.data.labels import control_labels
+from evalkit.report.analysis.clusters import cluster_labels, cluster_wilson_interval
 from evalkit.report.analysis.stats import wilson_interval
 from evalkit.report.analysis.truncation import truncated_count
 from evalkit.report.data.documents import accuracy_label, position_text, sentence_case, task_metric
@@ -30,9 +31,10 @@ def variant_blocks(data: ReportData, charts: dict[tuple[str, str], list[Path]]) 
                 continue
             label = series_label(data, variant, task) if len(data.tasks) > 1 else f"{variant} · {task}"
             documents = task in data.document_tasks
-            blocks += [Heading(3, label), Para(document_overall(data, variant, task) if documents
-                                               else finding_text(rows))]
             trials = data.df[(data.df["variant"].astype("str") == variant) & (data.df["task"] == task)]
+            pooled = pooled_interval(trials, int(rows["n"].sum()), int(rows["correct"].sum()))
+            blocks += [Heading(3, label), Para(document_overall(data, variant, task) if documents
+                                               else finding_text(rows, pooled))]
             skipped = trials[(trials["status"] != "ok") & (control_labels(trials) == "").to_numpy()]
             if not skipped.empty:
                 reasons = skipped["skip_reason"].replace("", "no reason given").value_counts()
@@ -49,6 +51,17 @@ def variant_blocks(data: ReportData, charts: dict[tuple[str, str], list[Path]]) 
             table = document_cell_table(data, variant, task) if documents else cell_table(rows)
             blocks.append(Details(f"Table: every cell of {label}", (table,)))
     return blocks
+
+
+def pooled_interval(trials: pd.DataFrame, n: int, correct: int) -> tuple[float, float]:
+    """The interval of ``correct`` / ``n`` pooled over ``trials``' cells, counting samples (``clusters.py``).
+
+    Plain Wilson when the completed placement trials are not exactly those counts (nothing to cluster on).
+    """
+    done = completed_trials(trials)
+    if len(done) != n or int(done["_correct"].sum()) != correct:
+        return wilson_interval(correct, n)
+    return cluster_wilson_interval(done["_correct"], cluster_labels(done))
 
 
 def cell_table(rows: pd.DataFrame) -> Table:
@@ -71,7 +84,8 @@ def document_overall(data: ReportData, variant: str, task: str) -> str:
     if n == 0:
         return "No completed trials."
     label = accuracy_label(task_metric(data.df, task))
-    low, high = wilson_interval(correct, n)
+    trials = data.df[(data.df["variant"].astype("str") == variant) & (data.df["task"] == task)]
+    low, high = pooled_interval(trials, n, correct)  # a question is asked at every gold position: count questions
     return (f"Over {n} trials at {cells['gold_document_index'].nunique()} gold document positions, {label} was "
             f"{pct(correct / n)} (95% CI {low * 100:.0f}–{high * 100:.0f}%). {document_finding(data, variant, task)}")
 
@@ -168,8 +182,12 @@ def glossary_blocks(data: ReportData, tables: list[Path]) -> list[Block]:
         Bullets((
             (Strong("accuracy"), ": share of completed trials whose output contains the gold answer (normalised)"
              + _metric_note(data) + "."),
-            (Strong("95% CI"), ": Wilson score interval of that share; for differences, Newcombe's interval built "
-             "from the two Wilson intervals. Wide intervals mean too few samples per cell."),
+            (Strong("95% CI"), ": per cell (one depth, one length), the Wilson score interval of that share; for "
+             "differences, Newcombe's interval built from the two Wilson intervals. Rates pooled over depths, lengths "
+             "or tasks (bands, lengths, layouts, controls, overall rates) share each sample's needle across its "
+             "cells, so their interval counts samples, not trials: Wilson on the effective count (trials divided by "
+             "the design effect of the clustering by sample); differences pooled that way use a bootstrap over "
+             "samples. Wide intervals mean too few samples."),
             (Strong("depth"), ": share of the haystack's tokens placed before the needle (0% = start of the context, "
              "100% = right before the question); achieved depth is where the needle landed after snapping to a "
              "sentence boundary."),
