@@ -90,6 +90,7 @@ class PromptParts:
     question_format: str = "Question: {question}\n"
     answer_format: str = "Answer:"
     first_piece_space: bool = True
+    needle_line: bool = False  # the needle on a line of its own: "\n{needle}\n" (the classic pass-key layout)
     chat_template_kwargs: tuple[tuple[str, object], ...] = ()  # passed to apply_chat_template (enable_thinking)
 
 
