@@ -279,6 +279,10 @@ class TaskSpec(BaseModel):
             for name in ("needle", "value", "question"):
                 if getattr(self, name) is None:
                     raise FieldError(name, f"required key is missing; add `{name}:` (or a `generator:` block)")
+        if self.raw_prompt is not None and self.raw_prompt.needle_line and isinstance(self.generator,
+                                                                                    MultiNeedleGenerator):
+            raise FieldError("raw_prompt", "needle_line puts one needle on a line of its own, and this task places "
+                                           f"{self.generator.needles}; remove raw_prompt.needle_line")
         return self
 
     @property
