@@ -90,6 +90,7 @@ class PromptParts:
     question_format: str = "Question: {question}\n"
     answer_format: str = "Answer:"
     first_piece_space: bool = True
+    needle_line: bool = False  # the needle on a line of its own: "\n{needle}\n" (the classic pass-key layout)
     chat_template_kwargs: tuple[tuple[str, object], ...] = ()  # passed to apply_chat_template (enable_thinking)
 
 
@@ -118,7 +119,7 @@ class BuiltPrompt:
     requested_context_length: int
     length_tolerance_tokens: int  # |achieved - requested| allowed (0 = exact)
     requested_depth: float
-    achieved_depth: float  # context_before tokens / (context_before + context_after) tokens
+    achieved_depth: float  # whole-unit tokens before the needle / whole-unit tokens (filler not counted)
     prompt_sha256: str  # hash of the input_ids, for determinism checks
     # spans of further needles (multi-needle tasks), in the order they were given; inside the context regions
     extra_needle_spans: tuple[TokenSpan, ...] = ()

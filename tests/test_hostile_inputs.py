@@ -194,6 +194,8 @@ ROWS = [
     Row("huge width", ("tasks[0]", "answer", "width or precision of 999999999"), task={"answer": "{value:>999999999}"}),
     Row("wide precision", ("tasks[0]", "question", "width or precision"), task={"question": "What is {value:.100000}?"}),
     Row("nested format field", ("tasks[0]", "answer", "nests a field"), task={"answer": "{value:{value}}"}),
+    Row("needle line with several needles", ("tasks[0]", "hostile.yaml", "raw_prompt", "places 4", "needle_line"),
+        task={"generator": {"kind": "multikey", "needles": 4}, "raw_prompt": {"needle_line": True}}),
     # D14: a Hub id without network fails fast
     Row("hub id offline", ("models[0].name", "cannot be reached", "did you mean the built-in 'smollm2-135m-instruct'"),
         model={"name": "smollm2-135m-instrut"}, setup=_offline_network),

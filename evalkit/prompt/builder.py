@@ -14,16 +14,19 @@ context it has in running text (see ``tokenization.py``). Pieces are concatenate
 needle has the same ids at every depth and the haystack the same ids at every depth: only the
 insertion point moves. Decoded, a prompt reads ``"{instructions}\\n\\n s1 s2 ... sm\\n\\n..."``. With
 ``PromptParts.first_piece_space`` off (a task's ``raw_prompt``) the first context piece, whichever it is, goes
-without its joining space, as it follows the text before it (``"...\\nThe grass..."``).
+without its joining space, as it follows the text before it (``"...\\nThe grass..."``). With
+``PromptParts.needle_line`` the needle piece is ``"\\n<needle>\\n"`` (its region holds both newlines) and the piece
+after it opens its line without a space: the original pass-key layout.
 
 Exact length: the haystack is whole units (sentences, documents, key-value pairs), never a cut-off piece of
 one; when the next unit does not fit, content-free filler of exactly the missing tokens opens the haystack
 (``filler.py``; ``BuiltPrompt.filler_tokens`` says how many), and when the filler style cannot be that short one
 more whole unit makes room for a longer filler.
 
-Depth: the needle goes at the sentence boundary (start and end of the haystack included) whose token
-offset is closest to ``depth * haystack_tokens``; ``achieved_depth = context_before_tokens /
-haystack_tokens`` with ``haystack_tokens = context_before_tokens + context_after_tokens``.
+Depth: the needle goes at the boundary between whole units (start and end of the haystack included) whose token
+offset is closest to ``depth * unit_tokens``; ``achieved_depth = unit tokens before the needle / unit_tokens``.
+Filler is no unit (``spans.unit_boundaries``): depth 0 puts the needle before it, any other boundary after it, so
+depth is position among the real units (without filler, ``context_before_tokens / haystack_tokens``).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from evalkit.prompt.spans import (
     achieved_depth,
     closest_boundary,
     tile_regions,
+    unit_boundaries,
 )
 from evalkit.prompt.filler import fill_gap
 from evalkit.prompt.tokenization import (
@@ -136,29 +140,35 @@ class PromptBuilder:
         _check_request(context_length, depth, length_tolerance_tokens)
         if reorder is not None and extra_needles:
             raise PlacementError("reorder_by_relevance is not defined for multi-needle tasks; drop that arm")
+        if parts.needle_line and extra_needles:
+            raise PlacementError("raw_prompt.needle_line is defined for one needle; drop it for multi-needle tasks")
         for _, extra_depth in extra_needles:
             _check_request(context_length, extra_depth, length_tolerance_tokens)
-        frame, needle_ids = self._frame(parts), self._needle_ids(parts.needle)
+        frame, needle_ids = self._frame(parts), self._needle_piece_ids(parts)
         extra_ids = [self._needle_ids(text) for text, _ in extra_needles]
         fixed_tokens = len(frame.head_ids) + len(needle_ids) + len(frame.tail_ids) + sum(map(len, extra_ids))
         _require_room(fixed_tokens, context_length)
         pieces, filler_tokens = self._take_haystack(iter(sentences), context_length - fixed_tokens,
                                                     length_tolerance_tokens, context_length, parts.filler)
 
-        boundary_token_offsets = list(accumulate((len(piece) for piece in pieces), initial=0))
+        boundaries = unit_boundaries(list(accumulate((len(piece) for piece in pieces), initial=0)), filler_tokens)
         if extra_needles:
-            built = place_needles(self, parts, frame, pieces, boundary_token_offsets, [needle_ids, *extra_ids],
+            built = place_needles(self, parts, frame, pieces, boundaries, [needle_ids, *extra_ids],
                                   [depth, *(d for _, d in extra_needles)], [t for t, _ in extra_needles],
                                   context_length, length_tolerance_tokens)
             return dataclasses.replace(built, filler_tokens=filler_tokens)
-        # place the needle at the boundary nearest the requested depth
-        needle_index = closest_boundary(boundary_token_offsets, depth)
-        if reorder is not None:
+        # place the needle at the boundary between whole units nearest the requested depth (filler is no unit)
+        piece_indices, unit_offsets = boundaries
+        boundary = closest_boundary(unit_offsets, depth)
+        achieved = achieved_depth(unit_offsets[boundary], unit_offsets[-1], depth)
+        needle_index = piece_indices[boundary]
+        if reorder is not None:  # the reordered haystack: the share of it before the needle
             pieces, needle_index = reorder(pieces, needle_index, needle_ids)
         built = self._assemble(parts, frame, pieces, needle_ids, needle_index, context_length, length_tolerance_tokens)
+        if reorder is not None:
+            achieved = achieved_depth(built.regions[REGION_CONTEXT_BEFORE].length, sum(map(len, pieces)), depth)
         return dataclasses.replace(built, requested_depth=float(depth), filler_tokens=filler_tokens,
-                                   achieved_depth=achieved_depth(built.regions[REGION_CONTEXT_BEFORE].length,
-                                                                 sum(map(len, pieces)), depth))
+                                   achieved_depth=achieved)
 
     def _assemble(self, parts: PromptParts, frame: PromptFrame, pieces: list[tuple[int, ...]],
                   needle_ids: tuple[int, ...], needle_index: int, context_length: int,
@@ -170,8 +180,13 @@ class PromptBuilder:
         input_ids = tuple(
             chain(frame.head_ids, *pieces[:needle_index], needle_ids, *pieces[needle_index:], frame.tail_ids)
         )
-        input_ids = self.without_first_space(parts, input_ids, len(frame.head_ids),
-                                             pieces[0] if needle_index > 0 else needle_ids)
+        if needle_index > 0 or not parts.needle_line:  # a needle line opens with its own newline
+            input_ids = self.without_first_space(parts, input_ids, len(frame.head_ids),
+                                                 pieces[0] if needle_index > 0 else needle_ids)
+        if parts.needle_line and needle_index < len(pieces):
+            # the piece after the needle line opens the next line: no joining space
+            input_ids = self._respell_bare(input_ids, len(frame.head_ids) + before_tokens + len(needle_ids),
+                                           pieces[needle_index], f"\n{parts.needle.strip()}\n", "needle_line to false")
         lengths = (len(frame.head_ids), before_tokens, len(needle_ids), haystack_tokens - before_tokens)
         regions = tile_regions(*lengths, len(frame.tail_ids))
         self.verify(input_ids, regions, parts.needle, context_length, length_tolerance_tokens)
@@ -189,7 +204,7 @@ class PromptBuilder:
     def fixed_tokens(self, parts: PromptParts) -> int:
         """Tokens of everything but the haystack: template, instructions, question and needle."""
         frame = self._frame(parts)
-        return len(frame.head_ids) + len(self._needle_ids(parts.needle)) + len(frame.tail_ids)
+        return len(frame.head_ids) + len(self._needle_piece_ids(parts)) + len(frame.tail_ids)
 
     def build_without_needle(
         self, parts: PromptParts, sentences: Iterable[str], context_length: int, length_tolerance_tokens: int = 0
@@ -229,17 +244,22 @@ class PromptBuilder:
         """
         if parts.first_piece_space or not first_ids:
             return input_ids
-        text = decode_exact(self._tokenizer, first_ids).strip()
         head_text = frame_text(self._tokenizer, parts, self._adds_bos).head_text
-        bare_ids = (self._encoder.encode_after(text, (head_text,), split_special_tokens=True) if head_text
+        return self._respell_bare(input_ids, context_token_start, first_ids, head_text, "first_piece_space to true")
+
+    def _respell_bare(self, input_ids: tuple[int, ...], token_start: int, piece_ids: tuple[int, ...],
+                      anchor: str, fix: str) -> tuple[int, ...]:
+        """``input_ids`` with ``piece_ids`` at ``token_start`` spelled without its joining space after ``anchor``
+        (the text before it); PlacementError naming the raw_prompt ``fix`` when that changes its token count."""
+        text = decode_exact(self._tokenizer, piece_ids).strip()
+        bare_ids = (self._encoder.encode_after(text, (anchor,), split_special_tokens=True) if anchor
                     else encode_plain(self._tokenizer, text, split_special_tokens=True))
-        if len(bare_ids) != len(first_ids):
+        if len(bare_ids) != len(piece_ids):
             raise PlacementError(
-                f"without its joining space the first context piece {text[:40]!r} is {len(bare_ids)} tokens, not "
-                f"{len(first_ids)}; set raw_prompt.first_piece_space to true for this tokenizer"
+                f"without its joining space the context piece {text[:40]!r} is {len(bare_ids)} tokens, not "
+                f"{len(piece_ids)}; set raw_prompt.{fix} for this tokenizer"
             )
-        end = context_token_start + len(first_ids)
-        return input_ids[:context_token_start] + tuple(bare_ids) + input_ids[end:]
+        return input_ids[:token_start] + tuple(bare_ids) + input_ids[token_start + len(piece_ids):]
 
     def gold_continuation_ids(self, parts: PromptParts, answer: str) -> list[int]:
         """Ids of the gold ``answer`` as they follow the prompt (e.g. ``" 12345"`` after "The pass key is").
@@ -267,6 +287,16 @@ class PromptBuilder:
         if not needle.strip():
             raise PlacementError("the needle is empty; the task must insert a non-empty sentence")
         return self.fragment_ids(needle)
+
+    def _needle_piece_ids(self, parts: PromptParts) -> tuple[int, ...]:
+        """The needle as placed: ``" " + needle`` mid-text, or ``"\\n" + needle + "\\n"`` with ``needle_line``."""
+        token_ids = self._needle_ids(parts.needle)
+        if not parts.needle_line:
+            return token_ids
+        line = f"\n{parts.needle.strip()}\n"  # cache keys are otherwise stripped texts: no collision
+        if line not in self._fragments:
+            self._fragments[line] = tuple(self._encoder.encode_after(line, MID_TEXT_ANCHORS, split_special_tokens=True))
+        return self._fragments[line]
 
     def _frame(self, parts: PromptParts) -> PromptFrame:
         """Head and tail ids for ``parts`` (cached; the needle does not enter the frame)."""

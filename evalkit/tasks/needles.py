@@ -78,7 +78,8 @@ def _raw_prompt_fields(task: TaskSpec) -> dict[str, object]:
     if raw is None:
         return {}
     return {"separator": raw.separator, "question_format": raw.question_format,
-            "answer_format": raw.answer_format, "first_piece_space": raw.first_piece_space}
+            "answer_format": raw.answer_format, "first_piece_space": raw.first_piece_space,
+            "needle_line": raw.needle_line}
 
 
 def prompt_parts(task: TaskSpec, needle: NeedleInstance, model_cfg: ModelConfig) -> PromptParts:

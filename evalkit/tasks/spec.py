@@ -85,7 +85,10 @@ class RawPromptSpec(BaseModel):
     The prompt reads ``{instructions}{separator}{context}{separator}{question_format}{answer_format}
     [" " answer_prefix]``; the defaults give evalkit's usual ``"...\n\n{context}\n\nQuestion: {q}\nAnswer:"``.
     ``first_piece_space: false`` places the first context piece without its joining space, so the context can
-    open with ``"The"`` right after the separator (later pieces still join with one space).
+    open with ``"The"`` right after the separator (later pieces still join with one space). ``needle_line: true``
+    puts the needle on a line of its own: ``"...s_k\n{needle}\ns_k+1 ..."`` (the piece after it opens its line
+    without a space; at either end of the context the frame's own newline makes the blank line an empty garbage
+    line gives in the original pass-key code).
     """
 
     model_config = _SPEC
@@ -93,6 +96,8 @@ class RawPromptSpec(BaseModel):
     question_format: str = Field("Question: {question}\n", description="the question line; {question} is the question")
     answer_format: str = Field("Answer:", description="text after the question, before the answer prefix")
     first_piece_space: bool = Field(True, description="false: the context opens without a joining space")
+    needle_line: bool = Field(False, description="true: the needle is a line of its own (a newline before and "
+                                                 "after it), as the original pass-key code writes it")
 
     @field_validator("question_format")
     @classmethod
@@ -275,6 +280,10 @@ class TaskSpec(BaseModel):
             for name in ("needle", "value", "question"):
                 if getattr(self, name) is None:
                     raise FieldError(name, f"required key is missing; add `{name}:` (or a `generator:` block)")
+        if self.raw_prompt is not None and self.raw_prompt.needle_line and isinstance(self.generator,
+                                                                                    MultiNeedleGenerator):
+            raise FieldError("raw_prompt", "needle_line puts one needle on a line of its own, and this task places "
+                                           f"{self.generator.needles}; remove raw_prompt.needle_line")
         return self
 
     @property

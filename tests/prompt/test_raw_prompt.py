@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -10,43 +12,68 @@ from evalkit.prompt.builder import PromptBuilder
 from evalkit.run.plan import expand
 from evalkit.run.preflight import PreparedTask
 from evalkit.tasks import haystack_for_task, instantiate_needle, load_task, prompt_parts
-from evalkit.tasks.sources import NOISE_SENTENCES
 from evalkit.tasks.spec import TaskSpec
 
 CLASSIC_INSTRUCTIONS = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize "
                         "them. I will quiz you about the important information there.")
 RAW = ModelConfig(name="m", chat_template=False)
+GARBAGE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+GARBAGE_INF = " ".join([GARBAGE] * 5000)
+SENTENCE_END_CHARS = [0, *(m.end() for m in re.finditer(r"\.", GARBAGE_INF[:3000]))]  # garbage lengths on a boundary
 
 
-def _hand_built(prefix_sentences: int, suffix_sentences: int, key: str) -> str:
-    """The classic prompt as its authors write it: lines joined by newlines, sentences by single spaces."""
-    noise = [NOISE_SENTENCES[i % 5] for i in range(prefix_sentences + suffix_sentences)]
-    needle = f"The pass key is {key}. Remember it. {key} is the pass key."
-    context = " ".join([*noise[:prefix_sentences], needle, *noise[prefix_sentences:]])
-    return "\n".join([CLASSIC_INSTRUCTIONS, context, "What is the pass key? The pass key is"])
+def _longlora_prompt(n_garbage_prefix: int, n_garbage_suffix: int, pass_key: str) -> str:
+    """LongLoRA's passkey_retrivial.py ``generate_prompt_landmark``, transcribed, with the garbage lengths given."""
+    task_description = CLASSIC_INSTRUCTIONS
+    garbage_prefix = GARBAGE_INF[:n_garbage_prefix]
+    garbage_suffix = GARBAGE_INF[:n_garbage_suffix]
+    information_line = f"The pass key is {pass_key}. Remember it. {pass_key} is the pass key."
+    final_question = "What is the pass key? The pass key is"
+    lines = [task_description, garbage_prefix, information_line, garbage_suffix, final_question]
+    return "\n".join(lines)
 
 
-@pytest.mark.parametrize(("prefix_sentences", "suffix_sentences"), [(0, 40), (17, 23), (40, 0), (5, 1)])
-def test_classic_passkey_prompt_is_token_for_token_the_hand_built_one(smollm2_tokenizer, prefix_sentences,
-                                                                       suffix_sentences):
+def _classic_prompt(tokenizer, expected_text: str):
+    """evalkit's passkey_classic prompt of ``expected_text``'s length, the needle at the depth it has there."""
     task = load_task("passkey_classic")
     needle = instantiate_needle(task, seed=3)
-    expected = smollm2_tokenizer.encode(_hand_built(prefix_sentences, suffix_sentences, needle.value))
-    builder = PromptBuilder(smollm2_tokenizer)
+    builder = PromptBuilder(tokenizer)
     parts = prompt_parts(task, needle, RAW)
-    # the depth of the hand-built needle, in haystack tokens
-    head = smollm2_tokenizer.encode(_hand_built(prefix_sentences, suffix_sentences, needle.value).split(
-        "The pass key is " + needle.value)[0])
-    needle_tokens = len(builder.fragment_ids(needle.needle))
+    expected = tokenizer.encode(expected_text)
+    before_tokens = (len(tokenizer.encode(expected_text.split("\nThe pass key is " + needle.value)[0]))
+                     - len(tokenizer.encode(CLASSIC_INSTRUCTIONS + "\n")))  # the garbage prefix's tokens
     haystack_tokens = len(expected) - builder.fixed_tokens(parts)
-    depth = (len(head) - len(builder.fragment_ids(CLASSIC_INSTRUCTIONS)) - 1) / haystack_tokens
-    prompt = builder.build_prompt(parts, haystack_for_task(task).sentences(3), len(expected), min(depth, 1.0))
-    assert prompt.filler_tokens == 0 and needle_tokens == prompt.regions["needle"].length
-    assert list(prompt.input_ids) == expected
-    assert smollm2_tokenizer.decode(prompt.input_ids).startswith(CLASSIC_INSTRUCTIONS + "\nThe ")
+    prompt = builder.build_prompt(parts, haystack_for_task(task).sentences(3), len(expected),
+                                  before_tokens / haystack_tokens)
+    return builder, parts, needle, prompt, before_tokens
+
+
+@pytest.mark.parametrize(("prefix_sentences", "suffix_sentences"), [(0, 40), (20, 23), (40, 0), (5, 1), (15, 17)])
+def test_classic_passkey_prompt_is_token_for_token_the_original(smollm2_tokenizer, prefix_sentences,
+                                                                 suffix_sentences):
+    key = instantiate_needle(load_task("passkey_classic"), seed=3).value
+    text = _longlora_prompt(SENTENCE_END_CHARS[prefix_sentences], SENTENCE_END_CHARS[suffix_sentences], key)
+    builder, parts, needle, prompt, before_tokens = _classic_prompt(smollm2_tokenizer, text)
+    assert prompt.filler_tokens == 0
+    assert smollm2_tokenizer.decode(prompt.input_ids) == smollm2_tokenizer.decode(smollm2_tokenizer.encode(text))
+    assert list(prompt.input_ids) == smollm2_tokenizer.encode(text)
+    # the needle's region is its line, both newlines included, right after the garbage prefix
+    span = prompt.regions["needle"]
+    assert prompt.regions["context_before"].length == before_tokens
+    assert smollm2_tokenizer.decode(prompt.input_ids[span.token_start:span.token_end]) == f"\n{needle.needle}\n"
     gold = builder.gold_continuation_ids(parts, needle.answer)
-    assert list(prompt.input_ids) + gold == smollm2_tokenizer.encode(
-        _hand_built(prefix_sentences, suffix_sentences, needle.value) + " " + needle.value)
+    assert list(prompt.input_ids) + gold == smollm2_tokenizer.encode(text + " " + needle.value)
+
+
+def test_classic_suffix_continues_the_noise_cycle(smollm2_tokenizer):
+    """The one stated difference: after a prefix that is not whole 5-sentence cycles the suffix goes on with the
+    cycle (the original restarts it at "The grass is green.")."""
+    key = instantiate_needle(load_task("passkey_classic"), seed=3).value
+    original = _longlora_prompt(SENTENCE_END_CHARS[17], SENTENCE_END_CHARS[23], key)
+    suffix = GARBAGE_INF[SENTENCE_END_CHARS[17] + 1:SENTENCE_END_CHARS[17 + 23]]  # the 23 sentences after the 17th
+    continued = original.replace(GARBAGE_INF[:SENTENCE_END_CHARS[23]] + "\nWhat", suffix + "\nWhat")
+    *_, prompt, _ = _classic_prompt(smollm2_tokenizer, continued)
+    assert list(prompt.input_ids) == smollm2_tokenizer.encode(continued) != smollm2_tokenizer.encode(original)
 
 
 def test_default_framing_is_unchanged(smollm2_tokenizer):
