@@ -56,16 +56,12 @@ def _gemma3(config_class, sliding_window: int):
 @pytest.fixture(scope="module")
 def grid(smollm2_tokenizer):
     """The prompts and gold ids of one (task, sample, length) over DEPTHS."""
-    return _group(smollm2_tokenizer, LENGTH)
-
-
-def _group(tokenizer, length: int):
     task = load_task("passkey")
     needle = instantiate_needle(task, seed=11)
     parts = prompt_parts(task, needle, ModelConfig(name="x"))
-    builder = PromptBuilder(tokenizer)
+    builder = PromptBuilder(smollm2_tokenizer)
     source = haystack_for_task(task)
-    prompts = [builder.build_prompt(parts, source.sentences(11), length, depth) for depth in DEPTHS]
+    prompts = [builder.build_prompt(parts, source.sentences(11), LENGTH, depth) for depth in DEPTHS]
     return prompts, builder.gold_continuation_ids(parts, needle.answer)
 
 
@@ -86,18 +82,16 @@ def _count_fed_tokens(model) -> tuple[list[int], object]:
     return fed, handle
 
 
-@pytest.mark.parametrize("length", [LENGTH, 256])
-def test_prompts_of_one_group_share_the_prefix_up_to_the_needle(smollm2_tokenizer, length) -> None:
+def test_prompts_of_one_group_share_the_prefix_up_to_the_needle(grid) -> None:
     """What reuse relies on: preamble + haystack[:b_d] is a prefix of every deeper prompt of the group."""
-    prompts, _ = _group(smollm2_tokenizer, length)
+    prompts, _ = grid
     starts = [p.regions[REGION_CONTEXT_BEFORE].token_end for p in prompts]
-    assert starts == sorted(starts)
-    if length == 256:  # enough real sentences that the 7 depths get 7 distinct boundaries (at 192 they collapse to 4)
-        assert len(set(starts)) == len(starts)
+    # distinct insertion points (the depths nearest 0 and 1 may share a boundary with the ends)
+    assert starts == sorted(starts) and len(set(starts)) >= len(starts) - 2
     longest = prompts[-1]
     for prompt, start in zip(prompts, starts):
         assert prompt.input_ids[:start] == longest.input_ids[:start]
-        assert prompt.prompt_tokens == length
+        assert prompt.prompt_tokens == LENGTH
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2", "qwen2", "mistral-sw256", "mistral-sw64", "gemma3-sw256",
