@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import accumulate, chain
 from typing import Any
 
 from evalkit.errors import HaystackError, PlacementError
+from evalkit.prompt.requests import check_request, require_room
 from evalkit.prompt.multi_needle import place_needles
 from evalkit.prompt.spans import (
     PromptFrame,
@@ -135,17 +135,17 @@ class PromptBuilder:
         ``sentences`` runs dry. ``reorder(pieces, needle_index, needle_ids)`` (the reorder_by_relevance arm)
         rearranges the placed haystack pieces and needle: ``(pieces, needle's new index)``.
         """
-        _check_request(context_length, depth, length_tolerance_tokens)
+        check_request(context_length, depth, length_tolerance_tokens)
         if reorder is not None and extra_needles:
             raise PlacementError("reorder_by_relevance is not defined for multi-needle tasks; drop that arm")
         if parts.needle_line and extra_needles:
             raise PlacementError("raw_prompt.needle_line is defined for one needle; drop it for multi-needle tasks")
         for _, extra_depth in extra_needles:
-            _check_request(context_length, extra_depth, length_tolerance_tokens)
+            check_request(context_length, extra_depth, length_tolerance_tokens)
         frame, needle_ids = self._frame(parts), self._needle_piece_ids(parts)
         extra_ids = [self._needle_ids(text) for text, _ in extra_needles]
         fixed_tokens = len(frame.head_ids) + len(needle_ids) + len(frame.tail_ids) + sum(map(len, extra_ids))
-        _require_room(fixed_tokens, context_length)
+        require_room(fixed_tokens, context_length)
         pieces, filler_tokens = self._take_haystack(iter(sentences), context_length - fixed_tokens,
                                                     length_tolerance_tokens, context_length, parts.filler)
 
@@ -207,7 +207,7 @@ class PromptBuilder:
 
         The ``needle`` region is empty at the start of the context; depths are NaN.
         """
-        _check_request(context_length, 0.0, length_tolerance_tokens)
+        check_request(context_length, 0.0, length_tolerance_tokens)
         frame = self._frame(parts)
         fixed_tokens = len(frame.head_ids) + len(frame.tail_ids)
         if fixed_tokens > context_length:
@@ -392,22 +392,3 @@ def build_prompt(
 def gold_continuation_ids(tokenizer: Any, parts: PromptParts, answer: str) -> list[int]:
     """One-off ``PromptBuilder(tokenizer).gold_continuation_ids(parts, answer)``."""
     return PromptBuilder(tokenizer).gold_continuation_ids(parts, answer)
-
-
-def _check_request(context_length: int, depth: float, tolerance_tokens: int) -> None:
-    """PlacementError for a context length, depth or tolerance no prompt can satisfy."""
-    if isinstance(context_length, bool) or not isinstance(context_length, numbers.Integral) or context_length < 1:
-        raise PlacementError(f"context_length must be a positive whole number of tokens, got {context_length!r}")
-    if not (isinstance(depth, numbers.Real) and math.isfinite(depth) and 0.0 <= depth <= 1.0):
-        raise PlacementError(f"depth must be a fraction in [0, 1], got {depth!r}")
-    if isinstance(tolerance_tokens, bool) or not isinstance(tolerance_tokens, numbers.Integral) or tolerance_tokens < 0:
-        raise PlacementError(f"length_tolerance_tokens must be a whole number >= 0, got {tolerance_tokens!r}")
-
-
-def _require_room(fixed_tokens: int, context_length: int) -> None:
-    """Refuse a length that the fixed parts (template, instructions, needles, question) already fill."""
-    if fixed_tokens > context_length:
-        raise PlacementError(
-            f"context_length {context_length} is too small: template, instructions, needle and question "
-            f"take {fixed_tokens} tokens; use at least {fixed_tokens} + room for the haystack"
-        )

@@ -23,6 +23,7 @@ from evalkit.attention.preflight import model_head_grid
 from evalkit.config.mitigations import BASELINE
 from evalkit.config.schema import EvalConfig
 from evalkit.errors import ConfigError, RunDirError
+from evalkit.run.distributed import current_slot
 from evalkit.store.attention_arrays import retrieval_scores
 from evalkit.store.format import HEADER_FILE, TRIAL_ID_PATTERN, attention_path, read_header, read_records, records_files
 from evalkit.types import Trial
@@ -77,6 +78,7 @@ def resolve_arm_heads(config: EvalConfig, config_path: str | Path) -> dict[tuple
     exists (``from_run`` is relative to the config file, like ``task_dirs``). Before that, every arm option
     that names heads or layers is checked against each model's (``check_arm_fits``), so ``validate`` refuses
     what ``run`` would, and ``run`` refuses it before writing anything."""
+    _check_single_process(config, config_path, current_slot().world_size)
     arms = [(index, arm) for index, arm in enumerate(config.mitigations) if arm.arm in _GRID_ARMS]
     out: dict[tuple[str, str], list[list[int]]] = {}
     for model in config.models if arms else ():
@@ -91,7 +93,7 @@ def resolve_arm_heads(config: EvalConfig, config_path: str | Path) -> dict[tuple
     return out
 
 
-def check_single_process(config: EvalConfig, config_path: str | Path, world_size: int) -> None:
+def _check_single_process(config: EvalConfig, config_path: str | Path, world_size: int) -> None:
     """Refuse top_k heads from this run when several processes share it: a process could reach the arm before the
     others finish their part of the baseline, and the processes would zero different heads."""
     for index, arm in enumerate(config.mitigations):

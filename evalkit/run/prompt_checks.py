@@ -8,6 +8,7 @@ Only the tokenizer of each model is loaded (no weights).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -23,6 +24,8 @@ from evalkit.run.plan import sample_seeds, trial_seed
 from evalkit.run.preflight import PreparedTask
 from evalkit.tasks.haystacks import FileHaystack
 from evalkit.types import PromptParts, Trial
+
+log = logging.getLogger(__name__)
 
 
 # metrics that score the whole first line of an answer, and the budget Liu et al. give that line (their code: 100)
@@ -42,6 +45,12 @@ def short_line_budgets(config: EvalConfig, config_path: str | Path, tasks: Mappi
                              f"first line; Liu et al. allow {WHOLE_LINE_BUDGET}): set max_new_tokens to "
                              f"{WHOLE_LINE_BUDGET}, or expect truncated answers (the report counts them)")
     return notes
+
+
+def warn_short_line_budgets(config: EvalConfig, config_path: str | Path, tasks: Mapping[str, PreparedTask]) -> None:
+    """Log each of ``short_line_budgets``' warnings (``run``; ``validate`` prints them after its ok line)."""
+    for note in short_line_budgets(config, config_path, tasks):
+        log.warning("%s", note)
 
 
 def check_prompts_fit(config: EvalConfig, config_path: str | Path, tasks: Mapping[str, PreparedTask]) -> None:

@@ -35,13 +35,7 @@ from evalkit.prompt.reorder import arm_kind
 from evalkit.prompt.tokenization import decode_exact, token_texts
 from evalkit.report import write_report
 from evalkit.run.arm_passes import attention_sort_pass, calibration_pass
-from evalkit.run.arms import (
-    arm_attached,
-    check_single_process,
-    heads_for_arm,
-    resolve_arm_heads,
-    trials_by_arm,
-)
+from evalkit.run.arms import arm_attached, heads_for_arm, resolve_arm_heads, trials_by_arm
 from evalkit.run.backend_checks import check_backends
 from evalkit.run.distributed import (
     current_slot,
@@ -57,7 +51,7 @@ from evalkit.run.preflight import (
     prepare_tasks,
     run_header,
 )
-from evalkit.run.prompt_checks import check_prompts_fit, short_line_budgets
+from evalkit.run.prompt_checks import check_prompts_fit, warn_short_line_budgets
 from evalkit.run.schedule import run_groups_concurrently, run_in_batches, run_with_reuse
 from evalkit.run.trial_record import trial_record
 from evalkit.store.format import REPORT_DIR, run_output, save_trial_attention
@@ -125,14 +119,12 @@ def run_eval(
     # a kernel the family cannot run, or an uncapturable family, is refused before the run dir is written
     kernels = check_capture(config, config_path)
     arm_heads = resolve_arm_heads(config, config_path)  # a from_run arm reads that run before this one starts
-    for note in short_line_budgets(config, config_path, tasks):  # once nothing is refused: a refusal stays one line
-        log.warning("%s", note)
+    warn_short_line_budgets(config, config_path, tasks)  # once nothing is refused: a refusal stays one line
     trials = expand(config, {name: t.spec for name, t in tasks.items()}, revisions)
     if limit is not None:
         trials = limit_trials(trials, limit)
     run_dir = Path(config.output_dir)
     slot = current_slot()
-    check_single_process(config, config_path, slot.world_size)
     with RunStore(run_dir, slot.records_name, slot.lock_name, slot.prompts_name) as store:
         done = store.open(run_header(config, config_path, revisions, tasks, trials))
         if retry_skipped and store.forget_skipped():
@@ -404,7 +396,5 @@ def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: Tria
 
 
 def _write_report(run_dir: Path) -> Path:
-    out_dir = run_output(run_dir, REPORT_DIR)  # a link out of the run directory is refused, never followed
-    write_report([run_dir], out_dir)
-    return out_dir
-
+    """The run's report in ``RUN/report`` (a link out of the run directory is refused, never followed)."""
+    return write_report([run_dir], run_output(run_dir, REPORT_DIR)).out_dir

@@ -17,7 +17,8 @@ from evalkit.config.schema import load_config
 from evalkit.report.document.viewer import write_viewer
 from evalkit.report.document.viewer_tokens import FOLD_TOKENS
 from evalkit.run.runner import run_eval
-from evalkit.store.format import attention_path, read_saved_prompts, read_trial_attention, save_trial_attention
+from evalkit.store.format import attention_path, read_trial_attention, save_trial_attention
+from evalkit.store.saved_prompts import read_saved_prompts
 from evalkit.types import TrialAttention
 
 TOKENS = {"capture": True, "decode_steps": 1, "bins": 4, "sink_tokens": 1, "tokens": True, "token_layers": [0, 1]}

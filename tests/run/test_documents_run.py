@@ -12,7 +12,8 @@ from evalkit.cli import main
 from evalkit.config.schema import load_config
 from evalkit.report.data.load import load_results
 from evalkit.run.runner import run_eval
-from evalkit.store.format import attention_path, read_saved_prompts, read_trial_attention
+from evalkit.store.format import attention_path, read_trial_attention
+from evalkit.store.saved_prompts import read_saved_prompts
 from run_fixtures import records, tiny_config
 
 DATA = Path(__file__).parents[1] / "tasks" / "data" / "lost_in_the_middle"

@@ -121,7 +121,7 @@ def _prompt(tokens: int = 3):
 
 
 def test_saved_prompts_keep_token_texts_and_older_or_broken_rows_still_read(tmp_path, caplog):
-    from evalkit.store.format import read_saved_prompts
+    from evalkit.store.saved_prompts import read_saved_prompts
 
     with RunStore(tmp_path) as store:
         store.open(HEADER)

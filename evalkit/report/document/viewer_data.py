@@ -28,7 +28,7 @@ import pandas as pd
 from evalkit.report.data.labels import control_labels, layout_labels
 from evalkit.report.document.viewer_tokens import FOLD_TOKENS, MAX_TOKEN_TRIALS, token_note, token_view
 from evalkit.store.attention_arrays import attention_for_records, copy_events
-from evalkit.store.format import read_saved_prompts
+from evalkit.store.saved_prompts import read_saved_prompts
 from evalkit.types import TrialAttention
 
 FOLD_CHARS = 400  # characters kept at each end of a long prompt region
