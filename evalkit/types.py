@@ -119,7 +119,7 @@ class BuiltPrompt:
     requested_context_length: int
     length_tolerance_tokens: int  # |achieved - requested| allowed (0 = exact)
     requested_depth: float
-    achieved_depth: float  # context_before tokens / (context_before + context_after) tokens
+    achieved_depth: float  # whole-unit tokens before the needle / whole-unit tokens (filler not counted)
     prompt_sha256: str  # hash of the input_ids, for determinism checks
     # spans of further needles (multi-needle tasks), in the order they were given; inside the context regions
     extra_needle_spans: tuple[TokenSpan, ...] = ()

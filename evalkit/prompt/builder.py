@@ -23,9 +23,10 @@ one; when the next unit does not fit, content-free filler of exactly the missing
 (``filler.py``; ``BuiltPrompt.filler_tokens`` says how many), and when the filler style cannot be that short one
 more whole unit makes room for a longer filler.
 
-Depth: the needle goes at the sentence boundary (start and end of the haystack included) whose token
-offset is closest to ``depth * haystack_tokens``; ``achieved_depth = context_before_tokens /
-haystack_tokens`` with ``haystack_tokens = context_before_tokens + context_after_tokens``.
+Depth: the needle goes at the boundary between whole units (start and end of the haystack included) whose token
+offset is closest to ``depth * unit_tokens``; ``achieved_depth = unit tokens before the needle / unit_tokens``.
+Filler is no unit (``spans.unit_boundaries``): depth 0 puts the needle before it, any other boundary after it, so
+depth is position among the real units (without filler, ``context_before_tokens / haystack_tokens``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from evalkit.prompt.spans import (
     achieved_depth,
     closest_boundary,
     tile_regions,
+    unit_boundaries,
 )
 from evalkit.prompt.filler import fill_gap
 from evalkit.prompt.tokenization import (
@@ -149,20 +151,24 @@ class PromptBuilder:
         pieces, filler_tokens = self._take_haystack(iter(sentences), context_length - fixed_tokens,
                                                     length_tolerance_tokens, context_length, parts.filler)
 
-        boundary_token_offsets = list(accumulate((len(piece) for piece in pieces), initial=0))
+        boundaries = unit_boundaries(list(accumulate((len(piece) for piece in pieces), initial=0)), filler_tokens)
         if extra_needles:
-            built = place_needles(self, parts, frame, pieces, boundary_token_offsets, [needle_ids, *extra_ids],
+            built = place_needles(self, parts, frame, pieces, boundaries, [needle_ids, *extra_ids],
                                   [depth, *(d for _, d in extra_needles)], [t for t, _ in extra_needles],
                                   context_length, length_tolerance_tokens)
             return dataclasses.replace(built, filler_tokens=filler_tokens)
-        # place the needle at the boundary nearest the requested depth
-        needle_index = closest_boundary(boundary_token_offsets, depth)
-        if reorder is not None:
+        # place the needle at the boundary between whole units nearest the requested depth (filler is no unit)
+        piece_indices, unit_offsets = boundaries
+        boundary = closest_boundary(unit_offsets, depth)
+        achieved = achieved_depth(unit_offsets[boundary], unit_offsets[-1], depth)
+        needle_index = piece_indices[boundary]
+        if reorder is not None:  # the reordered haystack: the share of it before the needle
             pieces, needle_index = reorder(pieces, needle_index, needle_ids)
         built = self._assemble(parts, frame, pieces, needle_ids, needle_index, context_length, length_tolerance_tokens)
+        if reorder is not None:
+            achieved = achieved_depth(built.regions[REGION_CONTEXT_BEFORE].length, sum(map(len, pieces)), depth)
         return dataclasses.replace(built, requested_depth=float(depth), filler_tokens=filler_tokens,
-                                   achieved_depth=achieved_depth(built.regions[REGION_CONTEXT_BEFORE].length,
-                                                                 sum(map(len, pieces)), depth))
+                                   achieved_depth=achieved)
 
     def _assemble(self, parts: PromptParts, frame: PromptFrame, pieces: list[tuple[int, ...]],
                   needle_ids: tuple[int, ...], needle_index: int, context_length: int,

@@ -34,12 +34,15 @@ class NeedleBuilder(Protocol):
 
 
 def place_needles(
-    builder: NeedleBuilder, parts: PromptParts, frame: PromptFrame, pieces: list[tuple[int, ...]], offsets: list[int],
-    needles: list[tuple[int, ...]], depths: list[float], extra_texts: list[str],
+    builder: NeedleBuilder, parts: PromptParts, frame: PromptFrame, pieces: list[tuple[int, ...]],
+    boundaries: tuple[list[int], list[int]], needles: list[tuple[int, ...]], depths: list[float], extra_texts: list[str],
     context_length: int, tolerance_tokens: int,
 ) -> BuiltPrompt:
-    """The prompt with ``needles`` (ids) at ``depths``; ``offsets`` are the haystack pieces' boundary offsets."""
-    at_boundary = [closest_boundary(offsets, d) for d in depths]
+    """The prompt with ``needles`` (ids) at ``depths``; ``boundaries`` are the places a needle may take, as piece
+    indices and whole-unit tokens before each (``spans.unit_boundaries``: filler is no unit)."""
+    piece_indices, offsets = boundaries
+    boundary_of = [closest_boundary(offsets, d) for d in depths]
+    at_boundary = [piece_indices[b] for b in boundary_of]
     # at a shared boundary needles go in order of requested depth, then in the order given
     order = sorted(range(len(needles)), key=lambda i: (at_boundary[i], depths[i], i))
     chunks: list[tuple[int, ...]] = [frame.head_ids]
@@ -72,8 +75,8 @@ def place_needles(
         input_ids=input_ids, regions=regions, needle_text=parts.needle.strip(),
         requested_context_length=context_length, length_tolerance_tokens=tolerance_tokens,
         requested_depth=float(depths[0]),
-        achieved_depth=achieved_depth(offsets[at_boundary[0]], haystack_tokens, depths[0]),
+        achieved_depth=achieved_depth(offsets[boundary_of[0]], haystack_tokens, depths[0]),
         prompt_sha256=ids_sha256(input_ids), extra_needle_spans=extra_spans,
-        extra_needle_depths=tuple(achieved_depth(offsets[at_boundary[i]], haystack_tokens, depths[i])
+        extra_needle_depths=tuple(achieved_depth(offsets[boundary_of[i]], haystack_tokens, depths[i])
                                   for i in range(1, len(needles))),
     )

@@ -19,7 +19,7 @@ from evalkit.types import (
     TokenSpan,
 )
 
-__all__ = ["PromptFrame", "achieved_depth", "closest_boundary", "tile_regions"]
+__all__ = ["PromptFrame", "achieved_depth", "closest_boundary", "tile_regions", "unit_boundaries"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,21 @@ def closest_boundary(boundary_token_offsets: list[int], depth: float) -> int:
     if target_tokens - boundary_token_offsets[left] <= boundary_token_offsets[right] - target_tokens:
         return left
     return right
+
+
+def unit_boundaries(offsets: list[int], filler_tokens: int) -> tuple[list[int], list[int]]:
+    """The boundaries a needle may take, filler not counted: each one's piece index and whole-unit tokens before it.
+
+    ``offsets`` are the haystack pieces' boundary offsets; the first pieces, ``filler_tokens`` in all, are the
+    filler that makes the exact length (``filler.fill_gap``). The filler is no unit, so depth is position among
+    the whole units: boundary 0 is before the filler, and no needle goes between the filler and the first unit
+    (a filler member as long as a key-value pair would otherwise take a depth cell of its own).
+    """
+    first_unit = offsets.index(filler_tokens)  # offsets strictly increase: the end of the filler
+    if first_unit == len(offsets) - 1:  # filler alone: it is the haystack
+        return list(range(len(offsets))), list(offsets)
+    piece_indices = [0, *range(first_unit + 1, len(offsets))]
+    return piece_indices, [offsets[i] - filler_tokens if i else 0 for i in piece_indices]
 
 
 def tile_regions(

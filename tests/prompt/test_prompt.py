@@ -345,7 +345,8 @@ def _check_context(family: Family, prompt: BuiltPrompt, consumed: list[str], nee
     """The context is the reference encoding of whole sentences fitted to length, the needle at the best boundary.
 
     When the next sentence does not fit, content-free filler of exactly the missing tokens opens the haystack
-    (never a cut-off piece of a sentence); the rest are whole consumed sentences, in order.
+    (never a cut-off piece of a sentence); the rest are whole consumed sentences, in order. The filler counts as
+    no unit: depth is position among the whole sentences.
     """
     _, before, _, after, _ = _spans(prompt)
     ids = prompt.input_ids
@@ -367,15 +368,20 @@ def _check_context(family: Family, prompt: BuiltPrompt, consumed: list[str], nee
     assert list(ids[before[0] : after[1]]) == (
         haystack[:before_tokens] + needle_ids + haystack[before_tokens:haystack_tokens]
     )
-    boundaries = sorted(set(itertools.accumulate((len(p) for p in pieces), initial=0)))
-    assert before_tokens in boundaries
-    target = depth * haystack_tokens
-    assert all(abs(before_tokens - target) <= abs(b - target) + 1e-9 for b in boundaries)  # the closest boundary
-    k = boundaries.index(before_tokens)
+    # the filler is no unit: the needle goes between whole sentences (or before the filler), at the boundary
+    # nearest depth * the sentences' tokens, and achieved_depth is the sentences' share before it
+    offsets = list(itertools.accumulate((len(p) for p in pieces), initial=0))
+    units_follow = len(pieces) > len(filler)  # filler alone is the haystack
+    places = [0, *offsets[len(filler) + 1:]] if units_follow else offsets
+    boundaries = [place - prompt.filler_tokens if place else 0 for place in places] if units_follow else offsets
+    assert before_tokens in places
+    k = places.index(before_tokens)
+    target = depth * boundaries[-1]
+    assert all(abs(boundaries[k] - target) <= abs(b - target) + 1e-9 for b in boundaries)  # the closest boundary
     adjacent = [b - a for a, b in zip(boundaries, boundaries[1:])][max(k - 1, 0) : k + 1]
-    assert abs(before_tokens - target) <= max(adjacent, default=0)
-    if haystack_tokens:
-        assert prompt.achieved_depth == pytest.approx(before_tokens / haystack_tokens)
+    assert abs(boundaries[k] - target) <= max(adjacent, default=0)
+    if boundaries[-1]:
+        assert prompt.achieved_depth == pytest.approx(boundaries[k] / boundaries[-1])
     if depth == 0.0:
         assert before_tokens == 0
     if depth == 1.0:

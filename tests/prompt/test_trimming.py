@@ -104,3 +104,41 @@ def test_units_naming_an_answer_candidate_are_dropped_and_a_leak_is_refused(smol
     with pytest.raises(PlacementError, match="contains '12345', an answer to the question"):
         check_haystack_clean(smollm2_tokenizer, leaky, ["12345"])
     check_haystack_clean(smollm2_tokenizer, builder.build_prompt(parts, iter(["Calm day."] * 40), 80, 1.0), ["12345"])
+
+
+UUID_PAIR = r'"[0-9a-f-]{36}": "[0-9a-f-]{36}",'
+
+
+@pytest.mark.parametrize("length", [384, 512])
+def test_kv_depth_is_the_gold_pairs_position_among_the_real_pairs(smollm2_tokenizer, length):
+    """Issue 24 V4: at 384 tokens the JSON filler member opened the object and counted toward depth, so depths 0.0
+    and 0.3 both put the gold first among the real pairs. The filler is no unit: depth is position among the pairs
+    (at 384 tokens two pairs fit beside the gold, three positions; at 512, four pairs, four distinct positions)."""
+    task = load_task("kv_retrieval")
+    cfg = EvalConfig.model_validate(dict(models=["m"], tasks=["kv_retrieval"], context_lengths=[length],
+                                         depths=[0.0, 0.3, 0.5, 1.0], samples=3, output_dir="o"))
+    prepared, builder = PreparedTask(task, haystack_for_task(task)), PromptBuilder(smollm2_tokenizer)
+    by_sample: dict[int, list[tuple[float, int, list[str], float]]] = {}
+    for trial in expand(cfg, {"kv_retrieval": task}):
+        prompt = build_trial_prompt(builder, prepared, trial, cfg.models[0], cfg).prompt
+        regions = prompt.regions
+        before = _text(smollm2_tokenizer, prompt.input_ids[regions["context_before"].token_start:
+                                                           regions["context_before"].token_end])
+        after = _text(smollm2_tokenizer, prompt.input_ids[regions["context_after"].token_start:
+                                                          regions["context_after"].token_end])
+        assert prompt.filler_tokens > 0  # the case at issue: a filler member makes the exact length
+        by_sample.setdefault(trial.sample, []).append(
+            (trial.depth, len(re.findall(UUID_PAIR, before)), re.findall(UUID_PAIR, before + after),
+             prompt.achieved_depth))
+    for rows in by_sample.values():
+        rows.sort(key=lambda row: row[0])
+        pair_tokens = [len(builder.fragment_ids(pair)) for pair in rows[0][2]]
+        offsets = [sum(pair_tokens[:k]) for k in range(len(pair_tokens) + 1)]
+        for depth, index, _, achieved in rows:
+            # the boundary between real pairs nearest depth * their tokens (ties: the earlier one)
+            assert index == min(range(len(offsets)), key=lambda k: (abs(offsets[k] - depth * offsets[-1]), k))
+            assert achieved == offsets[index] / offsets[-1]
+        indices = [index for _, index, _, _ in rows]
+        assert indices[0] == 0 < indices[1] and indices[-1] == len(pair_tokens)  # 0.0 and 0.3: two positions
+        if len(pair_tokens) >= 4:  # room for four positions: four depths, four positions
+            assert all(a < b for a, b in zip(indices, indices[1:])), rows

@@ -32,8 +32,12 @@ def test_run_records_every_planned_trial_with_exact_placement(tmp_path, tiny_mod
         assert row["gold_answer"] in row["needle"]
         before, after = row["regions"]["context_before"], row["regions"]["context_after"]
         haystack_tokens = (before[1] - before[0]) + (after[1] - after[0])
-        # achieved depth is the haystack share before the needle (closest boundary: tests/test_prompt.py)
-        assert row["achieved_depth"] == pytest.approx((before[1] - before[0]) / haystack_tokens)
+        # achieved depth is the whole units' share before the needle (closest boundary: tests/prompt/test_prompt.py);
+        # the filler opens the haystack and counts as no unit
+        filler = row["extra"].get("filler_tokens", 0)
+        filler = filler if haystack_tokens > filler else 0  # filler alone is the haystack
+        units_before = max(before[1] - before[0] - filler, 0)
+        assert row["achieved_depth"] == pytest.approx(units_before / (haystack_tokens - filler))
         if row["depth"] in (0.0, 1.0):
             assert row["achieved_depth"] == row["depth"]
 
