@@ -35,8 +35,8 @@ class NeedleBuilder(Protocol):
 
 def place_needles(
     builder: NeedleBuilder, parts: PromptParts, frame: PromptFrame, pieces: list[tuple[int, ...]],
-    boundaries: tuple[list[int], list[int]], needles: list[tuple[int, ...]], depths: list[float], extra_texts: list[str],
-    context_length: int, tolerance_tokens: int,
+    boundaries: tuple[list[int], list[int]], needles: list[tuple[int, ...]], depths: list[float],
+    extra_texts: list[str], context_length: int, tolerance_tokens: int,
 ) -> BuiltPrompt:
     """The prompt with ``needles`` (ids) at ``depths``; ``boundaries`` are the places a needle may take, as piece
     indices and whole-unit tokens before each (``spans.unit_boundaries``: filler is no unit)."""
