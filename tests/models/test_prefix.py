@@ -19,7 +19,7 @@ from evalkit.tasks import haystack_for_task, instantiate_needle, load_task, prom
 from evalkit.types import REGION_CONTEXT_BEFORE, REGION_NAMES
 
 DEPTHS = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0]
-LENGTH = 192
+LENGTH = 232  # the 7 depths take 7 distinct boundaries (asserted below); prompt + gold + answer stay under 256
 NEW_TOKENS = 6
 _DECODER = {"vocab_size": 49152, "max_position_embeddings": 512, "initializer_range": 0.2,
             "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2}  # fmt: skip
@@ -57,11 +57,11 @@ def _gemma3(config_class, sliding_window: int):
 def grid(smollm2_tokenizer):
     """The prompts and gold ids of one (task, sample, length) over DEPTHS."""
     task = load_task("passkey")
-    needle = instantiate_needle(task, seed=11)
+    needle = instantiate_needle(task, seed=13)
     parts = prompt_parts(task, needle, ModelConfig(name="x"))
     builder = PromptBuilder(smollm2_tokenizer)
     source = haystack_for_task(task)
-    prompts = [builder.build_prompt(parts, source.sentences(11), LENGTH, depth) for depth in DEPTHS]
+    prompts = [builder.build_prompt(parts, source.sentences(13), LENGTH, depth) for depth in DEPTHS]
     return prompts, builder.gold_continuation_ids(parts, needle.answer)
 
 

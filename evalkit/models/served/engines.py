@@ -8,8 +8,10 @@
                server's softmax runs before any sampler). While the greedy answer equals the gold, the gold's
                log-probs are read off it (the same forward passes); from the first step where it differs (or
                where the gold is not among the step's top ``N_PROBS``) on, one ``/completion`` per gold token,
-               ``n_predict: 1`` and ``n_probs: 1`` on the prompt plus the gold tokens before it, the gold token
-               forced by ``logit_bias`` (the reported probability is still the pre-bias one, the model's own).
+               ``n_predict: 1`` on the prompt plus the gold tokens before it, the gold token forced by
+               ``logit_bias`` (the reported probability is still the pre-bias one, the model's own). It asks the
+               answer's ``N_PROBS`` too: the server's softmax sums the vocabulary in an order that depends on
+               ``n_probs``, so another count rounds the same logits to a log-prob one float step apart.
                The prompt cache makes each forced request one token of prefill, evaluated as the answer's own
                decode step was, so the two sources agree to the bit; only a forced first gold token re-evaluates
                the prompt's last token alone, which llama.cpp's CPU kernels round differently from the batched
@@ -176,7 +178,7 @@ class LlamaCppEngine:
         out: list[float] = []
         for k in range(start, len(gold_ids)):
             gold = gold_ids[k]
-            payload = {"prompt": [int(i) for i in (*input_ids, *gold_ids[:k])], "n_predict": 1, "n_probs": 1,
+            payload = {"prompt": [int(i) for i in (*input_ids, *gold_ids[:k])], "n_predict": 1, "n_probs": N_PROBS,
                        "post_sampling_probs": False, "logit_bias": [[int(gold), FORCE_BIAS]], "return_tokens": True,
                        **GREEDY_LLAMA}
             probs = reply_field(self.client.post("/completion", payload), "completion_probabilities", "/completion")
