@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from evalkit.errors import EvalkitError
+from evalkit.package_data import builtin_configs, package_version, resolve_config_path
 
 log = logging.getLogger("evalkit")
 
@@ -22,6 +23,7 @@ EXAMPLES = """examples:
   evalkit run configs/quickstart.yaml --set depths=[0,0.5,1] --set samples=1 --limit 10
   evalkit run configs/quickstart.yaml --output-dir reports/runs/try2
   evalkit validate configs/quickstart.yaml
+  evalkit run quickstart          (an example config by name, from any folder: see evalkit list configs)
   evalkit report reports/runs/quickstart
   evalkit view reports/runs/quickstart
   evalkit list
@@ -48,7 +50,8 @@ def _throughput(text: str) -> float:
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", type=Path, help="eval config (YAML), e.g. configs/quickstart.yaml")
+    parser.add_argument("config", type=Path,
+                        help="eval config (YAML), e.g. configs/quickstart.yaml, or an example config's name (quickstart)")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config field, VALUE in YAML: --set depths=[0,0.5,1] --set models.0.dtype=bfloat16",
@@ -64,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run (or resume) an eval config", epilog=EXAMPLES,
@@ -114,8 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     agree.add_argument("run_a", type=Path, metavar="RUN_A")
     agree.add_argument("run_b", type=Path, metavar="RUN_B")
 
-    listing = sub.add_parser("list", help="list tasks and built-in models")
-    listing.add_argument("what", nargs="?", choices=("tasks", "models"), help="only tasks or only models")
+    listing = sub.add_parser("list", help="list tasks, built-in models and example configs")
+    listing.add_argument("what", nargs="?", choices=("tasks", "models", "configs"),
+                         help="only tasks, only models or only example configs")
     return parser
 
 
@@ -257,6 +262,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("built-in models:")
         for alias, description in list_builtin_models().items():
             print(f"  {alias:<24} {description}")
+    if args.what in (None, "configs"):
+        print("example configs (run one by name, e.g. evalkit run quickstart):")
+        for name, path in builtin_configs().items():
+            print(f"  {name:<24} {path}")
     return 0
 
 
@@ -275,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help (0) or a malformed argument (2, its one line already printed)
         return int(exit_.code or 0)
+    if isinstance(getattr(args, "config", None), Path):
+        args.config = resolve_config_path(args.config)  # an example config's name -> its shipped file
     logging.basicConfig(level=logging.INFO if not getattr(args, "quiet", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
