@@ -29,8 +29,10 @@ from evalkit.config.entries import (
     AttentionConfig,
     ModelConfig,
 )
+from evalkit.config.json_schema import string_items
 from evalkit.config.layouts import LayoutGrid
 from evalkit.config.mitigations import (
+    ARM_NAMES,
     DOCUMENT_ATTENTION_ARMS,
     Mitigation,
     NoMitigation,
@@ -71,19 +73,26 @@ class EvalConfig(BaseModel):
     # strict: YAML already gives typed values, so `samples: "3"` or `depths: [true]` is a mistake
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    models: list[ModelConfig] = Field(min_length=1, description="model entries; a plain string is {name: ...}")
-    tasks: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1, description="task names or .yaml paths (relative to the config file)")
-    context_lengths: list[Annotated[int, Field(ge=32)]] = Field(min_length=1, description="total prompt tokens")
+    # json_schema_extra: what the validators below accept or refuse beyond the type, for `evalkit schema`
+    models: list[ModelConfig] = Field(min_length=1, description="model entries; a plain string is {name: ...}",
+                                      json_schema_extra=string_items({"type": "string", "minLength": 1}))
+    tasks: list[Annotated[str, Field(min_length=1)]] = Field(
+        min_length=1, description="task names or .yaml paths (relative to the config file)",
+        json_schema_extra={"uniqueItems": True})
+    context_lengths: list[Annotated[int, Field(ge=32)]] = Field(
+        min_length=1, description="total prompt tokens", json_schema_extra={"uniqueItems": True})
     depths: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
-        min_length=1, description="fraction of the haystack (in tokens) before the needle"
-    )
-    samples: int = Field(ge=1, description="samples (needle values / haystack streams) per grid cell")
+        min_length=1, description="fraction of the haystack (in tokens) before the needle",
+        json_schema_extra={"uniqueItems": True})
+    samples: int = Field(ge=1, description="samples (needle values / haystack streams) per grid cell",
+                         json_schema_extra={"maximum": MAX_SAMPLES})
     seed: int = 0
     values: Literal["per_sample", "per_trial"] = Field(
         "per_sample", description="per_sample: a sample's needle value and haystack stream are shared by all its "
         "lengths and depths (paired comparisons); per_trial: each length x depth cell draws its own (independent "
         "trials; layouts and mitigation arms of a cell still share it)")
-    output_dir: str = Field(min_length=1, description="run directory; relative to the current working directory")
+    output_dir: str = Field(min_length=1, description="run directory; relative to the current working directory",
+                            json_schema_extra={"pattern": r"\S"})  # not blank
     save_prompts: bool = False
     length_tolerance_tokens: int = Field(0, ge=0, description="allowed |prompt tokens - context length|")
     task_dirs: list[str] = Field(default_factory=list, description="extra task folders, relative to the config file")
@@ -93,16 +102,19 @@ class EvalConfig(BaseModel):
     )
     reuse_prefix: bool = Field(True, description="share the KV cache of the prompt prefix across depths")
     batch_size: int | str = Field(
-        1, description="prompts per forward when reuse_prefix is false; auto: largest that fits"
+        1, description="prompts per forward when reuse_prefix is false; auto: largest that fits",
+        json_schema_extra={"anyOf": [{"type": "integer", "minimum": 1}, {"const": "auto"}]},
     )
     controls: list[Literal["closed_book", "oracle", "dummy_needle"]] = Field(
-        default_factory=list, description="control trials per sample (see evalkit/prompt/controls.py)"
+        default_factory=list, description="control trials per sample (see evalkit/prompt/controls.py)",
+        json_schema_extra={"uniqueItems": True},
     )
     layout: LayoutGrid = Field(default_factory=LayoutGrid, description="prompt layout axes (see evalkit/config/layouts.py)")
     attention: AttentionConfig = Field(default_factory=AttentionConfig, description="attention capture")
     mitigations: list[Mitigation] = Field(
         default_factory=lambda: [NoMitigation()], min_length=1,
-        description="experiment arms, each on the baseline's trials (see evalkit/config/mitigations.py)")
+        description="experiment arms, each on the baseline's trials (see evalkit/config/mitigations.py)",
+        json_schema_extra=string_items({"enum": list(ARM_NAMES)}))
 
     _source_path: Path | None = PrivateAttr(None)
 
