@@ -257,17 +257,24 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), output_dir: str
     also works), VALUE is parsed as YAML (``depths=[0,0.5,1]``). ``output_dir`` (CLI ``--output-dir``) is a
     folder name taken as written, never parsed as YAML (``exp #1`` is not ``exp`` plus a comment).
     """
-    label = str(path)
-    raw = read_yaml_mapping(path, ConfigError, "models, tasks, context_lengths, depths, samples, output_dir")
-    set_paths = [apply_override(raw, item, label) for item in overrides]
-    if output_dir is not None:
-        raw["output_dir"] = output_dir
+    raw, set_paths = read_raw_config(path, overrides, output_dir)
     try:
         cfg = EvalConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(label, exc, EvalConfig, set_paths)) from None
+        raise ConfigError(describe_validation_error(str(path), exc, EvalConfig, set_paths)) from None
     cfg._source_path = Path(path)
     return cfg
+
+
+def read_raw_config(path: str | Path, overrides: Sequence[str] = (),
+                    output_dir: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The mapping ``load_config`` validates (the file's YAML with ``--set`` and ``--output-dir`` applied) and
+    the fields ``--set`` gave; ``ConfigError`` for what fails before validation (YAML, ``--set`` syntax)."""
+    raw = read_yaml_mapping(path, ConfigError, "models, tasks, context_lengths, depths, samples, output_dir")
+    set_paths = [apply_override(raw, item, str(path)) for item in overrides]
+    if output_dir is not None:
+        raw["output_dir"] = output_dir
+    return raw, set_paths
 
 
 def apply_override(raw: dict[str, Any], item: str, label: str) -> str:
