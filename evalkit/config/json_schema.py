@@ -35,12 +35,17 @@ def schema_text(model: type[BaseModel]) -> str:
     return json.dumps(json_schema(model), indent=2, ensure_ascii=False) + "\n"
 
 
-def string_items(string_schema: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+def string_items(string_schema: dict[str, Any], unique: bool = False) -> Callable[[dict[str, Any]], None]:
     """``json_schema_extra`` of a list whose ``mode="before"`` validator turns a plain-string entry into a
-    mapping (``- smollm2-135m-instruct`` is ``- {name: smollm2-135m-instruct}``): each item is either."""
+    mapping (``- smollm2-135m-instruct`` is ``- {name: smollm2-135m-instruct}``): each item is either.
+
+    ``unique``: a validator refuses repeats (the schema can refuse items written the same way twice).
+    """
 
     def extend(schema: dict[str, Any]) -> None:
         schema["items"] = {"anyOf": [string_schema, schema["items"]]}
+        if unique:
+            schema["uniqueItems"] = True
 
     return extend
 

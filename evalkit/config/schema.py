@@ -75,7 +75,7 @@ class EvalConfig(BaseModel):
 
     # json_schema_extra: what the validators below accept or refuse beyond the type, for `evalkit schema`
     models: list[ModelConfig] = Field(min_length=1, description="model entries; a plain string is {name: ...}",
-                                      json_schema_extra=string_items({"type": "string", "minLength": 1}))
+                                      json_schema_extra=string_items({"type": "string", "minLength": 1}, unique=True))
     tasks: list[Annotated[str, Field(min_length=1)]] = Field(
         min_length=1, description="task names or .yaml paths (relative to the config file)",
         json_schema_extra={"uniqueItems": True})
@@ -114,7 +114,7 @@ class EvalConfig(BaseModel):
     mitigations: list[Mitigation] = Field(
         default_factory=lambda: [NoMitigation()], min_length=1,
         description="experiment arms, each on the baseline's trials (see evalkit/config/mitigations.py)",
-        json_schema_extra=string_items({"enum": list(ARM_NAMES)}))
+        json_schema_extra=string_items({"enum": list(ARM_NAMES)}, unique=True))
 
     _source_path: Path | None = PrivateAttr(None)
 
