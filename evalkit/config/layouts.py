@@ -89,8 +89,10 @@ class LayoutGrid(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    question_position: list[Literal["after", "before", "both"]] = Field(default_factory=lambda: ["after"], min_length=1, json_schema_extra=_UNIQUE)
-    instruction_position: list[Literal["before", "after"]] = Field(default_factory=lambda: ["before"], min_length=1, json_schema_extra=_UNIQUE)
+    question_position: list[Literal["after", "before", "both"]] = Field(
+        default_factory=lambda: ["after"], min_length=1, json_schema_extra=_UNIQUE)
+    instruction_position: list[Literal["before", "after"]] = Field(
+        default_factory=lambda: ["before"], min_length=1, json_schema_extra=_UNIQUE)
     chat_template: list[bool | None] = Field(default_factory=lambda: [None], min_length=1, json_schema_extra=_UNIQUE)
     system_prompt: list[bool | None] = Field(default_factory=lambda: [None], min_length=1, json_schema_extra=_UNIQUE)
     context_markers: list[Literal["none", "xml", "brackets", "dashes"]] = Field(

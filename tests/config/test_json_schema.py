@@ -145,10 +145,12 @@ BEFORE_THE_SCHEMA = {
 
 # right in shape, refused by what no JSON Schema can say
 BEYOND_THE_SCHEMA = {
-    "test_config: duplicate model": "uniqueness by name across shorthand and mapping entries (uniqueItems compares whole items)",
+    "test_config: duplicate model":
+        "uniqueness by name across shorthand and mapping entries (uniqueItems compares whole items)",
     "test_config: served without its block": "cross-field: backend: served needs served:",
     "test_config: served block on transformers": "cross-field: served: needs backend: served",
-    "attention: decode steps past the answer": "cross-field: attention.decode_steps against every model's max_new_tokens",
+    "attention: decode steps past the answer":
+        "cross-field: attention.decode_steps against every model's max_new_tokens",
     "hostile: max_new_tokens float": "JSON has one number type: 8.0 is the integer 8 to a JSON Schema",
     "hostile: grid too large": "cross-field: samples x models x tasks x lengths x depths against the trial limit",
     "hostile: pickle weights": "what the model folder holds",
@@ -291,7 +293,8 @@ VALID_CONFIGS = {
     "model shorthand": changed(models=["smollm2-135m-instruct", {"name": "other", "device": "cuda:1"}]),
     "arm shorthand and options": changed(attention={"capture": True}, mitigations=[
         "none", "reorder_by_relevance", {"arm": "mask_heads", "name": "top4", "top_k": 4},
-        {"arm": "mask_heads", "name": "r4", "random_k": 4, "seed": 1}, {"arm": "calibrate_attention", "strength": 0.5}]),
+        {"arm": "mask_heads", "name": "r4", "random_k": 4, "seed": 1},
+        {"arm": "calibrate_attention", "strength": 0.5}]),
     "batch auto without reuse": changed(reuse_prefix=False, batch_size="auto"),
     "batch 8 without reuse": changed(reuse_prefix=False, batch_size=8),
     "layout grid": changed(layout={"question_position": ["after", "before"], "chat_template": [None, False]}),
