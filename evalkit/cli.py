@@ -1,4 +1,4 @@
-"""Command line: ``evalkit run | validate | report | view | plan | agree | list``.
+"""Command line: ``evalkit run | validate | report | view | plan | agree | list | schema``.
 
 Errors evalkit raises on purpose print as one line and exit 2; nothing else prints a traceback
 unless ``--debug`` is given.
@@ -27,6 +27,16 @@ EXAMPLES = """examples:
   evalkit report reports/runs/quickstart
   evalkit view reports/runs/quickstart
   evalkit list
+  evalkit schema config --out docs/schema/config.schema.json
+"""
+
+SCHEMA_EXAMPLES = """examples:
+  evalkit schema config
+  evalkit schema config --out docs/schema/config.schema.json
+  evalkit schema task --out docs/schema/task.schema.json
+
+An editor with a YAML language server (VS Code's YAML extension) completes and checks a file whose first line is
+  # yaml-language-server: $schema=../docs/schema/config.schema.json
 """
 
 
@@ -121,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("list", help="list tasks, built-in models and example configs")
     listing.add_argument("what", nargs="?", choices=("tasks", "models", "configs"),
                          help="only tasks, only models or only example configs")
+
+    schema = sub.add_parser(
+        "schema", help="print the JSON Schema of config or task files, for editor completion and checks",
+        epilog=SCHEMA_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    schema.add_argument("what", choices=("config", "task"), help="config: configs/*.yaml; task: tasks/*.yaml")
+    schema.add_argument("--out", type=Path, metavar="FILE", help="write the schema to FILE instead of printing it")
     return parser
 
 
@@ -269,8 +286,26 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    """``evalkit schema config|task``: the JSON Schema generated from the pydantic model that validates the file."""
+    from evalkit.config.json_schema import schema_text
+    from evalkit.config.schema import EvalConfig
+    from evalkit.tasks.spec import TaskSpec
+
+    text = schema_text(EvalConfig if args.what == "config" else TaskSpec)
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    if not args.out.parent.is_dir():
+        raise EvalkitError(f"schema: --out {args.out}: folder {args.out.parent} does not exist; create it or pick "
+                           "another path")
+    args.out.write_text(text, encoding="utf-8")
+    print(f"schema: {args.out}")
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report, "view": cmd_view, "plan": cmd_plan,
-            "agree": cmd_agree, "list": cmd_list}
+            "agree": cmd_agree, "list": cmd_list, "schema": cmd_schema}
 
 
 def _one_line(text: str) -> str:
