@@ -58,3 +58,21 @@ def test_list_configs_names_each_with_its_file(capsys):
     assert main(["list", "configs"]) == 0
     lines = capsys.readouterr().out.splitlines()[1:]
     assert {line.split()[0]: Path(line.split()[1]) for line in lines} == builtin_configs()
+
+
+def test_the_run_header_names_this_checkouts_version_even_without_installed_metadata(monkeypatch):
+    import importlib.metadata as md
+
+    from evalkit.run.preflight import library_versions
+
+    real = md.version
+
+    def version(name):  # no evalkit distribution installed: the checkout is run with PYTHONPATH alone
+        if name == "evalkit":
+            raise md.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(md, "version", version)
+    versions = library_versions()
+    assert versions["evalkit"] == package_version() == evalkit.__version__ != "not installed"
+    assert versions["transformers"] == real("transformers")
