@@ -12,9 +12,10 @@ from evalkit.errors import (
     RunDirError,
     TaskError,
 )
+from evalkit.package_data import package_version
 from evalkit.types import BuiltPrompt, PromptParts, TokenSpan, Trial, TrialOutput, TrialRecord
 
-__version__ = "0.1.0"
+__version__ = package_version()
 
 # Heavy parts (torch, transformers, pandas, seaborn) load on first use, so ``import evalkit``
 # and the CLI's ``--help`` stay fast.

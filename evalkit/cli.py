@@ -1,4 +1,4 @@
-"""Command line: ``evalkit run | validate | report | view | plan | agree | list``.
+"""Command line: ``evalkit run | validate | report | view | plan | agree | list | schema``.
 
 Errors evalkit raises on purpose print as one line and exit 2; nothing else prints a traceback
 unless ``--debug`` is given.
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from evalkit.errors import EvalkitError
+from evalkit.package_data import builtin_configs, package_version, resolve_config_path
 
 log = logging.getLogger("evalkit")
 
@@ -22,9 +23,20 @@ EXAMPLES = """examples:
   evalkit run configs/quickstart.yaml --set depths=[0,0.5,1] --set samples=1 --limit 10
   evalkit run configs/quickstart.yaml --output-dir reports/runs/try2
   evalkit validate configs/quickstart.yaml
+  evalkit run quickstart          (an example config by name, from any folder: see evalkit list configs)
   evalkit report reports/runs/quickstart
   evalkit view reports/runs/quickstart
   evalkit list
+  evalkit schema config --out docs/schema/config.schema.json
+"""
+
+SCHEMA_EXAMPLES = """examples:
+  evalkit schema config
+  evalkit schema config --out docs/schema/config.schema.json
+  evalkit schema task --out docs/schema/task.schema.json
+
+An editor with a YAML language server (VS Code's YAML extension) completes and checks a file whose first line is
+  # yaml-language-server: $schema=../docs/schema/config.schema.json
 """
 
 
@@ -48,7 +60,8 @@ def _throughput(text: str) -> float:
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", type=Path, help="eval config (YAML), e.g. configs/quickstart.yaml")
+    parser.add_argument("config", type=Path,
+                        help="eval config (YAML), e.g. configs/quickstart.yaml, or an example config's name (quickstart)")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config field, VALUE in YAML: --set depths=[0,0.5,1] --set models.0.dtype=bfloat16",
@@ -64,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run (or resume) an eval config", epilog=EXAMPLES,
@@ -114,8 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
     agree.add_argument("run_a", type=Path, metavar="RUN_A")
     agree.add_argument("run_b", type=Path, metavar="RUN_B")
 
-    listing = sub.add_parser("list", help="list tasks and built-in models")
-    listing.add_argument("what", nargs="?", choices=("tasks", "models"), help="only tasks or only models")
+    listing = sub.add_parser("list", help="list tasks, built-in models and example configs")
+    listing.add_argument("what", nargs="?", choices=("tasks", "models", "configs"),
+                         help="only tasks, only models or only example configs")
+
+    schema = sub.add_parser(
+        "schema", help="print the JSON Schema of config or task files, for editor completion and checks",
+        epilog=SCHEMA_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    schema.add_argument("what", choices=("config", "task"), help="config: configs/*.yaml; task: tasks/*.yaml")
+    schema.add_argument("--out", type=Path, metavar="FILE", help="write the schema to FILE instead of printing it")
     return parser
 
 
@@ -257,11 +279,33 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("built-in models:")
         for alias, description in list_builtin_models().items():
             print(f"  {alias:<24} {description}")
+    if args.what in (None, "configs"):
+        print("example configs (run one by name, e.g. evalkit run quickstart):")
+        for name, path in builtin_configs().items():
+            print(f"  {name:<24} {path}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """``evalkit schema config|task``: the JSON Schema generated from the pydantic model that validates the file."""
+    from evalkit.config.json_schema import schema_text
+    from evalkit.config.schema import EvalConfig
+    from evalkit.tasks.spec import TaskSpec
+
+    text = schema_text(EvalConfig if args.what == "config" else TaskSpec)
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    if not args.out.parent.is_dir():
+        raise EvalkitError(f"schema: --out {args.out}: folder {args.out.parent} does not exist; create it or pick "
+                           "another path")
+    args.out.write_text(text, encoding="utf-8")
+    print(f"schema: {args.out}")
     return 0
 
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report, "view": cmd_view, "plan": cmd_plan,
-            "agree": cmd_agree, "list": cmd_list}
+            "agree": cmd_agree, "list": cmd_list, "schema": cmd_schema}
 
 
 def _one_line(text: str) -> str:
@@ -275,6 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help (0) or a malformed argument (2, its one line already printed)
         return int(exit_.code or 0)
+    if isinstance(getattr(args, "config", None), Path):
+        args.config = resolve_config_path(args.config)  # an example config's name -> its shipped file
     logging.basicConfig(level=logging.INFO if not getattr(args, "quiet", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

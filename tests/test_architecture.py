@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "evalkit"
 # Stages in data-flow order: a module may import from its own stage or an earlier one, never a later one.
 # ``run`` composes every stage before it (it writes the report at the end of a run); ``cli`` sits on top.
 STAGES = (
-    ("evalkit", "errors", "types"),
+    ("evalkit", "errors", "types", "package_data"),
     ("scoring",),
     ("config",),
     ("tasks",),

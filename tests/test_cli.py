@@ -95,3 +95,33 @@ def test_output_dir_is_taken_as_written_not_parsed_as_yaml(tmp_path, tiny_model_
         assert "1 trials run, 0 already done" in capsys.readouterr().out, name  # never another run's trials
         assert (tmp_path / name / "header.json").is_file() and (tmp_path / name / "trials.jsonl").is_file()
     assert not (tmp_path / "exp").exists()
+
+
+def test_schema_prints_json_and_writes_it_with_out(tmp_path):
+    printed = evalkit("schema", "task")
+    assert printed.returncode == 0, printed.stderr
+    assert json.loads(printed.stdout)["title"] == "TaskSpec"
+    out = tmp_path / "config.schema.json"
+    written = evalkit("schema", "config", "--out", str(out))
+    assert written.returncode == 0, written.stderr
+    assert written.stdout.strip() == f"schema: {out}"
+    assert json.loads(out.read_text())["title"] == "EvalConfig"
+
+
+def test_schema_refuses_a_missing_folder_and_an_unknown_kind_in_one_line(tmp_path):
+    missing = evalkit("schema", "config", "--out", str(tmp_path / "nope" / "config.schema.json"))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    (line,) = missing.stderr.strip().splitlines()
+    assert "does not exist" in line and str(tmp_path / "nope") in line
+    unknown = evalkit("schema", "configs")
+    assert unknown.returncode == 2
+    (line,) = unknown.stderr.strip().splitlines()
+    assert "'configs'" in line and "config" in line and "task" in line
+    assert not (tmp_path / "nope").exists()
+
+
+def test_schema_help_shows_the_editor_line():
+    result = evalkit("schema", "--help")
+    assert result.returncode == 0
+    assert "evalkit schema config --out docs/schema/config.schema.json" in result.stdout
+    assert "# yaml-language-server: $schema=../docs/schema/config.schema.json" in result.stdout

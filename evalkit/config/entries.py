@@ -34,8 +34,12 @@ class ModelConfig(BaseModel):
         None, min_length=1, description="the GGUF file to convert inside the folder or Hub repo `name` (one of several)"
     )
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps; ignored when device_map is set")
-    device_map: str | None = Field(None, description="accelerate device map, e.g. 'auto' for multi-GPU sharding")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps; ignored when device_map is set",
+                        json_schema_extra={"pattern": DEVICE_PATTERN.pattern})
+    device_map: str | None = Field(
+        None, description="accelerate device map, e.g. 'auto' for multi-GPU sharding",
+        json_schema_extra={"anyOf": [{"enum": list(DEVICE_MAP_STRATEGIES)},
+                                     {"type": "string", "pattern": DEVICE_PATTERN.pattern}, {"type": "null"}]})
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit)")
     chat_template: bool = True
     system_prompt: str | None = None

@@ -81,18 +81,23 @@ _AXIS_WORDS = {
 }
 
 
+_UNIQUE = {"uniqueItems": True}  # for `evalkit schema`: what `_no_repeats` holds
+
+
 class LayoutGrid(BaseModel):
     """The ``layout:`` block of an eval config: values per axis (see the module docstring)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    question_position: list[Literal["after", "before", "both"]] = Field(default_factory=lambda: ["after"], min_length=1)
-    instruction_position: list[Literal["before", "after"]] = Field(default_factory=lambda: ["before"], min_length=1)
-    chat_template: list[bool | None] = Field(default_factory=lambda: [None], min_length=1)
-    system_prompt: list[bool | None] = Field(default_factory=lambda: [None], min_length=1)
+    question_position: list[Literal["after", "before", "both"]] = Field(
+        default_factory=lambda: ["after"], min_length=1, json_schema_extra=_UNIQUE)
+    instruction_position: list[Literal["before", "after"]] = Field(
+        default_factory=lambda: ["before"], min_length=1, json_schema_extra=_UNIQUE)
+    chat_template: list[bool | None] = Field(default_factory=lambda: [None], min_length=1, json_schema_extra=_UNIQUE)
+    system_prompt: list[bool | None] = Field(default_factory=lambda: [None], min_length=1, json_schema_extra=_UNIQUE)
     context_markers: list[Literal["none", "xml", "brackets", "dashes"]] = Field(
-        default_factory=lambda: ["none"], min_length=1)
-    answer_prefix: list[bool] = Field(default_factory=lambda: [True], min_length=1)
+        default_factory=lambda: ["none"], min_length=1, json_schema_extra=_UNIQUE)
+    answer_prefix: list[bool] = Field(default_factory=lambda: [True], min_length=1, json_schema_extra=_UNIQUE)
 
     @field_validator("*")
     @classmethod

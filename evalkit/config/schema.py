@@ -29,8 +29,10 @@ from evalkit.config.entries import (
     AttentionConfig,
     ModelConfig,
 )
+from evalkit.config.json_schema import string_items
 from evalkit.config.layouts import LayoutGrid
 from evalkit.config.mitigations import (
+    ARM_NAMES,
     DOCUMENT_ATTENTION_ARMS,
     Mitigation,
     NoMitigation,
@@ -71,19 +73,26 @@ class EvalConfig(BaseModel):
     # strict: YAML already gives typed values, so `samples: "3"` or `depths: [true]` is a mistake
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    models: list[ModelConfig] = Field(min_length=1, description="model entries; a plain string is {name: ...}")
-    tasks: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1, description="task names or .yaml paths (relative to the config file)")
-    context_lengths: list[Annotated[int, Field(ge=32)]] = Field(min_length=1, description="total prompt tokens")
+    # json_schema_extra: what the validators below accept or refuse beyond the type, for `evalkit schema`
+    models: list[ModelConfig] = Field(min_length=1, description="model entries; a plain string is {name: ...}",
+                                      json_schema_extra=string_items({"type": "string", "minLength": 1}, unique=True))
+    tasks: list[Annotated[str, Field(min_length=1)]] = Field(
+        min_length=1, description="task names or .yaml paths (relative to the config file)",
+        json_schema_extra={"uniqueItems": True})
+    context_lengths: list[Annotated[int, Field(ge=32)]] = Field(
+        min_length=1, description="total prompt tokens", json_schema_extra={"uniqueItems": True})
     depths: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
-        min_length=1, description="fraction of the haystack (in tokens) before the needle"
-    )
-    samples: int = Field(ge=1, description="samples (needle values / haystack streams) per grid cell")
+        min_length=1, description="fraction of the haystack (in tokens) before the needle",
+        json_schema_extra={"uniqueItems": True})
+    samples: int = Field(ge=1, description="samples (needle values / haystack streams) per grid cell",
+                         json_schema_extra={"maximum": MAX_SAMPLES})
     seed: int = 0
     values: Literal["per_sample", "per_trial"] = Field(
         "per_sample", description="per_sample: a sample's needle value and haystack stream are shared by all its "
         "lengths and depths (paired comparisons); per_trial: each length x depth cell draws its own (independent "
         "trials; layouts and mitigation arms of a cell still share it)")
-    output_dir: str = Field(min_length=1, description="run directory; relative to the current working directory")
+    output_dir: str = Field(min_length=1, description="run directory; relative to the current working directory",
+                            json_schema_extra={"pattern": r"\S"})  # not blank
     save_prompts: bool = False
     length_tolerance_tokens: int = Field(0, ge=0, description="allowed |prompt tokens - context length|")
     task_dirs: list[str] = Field(default_factory=list, description="extra task folders, relative to the config file")
@@ -93,16 +102,19 @@ class EvalConfig(BaseModel):
     )
     reuse_prefix: bool = Field(True, description="share the KV cache of the prompt prefix across depths")
     batch_size: int | str = Field(
-        1, description="prompts per forward when reuse_prefix is false; auto: largest that fits"
+        1, description="prompts per forward when reuse_prefix is false; auto: largest that fits",
+        json_schema_extra={"anyOf": [{"type": "integer", "minimum": 1}, {"const": "auto"}]},
     )
     controls: list[Literal["closed_book", "oracle", "dummy_needle"]] = Field(
-        default_factory=list, description="control trials per sample (see evalkit/prompt/controls.py)"
+        default_factory=list, description="control trials per sample (see evalkit/prompt/controls.py)",
+        json_schema_extra={"uniqueItems": True},
     )
     layout: LayoutGrid = Field(default_factory=LayoutGrid, description="prompt layout axes (see evalkit/config/layouts.py)")
     attention: AttentionConfig = Field(default_factory=AttentionConfig, description="attention capture")
     mitigations: list[Mitigation] = Field(
         default_factory=lambda: [NoMitigation()], min_length=1,
-        description="experiment arms, each on the baseline's trials (see evalkit/config/mitigations.py)")
+        description="experiment arms, each on the baseline's trials (see evalkit/config/mitigations.py)",
+        json_schema_extra=string_items({"enum": list(ARM_NAMES)}, unique=True))
 
     _source_path: Path | None = PrivateAttr(None)
 
@@ -245,17 +257,24 @@ def load_config(path: str | Path, overrides: Sequence[str] = (), output_dir: str
     also works), VALUE is parsed as YAML (``depths=[0,0.5,1]``). ``output_dir`` (CLI ``--output-dir``) is a
     folder name taken as written, never parsed as YAML (``exp #1`` is not ``exp`` plus a comment).
     """
-    label = str(path)
-    raw = read_yaml_mapping(path, ConfigError, "models, tasks, context_lengths, depths, samples, output_dir")
-    set_paths = [apply_override(raw, item, label) for item in overrides]
-    if output_dir is not None:
-        raw["output_dir"] = output_dir
+    raw, set_paths = read_raw_config(path, overrides, output_dir)
     try:
         cfg = EvalConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(label, exc, EvalConfig, set_paths)) from None
+        raise ConfigError(describe_validation_error(str(path), exc, EvalConfig, set_paths)) from None
     cfg._source_path = Path(path)
     return cfg
+
+
+def read_raw_config(path: str | Path, overrides: Sequence[str] = (),
+                    output_dir: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The mapping ``load_config`` validates (the file's YAML with ``--set`` and ``--output-dir`` applied) and
+    the fields ``--set`` gave; ``ConfigError`` for what fails before validation (YAML, ``--set`` syntax)."""
+    raw = read_yaml_mapping(path, ConfigError, "models, tasks, context_lengths, depths, samples, output_dir")
+    set_paths = [apply_override(raw, item, str(path)) for item in overrides]
+    if output_dir is not None:
+        raw["output_dir"] = output_dir
+    return raw, set_paths
 
 
 def apply_override(raw: dict[str, Any], item: str, label: str) -> str:

@@ -20,6 +20,7 @@ SERVED_HASH_EXCLUDED_FIELDS = frozenset(
 
 # the authority's ``user:password@`` part (greedy: a password may hold an unescaped "@")
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?[^/?#]*@")
+HTTP_URL = re.compile(r"^https?://[^/\s]+")
 
 
 def redact_url(url: str) -> str:
@@ -36,7 +37,8 @@ class ServedConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    base_url: str = Field(min_length=1, description="engine address, e.g. http://127.0.0.1:8080 (no /v1)")
+    base_url: str = Field(min_length=1, description="engine address, e.g. http://127.0.0.1:8080 (no /v1)",
+                          json_schema_extra={"pattern": HTTP_URL.pattern, "not": {"pattern": _USERINFO.pattern}})
     engine: Literal["llama_cpp", "openai", "sglang"] = Field(
         "llama_cpp",
         description="llama_cpp: llama-server /completion + /tokenize; openai: /v1/completions; sglang: /generate",
@@ -59,7 +61,7 @@ class ServedConfig(BaseModel):
     @classmethod
     def _http_url(cls, value: str) -> str:
         shown = show_value(redact_url(value))  # a password is never echoed, even in a refusal
-        if not re.match(r"^https?://[^/\s]+", value):
+        if not HTTP_URL.match(value):
             raise ValueError(f"{shown} is not an http(s) URL; write e.g. http://127.0.0.1:8080")
         if _USERINFO.match(value):
             raise ValueError(f"{shown} holds a user name or password; credentials never go in the URL (they would "

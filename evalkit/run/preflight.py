@@ -19,6 +19,7 @@ from evalkit.config.layouts import Layout
 from evalkit.config.schema import EvalConfig, ModelConfig, config_hash
 from evalkit.errors import ConfigError, EvalkitError
 from evalkit.models import describe_model
+from evalkit.package_data import package_version
 from evalkit.tasks import haystack_for_task, instantiate_needle, is_task_path, load_task, prompt_parts
 from evalkit.tasks.registry import TASK_SUFFIXES
 from evalkit.types import NeedleInstance, PromptParts, Trial
@@ -149,8 +150,9 @@ def library_versions() -> dict[str, str]:
     """Versions of the libraries that shape results, for the run header."""
     import importlib.metadata as md
 
-    versions = {"python": platform.python_version()}
-    for package in ("evalkit", "torch", "transformers", "accelerate", "tokenizers"):
+    # evalkit's own from package_version: with PYTHONPATH=checkout the installed metadata may be another copy's
+    versions = {"python": platform.python_version(), "evalkit": package_version()}
+    for package in ("torch", "transformers", "accelerate", "tokenizers"):
         try:
             versions[package] = md.version(package)
         except md.PackageNotFoundError:

@@ -2,7 +2,8 @@
 
 Search order for a name: the ``search_dirs`` passed in (e.g. a config's ``task_dirs``), then the
 folders of ``EVALKIT_TASKS_PATH`` (``os.pathsep``-separated), then ``./tasks`` of the current working
-directory, then the repository's built-in ``tasks/`` folder. The first ``NAME.yaml`` (or ``.yml``) wins.
+directory, then the built-in tasks (the checkout's ``tasks/`` folder, or the installed wheel's copy of it:
+``evalkit.package_data.builtin_tasks_dir``). The first ``NAME.yaml`` (or ``.yml``) wins.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from pydantic import ValidationError
 from evalkit.config.validation_errors import describe_validation_error
 from evalkit.config.yaml_io import path_problem, read_yaml_mapping
 from evalkit.errors import HaystackError, TaskError
+from evalkit.package_data import builtin_tasks_dir
 from evalkit.tasks.haystacks import haystack_for_task
 from evalkit.tasks.spec import TASK_NAME_PATTERN, TaskSpec
 
-# evalkit/tasks/registry.py -> repository root; the same folder as Path(evalkit.__file__).parent.parent / "tasks"
-BUILTIN_TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks"
+BUILTIN_TASKS_DIR = builtin_tasks_dir()
 TASKS_PATH_ENV = "EVALKIT_TASKS_PATH"
 TASK_SUFFIXES = (".yaml", ".yml")
 
@@ -30,7 +31,7 @@ _NAME_RE = re.compile(TASK_NAME_PATTERN)
 
 
 def default_search_dirs() -> tuple[Path, ...]:
-    """``EVALKIT_TASKS_PATH`` folders, then ``./tasks`` of the cwd, then the built-in ``tasks/`` folder."""
+    """``EVALKIT_TASKS_PATH`` folders, then ``./tasks`` of the cwd, then the built-in tasks' folder."""
     env = [Path(p).expanduser() for p in os.environ.get(TASKS_PATH_ENV, "").split(os.pathsep) if p.strip()]
     return (*env, Path.cwd() / "tasks", BUILTIN_TASKS_DIR)
 

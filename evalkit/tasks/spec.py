@@ -41,7 +41,7 @@ class ChoiceValue(BaseModel):
 
     model_config = _SPEC
     kind: Literal["choice"]
-    values: list[Annotated[str, Field(min_length=1)]] = Field(min_length=2)
+    values: list[Annotated[str, Field(min_length=1)]] = Field(min_length=2, json_schema_extra={"uniqueItems": True})
 
     @field_validator("values")
     @classmethod
