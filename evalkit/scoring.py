@@ -41,6 +41,9 @@ from collections.abc import Sequence
 from evalkit.types import Score
 
 METRICS = ("contains", "exact_match", "liu", "subspan_em", "best_subspan_em", "keyword_recall")
+# metrics that score only the answer's first line (Liu et al. cut it at the first newline); exact_match reads
+# the first non-empty line
+WHOLE_LINE_METRICS = ("liu", "subspan_em", "best_subspan_em")
 METRIC_LABELS = {"contains": "answer contained", "exact_match": "exact match", "liu": "Liu et al.'s best-subspan EM",
                  "subspan_em": "lenient subspan EM", "best_subspan_em": "lenient subspan EM",
                  "keyword_recall": "keyword recall"}

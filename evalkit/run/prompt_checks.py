@@ -22,14 +22,14 @@ from evalkit.prompt.controls import build_trial_prompt
 from evalkit.prompt.reorder import REORDER_ARM
 from evalkit.run.plan import sample_seeds, trial_seed
 from evalkit.run.preflight import PreparedTask
+from evalkit.scoring import WHOLE_LINE_METRICS
 from evalkit.tasks.haystacks import FileHaystack
 from evalkit.types import PromptParts, Trial
 
 log = logging.getLogger(__name__)
 
 
-# metrics that score the whole first line of an answer, and the budget Liu et al. give that line (their code: 100)
-WHOLE_LINE_METRICS = ("liu", "subspan_em", "best_subspan_em")
+# the budget Liu et al. give the line a whole-line metric reads (their code: 100)
 WHOLE_LINE_BUDGET = 100
 
 

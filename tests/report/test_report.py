@@ -390,5 +390,5 @@ def test_the_decision_block_states_the_share_of_cut_off_answers(tmp_path, cut, s
     write_records(run, records)
     report = write_report(run, tmp_path / "out").report_md.read_text()
     decision = report[:report.index("\n## ", report.index("Decision."))]  # the block, up to the next section
-    line = f"**Cut-off answers:** {cut} of {len(records)} trials (20%) used the whole max_new_tokens budget"
+    line = f"**Cut-off answers:** {cut} of {len(records)} trials (20%) ran out of max_new_tokens before the scored"
     assert (line in decision) == stated

@@ -150,3 +150,25 @@ def test_the_decision_block_states_a_notable_truncation_rate():
     assert notable_truncation(trials(197, 280)) == (197, 280)
     assert notable_truncation(trials(3, 100)) is None  # 3% and below: not stated
     assert notable_truncation(trials(4, 100)) == (4, 100)
+
+
+@pytest.mark.parametrize(("metric", "generated", "cut"), [
+    ("liu", " Rodney Crowell\nAnswer: Rodney Crowell\nAnswer: Rod", False),  # the scored line ended: nothing lost
+    ("liu", "\n\nThe answer is", False),  # Liu's first line is the empty one, and it ended
+    ("liu", " The singer-songwriter Rodney", True),  # the line never ended: the budget cut it
+    ("subspan_em", " Rodney Crowell\nmore", False),
+    ("best_subspan_em", " Rodney", True),
+    ("exact_match", "\n\n 62\nmore", False),  # its first non-empty line ended
+    ("exact_match", "\n\n 62 years", True),
+    ("contains", " 62\nmore", True),  # reads the whole answer: any cut may matter
+    ("keyword_recall", " 62\nmore", True),
+])
+def test_a_budget_that_ran_out_after_the_scored_line_ended_cut_nothing(metric, generated, cut):
+    import pandas as pd
+
+    from evalkit.report.analysis.truncation import answer_cut_off, truncated_count
+
+    assert answer_cut_off({"truncated": True}, generated, metric) is cut
+    assert answer_cut_off({"truncated": False}, generated, metric) is False  # stopped by a stop token
+    trials = pd.DataFrame({"extra": [{"truncated": True}] * 3, "generated": [generated] * 3, "metric": [metric] * 3})
+    assert truncated_count(trials) == (3 if cut else 0)

@@ -1,22 +1,41 @@
 """How many answers were cut off by the generation budget, and when a report must say so.
 
-A trial is truncated when generation used every one of ``max_new_tokens`` without a stop token (its record's
-``extra["truncated"]``). A metric that reads the whole first line (best-subspan EM) may then score a right answer
-wrong, so a truncation rate above ``NOTABLE_TRUNCATION_SHARE`` is stated in the decision block with the fix.
+A trial's record says ``extra["truncated"]`` when generation used every one of ``max_new_tokens`` without a stop
+token. Whether that cut what the metric scores depends on the metric: one that reads only the first line (Liu et
+al.'s, ``WHOLE_LINE_METRICS``; ``exact_match`` reads the first non-empty line) lost nothing when that line had
+ended before the budget ran out (a base model that never stops still ends its answer's line); any other metric
+may have. Those cut-off answers may be scored wrong, so a rate above ``NOTABLE_TRUNCATION_SHARE`` is stated in
+the decision block with the fix.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
+from evalkit.scoring import WHOLE_LINE_METRICS
+
 NOTABLE_TRUNCATION_SHARE = 0.03  # above this share of trials the decision block states the rate
 
 
+def answer_cut_off(extra: object, generated: object, metric: object) -> bool:
+    """True when the budget ran out before the part of the answer that ``metric`` scores had ended."""
+    if not (isinstance(extra, dict) and extra.get("truncated")):
+        return False
+    text = generated if isinstance(generated, str) else ""
+    if metric in WHOLE_LINE_METRICS:
+        return "\n" not in text  # the first line (empty if the answer opens with a newline) never ended
+    if metric == "exact_match":
+        return "\n" not in text.lstrip()  # the first non-empty line never ended
+    return True
+
+
 def truncated_count(trials: pd.DataFrame) -> int:
-    """Trials whose record says ``extra["truncated"]`` (the generation hit max_new_tokens)."""
+    """Trials whose scored answer the generation budget cut off (``answer_cut_off``)."""
     if "extra" not in trials:
         return 0
-    return int(sum(bool(isinstance(e, dict) and e.get("truncated")) for e in trials["extra"]))
+    generated = trials["generated"] if "generated" in trials else pd.Series("", index=trials.index)
+    metric = trials["metric"] if "metric" in trials else pd.Series("", index=trials.index)
+    return int(sum(answer_cut_off(e, g, m) for e, g, m in zip(trials["extra"], generated, metric)))
 
 
 def notable_truncation(trials: pd.DataFrame) -> tuple[int, int] | None:
