@@ -11,7 +11,7 @@ import logging
 import math
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from evalkit.errors import EvalkitError
 from evalkit.package_data import builtin_configs, package_version, resolve_config_path
@@ -79,7 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_config_commands(sub)
+    _add_other_commands(sub)
+    return parser
 
+
+def _add_config_commands(sub: Any) -> None:  # argparse's subparsers action
+    """run, validate and plan: the commands that read an eval config."""
     run = sub.add_parser("run", help="run (or resume) an eval config", epilog=EXAMPLES,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_config_options(run)
@@ -93,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a config, its tasks and model limits without running")
     _add_config_options(validate)
 
+    plan = sub.add_parser("plan", help="count a config's trials, prompt and answer tokens, and estimate its wall time")
+    _add_config_options(plan)
+    plan.add_argument("--tokens-per-s", type=_throughput, metavar="N", help="a throughput you measured, for the time estimate (without it: a few calibration forwards on each model)")
+
+
+def _add_other_commands(sub: Any) -> None:  # argparse's subparsers action
+    """report, view and agree (run directories), list and schema."""
     report = sub.add_parser(
         "report", help="write report.html, report.md, tables and charts for run directories",
         epilog="examples:\n  evalkit report reports/runs/quickstart\n"
@@ -116,10 +129,6 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
     view.add_argument("--out", type=Path, help="HTML file to write (default: RUN_DIR/viewer.html for one run)")
 
-    plan = sub.add_parser("plan", help="count a config's trials, prompt and answer tokens, and estimate its wall time")
-    _add_config_options(plan)
-    plan.add_argument("--tokens-per-s", type=_throughput, metavar="N", help="a throughput you measured, for the time estimate (without it: a few calibration forwards on each model)")
-
     agree = sub.add_parser(
         "agree", help="trial-by-trial agreement of two runs of one grid (e.g. transformers vs a served engine)",
         epilog="example:\n  evalkit agree reports/runs/quickstart reports/runs/quickstart-llamacpp",
@@ -138,7 +147,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     schema.add_argument("what", choices=("config", "task"), help="config: configs/*.yaml; task: tasks/*.yaml")
     schema.add_argument("--out", type=Path, metavar="FILE", help="write the schema to FILE instead of printing it")
-    return parser
 
 
 def _load(args: argparse.Namespace):
