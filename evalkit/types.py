@@ -46,6 +46,40 @@ class Trial:
     mitigation: str = "none"  # the arm's name (config ``mitigations``); "none" is the baseline
 
 
+# Why a finished trial's answer is what it is (``evalkit/failures.py`` holds the rules), in report order.
+FAILURE_TYPES = ("correct", "distractor", "other_in_prompt", "absent", "partial", "format", "truncated")
+# Where the answer step's attention went, where it was captured: the gold span, a look-alike, or neither.
+ATTENTION_FOCUS = ("fact", "look_alike", "neither")
+
+
+@dataclass(frozen=True)
+class Distractor:
+    """A look-alike of the needle (a task's ``distractors:`` block): the sentence, the value and key it carries.
+
+    ``kind`` says how it differs from the needle: ``other_key`` (another key, another value: RULER's multikey),
+    ``same_value`` (the gold value under another key) or ``variant`` (a near-miss template of the task file).
+    """
+
+    text: str
+    value: str
+    key: str = ""
+    kind: str = ""
+
+
+@dataclass(frozen=True)
+class PlacedDistractor:
+    """A distractor as placed in one prompt: its token span in the final input_ids and its depths."""
+
+    text: str
+    value: str
+    key: str
+    kind: str
+    token_start: int
+    token_end: int
+    requested_depth: float
+    achieved_depth: float
+
+
 @dataclass(frozen=True)
 class NeedleInstance:
     """A task's needle made concrete for one trial (value drawn from the trial seed)."""
@@ -64,6 +98,9 @@ class NeedleInstance:
     facts: dict[str, object] = field(default_factory=dict)  # kind-specific facts recorded in ``extra``
     # every accepted form of the answer (NQ's aliases); () = ``answer`` alone
     answer_aliases: tuple[str, ...] = ()
+    key: str = ""  # the drawn ``{key}`` of a task whose templates name one ("" for none)
+    # look-alikes drawn for this seed, as many as the task's ``distractors.count`` (a layout may place fewer)
+    distractors: tuple[Distractor, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -226,6 +263,23 @@ class TrialRecord:
     best_subspan_em: bool | None = None  # the lenient ``subspan_em`` (its older name; evalkit/scoring.py)
     keyword_recall: float | None = None
     liu: bool | None = None  # Liu et al.'s exact metric (None in records written before it existed)
+    # content axes (config ``layout:``): distractors placed (None: the task's count), haystack order, needle variant
+    distractor_count: int | None = None
+    haystack_order: str = "coherent"
+    needle_variant: str | None = None
+    # the placed look-alikes: [{"text", "value", "key", "kind", "token_start", "token_end", "requested_depth",
+    # "achieved_depth"}, ...] (``PlacedDistractor`` fields), in the order drawn; None when none were placed
+    distractors: list | None = None
+    # the needle's similarity to the question, measured: share of the question's content words in the needle,
+    # and the needle's BM25 score against the question
+    question_overlap: float | None = None
+    question_bm25: float | None = None
+    # why the answer is what it is (FAILURE_TYPES; "" for a skipped trial or a record from before it existed);
+    # for a ``distractor`` answer, the index of the look-alike answered (into ``distractors``, or the document's
+    # 0-based position for a documents task)
+    failure: str = ""
+    failure_distractor: int | None = None
+    attention_focus: str | None = None  # ATTENTION_FOCUS where attention was captured, else None
     extra: dict[str, object] = field(default_factory=dict)
     schema_version: int = 2
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -47,6 +47,12 @@ class Layout:
     system_prompt: bool | None = None
     context_markers: str = "none"
     answer_prefix: bool = True
+    # content axes: how many look-alikes the haystack holds (None: the task's ``distractors.count``), the
+    # haystack's sentences in the source's order or shuffled with the trial's seed, which needle variant of the
+    # task is placed (None: the task's ``needle``)
+    distractor_count: int | None = None
+    haystack_order: str = "coherent"
+    needle_variant: str | None = None
 
     def id_pairs(self) -> tuple[tuple[str, object], ...]:
         """(axis, value) for every axis off its default: what enters a trial id (none for the default)."""
@@ -78,9 +84,13 @@ _AXIS_WORDS = {
     "system_prompt": lambda v: "model's system prompt" if v is None else ("system prompt" if v else "no system prompt"),
     "context_markers": lambda v: "no markers" if v == "none" else f"{v} markers",
     "answer_prefix": lambda v: "answer prefix" if v else "no answer prefix",
+    "distractor_count": lambda v: "task's distractors" if v is None else f"{v} distractor{'' if v == 1 else 's'}",
+    "haystack_order": lambda v: f"{v} haystack",
+    "needle_variant": lambda v: "task's needle" if v is None else f"needle {v}",
 }
 
 
+MAX_DISTRACTORS = 32  # look-alikes one prompt may hold (a task's ``distractors.count`` has the same bound)
 _UNIQUE = {"uniqueItems": True}  # for `evalkit schema`: what `_no_repeats` holds
 
 
@@ -98,6 +108,12 @@ class LayoutGrid(BaseModel):
     context_markers: list[Literal["none", "xml", "brackets", "dashes"]] = Field(
         default_factory=lambda: ["none"], min_length=1, json_schema_extra=_UNIQUE)
     answer_prefix: list[bool] = Field(default_factory=lambda: [True], min_length=1, json_schema_extra=_UNIQUE)
+    distractor_count: list[Annotated[int, Field(ge=0, le=MAX_DISTRACTORS)] | None] = Field(
+        default_factory=lambda: [None], min_length=1, json_schema_extra=_UNIQUE)
+    haystack_order: list[Literal["coherent", "shuffled"]] = Field(
+        default_factory=lambda: ["coherent"], min_length=1, json_schema_extra=_UNIQUE)
+    needle_variant: list[Annotated[str, Field(min_length=1)] | None] = Field(
+        default_factory=lambda: [None], min_length=1, json_schema_extra=_UNIQUE)
 
     @field_validator("*")
     @classmethod

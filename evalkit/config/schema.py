@@ -59,6 +59,7 @@ MAX_SAMPLES = 10_000
 # How trials are scheduled (reuse, batch size) does not change results beyond float noise either.
 HASH_EXCLUDED_FIELDS = frozenset({"output_dir", "task_dirs", "reuse_prefix", "batch_size", "data_dir"})
 # Fields added after runs existed: left out of ``config_hash`` while at their default, so old runs resume.
+LAYOUT_HASH_OMITTED_AT_DEFAULT = ("distractor_count", "haystack_order", "needle_variant")
 HASH_OMITTED_AT_DEFAULT = frozenset({"controls", "layout", "mitigations", "values"})
 # The same for fields of each model entry.
 
@@ -348,6 +349,10 @@ def config_hash(cfg: EvalConfig) -> str:
     for name in HASH_OMITTED_AT_DEFAULT:
         if getattr(cfg, name) == EvalConfig.model_fields[name].get_default(call_default_factory=True):
             data.pop(name, None)
+    for name in LAYOUT_HASH_OMITTED_AT_DEFAULT:  # axes added later: grids from before them hash as they did
+        if "layout" in data and getattr(cfg.layout, name) == LayoutGrid.model_fields[name].get_default(
+                call_default_factory=True):
+            data["layout"].pop(name, None)
     for model, entry in zip(cfg.models, data["models"]):
         for name in MODEL_HASH_OMITTED_AT_DEFAULT:
             if getattr(model, name) == ModelConfig.model_fields[name].get_default(call_default_factory=True):
