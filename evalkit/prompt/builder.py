@@ -66,6 +66,9 @@ from evalkit.types import (
     TokenSpan,
 )
 
+# arrange(haystack pieces, filler tokens) -> the pieces in another order (haystack_order: shuffled)
+Arrange = Callable[[list[tuple[int, ...]], int], list[tuple[int, ...]]]
+
 __all__ = ["PromptBuilder", "build_prompt", "closest_boundary", "gold_continuation_ids"]
 
 
@@ -122,6 +125,7 @@ class PromptBuilder:
         length_tolerance_tokens: int = 0,
         extra_needles: Sequence[tuple[str, float]] = (),
         reorder: Callable[..., tuple[list[tuple[int, ...]], int]] | None = None,
+        arrange: Arrange | None = None,
     ) -> BuiltPrompt:
         """Build the prompt of ``context_length`` tokens with the needle at ``depth`` of the haystack.
 
@@ -135,7 +139,8 @@ class PromptBuilder:
         on a sentence boundary, instead of adding filler (it is never longer than ``context_length``). Raises
         PlacementError when the fixed parts do not fit or a check fails, HaystackError when
         ``sentences`` runs dry. ``reorder(pieces, needle_index, needle_ids)`` (the reorder_by_relevance arm)
-        rearranges the placed haystack pieces and needle: ``(pieces, needle's new index)``.
+        rearranges the placed haystack pieces and needle: ``(pieces, needle's new index)``. ``arrange(pieces,
+        filler_tokens)`` reorders the haystack's pieces once taken, before any needle is placed (``shuffle.py``).
         """
         check_request(context_length, depth, length_tolerance_tokens)
         if reorder is not None and extra_needles:
@@ -150,7 +155,8 @@ class PromptBuilder:
         require_room(fixed_tokens, context_length)
         pieces, filler_tokens = self._take_haystack(iter(sentences), context_length - fixed_tokens,
                                                     length_tolerance_tokens, context_length, parts.filler)
-
+        if arrange is not None:
+            pieces = arrange(pieces, filler_tokens)
         boundaries = unit_boundaries(list(accumulate((len(piece) for piece in pieces), initial=0)), filler_tokens)
         if extra_needles:
             built = place_needles(self, parts, frame, pieces, boundaries, [needle_ids, *extra_ids],
@@ -206,13 +212,10 @@ class PromptBuilder:
         frame = self._frame(parts)
         return len(frame.head_ids) + len(self._needle_piece_ids(parts)) + len(frame.tail_ids)
 
-    def build_without_needle(
-        self, parts: PromptParts, sentences: Iterable[str], context_length: int, length_tolerance_tokens: int = 0
-    ) -> BuiltPrompt:
-        """The prompt of ``context_length`` tokens with haystack only (the closed-book control).
-
-        The ``needle`` region is empty at the start of the context; depths are NaN.
-        """
+    def build_without_needle(self, parts: PromptParts, sentences: Iterable[str], context_length: int,
+                             length_tolerance_tokens: int = 0, arrange: Arrange | None = None) -> BuiltPrompt:
+        """The prompt of ``context_length`` tokens with haystack only (the closed-book control; ``arrange`` as in
+        ``build_prompt``). The ``needle`` region is empty at the start of the context; depths are NaN."""
         check_request(context_length, 0.0, length_tolerance_tokens)
         frame = self._frame(parts)
         fixed_tokens = len(frame.head_ids) + len(frame.tail_ids)
@@ -221,6 +224,8 @@ class PromptBuilder:
                                  f"question take {fixed_tokens} tokens; use at least {fixed_tokens}")
         pieces, filler_tokens = self._take_haystack(iter(sentences), context_length - fixed_tokens,
                                                     length_tolerance_tokens, context_length, parts.filler)
+        if arrange is not None:
+            pieces = arrange(pieces, filler_tokens)
         input_ids = tuple(chain(frame.head_ids, *pieces, frame.tail_ids))
         if pieces:
             input_ids = self.without_first_space(parts, input_ids, len(frame.head_ids), pieces[0])
@@ -383,14 +388,8 @@ class PromptBuilder:
             )
 
 
-def build_prompt(
-    tokenizer: Any,
-    parts: PromptParts,
-    sentences: Iterable[str],
-    context_length: int,
-    depth: float,
-    length_tolerance_tokens: int = 0,
-) -> BuiltPrompt:
+def build_prompt(tokenizer: Any, parts: PromptParts, sentences: Iterable[str], context_length: int, depth: float,
+                 length_tolerance_tokens: int = 0) -> BuiltPrompt:
     """One-off ``PromptBuilder(tokenizer).build_prompt(...)``; keep a PromptBuilder to reuse its caches."""
     return PromptBuilder(tokenizer).build_prompt(parts, sentences, context_length, depth, length_tolerance_tokens)
 

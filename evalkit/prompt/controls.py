@@ -27,10 +27,13 @@ from evalkit.prompt.document_trials import build_document_trial
 from evalkit.prompt.haystack_check import CandidateFilter, check_haystack_clean
 from evalkit.prompt.layouts import Layout, apply_layout
 from evalkit.prompt.reorder import REORDER_ARM, arm_kind, reorder_pieces
+from evalkit.prompt.shuffle import haystack_arranger
+from evalkit.prompt.similarity import prompt_similarity
 from evalkit.tasks.needles import answer_candidates
+from evalkit.tasks.variants import with_variant
 from evalkit.scoring import score_with_aliases, values_found
 from evalkit.prompt.trial_prompt import TrialPrompt
-from evalkit.types import BuiltPrompt, Score, Trial
+from evalkit.types import BuiltPrompt, NeedleInstance, PromptParts, Score, Trial
 
 # content-free words (no digits, no nouns a task asks about); several lists so some length always fits
 _DUMMY_WORDS: tuple[tuple[str, ...], ...] = (
@@ -68,29 +71,17 @@ def build_trial_prompt(builder: PromptBuilder, task: Any, trial: Trial, model_cf
         return build_document_trial(builder.tokenizer, task, trial, model_cfg, config, order, content_free)
     parts, needle = task.parts_for(seed=trial.seed, model_cfg=model_cfg)
     layout = Layout.from_pairs(trial.layout)
-    parts = apply_layout(parts, layout, model_cfg.system_prompt)
-    tolerance = config.length_tolerance_tokens
-    extras = list(zip(needle.extra_needles, needle.extra_depths))
+    needle = with_variant(task.spec, needle, layout.needle_variant)  # same value, another wording
+    parts = apply_layout(dataclasses.replace(parts, needle=needle.needle), layout, model_cfg.system_prompt)
     extra: dict[str, Any] = dict(needle.facts)
     # units that mention the answer (or the asked key or entity) never enter the haystack
     candidates = answer_candidates(needle)
     units = CandidateFilter(task.sentences(trial.seed), candidates)
-    if trial.control == "closed_book":
-        prompt = builder.build_without_needle(parts, units, trial.context_length, tolerance)
-    elif trial.control == "oracle":
-        # no haystack: the prompt is exactly the fixed parts, needles in their order of depth
-        length = builder.fixed_tokens(parts) + sum(len(builder.fragment_ids(text)) for text, _ in extras)
-        prompt = builder.build_prompt(parts, iter(()), length, 0.0, 0, extra_needles=extras)
-    else:
-        if trial.control == "dummy_needle":
-            dummy = dummy_sentence(builder, len(builder.fragment_ids(parts.needle)))
-            parts = dataclasses.replace(parts, needle=dummy)
-            extra["dummy"] = dummy
-        reorder = None
-        if arm_kind(config, trial) == REORDER_ARM:  # the needle moves with its score; the depth stays the pairing key
-            reorder = functools.partial(reorder_pieces, builder.tokenizer, parts.question)
-        prompt = builder.build_prompt(parts, units, trial.context_length, trial.depth,
-                                      tolerance, extra_needles=extras, reorder=reorder)
+    if trial.control == "dummy_needle":
+        dummy = dummy_sentence(builder, len(builder.fragment_ids(parts.needle)))
+        parts = dataclasses.replace(parts, needle=dummy)
+        extra["dummy"] = dummy
+    prompt = _place(builder, parts, needle, units, trial, config, haystack_arranger(layout.haystack_order, trial.seed))
     check_haystack_clean(builder.tokenizer, prompt, candidates)
     if units.dropped:
         extra["haystack_units_dropped"] = units.dropped
@@ -98,9 +89,31 @@ def build_trial_prompt(builder: PromptBuilder, task: Any, trial: Trial, model_cf
         extra["haystack_sentences_dropped"] = task.haystack.dropped_sentences
     if prompt.filler_tokens:
         extra["filler_tokens"] = prompt.filler_tokens
+    # the needle's measured similarity to the question, where the prompt holds the needle
+    similarity = (prompt_similarity(builder.tokenizer, prompt, needle.question)
+                  if trial.control in ("", "oracle") else None)
     if "entity" in needle.facts and not trial.control:  # doc_qa: the gold document's index among the documents
-        return TrialPrompt(parts, needle, prompt, extra, *_document_position(builder, prompt))
-    return TrialPrompt(parts, needle, prompt, extra)
+        return TrialPrompt(parts, needle, prompt, extra, *_document_position(builder, prompt), similarity=similarity)
+    return TrialPrompt(parts, needle, prompt, extra, similarity=similarity)
+
+
+def _place(builder: PromptBuilder, parts: PromptParts, needle: NeedleInstance, units: Any, trial: Trial, config: Any,
+           arrange: Any) -> BuiltPrompt:
+    """The trial's prompt as its control asks: haystack only, needles only, or needles in the haystack
+    (``arrange``: the haystack's order, ``prompt/shuffle.py``)."""
+    tolerance = config.length_tolerance_tokens
+    extras = list(zip(needle.extra_needles, needle.extra_depths))
+    if trial.control == "closed_book":
+        return builder.build_without_needle(parts, units, trial.context_length, tolerance, arrange=arrange)
+    if trial.control == "oracle":
+        # no haystack: the prompt is exactly the fixed parts, needles in their order of depth
+        length = builder.fixed_tokens(parts) + sum(len(builder.fragment_ids(text)) for text, _ in extras)
+        return builder.build_prompt(parts, iter(()), length, 0.0, 0, extra_needles=extras)
+    reorder = None
+    if arm_kind(config, trial) == REORDER_ARM:  # the needle moves with its score; the depth stays the pairing key
+        reorder = functools.partial(reorder_pieces, builder.tokenizer, parts.question)
+    return builder.build_prompt(parts, units, trial.context_length, trial.depth, tolerance, extra_needles=extras,
+                                reorder=reorder, arrange=arrange)
 
 
 def _document_position(builder: PromptBuilder, prompt: BuiltPrompt) -> tuple[int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from evalkit.prompt.similarity import NeedleSimilarity
 from evalkit.types import BuiltPrompt, NeedleInstance, PromptParts
 
 
@@ -21,3 +22,4 @@ class TrialPrompt:
     gold_ids: tuple[int, ...] | None = None  # the gold answer's ids after the prompt (None: from the parts)
     metric: str = "contains"  # the task's primary metric (evalkit/scoring.py METRICS)
     keyword_threshold: float = 0.6
+    similarity: NeedleSimilarity | None = None  # the needle's measured similarity to the question (similarity.py)

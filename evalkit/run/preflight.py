@@ -20,6 +20,7 @@ from evalkit.config.schema import EvalConfig, ModelConfig, config_hash
 from evalkit.errors import ConfigError, EvalkitError
 from evalkit.models import describe_model
 from evalkit.package_data import package_version
+from evalkit.run.axis_checks import check_content_axes
 from evalkit.tasks import haystack_for_task, instantiate_needle, is_task_path, load_task, prompt_parts
 from evalkit.tasks.registry import TASK_SUFFIXES
 from evalkit.types import NeedleInstance, PromptParts, Trial
@@ -70,6 +71,7 @@ def prepare_tasks(config: EvalConfig, config_path: Path) -> dict[str, PreparedTa
                             spec.name, left_out, spec.metric)
         except EvalkitError as err:
             raise type(err)(f"{config_path}: tasks[{index}]: {err}") from None
+    check_content_axes(config.layout, config_path, {name: task.spec for name, task in prepared.items()})
     return prepared
 
 

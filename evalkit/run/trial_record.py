@@ -51,6 +51,8 @@ def trial_record(trial: Trial, built: TrialPrompt, output: TrialOutput, *, revis
         gold_document_index=built.gold_document_index,
         documents_total=built.documents_total,
         document_spans=[[s.token_start, s.token_end] for s in prompt.document_spans] or None,
+        question_overlap=built.similarity.overlap if built.similarity else None,
+        question_bm25=built.similarity.bm25 if built.similarity else None,
         metric=score.metric, best_subspan_em=score.best_subspan_em, keyword_recall=score.keyword_recall, liu=score.liu,
         extra={**built.extra, **score_extra, **output.extra, **think_extra,
                "truncated": is_truncated(output.generated_token_ids, max_new_tokens, stop_token_ids)},

@@ -22,6 +22,10 @@ from evalkit.tasks.document_spec import DocumentsSpec
 # widest padding or precision a template's format spec may ask for ("{value:>999999999}" would fill GBs)
 MAX_FORMAT_WIDTH = 200
 
+# a needle variant's name: a short identifier (it names the layout axis value in records and reports)
+VARIANT_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+VariantName = Annotated[str, Field(pattern=VARIANT_NAME_PATTERN, max_length=64)]
+
 # A task name is one path component: no separators, so a name can never walk out of a search folder.
 TASK_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 
@@ -228,6 +232,9 @@ class TaskSpec(BaseModel):
     name: str = Field(pattern=TASK_NAME_PATTERN, description="must equal the file name without .yaml")
     description: str = ""
     needle: str | None = Field(None, min_length=1, description="sentence hidden in the haystack; must contain {value}")
+    needle_variants: dict[VariantName, Annotated[str, Field(min_length=1)]] | None = Field(
+        None, min_length=1, description="name -> another needle template (with {value}); a config's "
+        "layout.needle_variant picks one per trial (tasks/variants.py)")
     value: ValueSpec | None = None
     question: str | None = Field(None, min_length=1)
     answer: str = Field("{value}", min_length=1, description="gold answer template")
@@ -260,6 +267,13 @@ class TaskSpec(BaseModel):
             raise ValueError(f"{text!r} has no {{value}}; put {{value}} where the generated value goes")
         return text
 
+    @field_validator("needle_variants")
+    @classmethod
+    def _variants_have_value(cls, variants: dict[str, str] | None) -> dict[str, str] | None:
+        for text in (variants or {}).values():  # each variant is a needle: the same rule
+            cls._needle_has_value(text)
+        return variants
+
     @field_validator("question", "answer")
     @classmethod
     def _valid_template(cls, text: str | None) -> str | None:
@@ -280,6 +294,8 @@ class TaskSpec(BaseModel):
             for name in ("needle", "value", "question"):
                 if getattr(self, name) is None:
                     raise FieldError(name, f"required key is missing; add `{name}:` (or a `generator:` block)")
+        if self.needle_variants is not None and self.needle is None:
+            raise FieldError("needle_variants", "variants replace a task's own `needle:`; add one or remove them")
         if self.raw_prompt is not None and self.raw_prompt.needle_line and isinstance(self.generator,
                                                                                     MultiNeedleGenerator):
             raise FieldError("raw_prompt", "needle_line puts one needle on a line of its own, and this task places "
@@ -312,7 +328,7 @@ class TaskSpec(BaseModel):
         """
         data = self.model_dump(mode="json")
         # unset optional keys: older tasks keep their hash (and their trial ids)
-        for name in ("generator", "needle", "value", "question", "raw_prompt", "documents"):
+        for name in ("generator", "needle", "value", "question", "raw_prompt", "documents", "needle_variants"):
             if data.get(name) is None:
                 data.pop(name, None)
         for name, default in (("metric", "contains"), ("keyword_threshold", 0.6)):
