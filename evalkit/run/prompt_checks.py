@@ -8,6 +8,7 @@ Only the tokenizer of each model is loaded (no weights).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from evalkit.run.plan import sample_seeds, trial_seed
 from evalkit.run.preflight import PreparedTask
 from evalkit.scoring import WHOLE_LINE_METRICS
 from evalkit.tasks.haystacks import FileHaystack
+from evalkit.tasks.variants import with_variant
 from evalkit.types import PromptParts, Trial
 
 log = logging.getLogger(__name__)
@@ -188,9 +190,11 @@ def _measure_samples(
             raise ConfigError(f"{config_path}: tasks: {err} {where}") from None
         if gold_tokens > longest_gold[0]:
             longest_gold = (gold_tokens, needle.answer)
-        needle_tokens = len(builder.fragment_ids(parts.needle))  # the frame is the same for every sample
-        if longest_needle is None or needle_tokens > longest_needle[0]:
-            longest_needle = (needle_tokens, parts)
+        for variant in config.layout.needle_variant:  # every wording the grid places (None: the task's needle)
+            text = with_variant(task.spec, needle, variant).needle
+            needle_tokens = len(builder.fragment_ids(text))  # the frame is the same for every sample
+            if longest_needle is None or needle_tokens > longest_needle[0]:
+                longest_needle = (needle_tokens, dataclasses.replace(parts, needle=text))
     assert longest_needle is not None  # samples >= 1
     return _SampleSizes(longest_needle[1], *longest_gold)
 
