@@ -68,3 +68,18 @@ def test_variants_need_a_needle_of_the_tasks_own(tmp_path):
     text = 'name: t\ngenerator: {kind: multikey}\nneedle_variants:\n  low: "Type {value}."\n'
     with pytest.raises(TaskError, match="needle_variants.*add one or remove them"):
         load_task_file(_write(tmp_path, text))
+
+
+def test_similarity_task_grades_its_variants_over_a_digit_free_wikipedia_haystack():
+    from evalkit.prompt.similarity import needle_similarity
+    from evalkit.tasks.haystacks import FileHaystack
+
+    spec = load_task("similarity")
+    haystack = spec.loaded_haystack
+    assert isinstance(haystack, FileHaystack) and haystack.files[0].name == "wikipedia_nq.txt"
+    assert haystack.dropped_sentences == 0 and len(haystack.units) > 2000  # every sentence is usable
+    assert haystack.files[0].stat().st_size < 300_000
+    needle = instantiate_needle(spec, seed=0)
+    overlap = {name: needle_similarity(needle.question, with_variant(spec, needle, name).needle, []).overlap
+               for name in variant_names(spec)}
+    assert overlap == {"high": 1.0, "medium": 0.6, "low": 0.0}
