@@ -144,3 +144,26 @@ def test_closed_book_has_no_similarity_and_its_haystack_is_shuffled_too(smollm2_
     assert coherent.similarity is None and shuffled.similarity is None
     a, b = _context_sentences(smollm2_tokenizer, coherent), _context_sentences(smollm2_tokenizer, shuffled)
     assert Counter(a) == Counter(b) and a != b
+
+
+def test_run_records_paired_content_axes_and_similarity(tmp_path, tiny_model_dir):
+    from conftest import write_config
+    from evalkit.config.schema import load_config
+    from evalkit.report.data.load import load_results
+    from evalkit.run.runner import run_eval
+
+    path = write_config(
+        tmp_path / "c.yaml", models=[{"name": str(tiny_model_dir), "dtype": "float32", "device": "cpu",
+                                      "max_new_tokens": 8}],
+        tasks=["similarity"], context_lengths=[256], depths=[0.5], samples=1, output_dir=str(tmp_path / "run"),
+        layout={"needle_variant": ["high", "low"], "haystack_order": ["coherent", "shuffled"]})
+    summary = run_eval(load_config(path), path, quiet=True)
+    df = load_results(summary.run_dir)
+    assert summary.ran == 4 and len({*df["prompt_sha256"]}) == 4
+    assert sorted(zip(df["needle_variant"], df["haystack_order"])) == [
+        ("high", "coherent"), ("high", "shuffled"), ("low", "coherent"), ("low", "shuffled")]
+    assert len({*df["seed"]}) == 1 and len({*df["gold_answer"]}) == 1  # paired: one value for the four
+    by_variant = df.groupby("needle_variant")
+    assert by_variant["question_overlap"].unique().to_dict() == {"high": [1.0], "low": [0.0]}
+    bm25 = by_variant["question_bm25"].unique().to_dict()
+    assert len(bm25["high"]) == 1 and bm25["high"][0] > 0 and list(bm25["low"]) == [0.0]  # shuffling keeps the score
