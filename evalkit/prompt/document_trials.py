@@ -25,7 +25,9 @@ from evalkit.prompt.documents import (
 )
 from evalkit.prompt.layouts import Layout, apply_layout
 from evalkit.prompt.reorder import REORDER_ARM, arm_kind, reorder_by_relevance
+from evalkit.prompt.similarity import NeedleSimilarity, needle_similarity
 from evalkit.prompt.trial_prompt import TrialPrompt
+from evalkit.tasks.documents import DocumentExample
 from evalkit.types import NeedleInstance, PromptParts, Trial
 
 
@@ -85,7 +87,18 @@ def build_document_trial(tokenizer: Any, task: Any, trial: Trial, model_cfg: Any
     if prompt.needle_text:  # the gold document as placed (its number is its position)
         needle = dataclasses.replace(needle, needle=prompt.needle_text)
         parts = dataclasses.replace(parts, needle=prompt.needle_text)
-    return TrialPrompt(parts, needle, prompt, extra, gold_index, total, gold_ids, spec.metric, spec.keyword_threshold)
+    similarity = None if trial.control == "closed_book" else gold_similarity(example, alone=trial.control == "oracle")
+    return TrialPrompt(parts, needle, prompt, extra, gold_index, total, gold_ids, spec.metric, spec.keyword_threshold,
+                       similarity)
+
+
+def gold_similarity(example: DocumentExample, alone: bool = False) -> NeedleSimilarity:
+    """The gold document's measured similarity to the question (``similarity.py``): the BM25 corpus is the
+    trial's documents, title and text as the reorder_by_relevance arm scores them (the gold ``alone`` in an
+    oracle trial); their order does not matter, so every gold position of a question scores the same."""
+    others = () if alone else example.distractors
+    return needle_similarity(example.question, f"{example.gold.title} {example.gold.text}",
+                             [f"{doc.title} {doc.text}" for doc in others])
 
 
 def _token_count(tokenizer: Any, text: str) -> int:

@@ -167,3 +167,36 @@ def test_run_records_paired_content_axes_and_similarity(tmp_path, tiny_model_dir
     assert by_variant["question_overlap"].unique().to_dict() == {"high": [1.0], "low": [0.0]}
     bm25 = by_variant["question_bm25"].unique().to_dict()
     assert len(bm25["high"]) == 1 and bm25["high"][0] > 0 and list(bm25["low"]) == [0.0]  # shuffling keeps the score
+
+
+
+def test_a_documents_trial_measures_the_gold_documents_similarity(smollm2_tokenizer):
+    from pathlib import Path
+
+    from evalkit.config.schema import ModelConfig
+    from evalkit.prompt.reorder import relevance_scores
+    from evalkit.tasks.documents import DocumentCorpus
+    from evalkit.tasks.entities import lexical_overlap
+    from evalkit.tasks.spec import TaskSpec
+    from evalkit.types import Trial
+
+    class Config:
+        seed, context_lengths = 0, [8192]
+
+    spec = TaskSpec.model_validate({"name": "docs", "metric": "best_subspan_em", "documents": {
+        "source": {"format": "liu_qa", "path": "nq-open-oracle-40.jsonl"}, "total": 5}})
+    task = PreparedTask(spec, DocumentCorpus(spec.documents, Path(__file__).parents[1] / "tasks" / "data" /
+                                             "lost_in_the_middle", spec.metric))
+    example = task.haystack.example(task.haystack.example_index(0, 0))
+    built = {}
+    for depth, control in ((0.0, ""), (1.0, ""), (math.nan, "closed_book")):
+        trial = Trial("t", "m", "docs", 8192, depth, 0, 0, control, ())
+        built[depth, control] = build_trial_prompt(PromptBuilder(smollm2_tokenizer), task, trial, ModelConfig(name="m"),
+                                                   Config())
+    first, last = built[0.0, ""].similarity, built[1.0, ""].similarity
+    documents = [example.gold, *example.distractors]
+    assert first == last  # the same documents at every gold position
+    assert first.bm25 == pytest.approx(relevance_scores(example.question, documents)[0], abs=1e-5)
+    assert first.overlap == pytest.approx(lexical_overlap(example.question, f"{example.gold.title} {example.gold.text}"),
+                                          abs=1e-6)
+    assert built[math.nan, "closed_book"].similarity is None
