@@ -22,12 +22,9 @@ from evalkit.tasks.document_spec import DocumentsSpec
 # widest padding or precision a template's format spec may ask for ("{value:>999999999}" would fill GBs)
 MAX_FORMAT_WIDTH = 200
 
-# a needle variant's name: a short identifier (it names the layout axis value in records and reports)
-VARIANT_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
-VariantName = Annotated[str, Field(pattern=VARIANT_NAME_PATTERN, max_length=64)]
-
 # A task name is one path component: no separators, so a name can never walk out of a search folder.
 TASK_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+VariantName = Annotated[str, Field(pattern=TASK_NAME_PATTERN, max_length=64)]  # a needle variant's name, likewise
 
 _SPEC = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -232,9 +229,6 @@ class TaskSpec(BaseModel):
     name: str = Field(pattern=TASK_NAME_PATTERN, description="must equal the file name without .yaml")
     description: str = ""
     needle: str | None = Field(None, min_length=1, description="sentence hidden in the haystack; must contain {value}")
-    needle_variants: dict[VariantName, Annotated[str, Field(min_length=1)]] | None = Field(
-        None, min_length=1, description="name -> another needle template (with {value}); a config's "
-        "layout.needle_variant picks one per trial (tasks/variants.py)")
     value: ValueSpec | None = None
     question: str | None = Field(None, min_length=1)
     answer: str = Field("{value}", min_length=1, description="gold answer template")
@@ -244,6 +238,9 @@ class TaskSpec(BaseModel):
     raw_prompt: RawPromptSpec | None = Field(
         None, description="prompt text around the context with the chat template off (None: evalkit's default)"
     )
+    needle_variants: dict[VariantName, Annotated[str, Field(min_length=1)]] | None = Field(
+        None, min_length=1, description="name -> another needle template (with {value}); a config's "
+        "layout.needle_variant picks one per trial (tasks/variants.py)")
 
     generator: GeneratorSpec | None = Field(
         None, description="a built-in needle kind (tasks/kinds.py) instead of needle, value and question"
