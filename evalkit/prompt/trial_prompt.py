@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from evalkit.types import BuiltPrompt, NeedleInstance, PromptParts
+from evalkit.types import BuiltPrompt, NeedleInstance, PlacedDistractor, PromptParts
 
 
 @dataclass(frozen=True)
@@ -21,3 +21,6 @@ class TrialPrompt:
     gold_ids: tuple[int, ...] | None = None  # the gold answer's ids after the prompt (None: from the parts)
     metric: str = "contains"  # the task's primary metric (evalkit/scoring.py METRICS)
     keyword_threshold: float = 0.6
+    # the look-alikes placed (a task's ``distractors:`` block), in the order drawn; their spans are not among the
+    # prompt's ``extra_needle_spans`` (the task's own further needles)
+    distractors: tuple[PlacedDistractor, ...] = ()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Collection
 
@@ -52,6 +53,7 @@ def trial_record(trial: Trial, built: TrialPrompt, output: TrialOutput, *, revis
         documents_total=built.documents_total,
         document_spans=[[s.token_start, s.token_end] for s in prompt.document_spans] or None,
         metric=score.metric, best_subspan_em=score.best_subspan_em, keyword_recall=score.keyword_recall, liu=score.liu,
+        distractors=[dataclasses.asdict(d) for d in built.distractors] or None,
         extra={**built.extra, **score_extra, **output.extra, **think_extra,
                "truncated": is_truncated(output.generated_token_ids, max_new_tokens, stop_token_ids)},
     )
