@@ -52,8 +52,8 @@ def distractors_to_place(task: Any, needle: NeedleInstance, layout_count: int | 
     spec = task.distractors
     if spec is None:
         if layout_count:
-            raise PlacementError(f"layout.distractor_count is {layout_count}, and task {task.name!r} has no "
-                                 "distractors: block; add one to the task or drop the count for it")
+            raise PlacementError(f"task {task.name!r} has no distractors: block, so {layout_count} look-alikes "
+                                 "cannot be placed; add one to the task or drop the count for it")
         return ()
     count = spec.count if layout_count is None else layout_count
     if control == "closed_book" or count == 0:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from evalkit.config.layouts import MAX_DISTRACTORS
 from evalkit.errors import FieldError
@@ -47,6 +47,21 @@ class DistractorsSpec(BaseModel):
     gap: float = Field(0.1, gt=0.0, le=1.0, description="depth between neighbours for before, after and around")
     variants: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list, description="near-miss needle templates with {value} (and {key}) for kind: variant")
+
+    @field_validator("placement", mode="before")
+    @classmethod
+    def _known_placement(cls, placement: object) -> object:
+        # before the union is tried: one message instead of one per union member
+        if isinstance(placement, list):
+            if not placement:
+                raise ValueError("[] is empty; list one depth from 0 to 1 per distractor (or use spread)")
+            for index, depth in enumerate(placement):
+                if isinstance(depth, bool) or not isinstance(depth, (int, float)) or not 0 <= depth <= 1:
+                    raise ValueError(f"[{index}] is {depth!r}, not a depth; write a number from 0 to 1")
+        elif placement not in RELATIVE_PLACEMENTS:
+            raise ValueError(f"{placement!r} is not one of {', '.join(RELATIVE_PLACEMENTS)}; use one of these or a "
+                             "list of depths from 0 to 1, one per distractor")
+        return placement
 
     @model_validator(mode="after")
     def _variants_for_variant_kind(self) -> "DistractorsSpec":

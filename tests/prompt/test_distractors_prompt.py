@@ -187,8 +187,8 @@ def test_layout_count_without_a_distractors_block_is_refused(tokenizers):
     spec = load_task("passkey")
     cfg = _config(tasks=["passkey"], layout={"distractor_count": [2]})
     trial = expand(cfg, {"passkey": spec})[0]
-    with pytest.raises(PlacementError, match=r"layout.distractor_count is 2, and task 'passkey' has no distractors: "
-                                             r"block; add one"):
+    with pytest.raises(PlacementError, match=r"task 'passkey' has no distractors: block, so 2 look-alikes cannot "
+                                             r"be placed; add one"):
         build_trial_prompt(PromptBuilder(tokenizers["byte_bpe"]), PreparedTask(spec, haystack_for_task(spec)), trial,
                            cfg.models[0], cfg)
 
@@ -264,3 +264,45 @@ def test_record_lists_the_placed_distractors(tokenizers):
         first["text"]
     record0, _ = records[0]
     assert record0.distractor_count == 0 and record0.distractors is None
+
+
+def test_validate_refuses_a_count_the_task_cannot_place(capsys, tmp_path, tiny_model_dir):
+    from run_fixtures import tiny_config
+
+    from evalkit.cli import main
+
+    config = tiny_config(tmp_path, tiny_model_dir, context_lengths=[256], samples=1,
+                         layout={"distractor_count": [0, 2]})
+    assert main(["validate", str(config)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {config}: layout.distractor_count: 2: task 'passkey' has no distractors: block, "
+                           "so 2 look-alikes cannot be placed; add one")
+    fixed = tmp_path / "fixed.yaml"  # two fixed depths cannot place three
+    fixed.write_text(yaml.safe_dump({**DISTRACTORS_TASK, "name": "fixed", "distractors": {
+        "count": 2, "placement": [0.1, 0.9]}}))
+    config = tiny_config(tmp_path, tiny_model_dir, tasks=[str(fixed)], context_lengths=[256], samples=1,
+                         layout={"distractor_count": [None, 3]})
+    assert main(["validate", str(config)]) == 2
+    assert "layout.distractor_count: 3: distractors.placement lists 2 depths and 3 distractors are placed" in \
+        capsys.readouterr().err
+
+
+def test_a_run_records_every_placed_distractor(tmp_path, tiny_model_dir):
+    from run_fixtures import records, tiny_config
+
+    from evalkit.config.schema import load_config
+    from evalkit.run.runner import run_eval
+
+    path = tiny_config(tmp_path, tiny_model_dir, tasks=["distractors"], context_lengths=[256], depths=[0.5],
+                       samples=1, layout={"distractor_count": [0, 1, 4]},
+                       models=[{"name": str(tiny_model_dir), "dtype": "float32", "device": "cpu",
+                                "max_new_tokens": 12}])
+    summary = run_eval(load_config(path), path, quiet=True)
+    rows = sorted(records(summary.run_dir), key=lambda r: r["distractor_count"])
+    assert [r["distractor_count"] for r in rows] == [0, 1, 4]
+    assert rows[0]["distractors"] is None and [len(r["distractors"]) for r in rows[1:]] == [1, 4]
+    same = ("text", "value", "key", "kind")  # the first drawn in both; spread puts one at 0.5, four from 0.125
+    assert [rows[1]["distractors"][0][k] for k in same] == [rows[2]["distractors"][0][k] for k in same]
+    assert [d["requested_depth"] for d in rows[2]["distractors"]] == [0.125, 0.375, 0.625, 0.875]
+    assert len({r["needle"] for r in rows}) == 1 and all(r["gold_answer"] not in
+                                                          [d["value"] for d in r["distractors"] or ()] for r in rows)
