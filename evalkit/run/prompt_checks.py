@@ -124,6 +124,10 @@ def _check_arms_apply(config: EvalConfig, config_path: str | Path, task_name: st
         if arm.arm == REORDER_ARM and multi_needle:
             raise ConfigError(f"{config_path}: mitigations[{index}]: reorder_by_relevance is not defined for the "
                               f"multi-needle task {task_name}; drop this arm or use a single-needle task")
+        if arm.arm == REORDER_ARM and spec.distractors is not None:
+            raise ConfigError(f"{config_path}: mitigations[{index}]: reorder_by_relevance would move the look-alikes "
+                              f"of task {task_name} (its distractors: block) with the haystack; drop this arm or "
+                              "the task's distractors block")
         if arm.arm in DOCUMENT_ATTENTION_ARMS:
             act = "calibrates attention per document" if arm.arm == "calibrate_attention" else "sorts documents"
             raise ConfigError(f"{config_path}: mitigations[{index}]: {arm.arm} {act}, but task "

@@ -285,6 +285,10 @@ def test_validate_refuses_a_count_the_task_cannot_place(capsys, tmp_path, tiny_m
     assert main(["validate", str(config)]) == 2
     assert "layout.distractor_count: 3: distractors.placement lists 2 depths and 3 distractors are placed" in \
         capsys.readouterr().err
+    config = tiny_config(tmp_path, tiny_model_dir, tasks=["distractors"], context_lengths=[256], samples=1,
+                         mitigations=["none", "reorder_by_relevance"])
+    assert main(["validate", str(config)]) == 2
+    assert "mitigations[1]: reorder_by_relevance would move the look-alikes of task distractors" in capsys.readouterr().err
 
 
 def test_a_run_records_every_placed_distractor(tmp_path, tiny_model_dir):
