@@ -32,7 +32,8 @@ LENGTH = 640
 
 @pytest.fixture(scope="module")
 def tokenizers(smollm2_tokenizer):
-    return {"smollm2": smollm2_tokenizer, "byte_bpe": byte_bpe_tokenizer(generated_corpus(), bos=True, chat_template=CHATML_BOS_TEMPLATE)}
+    byte_bpe = byte_bpe_tokenizer(generated_corpus(), bos=True, chat_template=CHATML_BOS_TEMPLATE)
+    return {"smollm2": smollm2_tokenizer, "byte_bpe": byte_bpe}
 
 
 def _task(**distractors) -> PreparedTask:
@@ -95,7 +96,7 @@ PLACEMENTS = [
 
 
 @pytest.mark.parametrize("family", ["smollm2", "byte_bpe"])
-@pytest.mark.parametrize("placement, needle_depth, expected", PLACEMENTS, ids=[str(p[0]) + f"@{p[1]}" for p in PLACEMENTS])
+@pytest.mark.parametrize("placement, needle_depth, expected", PLACEMENTS, ids=[f"{p[0]}@{p[1]}" for p in PLACEMENTS])
 def test_distractors_sit_at_the_asked_depths_and_decode_back(tokenizers, family, placement, needle_depth, expected):
     tokenizer = tokenizers[family]
     task = _task(placement=placement)
@@ -288,7 +289,8 @@ def test_validate_refuses_a_count_the_task_cannot_place(capsys, tmp_path, tiny_m
     config = tiny_config(tmp_path, tiny_model_dir, tasks=["distractors"], context_lengths=[256], samples=1,
                          mitigations=["none", "reorder_by_relevance"])
     assert main(["validate", str(config)]) == 2
-    assert "mitigations[1]: reorder_by_relevance would move the look-alikes of task distractors" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "mitigations[1]: reorder_by_relevance would move the look-alikes of task distractors" in error
 
 
 def test_a_run_records_every_placed_distractor(tmp_path, tiny_model_dir):

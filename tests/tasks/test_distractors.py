@@ -54,7 +54,8 @@ def test_key_is_drawn_per_seed_after_the_value():
     for seed in range(20):
         a, b = instantiate_needle(plain, seed), instantiate_needle(keyed, seed)
         assert a.value == b.value and a.key == "" and b.key in NAMES["values"]  # the value draw is unchanged
-        assert b.needle == f"The pass key of {b.key} is {b.value}." and b.question == f"What is the pass key of {b.key}?"
+        assert b.needle == f"The pass key of {b.key} is {b.value}."
+        assert b.question == f"What is the pass key of {b.key}?"
         assert b.key in answer_candidates(b)  # the haystack never names the asked key
     keys = {instantiate_needle(task, seed).key for seed in range(30)}
     assert len(keys) > 10 and instantiate_needle(task, 7) == instantiate_needle(task, 7)
