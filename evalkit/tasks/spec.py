@@ -300,7 +300,10 @@ class TaskSpec(BaseModel):
             if text is None:
                 continue
             fields = template_fields(text)
-            if self.key is None and "key" in fields:
+            # a multi-needle generator's look-alikes take its asked key (RULER's magic-number keys)
+            keyed = self.key is not None or (name.startswith("distractors.") and isinstance(self.generator,
+                                                                                          MultiNeedleGenerator))
+            if not keyed and "key" in fields:
                 raise FieldError(name, f"{text!r} uses {{key}}; only {{value}} is available without a `key:` block; "
                                        "add `key:` (drawn like value) or write {{ for a brace")
             if name.startswith("distractors.") and "value" not in fields:

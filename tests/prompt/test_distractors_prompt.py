@@ -312,3 +312,20 @@ def test_a_run_records_every_placed_distractor(tmp_path, tiny_model_dir):
     assert [d["requested_depth"] for d in rows[2]["distractors"]] == [0.125, 0.375, 0.625, 0.875]
     assert len({r["needle"] for r in rows}) == 1 and all(r["gold_answer"] not in
                                                           [d["value"] for d in r["distractors"] or ()] for r in rows)
+
+
+@pytest.mark.parametrize("kind", ["same_value", "variant"])
+def test_every_kind_is_placed_and_decodes_back(tokenizers, kind):
+    tokenizer = tokenizers["byte_bpe"]
+    variants = ["A special magic number for {key} used to be {value}."]
+    task = _task(kind=kind, **({"variants": variants} if kind == "variant" else {}))
+    for trial, built in _build(tokenizer, task, _config()):
+        needle, ids = built.needle, built.prompt.input_ids
+        texts = [decode_exact(tokenizer, ids[d.token_start : d.token_end]).strip() for d in built.distractors]
+        assert texts == [d.text for d in needle.distractors] and len(texts) == 4
+        full = decode_exact(tokenizer, ids)
+        if kind == "same_value":  # the gold value under four other keys: five times in all, nowhere else
+            assert full.count(needle.value) == 5 and needle.key not in {d.key for d in built.distractors}
+        else:  # the asked key in near misses, each with its own value
+            assert all(t == variants[0].format(key=needle.key, value=d.value) for t, d in zip(texts, built.distractors))
+            assert full.count(needle.value) == 1

@@ -107,6 +107,13 @@ def test_multi_needle_tasks_draw_magic_number_look_alikes():
         assert [d.value for d in needle.distractors] == [needle.value] * 6
         assert not {d.key for d in needle.distractors} & set(needle.facts["keys"])
         assert len({d.key for d in needle.distractors}) == 6
+    raw = yaml.safe_load((REPO / "tasks" / "multikey.yaml").read_text())
+    variant = "A special magic number for {key} was {value} once, not now."
+    task = TaskSpec.model_validate({**raw, "distractors": {"count": 2, "kind": "variant", "variants": [variant]}})
+    needle = instantiate_needle(task, 5)
+    assert [d.text for d in needle.distractors] == [variant.format(key=needle.facts["keys"][0], value=d.value)
+                                                    for d in needle.distractors]
+    assert not {d.value for d in needle.distractors} & set(needle.needle_values)
 
 
 BAD = [
