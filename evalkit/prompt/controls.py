@@ -23,17 +23,18 @@ from typing import Any
 
 from evalkit.errors import PlacementError
 from evalkit.prompt.builder import PromptBuilder
+from evalkit.prompt.distractors import distractor_depths, distractors_to_place, split_distractors
 from evalkit.prompt.document_trials import build_document_trial
 from evalkit.prompt.haystack_check import CandidateFilter, check_haystack_clean
 from evalkit.prompt.layouts import Layout, apply_layout
 from evalkit.prompt.reorder import REORDER_ARM, arm_kind, reorder_pieces
 from evalkit.prompt.shuffle import haystack_arranger
 from evalkit.prompt.similarity import prompt_similarity
-from evalkit.tasks.needles import answer_candidates
+from evalkit.tasks.needles import answer_candidates, distractor_pool
 from evalkit.tasks.variants import with_variant
 from evalkit.scoring import score_with_aliases, values_found
 from evalkit.prompt.trial_prompt import TrialPrompt
-from evalkit.types import BuiltPrompt, NeedleInstance, PromptParts, Score, Trial
+from evalkit.types import BuiltPrompt, PromptParts, Score, Trial
 
 # content-free words (no digits, no nouns a task asks about); several lists so some length always fits
 _DUMMY_WORDS: tuple[tuple[str, ...], ...] = (
@@ -73,16 +74,18 @@ def build_trial_prompt(builder: PromptBuilder, task: Any, trial: Trial, model_cf
     layout = Layout.from_pairs(trial.layout)
     needle = with_variant(task.spec, needle, layout.needle_variant)  # same value, another wording
     parts = apply_layout(dataclasses.replace(parts, needle=needle.needle), layout, model_cfg.system_prompt)
+    # look-alikes go in after the task's own further needles (distractors.py)
+    distractors = distractors_to_place(task.spec, needle, layout.distractor_count, trial.seed, trial.control)
+    depths = distractor_depths(task.spec.distractors, len(distractors), trial.depth) if distractors else []
+    extras = [*zip(needle.extra_needles, needle.extra_depths), *((d.text, x) for d, x in zip(distractors, depths))]
     extra: dict[str, Any] = dict(needle.facts)
-    # units that mention the answer (or the asked key or entity) never enter the haystack
-    candidates = answer_candidates(needle)
+    # units that mention the answer (or the asked key or entity, or any look-alike's value) never enter the haystack
+    candidates = (*answer_candidates(needle), *(d.value for d in distractor_pool(task.spec, needle, trial.seed)))
     units = CandidateFilter(task.sentences(trial.seed), candidates)
-    if trial.control == "dummy_needle":
-        dummy = dummy_sentence(builder, len(builder.fragment_ids(parts.needle)))
-        parts = dataclasses.replace(parts, needle=dummy)
-        extra["dummy"] = dummy
-    prompt = _place(builder, parts, needle, units, trial, config, haystack_arranger(layout.haystack_order, trial.seed))
+    parts, prompt = _placed_prompt(builder, parts, units, trial, config, extras, extra,
+                                   haystack_arranger(layout.haystack_order, trial.seed))
     check_haystack_clean(builder.tokenizer, prompt, candidates)
+    prompt, placed = split_distractors(builder.tokenizer, prompt, distractors, depths)
     if units.dropped:
         extra["haystack_units_dropped"] = units.dropped
     if getattr(task.haystack, "dropped_sentences", 0):  # a files or dataset haystack: values of the needle's kind
@@ -93,27 +96,32 @@ def build_trial_prompt(builder: PromptBuilder, task: Any, trial: Trial, model_cf
     similarity = (prompt_similarity(builder.tokenizer, prompt, needle.question)
                   if trial.control in ("", "oracle") else None)
     if "entity" in needle.facts and not trial.control:  # doc_qa: the gold document's index among the documents
-        return TrialPrompt(parts, needle, prompt, extra, *_document_position(builder, prompt), similarity=similarity)
-    return TrialPrompt(parts, needle, prompt, extra, similarity=similarity)
+        return TrialPrompt(parts, needle, prompt, extra, *_document_position(builder, prompt), similarity=similarity,
+                           distractors=placed)
+    return TrialPrompt(parts, needle, prompt, extra, similarity=similarity, distractors=placed)
 
 
-def _place(builder: PromptBuilder, parts: PromptParts, needle: NeedleInstance, units: Any, trial: Trial, config: Any,
-           arrange: Any) -> BuiltPrompt:
-    """The trial's prompt as its control asks: haystack only, needles only, or needles in the haystack
-    (``arrange``: the haystack's order, ``prompt/shuffle.py``)."""
+def _placed_prompt(builder: PromptBuilder, parts: PromptParts, units: CandidateFilter, trial: Trial, config: Any,
+                   extras: list[tuple[str, float]], extra: dict[str, Any],
+                   arrange: Any) -> tuple[PromptParts, BuiltPrompt]:
+    """The parts (a dummy needle's) and the prompt of ``trial``'s control kind; ``extra`` gets the dummy sentence;
+    ``arrange`` puts the haystack in its order (``prompt/shuffle.py``)."""
     tolerance = config.length_tolerance_tokens
-    extras = list(zip(needle.extra_needles, needle.extra_depths))
     if trial.control == "closed_book":
-        return builder.build_without_needle(parts, units, trial.context_length, tolerance, arrange=arrange)
+        return parts, builder.build_without_needle(parts, units, trial.context_length, tolerance, arrange=arrange)
     if trial.control == "oracle":
         # no haystack: the prompt is exactly the fixed parts, needles in their order of depth
         length = builder.fixed_tokens(parts) + sum(len(builder.fragment_ids(text)) for text, _ in extras)
-        return builder.build_prompt(parts, iter(()), length, 0.0, 0, extra_needles=extras)
+        return parts, builder.build_prompt(parts, iter(()), length, 0.0, 0, extra_needles=extras)
+    if trial.control == "dummy_needle":
+        dummy = dummy_sentence(builder, len(builder.fragment_ids(parts.needle)))
+        parts = dataclasses.replace(parts, needle=dummy)
+        extra["dummy"] = dummy
     reorder = None
     if arm_kind(config, trial) == REORDER_ARM:  # the needle moves with its score; the depth stays the pairing key
         reorder = functools.partial(reorder_pieces, builder.tokenizer, parts.question)
-    return builder.build_prompt(parts, units, trial.context_length, trial.depth, tolerance, extra_needles=extras,
-                                reorder=reorder, arrange=arrange)
+    return parts, builder.build_prompt(parts, units, trial.context_length, trial.depth, tolerance,
+                                       extra_needles=extras, reorder=reorder, arrange=arrange)
 
 
 def _document_position(builder: PromptBuilder, prompt: BuiltPrompt) -> tuple[int, int]:

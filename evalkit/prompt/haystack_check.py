@@ -1,7 +1,9 @@
 """The haystack holds no answer: units that mention an answer candidate are dropped, and every build is checked.
 
 ``answer_candidates`` (``tasks/needles.py``) lists what may appear only inside the needles: the gold answer,
-the values the needles carry, the key of a key-value pair, the entity a doc_qa question names. A haystack unit
+the values the needles carry, the key of a key-value pair or of a ``{key}`` needle, the entity a doc_qa question
+names; ``controls.build_trial_prompt`` adds the values of the needle's look-alikes (``distractors:``), which the
+check allows inside their planted spans (further needles until the prompt is split). A haystack unit
 (sentence, document, pair) that contains one is skipped before placement (``CandidateFilter``) and the built
 prompt is checked afterwards (``check_haystack_clean``), like the needle round trip: the text outside the needles
 must contain none of them. Matching ignores case and needs a non-alphanumeric character (or the text's edge) on

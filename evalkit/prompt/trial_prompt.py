@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evalkit.prompt.similarity import NeedleSimilarity
-from evalkit.types import BuiltPrompt, NeedleInstance, PromptParts
+from evalkit.types import BuiltPrompt, NeedleInstance, PlacedDistractor, PromptParts
 
 
 @dataclass(frozen=True)
@@ -23,3 +23,6 @@ class TrialPrompt:
     metric: str = "contains"  # the task's primary metric (evalkit/scoring.py METRICS)
     keyword_threshold: float = 0.6
     similarity: NeedleSimilarity | None = None  # the needle's measured similarity to the question (similarity.py)
+    # the look-alikes placed (a task's ``distractors:`` block), in the order drawn; their spans are not among the
+    # prompt's ``extra_needle_spans`` (the task's own further needles)
+    distractors: tuple[PlacedDistractor, ...] = ()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from evalkit.config.layouts import Layout
 from evalkit.config.mitigations import DOCUMENT_ATTENTION_ARMS
 from evalkit.config.schema import EvalConfig, ModelConfig
 from evalkit.errors import ConfigError, HaystackError, PlacementError, TaskError
@@ -74,6 +75,7 @@ def check_prompts_fit(config: EvalConfig, config_path: str | Path, tasks: Mappin
                 check_document_prompts(builder, config, config_path, task, model_cfg, index, task_index)
                 continue
             _check_arms_apply(config, config_path, name, task.spec)
+            _check_distractor_counts(builder, config, config_path, task, model_cfg, where)
             samples = _measure_samples(builder, config, config_path, task, model_cfg, where)
             check_answer_budget(samples.gold_tokens, samples.gold_answer, model_cfg, index, name, config_path,
                                 stop_tokens=1 if getattr(builder.tokenizer, "eos_token_id", None) is not None else 0)
@@ -124,10 +126,30 @@ def _check_arms_apply(config: EvalConfig, config_path: str | Path, task_name: st
         if arm.arm == REORDER_ARM and multi_needle:
             raise ConfigError(f"{config_path}: mitigations[{index}]: reorder_by_relevance is not defined for the "
                               f"multi-needle task {task_name}; drop this arm or use a single-needle task")
+        if arm.arm == REORDER_ARM and spec.distractors is not None:
+            raise ConfigError(f"{config_path}: mitigations[{index}]: reorder_by_relevance would move the look-alikes "
+                              f"of task {task_name} (its distractors: block) with the haystack; drop this arm or "
+                              "the task's distractors block")
         if arm.arm in DOCUMENT_ATTENTION_ARMS:
             act = "calibrates attention per document" if arm.arm == "calibrate_attention" else "sorts documents"
             raise ConfigError(f"{config_path}: mitigations[{index}]: {arm.arm} {act}, but task "
                               f"{task_name} has none; use a documents task (documents: block) or drop this arm")
+
+
+def _check_distractor_counts(builder: PromptBuilder, config: EvalConfig, config_path: str | Path, task: PreparedTask,
+                             model_cfg: ModelConfig, where: str) -> None:
+    """Every count of ``layout.distractor_count`` can be placed (a distractors: block, depths and draws enough for
+    it, room at the smallest length): one prompt of sample 0 per count, so a run does not fail on its first trial."""
+    if task.spec.distractors is None and not any(config.layout.distractor_count):
+        return
+    name, smallest = task.spec.name, min(config.context_lengths)
+    for count in config.layout.distractor_count:
+        trial = Trial("", model_cfg.name, name, smallest, config.depths[0], 0, trial_seed(config.seed, name, 0), "",
+                      Layout(distractor_count=count).id_pairs())
+        try:
+            build_trial_prompt(builder, task, trial, model_cfg, config)
+        except (PlacementError, TaskError, HaystackError) as err:
+            raise ConfigError(f"{config_path}: layout.distractor_count: {count}: {err} {where}") from None
 
 
 def _check_chat_template(config: EvalConfig, config_path: str | Path, index: int, tokenizer: Any) -> None:

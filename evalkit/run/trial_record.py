@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Collection
 
@@ -54,6 +55,7 @@ def trial_record(trial: Trial, built: TrialPrompt, output: TrialOutput, *, revis
         question_overlap=built.similarity.overlap if built.similarity else None,
         question_bm25=built.similarity.bm25 if built.similarity else None,
         metric=score.metric, best_subspan_em=score.best_subspan_em, keyword_recall=score.keyword_recall, liu=score.liu,
+        distractors=[dataclasses.asdict(d) for d in built.distractors] or None,
         extra={**built.extra, **score_extra, **output.extra, **think_extra,
                "truncated": is_truncated(output.generated_token_ids, max_new_tokens, stop_token_ids)},
     )

@@ -26,7 +26,8 @@ from evalkit.tasks.spec import (
 from evalkit.tasks.words import WORDS
 from evalkit.types import NeedleInstance
 
-_MAGIC = "One of the special magic numbers for {key} is: {value}."
+# RULER's needle; also the template of a multi-needle task's look-alikes (``distractors:``)
+MAGIC_TEMPLATE = "One of the special magic numbers for {key} is: {value}."
 
 
 def _uuid(rng: random.Random) -> str:
@@ -56,7 +57,7 @@ def multi_needle(spec: MultiNeedleGenerator, rng: random.Random) -> NeedleInstan
             values.append(value)
     if spec.kind == "multivalue":
         keys = [keys[0]] * spec.needles
-    needles = [_MAGIC.format(key=k, value=v) for k, v in zip(keys, values)]
+    needles = [MAGIC_TEMPLATE.format(key=k, value=v) for k, v in zip(keys, values)]
     depths = tuple(round(rng.random(), 4) for _ in needles[1:])
     if spec.kind == "multikey":
         question, required = f"What is the special magic number for {keys[0]} mentioned in the text?", (values[0],)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import string
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -17,10 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from evalkit.errors import FieldError
 from evalkit.scoring import METRICS
+from evalkit.tasks.distractor_spec import DistractorsSpec, check_distractors
 from evalkit.tasks.document_spec import DocumentsSpec
-
-# widest padding or precision a template's format spec may ask for ("{value:>999999999}" would fill GBs)
-MAX_FORMAT_WIDTH = 200
+from evalkit.tasks.templates import template_fields
 
 # A task name is one path component: no separators, so a name can never walk out of a search folder.
 TASK_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
@@ -221,8 +219,8 @@ GeneratorSpec = Annotated[
 
 
 class TaskSpec(BaseModel):
-    """One task file. Templates (``needle``, ``question``, ``answer``) may use ``{value}``; write ``{{``
-    for a literal brace. ``instructions`` and ``answer_prefix`` are used verbatim."""
+    """One task file. Templates (``needle``, ``question``, ``answer``) may use ``{value}``, and ``{key}`` with a
+    ``key:`` block; write ``{{`` for a literal brace. ``instructions`` and ``answer_prefix`` are used verbatim."""
 
     model_config = _SPEC
 
@@ -230,6 +228,7 @@ class TaskSpec(BaseModel):
     description: str = ""
     needle: str | None = Field(None, min_length=1, description="sentence hidden in the haystack; must contain {value}")
     value: ValueSpec | None = None
+    key: ValueSpec | None = Field(None, description="a {key} drawn per trial like value (RULER's key of a magic number)")
     question: str | None = Field(None, min_length=1)
     answer: str = Field("{value}", min_length=1, description="gold answer template")
     instructions: str = ""
@@ -247,6 +246,9 @@ class TaskSpec(BaseModel):
     )
     documents: DocumentsSpec | None = Field(
         None, description="real documents, one of them gold (tasks/document_spec.py), instead of a needle"
+    )
+    distractors: DistractorsSpec | None = Field(
+        None, description="look-alikes of the needle planted in the haystack (tasks/distractor_spec.py)"
     )
     metric: Literal[METRICS] = Field(  # type: ignore[valid-type]
         "contains", description="what `correct` means: contains, exact_match, liu (Liu et al.'s exact metric), "
@@ -282,7 +284,7 @@ class TaskSpec(BaseModel):
     def _needle_or_generator(self) -> "TaskSpec":
         # a generator writes needle, question and answer itself; otherwise the templates are required
         if self.documents is not None:
-            for name in ("generator", "needle", "value", "question", "raw_prompt"):
+            for name in ("generator", "needle", "value", "question", "raw_prompt", "key"):
                 if getattr(self, name) is not None:
                     raise FieldError(name, "a documents task takes its questions from documents.source; remove it")
             if "haystack" in self.model_fields_set:
@@ -297,7 +299,39 @@ class TaskSpec(BaseModel):
                                                                                     MultiNeedleGenerator):
             raise FieldError("raw_prompt", "needle_line puts one needle on a line of its own, and this task places "
                                            f"{self.generator.needles}; remove raw_prompt.needle_line")
+        self._check_keys_and_distractors()
         return self
+
+    def _check_keys_and_distractors(self) -> None:
+        """``{key}`` only with a ``key:`` block; a ``distractors:`` block only where look-alikes can be made."""
+        if self.generator is not None and self.key is not None:
+            raise FieldError("key", f"a {self.generator.kind} generator draws its own keys; remove key")
+        templates = {"needle": self.needle, "question": self.question, "answer": self.answer}
+        if self.distractors is not None:
+            templates.update({f"distractors.variants[{i}]": t for i, t in enumerate(self.distractors.variants)})
+        for name, text in templates.items():
+            if text is None:
+                continue
+            fields = template_fields(text)
+            # a multi-needle generator's look-alikes take its asked key (RULER's magic-number keys)
+            keyed = self.key is not None or (name.startswith("distractors.") and isinstance(self.generator,
+                                                                                          MultiNeedleGenerator))
+            if not keyed and "key" in fields:
+                raise FieldError(name, f"{text!r} uses {{key}}; only {{value}} is available without a `key:` block; "
+                                       "add `key:` (drawn like value) or write {{ for a brace")
+            if name.startswith("distractors.") and "value" not in fields:
+                raise FieldError(name, f"{text!r} has no {{value}}; put {{value}} where the look-alike's value goes")
+        if self.distractors is None:
+            return
+        if self.documents is not None:
+            raise FieldError("distractors", "a documents task's distractors are its other documents "
+                                            "(documents.total); remove distractors")
+        if self.raw_prompt is not None and self.raw_prompt.needle_line:
+            raise FieldError("raw_prompt", "needle_line puts one needle on a line of its own, and distractors "
+                                           "place more; remove raw_prompt.needle_line")
+        check_distractors(self.distractors, self.needle, self.key, self.value,
+                          template_fields(self.needle) if self.needle else set(),
+                          getattr(self.generator, "kind", None))
 
     @property
     def source_path(self) -> Path | None:
@@ -325,7 +359,8 @@ class TaskSpec(BaseModel):
         """
         data = self.model_dump(mode="json")
         # unset optional keys: older tasks keep their hash (and their trial ids)
-        for name in ("generator", "needle", "value", "question", "raw_prompt", "documents", "needle_variants"):
+        for name in ("generator", "needle", "value", "question", "raw_prompt", "documents", "needle_variants", "key",
+                     "distractors"):
             if data.get(name) is None:
                 data.pop(name, None)
         for name, default in (("metric", "contains"), ("keyword_threshold", 0.6)):
@@ -338,32 +373,3 @@ class TaskSpec(BaseModel):
         text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
-
-def template_fields(text: str) -> set[str]:
-    """Names of the ``{fields}`` in a template; raise ValueError unless they are all ``value``."""
-    try:
-        fields = [(name, spec or "") for _, name, spec, _ in string.Formatter().parse(text) if name is not None]
-    except ValueError as exc:
-        raise ValueError(f"{text!r} is not a valid template ({exc}); write {{{{ and }}}} for literal braces") from None
-    names = {name for name, _ in fields}
-    for _, spec in fields:
-        _check_format_spec(text, spec)
-    unknown = sorted(n for n in names if n != "value")
-    if unknown:
-        raise ValueError(f"{text!r} uses {{{unknown[0]}}}; only {{value}} is available (write {{{{ for a brace)")
-    try:  # conversions and format specs ("{value!x}", "{value:d}") fail only when filled: try it now
-        text.format(value="0")
-    except (ValueError, IndexError, KeyError, AttributeError) as exc:
-        raise ValueError(f"{text!r} cannot be filled in ({exc}); write plain {{value}}") from None
-    return names
-
-
-def _check_format_spec(text: str, spec: str) -> None:
-    """Refuse format specs whose expansion is unbounded: a nested ``{field}`` or a width above the limit."""
-    if "{" in spec:  # the width would come from the value itself (up to 40 digits)
-        raise ValueError(f"{text!r} nests a field in a format spec; write plain {{value}}")
-    widths = [int(digits) for digits in re.findall(r"\d+", spec)]
-    if widths and max(widths) > MAX_FORMAT_WIDTH:
-        raise ValueError(
-            f"{text!r} asks for a width or precision of {max(widths)}; use at most {MAX_FORMAT_WIDTH} (or plain {{value}})"
-        )
