@@ -28,6 +28,7 @@ from evalkit.prompt.haystack_check import CandidateFilter, check_haystack_clean
 from evalkit.prompt.layouts import Layout, apply_layout
 from evalkit.prompt.reorder import REORDER_ARM, arm_kind, reorder_pieces
 from evalkit.tasks.needles import answer_candidates
+from evalkit.tasks.values import answer_value_pattern
 from evalkit.scoring import score_with_aliases, values_found
 from evalkit.prompt.trial_prompt import TrialPrompt
 from evalkit.types import BuiltPrompt, Score, Trial
@@ -64,8 +65,10 @@ def build_trial_prompt(builder: PromptBuilder, task: Any, trial: Trial, model_cf
     """Parts (task, model entry, layout), needle and prompt of ``trial``; ``task`` is a PreparedTask.
     ``order`` (documents tasks): the documents' new order as indices into the trial's own order;
     ``content_free``: every document replaced by this text at about its length (a calibration probe)."""
+    pattern = answer_value_pattern(task.spec)  # how the record's failure type reads the answer's values
     if task.spec.documents is not None:
-        return build_document_trial(builder.tokenizer, task, trial, model_cfg, config, order, content_free)
+        built = build_document_trial(builder.tokenizer, task, trial, model_cfg, config, order, content_free)
+        return dataclasses.replace(built, value_pattern=pattern)
     parts, needle = task.parts_for(seed=trial.seed, model_cfg=model_cfg)
     layout = Layout.from_pairs(trial.layout)
     parts = apply_layout(parts, layout, model_cfg.system_prompt)
@@ -99,8 +102,8 @@ def build_trial_prompt(builder: PromptBuilder, task: Any, trial: Trial, model_cf
     if prompt.filler_tokens:
         extra["filler_tokens"] = prompt.filler_tokens
     if "entity" in needle.facts and not trial.control:  # doc_qa: the gold document's index among the documents
-        return TrialPrompt(parts, needle, prompt, extra, *_document_position(builder, prompt))
-    return TrialPrompt(parts, needle, prompt, extra)
+        return TrialPrompt(parts, needle, prompt, extra, *_document_position(builder, prompt), value_pattern=pattern)
+    return TrialPrompt(parts, needle, prompt, extra, value_pattern=pattern)
 
 
 def _document_position(builder: PromptBuilder, prompt: BuiltPrompt) -> tuple[int, int]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from evalkit.types import BuiltPrompt, NeedleInstance, PromptParts
+from evalkit.types import BuiltPrompt, NeedleInstance, PlacedDistractor, PromptParts
 
 
 @dataclass(frozen=True)
@@ -21,3 +22,6 @@ class TrialPrompt:
     gold_ids: tuple[int, ...] | None = None  # the gold answer's ids after the prompt (None: from the parts)
     metric: str = "contains"  # the task's primary metric (evalkit/scoring.py METRICS)
     keyword_threshold: float = 0.6
+    distractors: tuple[PlacedDistractor, ...] = ()  # the look-alikes placed in the prompt, in the order drawn
+    # what a value of the needle's kind looks like in an answer (tasks/values.answer_value_pattern; None: free text)
+    value_pattern: re.Pattern[str] | None = None
