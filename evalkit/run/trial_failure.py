@@ -27,6 +27,8 @@ def trial_failure(built: TrialPrompt, answer: str, generated: str, score: Score,
                   tokenizer: Any) -> Failure:
     """The failure type of a trial: ``answer`` the scored text, ``generated`` the whole output (what the report
     reads a cut-off answer from), ``truncated`` whether the budget ran out without a stop token."""
+    if score.correct:  # nothing to read: the prompt is decoded only for a miss
+        return Failure("correct")
     prompt = built.prompt
     ids = prompt.input_ids
     given = FailureInput(

@@ -104,3 +104,64 @@ def test_run_records_a_failure_type_and_focus_for_every_trial(tmp_path, tiny_mod
             assert row["attention_focus"] is None  # a closed-book prompt has no fact to look at
         else:
             assert row["attention_focus"] == attention_focus(att) is not None
+
+
+DOCUMENTS = ("Document [1](Title: Tower) The Eiffel Tower was finished in 1889 in Paris.\n",
+             "Document [2](Title: Bridge) The Tower Bridge in London opened in 1894.\n",
+             "Document [3](Title: Statue) The Statue of Liberty was dedicated in 1886.\n")
+
+
+def documents_prompt(tokenizer, gold_index: int) -> TrialPrompt:
+    """Three documents encoded apart and joined as ids (their spans exact), then the question."""
+    pieces = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in DOCUMENTS]
+    question = tokenizer("Question: when was the Eiffel Tower finished?", add_special_tokens=False)["input_ids"]
+    ids, spans = [], []
+    for piece in pieces:
+        spans.append(TokenSpan(len(ids), len(ids) + len(piece)))
+        ids += piece
+    regions = {"preamble": TokenSpan(0, 0), "context_before": TokenSpan(0, spans[gold_index].token_start),
+               "needle": spans[gold_index], "context_after": TokenSpan(spans[gold_index].token_end, len(ids)),
+               "question": TokenSpan(len(ids), len(ids) + len(question))}
+    prompt = BuiltPrompt(tuple(ids + question), regions, DOCUMENTS[gold_index], len(ids) + len(question), 0, 0.0,
+                         0.0, "", document_spans=tuple(spans))
+    needle = NeedleInstance(DOCUMENTS[gold_index], "when was the Eiffel Tower finished?", "1889", "1889",
+                            answer_aliases=("1889",))
+    return TrialPrompt(PromptParts("", needle.needle, "", "", None, False), needle, prompt, {}, gold_index, 3)
+
+
+def test_documents_record_names_the_distractor_document_answered(smollm2_tokenizer):
+    trial = Trial("t", "m", "docs", 100, 0.0, 0, 1)
+    for answer, failure, position in (("It opened in 1894.", "distractor", 1), ("1886", "distractor", 2),
+                                      ("Paris", "other_in_prompt", None), ("1901", "absent", None)):
+        output = TrialOutput(answer, (5, EOS), (), None, None, False, 0.0)
+        record = trial_record(trial, documents_prompt(smollm2_tokenizer, 0), output, revision="", think_pattern=None,
+                              max_new_tokens=BUDGET, stop_token_ids={EOS}, tokenizer=smollm2_tokenizer)
+        assert (record.failure, record.failure_distractor) == (failure, position), answer
+    # the document at the gold position is no distractor: with the gold at position 1, its text is other_in_prompt
+    output = TrialOutput("It opened in 1894.", (5, EOS), (), None, None, False, 0.0)
+    moved = trial_record(trial, documents_prompt(smollm2_tokenizer, 1), output, revision="", think_pattern=None,
+                         max_new_tokens=BUDGET, stop_token_ids={EOS}, tokenizer=smollm2_tokenizer)
+    assert (moved.failure, moved.failure_distractor) == ("other_in_prompt", None)
+
+
+def test_documents_run_records_failure_and_focus_from_the_document_regions(tmp_path, tiny_model_dir):
+    from pathlib import Path
+
+    data = Path(__file__).parents[1] / "tasks" / "data" / "lost_in_the_middle"
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "docs.yaml").write_text("name: docs\ndocuments:\n  source: {format: liu_qa, path: "
+                                                  "nq-open-oracle-40.jsonl}\n  total: 4\nmetric: subspan_em\n")
+    path = tiny_config(tmp_path, tiny_model_dir, tasks=["docs"], task_dirs=["tasks"], data_dir=str(data),
+                       context_lengths=[1024], depths=[0.0, 1.0], samples=1, controls=["oracle"],
+                       attention={"capture": True, "bins": 2, "sink_tokens": 1, "decode_steps": 0})
+    rows = records(run_eval(load_config(path), path, quiet=True, write_report=False).run_dir)
+    assert len(rows) == 3
+    for row in rows:
+        assert row["failure"] in FAILURE_TYPES and (row["failure"] == "correct") == row["correct"]
+        if row["failure"] == "distractor":
+            assert row["failure_distractor"] != row["gold_document_index"]
+        att = read_trial_attention(attention_path(tmp_path / "run", row["trial_id"]))
+        if row["control"]:
+            assert row["attention_focus"] is None
+        else:  # the gold document against the three others
+            assert att.documents == 4 and row["attention_focus"] == attention_focus(att) is not None
