@@ -14,7 +14,8 @@ Terms
     to the letters and digits around it (and a punctuation mark between two digits, so "12,345" is one value).
     Integer and multi-needle tasks: any number ("7392", "12,345"; the pattern is one digit, so "A7" is a value
     too); uuid and kv tasks, Liu et al.'s key-value documents: a whole UUID (a cut UUID is no value); word tasks:
-    a word of evalkit's pass-word list; choice tasks: a value of the task's list; fixed tasks: the fixed value;
+    a word of evalkit's pass-word list; choice tasks: a value of the task's list; fixed tasks: any number when the
+    fixed value holds a digit, else the fixed value itself;
   * without one (free-text answers: documents QA, doc_qa, low_overlap): the answer's first non-empty line, one
     value; a text *holds* it when every distinct content word of the line (``scoring.content_words``) is one of
     the text's (a line without content words: when it is in the text). Without a pattern a refusal cannot be

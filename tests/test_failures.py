@@ -7,7 +7,8 @@ import re
 import pytest
 
 from evalkit.failures import Failure, FailureInput, answer_values, classify_failure, strict_part
-from evalkit.tasks.values import UUID_PATTERN
+from evalkit.tasks import BUILTIN_TASKS_DIR, load_task
+from evalkit.tasks.values import UUID_PATTERN, answer_value_pattern
 from evalkit.types import FAILURE_TYPES
 
 DIGITS = re.compile(r"\d")  # value_kind_pattern of an integer pass key
@@ -136,3 +137,29 @@ def test_an_unknown_failure_type_is_refused():
                                   "truncated"}
     with pytest.raises(ValueError, match="is not one of"):
         Failure("wrong")
+
+
+UUID = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+
+
+@pytest.mark.parametrize(("task", "answer", "values"), [
+    ("passkey", "It is 7392, or 12,345.", ["7392", "12,345"]),  # integer value: any number
+    ("multikey", "7392 and 81234", ["7392", "81234"]),  # multi-needle generator: numbers
+    ("passkey_uuid", f"{UUID} or 42", [UUID]),  # uuid value: whole UUIDs only
+    ("kv_retrieval", f'"{UUID}"', [UUID]),  # kv generator
+    ("lost_in_the_middle_kv", f"{UUID}.", [UUID]),  # Liu et al.'s key-value documents
+    ("fact", "Saffron, not salt.", ["Saffron"]),  # choice value: a value of the task's list
+    ("doc_qa", "Mary Jones\nfounded it", ["Mary Jones"]),  # free text: the first line
+    ("lost_in_the_middle_qa", "  \nParis", ["Paris"]),
+])
+def test_answer_values_of_each_builtin_kind(task, answer, values):
+    spec = load_task(BUILTIN_TASKS_DIR / f"{task}.yaml")
+    assert answer_values(answer, answer_value_pattern(spec)) == values
+
+
+def test_a_fixed_value_with_digits_reads_any_number(tmp_path):
+    text = (BUILTIN_TASKS_DIR / "passkey.yaml").read_text()
+    text = re.sub(r"kind: integer\n  digits: 5[^\n]*", 'kind: fixed\n  value: "71432"', text)
+    (tmp_path / "passkey.yaml").write_text(text)
+    spec = load_task(tmp_path / "passkey.yaml")
+    assert answer_values("71431, not 71432", answer_value_pattern(spec)) == ["71431", "71432"]

@@ -51,11 +51,14 @@ def value_kind_pattern(task: TaskSpec) -> tuple[re.Pattern[str], str] | None:
 def answer_value_pattern(task: TaskSpec) -> re.Pattern[str] | None:
     """What a value of ``task``'s kind looks like in an answer (``evalkit/failures.py`` reads answers with it).
 
-    The needle kind's pattern (``value_kind_pattern``); for Liu et al.'s key-value documents, a UUID (their values);
-    None where the answer is free text (documents QA, doc_qa, low_overlap).
+    The needle kind's pattern (``value_kind_pattern``), except that a fixed value with a digit reads any number (a
+    fixed pass key "71432" answered "71431" is a number, not prose); for Liu et al.'s key-value documents, a UUID
+    (their values); None where the answer is free text (documents QA, doc_qa, low_overlap).
     """
     if task.documents is not None:
         return re.compile(UUID_PATTERN) if isinstance(task.documents.source, LiuKvSource) else None
+    if isinstance(task.value, FixedValue) and task.generator is None and re.search(r"\d", task.value.value):
+        return re.compile(r"\d")
     kind = value_kind_pattern(task)
     return kind[0] if kind is not None else None
 
