@@ -40,7 +40,9 @@ Rules, in order of precedence (the first that applies)
 4. The answer's first value that is not a gold value decides: ``partial`` when it is a strict part of a gold;
    ``other_in_prompt`` when the prompt's text holds it (anywhere: the question, an instruction, another needle
    of a multi-needle task, the haystack; the planted distractors were rule 3); else ``absent`` (invented).
-   Partial comes first because the gold's parts are in the prompt too (its needle holds them).
+   Partial comes first because the gold's parts are in the prompt too (its needle holds them). The prompt's text
+   is all of it: the needle holds only gold values and the planted values were rule 3, so cutting them out would
+   only call a value that a distractor's sentence holds besides its own value invented.
 5. ``partial``: a multi-value answer with no other value holds some, not all, of the required values.
 6. ``truncated``: no value of the kind, and the budget ran out before the scored part of the answer ended
    (``report/analysis/truncation.answer_cut_off``, per metric).
