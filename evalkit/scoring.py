@@ -94,9 +94,14 @@ def normalize_answer(text: str) -> str:
     return " ".join(text.split())
 
 
-def _contains_tokens(haystack: list[str], needle: list[str]) -> bool:
+def find_token_run(haystack: list[str], needle: list[str]) -> int:
+    """Index of the first place ``needle``'s tokens appear as a contiguous run of ``haystack``'s, else -1."""
     width = len(needle)
-    return any(haystack[start : start + width] == needle for start in range(len(haystack) - width + 1))
+    return next((start for start in range(len(haystack) - width + 1) if haystack[start : start + width] == needle), -1)
+
+
+def _contains_tokens(haystack: list[str], needle: list[str]) -> bool:
+    return find_token_run(haystack, needle) >= 0
 
 
 def _answer_candidates(text: str) -> tuple[str, str]:

@@ -301,12 +301,13 @@ class TrialAttention:
     prompt_tokens: int
     token_mass: np.ndarray | None = None  # float16 [stored layers, rows, prompt_tokens], attention.tokens only
     token_layers: tuple[int, ...] = ()
-    documents: int = 0  # document tasks: the last ``documents`` regions are the documents (doc_00 ...)
+    documents: int = 0  # document tasks: the ``documents`` regions after the bins are the documents (doc_00 ...)
+    distractors: int = 0  # the last ``distractors`` regions are the placed look-alikes (distractor_00 ...)
 
     @property
     def partition_size(self) -> int:
-        """How many leading regions tile the keys (the ``bins``, then the ``documents``, overlap them)."""
-        return len(self.region_names) - self.bins - self.documents
+        """How many leading regions tile the keys (the bins, documents and distractors overlap them)."""
+        return len(self.region_names) - self.bins - self.documents - self.distractors
 
     @property
     def bin_slice(self) -> slice:
@@ -316,7 +317,13 @@ class TrialAttention:
     @property
     def document_slice(self) -> slice:
         """Where the document regions are along the regions axis (empty for a task without documents)."""
-        return slice(self.partition_size + self.bins, len(self.region_names))
+        start = self.partition_size + self.bins
+        return slice(start, start + self.documents)
+
+    @property
+    def distractor_slice(self) -> slice:
+        """Where the placed look-alikes' regions are along the regions axis (empty for a trial without them)."""
+        return slice(len(self.region_names) - self.distractors, len(self.region_names))
 
     def region(self, name: str) -> np.ndarray:
         """Mass on region ``name``: [layers, heads, rows]."""

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "evalkit"
 # ``run`` composes every stage before it (it writes the report at the end of a run); ``cli`` sits on top.
 STAGES = (
     ("evalkit", "errors", "types", "package_data"),
-    ("scoring",),
+    ("scoring", "failures"),
     ("config",),
     ("tasks",),
     ("prompt",),

@@ -16,6 +16,8 @@ Two sets of regions, in this order (names are the ``region`` values of ``load_at
    is the haystack's mass) and a bin is empty when the haystack has fewer tokens than ``bins``.
 3. document tasks only: ``doc_00`` ... ``doc_{K-1}``, each document's span in prompt order
    (``BuiltPrompt.document_spans``); they tile the context regions, so they too overlap the partition.
+4. trials with placed look-alikes only: ``distractor_00`` ... , each placed distractor's span in the order drawn
+   (``TrialPrompt.distractors``), inside the context regions (``attention/focus.py`` compares them to the needle).
 """
 
 from __future__ import annotations
@@ -59,23 +61,31 @@ def document_region_name(index: int) -> str:
 class RegionLayout:
     """Names and half-open key spans ``[start, end)`` (token positions) of one trial's regions."""
 
-    names: tuple[str, ...]  # PARTITION, then the bins, then the documents (document tasks)
+    names: tuple[str, ...]  # PARTITION, then the bins, the documents (document tasks), the distractors
     spans: tuple[tuple[int, int], ...]
     bins: int
     documents: int = 0
+    distractors: int = 0
 
     @property
     def partition_size(self) -> int:
-        """How many leading regions tile the keys (the rest are bins and documents)."""
-        return len(self.names) - self.bins - self.documents
+        """How many leading regions tile the keys (the rest are bins, documents and distractors)."""
+        return len(self.names) - self.bins - self.documents - self.distractors
 
     def span(self, name: str) -> tuple[int, int]:
         """The span of region ``name``."""
         return self.spans[self.names.index(name)]
 
 
-def region_layout(prompt: BuiltPrompt, bins: int, sink_tokens: int, decode_steps: int) -> RegionLayout:
-    """The regions of ``prompt`` (see the module docstring); ``bins >= 1``, ``sink_tokens, decode_steps >= 0``."""
+def distractor_region_name(index: int) -> str:
+    """``3 -> "distractor_03"``: the region of the placed look-alike ``index`` (in the order drawn)."""
+    return f"distractor_{index:02d}"
+
+
+def region_layout(prompt: BuiltPrompt, bins: int, sink_tokens: int, decode_steps: int,
+                  distractor_spans: tuple[tuple[int, int], ...] = ()) -> RegionLayout:
+    """The regions of ``prompt`` (see the module docstring); ``bins >= 1``, ``sink_tokens, decode_steps >= 0``;
+    ``distractor_spans``: the placed look-alikes' ``[token_start, token_end)``."""
     if bins < 1 or sink_tokens < 0 or decode_steps < 0:
         raise ValueError(f"need bins >= 1, sink_tokens >= 0, decode_steps >= 0; got {bins}, {sink_tokens}, "
                          f"{decode_steps}")
@@ -94,4 +104,6 @@ def region_layout(prompt: BuiltPrompt, bins: int, sink_tokens: int, decode_steps
     documents = prompt.document_spans
     spans += [(span.token_start, span.token_end) for span in documents]
     names += tuple(document_region_name(i) for i in range(len(documents)))
-    return RegionLayout(names, tuple(spans), bins, len(documents))
+    spans += [(int(start), int(end)) for start, end in distractor_spans]
+    names += tuple(distractor_region_name(i) for i in range(len(distractor_spans)))
+    return RegionLayout(names, tuple(spans), bins, len(documents), len(distractor_spans))

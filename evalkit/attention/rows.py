@@ -42,4 +42,5 @@ def trial_attention(layout: RegionLayout, prompt: BuiltPrompt, output: TrialOutp
         token_mass=rows.token_mass,
         token_layers=rows.token_layers,
         documents=layout.documents,
+        distractors=layout.distractors,
     )

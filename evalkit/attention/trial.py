@@ -26,9 +26,11 @@ def attach_capture(model: Any, settings: AttentionConfig) -> Any:
     return AttentionCapture.attach(model, None if settings.inner == "auto" else settings.inner)
 
 
-def capture_request(prompt: BuiltPrompt, settings: AttentionConfig) -> tuple[RegionLayout, CaptureRequest]:
-    """The trial's region layout and what the backend records: its key spans and ``decode_steps`` rows."""
-    layout = region_layout(prompt, settings.bins, settings.sink_tokens, settings.decode_steps)
+def capture_request(prompt: BuiltPrompt, settings: AttentionConfig, distractor_spans: tuple[tuple[int, int], ...] = (),
+                    ) -> tuple[RegionLayout, CaptureRequest]:
+    """The trial's region layout and what the backend records: its key spans (``distractor_spans``: the placed
+    look-alikes', as regions of their own) and ``decode_steps`` rows."""
+    layout = region_layout(prompt, settings.bins, settings.sink_tokens, settings.decode_steps, distractor_spans)
     spans = tuple((int(start), int(end)) for start, end in layout.spans)
     return layout, CaptureRequest(spans=spans, decode_steps=settings.decode_steps, tokens=settings.tokens,
                                   token_layers=tuple(settings.token_layers))

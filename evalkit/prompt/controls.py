@@ -32,6 +32,7 @@ from evalkit.prompt.shuffle import haystack_arranger
 from evalkit.prompt.similarity import prompt_similarity
 from evalkit.tasks.needles import answer_candidates, distractor_pool
 from evalkit.tasks.variants import with_variant
+from evalkit.tasks.values import answer_value_pattern
 from evalkit.scoring import score_with_aliases, values_found
 from evalkit.prompt.trial_prompt import TrialPrompt
 from evalkit.types import BuiltPrompt, PromptParts, Score, Trial
@@ -68,8 +69,10 @@ def build_trial_prompt(builder: PromptBuilder, task: Any, trial: Trial, model_cf
     """Parts (task, model entry, layout), needle and prompt of ``trial``; ``task`` is a PreparedTask.
     ``order`` (documents tasks): the documents' new order as indices into the trial's own order;
     ``content_free``: every document replaced by this text at about its length (a calibration probe)."""
+    pattern = answer_value_pattern(task.spec)  # how the record's failure type reads the answer's values
     if task.spec.documents is not None:
-        return build_document_trial(builder.tokenizer, task, trial, model_cfg, config, order, content_free)
+        built = build_document_trial(builder.tokenizer, task, trial, model_cfg, config, order, content_free)
+        return dataclasses.replace(built, value_pattern=pattern)
     parts, needle = task.parts_for(seed=trial.seed, model_cfg=model_cfg)
     layout = Layout.from_pairs(trial.layout)
     needle = with_variant(task.spec, needle, layout.needle_variant)  # same value, another wording
@@ -97,8 +100,9 @@ def build_trial_prompt(builder: PromptBuilder, task: Any, trial: Trial, model_cf
                   if trial.control in ("", "oracle") else None)
     if "entity" in needle.facts and not trial.control:  # doc_qa: the gold document's index among the documents
         return TrialPrompt(parts, needle, prompt, extra, *_document_position(builder, prompt), similarity=similarity,
-                           distractors=placed)
-    return TrialPrompt(parts, needle, prompt, extra, similarity=similarity, distractors=placed)
+                           distractors=placed, value_pattern=pattern)
+    return TrialPrompt(parts, needle, prompt, extra, similarity=similarity, distractors=placed,
+                       value_pattern=pattern)
 
 
 def _placed_prompt(builder: PromptBuilder, parts: PromptParts, units: CandidateFilter, trial: Trial, config: Any,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,3 +27,5 @@ class TrialPrompt:
     # the look-alikes placed (a task's ``distractors:`` block), in the order drawn; their spans are not among the
     # prompt's ``extra_needle_spans`` (the task's own further needles)
     distractors: tuple[PlacedDistractor, ...] = ()
+    # what a value of the needle's kind looks like in an answer (tasks/values.answer_value_pattern; None: free text)
+    value_pattern: re.Pattern[str] | None = None

@@ -53,17 +53,12 @@ from evalkit.run.preflight import (
 )
 from evalkit.run.prompt_checks import check_prompts_fit, warn_short_line_budgets
 from evalkit.run.schedule import run_groups_concurrently, run_in_batches, run_with_reuse
+from evalkit.run.trial_failure import distractor_spans
 from evalkit.run.trial_record import trial_record
 from evalkit.store.format import REPORT_DIR, run_output, save_trial_attention
 from evalkit.store.run_store import RunStore
 from evalkit.tasks.sources import check_fills
-from evalkit.types import (
-    REGION_CONTEXT_BEFORE,
-    BuiltPrompt,
-    Trial,
-    TrialOutput,
-    TrialRecord,
-)
+from evalkit.types import REGION_CONTEXT_BEFORE, BuiltPrompt, Trial, TrialAttention, TrialOutput, TrialRecord
 
 log = logging.getLogger(__name__)
 
@@ -299,14 +294,15 @@ def run_trial(
     first_pass = first_pass or probe_pass
     prompt = prepared.prompt
     layout = request_capture = None
-    if session.capture:
-        layout, request_capture = capture_request(prompt, config.attention)
+    if session.capture:  # the placed look-alikes are regions of their own (attention_focus compares them)
+        layout, request_capture = capture_request(prompt, config.attention, distractor_spans(prepared.built))
     prefix_tokens = prompt.regions[REGION_CONTEXT_BEFORE].token_end if session.reuse else 0
     (output,) = session.backend.run([_request(session, prepared, prefix_tokens, request_capture, calibration)])
-    if layout is not None and write:  # arrays on disk before the caller appends the record (resume stays exact)
+    attention = trial_attention(layout, prompt, output) if layout is not None else None
+    if attention is not None and write:  # arrays on disk before the caller appends the record (resume stays exact)
         store.write_header()
-        save_trial_attention(store.run_dir, trial.trial_id, trial_attention(layout, prompt, output))
-    record = _trial_record(session, prepared, output)
+        save_trial_attention(store.run_dir, trial.trial_id, attention)
+    record = _trial_record(session, prepared, output, attention)
     if first_pass is None:
         return record
     return dataclasses.replace(record, extra={**record.extra, **first_pass.extra}, extra_forwards=first_pass.forwards,
@@ -389,10 +385,12 @@ def _gold_ids(session: _ModelSession, built: TrialPrompt) -> list[int]:
     return session.builder.gold_continuation_ids(built.parts, built.needle.answer)
 
 
-def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: TrialOutput) -> TrialRecord:
+def _trial_record(session: _ModelSession, prepared: _PreparedTrial, output: TrialOutput,
+                  attention: TrialAttention | None = None) -> TrialRecord:
     return trial_record(prepared.trial, prepared.built, output, revision=session.revision,
                         think_pattern=session.config.think_pattern, max_new_tokens=session.config.max_new_tokens,
-                        stop_token_ids=session.backend.info.stop_token_ids)
+                        stop_token_ids=session.backend.info.stop_token_ids, tokenizer=session.backend.info.tokenizer,
+                        attention=attention)
 
 
 def _write_report(run_dir: Path) -> Path:

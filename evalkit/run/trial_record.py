@@ -5,20 +5,26 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Collection
+from typing import Any
 
 from evalkit.prompt.controls import TrialPrompt, record_axes, score_trial
-from evalkit.types import REGION_NEEDLE, Trial, TrialOutput, TrialRecord
+from evalkit.run.trial_failure import trial_failure, trial_focus
+from evalkit.types import REGION_NEEDLE, Trial, TrialAttention, TrialOutput, TrialRecord
 
 __all__ = ["is_truncated", "strip_reasoning", "trial_record"]
 
 
 def trial_record(trial: Trial, built: TrialPrompt, output: TrialOutput, *, revision: str, think_pattern: str | None,
-                 max_new_tokens: int, stop_token_ids: Collection[int]) -> TrialRecord:
-    """The record of ``trial``: its prompt ``built``, the backend's ``output`` scored after the reasoning is cut."""
+                 max_new_tokens: int, stop_token_ids: Collection[int], tokenizer: Any,
+                 attention: TrialAttention | None = None) -> TrialRecord:
+    """The record of ``trial``: its prompt ``built``, the backend's ``output`` scored after the reasoning is cut,
+    its failure type (``tokenizer`` decodes the prompt it reads) and, from its captured ``attention``, its focus."""
     prompt, needle = built.prompt, built.needle
     answer, think_extra = strip_reasoning(output.generated_text, think_pattern)
     score, score_extra = score_trial(answer, built)
     needle_span = prompt.regions[REGION_NEEDLE]
+    truncated = is_truncated(output.generated_token_ids, max_new_tokens, stop_token_ids)
+    failure = trial_failure(built, answer, output.generated_text, score, truncated, tokenizer)
     return TrialRecord(
         trial_id=trial.trial_id,
         status="ok",
@@ -56,8 +62,8 @@ def trial_record(trial: Trial, built: TrialPrompt, output: TrialOutput, *, revis
         question_bm25=built.similarity.bm25 if built.similarity else None,
         metric=score.metric, best_subspan_em=score.best_subspan_em, keyword_recall=score.keyword_recall, liu=score.liu,
         distractors=[dataclasses.asdict(d) for d in built.distractors] or None,
-        extra={**built.extra, **score_extra, **output.extra, **think_extra,
-               "truncated": is_truncated(output.generated_token_ids, max_new_tokens, stop_token_ids)},
+        failure=failure.kind, failure_distractor=failure.distractor, attention_focus=trial_focus(trial, attention),
+        extra={**built.extra, **score_extra, **output.extra, **think_extra, "truncated": truncated},
     )
 
 

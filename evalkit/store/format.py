@@ -314,6 +314,8 @@ def read_records(path: str | Path) -> RecordsRead:
 #     region_names    str     [regions]                        see evalkit/attention/regions.py
 #     spans           int32   [regions, 2]                     [start, end) token positions of each region
 #     bins, prompt_tokens int
+#     documents, distractors int   how many regions after the bins are documents (doc_00 ...), then placed
+#                                  look-alikes (distractor_00 ...); 0 when none (and in files from before them)
 #     token_mass      float16 [stored layers, rows, prompt_tokens]  only with ``attention.tokens: true``: each row's
 #                     mass on every prompt token, mean over heads (summed over a region's tokens: that region's
 #                     ``mass`` averaged over heads, up to float16 rounding)
@@ -345,7 +347,8 @@ def save_trial_attention(run_dir: str | Path, trial_id: str, attention: TrialAtt
         argmax_token=attention.argmax_token.astype(np.int32), row_token=attention.row_token.astype(np.int32),
         row_in_needle=attention.row_in_needle.astype(bool), region_names=np.array(attention.region_names),
         spans=attention.spans.astype(np.int32), bins=np.int64(attention.bins),
-        prompt_tokens=np.int64(attention.prompt_tokens), documents=np.int64(attention.documents), **tokens,
+        prompt_tokens=np.int64(attention.prompt_tokens), documents=np.int64(attention.documents),
+        distractors=np.int64(attention.distractors), **tokens,
     )  # fmt: skip
     with disk_errors(path, "write an attention array"):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -374,6 +377,7 @@ def read_trial_attention(path: str | Path) -> TrialAttention:
                 token_mass=data["token_mass"] if "token_mass" in data.files else None,
                 token_layers=tuple(int(x) for x in data["token_layers"]) if "token_layers" in data.files else (),
                 documents=int(data["documents"]) if "documents" in data.files else 0,
+                distractors=int(data["distractors"]) if "distractors" in data.files else 0,
             )  # fmt: skip
     except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         # numpy's own words for an object array advise loading it unsafely; evalkit never writes one

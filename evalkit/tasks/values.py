@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from evalkit.errors import HaystackError
+from evalkit.tasks.document_spec import LiuKvSource
 from evalkit.tasks.needles import WORDS
 from evalkit.tasks.spec import (
     ChoiceValue,
@@ -45,6 +46,21 @@ def value_kind_pattern(task: TaskSpec) -> tuple[re.Pattern[str], str] | None:
     if isinstance(spec, FixedValue):
         return _any_word([spec.value]), "the fixed value"
     return None
+
+
+def answer_value_pattern(task: TaskSpec) -> re.Pattern[str] | None:
+    """What a value of ``task``'s kind looks like in an answer (``evalkit/failures.py`` reads answers with it).
+
+    The needle kind's pattern (``value_kind_pattern``), except that a fixed value with a digit reads any number (a
+    fixed pass key "71432" answered "71431" is a number, not prose); for Liu et al.'s key-value documents, a UUID
+    (their values); None where the answer is free text (documents QA, doc_qa, low_overlap).
+    """
+    if task.documents is not None:
+        return re.compile(UUID_PATTERN) if isinstance(task.documents.source, LiuKvSource) else None
+    if isinstance(task.value, FixedValue) and task.generator is None and re.search(r"\d", task.value.value):
+        return re.compile(r"\d")
+    kind = value_kind_pattern(task)
+    return kind[0] if kind is not None else None
 
 
 def drop_matching(sentences: tuple[str, ...], pattern: re.Pattern[str], what: str,
