@@ -50,6 +50,12 @@ def _plain(value: object) -> object:
     return value
 
 
+def _text(column: pd.Series) -> pd.Series:
+    """``_plain`` values as text ("-" for None): keys pandas keeps (a null key would drop its rows)."""
+    return pd.Series(["-" if v is None else str(v) for v in column.astype("object").map(_plain)], index=column.index,
+                     dtype="object")
+
+
 def content_trials(df: pd.DataFrame) -> pd.DataFrame:
     """Completed placement trials with ``_correct``, ``model`` as text and ``_cluster`` (``clusters.py``)."""
     done = completed_trials(df)
@@ -58,8 +64,7 @@ def content_trials(df: pd.DataFrame) -> pd.DataFrame:
 
 def varied_axes(trials: pd.DataFrame) -> tuple[str, ...]:
     """The content axes that take more than one value in ``trials``."""
-    return tuple(a for a in CONTENT_AXES if a in trials.columns and trials[a].astype("object").map(_plain)
-                 .astype("str").nunique() > 1)
+    return tuple(a for a in CONTENT_AXES if a in trials.columns and _text(trials[a]).nunique() > 1)
 
 
 def _baseline(trials: pd.DataFrame, axis: str, values: list[object]) -> object:
@@ -69,11 +74,11 @@ def _baseline(trials: pd.DataFrame, axis: str, values: list[object]) -> object:
         return 0 if 0 in counts else (min(counts) if counts else None)
     if axis == "haystack_order":
         return "coherent" if "coherent" in values else values[0]
-    overlap = trials.groupby(trials[axis].map(_plain).astype("str"))["question_overlap"].mean() \
+    overlap = trials.groupby(_text(trials[axis]))["question_overlap"].mean() \
         if "question_overlap" in trials.columns else pd.Series(dtype="float64")
     if overlap.notna().any():
         best = str(overlap.idxmax())
-        return next(v for v in values if str(v) == best)
+        return next(v for v in values if ("-" if v is None else str(v)) == best)
     return sorted(values, key=str)[0]
 
 
@@ -97,17 +102,18 @@ def _compare_axis(model: str, trials: pd.DataFrame, axis: str) -> list[dict]:
     values = list(dict.fromkeys(trials[axis].astype("object").map(_plain)))
     baseline = _baseline(trials, axis, values)
     others = [a for a in LAYOUT_AXES if a != axis and a in trials.columns]
-    keys = {k: trials[k].astype("object").map(_plain).astype("str") for k in [*PAIR_KEYS, *others]}
+    keys = {k: _text(trials[k]) for k in [*PAIR_KEYS, *others]}
     frame = pd.DataFrame({**keys, "_cluster": trials["_cluster"].to_numpy(), "_correct": trials["_correct"],
-                          "_value": trials[axis].astype("object").map(_plain).astype("str")})
+                          "_value": _text(trials[axis])})
     wide = frame.pivot_table(index=[*keys, "_cluster"], columns="_value", values="_correct", aggfunc="first")
     rows = []
     ordered = sorted((v for v in values if v != baseline), key=lambda v: (v is None, str(v).zfill(8)))
+    name = {v: "-" if v is None else str(v) for v in values}
     for value in ordered:
-        both = wide[[str(baseline), str(value)]].dropna()
+        both = wide[[name[baseline], name[value]]].dropna()
         if both.empty:
             continue
-        x, y = both[str(baseline)].to_numpy(dtype=int), both[str(value)].to_numpy(dtype=int)
+        x, y = both[name[baseline]].to_numpy(dtype=int), both[name[value]].to_numpy(dtype=int)
         diff, low, high = paired_bootstrap(y, x, clusters=both.index.get_level_values("_cluster"))
         b, c = int(((x == 1) & (y == 0)).sum()), int(((x == 0) & (y == 1)).sum())
         rows.append(dict(model=model, axis=axis, baseline=axis_value_label(axis, baseline),

@@ -57,10 +57,11 @@ def plot_accuracy_vs_similarity(table: pd.DataFrame, ax: Axes, model: str) -> Ax
     bands = [b for b in BAND_NAMES if b in set(rows["band"])]
     palette = sns.color_palette(LINE_PALETTE, max(len(bands), 1))
     bins = [b[0] for b in SIMILARITY_BINS]
-    for color, band in zip(palette, bands):
+    for index, (color, band) in enumerate(zip(palette, bands)):
         line = rows[rows["band"] == band]
         line = line.assign(_bin=line["similarity"].map(bins.index)).sort_values("_bin")
-        x = line["overlap"].to_numpy(dtype=float) * 100
+        dodge = (index - (len(bands) - 1) / 2) * 0.8  # bands at the same overlap stay apart
+        x = line["overlap"].to_numpy(dtype=float) * 100 + dodge
         y = line["accuracy"].to_numpy(dtype=float) * 100
         err = np.vstack([y - line["ci_low"].to_numpy(dtype=float) * 100, line["ci_high"].to_numpy(dtype=float) * 100 - y])
         ax.errorbar(x, y, yerr=err, marker="o", color=color, capsize=3, linewidth=1.6, label=band)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from evalkit.report.analysis.decision import ALPHA
 from evalkit.report.analysis.content_axes import AXIS_TITLES, SIMILARITY_BINS, axis_pairs, similarity_table
 from evalkit.report.analysis.failure_mix import band_label
 from evalkit.report.charts.accuracy import new_figure, save_figure
@@ -33,9 +34,11 @@ class ContentReport:
 
 
 def verdict(row) -> str:
-    """``"decided: fewer found"`` when the interval excludes 0, else ``"not decided"``."""
+    """``"decided: fewer found"`` when the interval excludes 0 and McNemar's p is below 0.05, else not decided."""
     if row.diff_low <= 0 <= row.diff_high:
         return "not decided (the interval includes 0)"
+    if row.p_value >= ALPHA:
+        return f"not decided (McNemar p ≥ {ALPHA:g})"
     return "decided: more found" if row.difference > 0 else "decided: fewer found"
 
 
@@ -86,7 +89,8 @@ def content_report(records: pd.DataFrame, out: Path, inside: Callable[[Path, str
         "Trials that differ only in one content axis hold the same fact in the same text at the same depth (same "
         "task, length, sample and every other layout axis), so each comparison is paired: the difference is "
         "accuracy with the value minus accuracy with the baseline, its 95% interval a paired bootstrap over "
-        "samples, p McNemar's exact test on the pairs only one side got right.")]
+        "samples, p McNemar's exact test on the pairs only one side got right. A comparison is decided when the "
+        f"interval excludes 0 and p < {ALPHA:g}.")]
     tables: list[Path] = []
     if not pairs.empty:
         tables.append(inside(out, "content_pairs.csv"))
