@@ -28,7 +28,8 @@ def placed(text: str, value: str, start: int, depth: float) -> dict[str, Any]:
 def distractors_of(hostile: bool = False) -> list[dict[str, Any]]:
     """Two look-alikes: one before the needle (at 20%), one after (at 80%)."""
     first = HOSTILE_DISTRACTOR if hostile else "The pass key is 55555."
-    return [placed(first, "99999" if hostile else "55555", 100, 0.2), placed("The pass key is 77777.", "77777", 800, 0.8)]
+    return [placed(first, "99999" if hostile else "55555", 100, 0.2),
+            placed("The pass key is 77777.", "77777", 800, 0.8)]
 
 
 def answer_of(failure: str) -> str:

@@ -130,7 +130,8 @@ def _write_all(data: ReportData, dirs: list[Path], out: Path, records: pd.DataFr
             *failures.blocks, *content.blocks, *arms.blocks,
             *controls_blocks(data), *variant_blocks(data, variant_charts), *attention.blocks,
             *examples_blocks(data), *glossary_blocks(data, [p for p in tables if p.suffix == ".csv"])]
-    summary = [*decision_blocks(data, decisions, strips, failures.misses), *trust_warnings(data)]
+    reasons = {m: [*failures.lines.get(m, []), *content.lines.get(m, [])] for m in {*failures.lines, *content.lines}}
+    summary = [*decision_blocks(data, decisions, strips, reasons), *trust_warnings(data)]
     links = Para(("Tables: ", Link("summary.md", "summary.md"), " · ", Link("summary.csv", "summary.csv"),
                   ". A self-contained version of this report is ", Link("report.html", "report.html"), "."))
     report_md = _inside(out, "report.md")

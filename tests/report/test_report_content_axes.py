@@ -57,7 +57,8 @@ def test_the_interval_is_the_paired_bootstrap_over_samples():
     x = [r["correct"] for r in records if r["distractor_count"] == 0]
     y = [r["correct"] for r in records if r["distractor_count"] == 4]
     clusters = [f"passkey\x1f{r['sample']}\x1f{r['seed']}" for r in records if r["distractor_count"] == 0]
-    assert (row["difference"], row["diff_low"], row["diff_high"]) == pytest.approx(paired_bootstrap(y, x, clusters=clusters))
+    expected = paired_bootstrap(y, x, clusters=clusters)  # value minus baseline, resampling samples
+    assert (row["difference"], row["diff_low"], row["diff_high"]) == pytest.approx(expected)
     assert row["pairs"] == 20 and (row["baseline_only"], row["value_only"]) == (7, 1)
 
 
@@ -88,10 +89,14 @@ def test_the_report_shows_the_comparison_table(tmp_path):
     paths = write_report([run], tmp_path / "out")
     text = paths.report_md.read_text("utf-8")
     assert "## Does the content change it? Paired comparisons" in text
-    row = next(line for line in text.splitlines() if "4 distractors vs 0 distractors" in line)
+    row = next(line for line in text.splitlines() if line.startswith("| ") and "4 distractors vs 0 distractors" in line)
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[:5] == ["org/tiny-model", "4 distractors vs 0 distractors", "40", "78%", "92%"]
     assert cells[6:9] == ["1 / 7", "0.07", "not decided (McNemar p ≥ 0.05)"]
-    shuffled = next(line for line in text.splitlines() if "shuffled haystack vs coherent haystack" in line)
+    shuffled = next(line for line in text.splitlines() if line.startswith("| ") and "shuffled haystack vs" in line)
     assert shuffled.rstrip(" |").endswith("decided: more found")
     assert (paths.out_dir / "content_pairs.csv").is_file()
+    decision = text.split("**Decision.**")[1].split("\nTables: ")[0]
+    line = next(line for line in decision.splitlines() if "**Content (paired trials):**" in line)
+    assert "4 distractors vs 0 distractors −15 pts \\[" in line and "McNemar p = 0.07 (not decided)" in line
+    assert "shuffled haystack vs coherent haystack +30 pts \\[" in line and "McNemar p = 0.00049." in line

@@ -94,7 +94,8 @@ FILTER = """<script>(function () {
   document.body.setAttribute("data-answered", answered ? answered.textContent : "none");
   document.body.setAttribute("data-title", answered ? answered.title : "none");
   var facts = document.querySelectorAll("#detail dl.facts dt");
-  document.body.setAttribute("data-facts", Array.prototype.map.call(facts, function (d) { return d.textContent; }).join(","));
+  document.body.setAttribute("data-facts",
+    Array.prototype.map.call(facts, function (d) { return d.textContent; }).join(","));
 })();</script>"""
 
 

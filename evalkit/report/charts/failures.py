@@ -63,7 +63,8 @@ def plot_accuracy_vs_similarity(table: pd.DataFrame, ax: Axes, model: str) -> Ax
         dodge = (index - (len(bands) - 1) / 2) * 0.8  # bands at the same overlap stay apart
         x = line["overlap"].to_numpy(dtype=float) * 100 + dodge
         y = line["accuracy"].to_numpy(dtype=float) * 100
-        err = np.vstack([y - line["ci_low"].to_numpy(dtype=float) * 100, line["ci_high"].to_numpy(dtype=float) * 100 - y])
+        low, high = line["ci_low"].to_numpy(dtype=float) * 100, line["ci_high"].to_numpy(dtype=float) * 100
+        err = np.vstack([y - low, high - y])
         ax.errorbar(x, y, yerr=err, marker="o", color=color, capsize=3, linewidth=1.6, label=band)
     ax.set_xlim(-3, 103)
     ax.set_ylim(0, 103)

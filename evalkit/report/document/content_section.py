@@ -19,7 +19,7 @@ from evalkit.report.analysis.content_axes import AXIS_TITLES, SIMILARITY_BINS, a
 from evalkit.report.analysis.failure_mix import band_label
 from evalkit.report.charts.accuracy import new_figure, save_figure
 from evalkit.report.charts.failures import plot_accuracy_vs_similarity
-from evalkit.report.document.blocks import Block, Heading, Image, Para, Table
+from evalkit.report.document.blocks import Block, Heading, Image, Para, Strong, Table
 from evalkit.report.document.findings import pct, points_ci
 from evalkit.report.document.sections import ci_cell
 
@@ -31,6 +31,16 @@ class ContentReport:
     blocks: list[Block] = field(default_factory=list)
     charts: list[Path] = field(default_factory=list)
     tables: list[Path] = field(default_factory=list)
+    lines: dict[str, list[tuple]] = field(default_factory=dict)  # per model: the decision block's content line
+
+
+def content_line(pairs: pd.DataFrame) -> tuple:
+    """One model's comparisons in one bullet: ``"Content (paired): 4 distractors vs 0 distractors −30 pts [−40,
+    −20], p = 0.001; shuffled haystack vs coherent haystack 0 pts [−5, +5], p = 1 (not decided)"``."""
+    parts = [f"{r.value} vs {r.baseline} {points_ci(r.difference, r.diff_low, r.diff_high)}, McNemar p = "
+             f"{r.p_value:.2g}" + ("" if verdict(r).startswith("decided") else " (not decided)")
+             for r in pairs.itertuples(index=False)]
+    return (Strong("Content (paired trials): "), "; ".join(parts) + ".")
 
 
 def verdict(row) -> str:
@@ -85,6 +95,7 @@ def content_report(records: pd.DataFrame, out: Path, inside: Callable[[Path, str
     pairs, similarity = axis_pairs(records), similarity_table(records)
     if pairs.empty and similarity.empty:
         return ContentReport()
+    lines = {str(model): [content_line(rows)] for model, rows in pairs.groupby("model", sort=False)}
     blocks: list[Block] = [Heading(2, "Does the content change it? Paired comparisons", "content-axes"), Para(
         "Trials that differ only in one content axis hold the same fact in the same text at the same depth (same "
         "task, length, sample and every other layout axis), so each comparison is paired: the difference is "
@@ -102,4 +113,4 @@ def content_report(records: pd.DataFrame, out: Path, inside: Callable[[Path, str
         similarity.to_csv(tables[-1], index=False)
         more, charts = _similarity_blocks(similarity, out, inside, stems)
         blocks += more
-    return ContentReport(blocks, charts, tables)
+    return ContentReport(blocks, charts, tables, lines)

@@ -30,8 +30,6 @@ from evalkit.report.document.findings import (
     tokens,
 )
 from evalkit.report.document.documents_section import document_finding
-from evalkit.report.document.failure_section import miss_line
-from evalkit.report.analysis.failure_mix import MissLine
 from evalkit.report.document.sections import ReportData, ci_cell, control_sentence, series_label
 
 _CONTROL_NAMES = {"closed_book": "closed book", "oracle": "oracle"}
@@ -124,9 +122,9 @@ def question_line(question: OpenQuestion | None, lengths: tuple[LengthVerdict, .
 
 
 def decision_blocks(data: ReportData, decisions: tuple[ModelDecision, ...],
-                    strips: dict[str, list[Path]], misses: dict[str, MissLine] | None = None) -> list[Block]:
-    """The decision block: one intro line, then per model its strip chart and its bullets (with ``misses``, per
-    model the line saying what its misses mostly are, ``failure_mix.py``)."""
+                    strips: dict[str, list[Path]], reasons: dict[str, list[tuple]] | None = None) -> list[Block]:
+    """The decision block: one intro line, then per model its strip chart and its bullets; ``reasons`` adds per
+    model the lines saying why facts are missed (``failure_section.py``, ``content_section.py``)."""
     total = int((data.df["status"] == "ok").sum())
     blocks: list[Block] = [Para((
         Strong("Decision. "), f"{count(total, 'completed trial', 'completed trials')} from "
@@ -153,8 +151,7 @@ def decision_blocks(data: ReportData, decisions: tuple[ModelDecision, ...],
             items.append(controls)
         if decision.truncation is not None:
             items.append(truncation_line(*decision.truncation))
-        if misses and decision.model in misses:
-            items.append(miss_line(misses[decision.model]))
+        items += (reasons or {}).get(decision.model, [])
         items.append(question_line(decision.question, decision.lengths))
         blocks.append(Bullets(tuple(items)))
     return blocks

@@ -44,6 +44,11 @@ class FailureReport:
     tables: list[Path] = field(default_factory=list)
     misses: dict[str, MissLine] = field(default_factory=dict)
 
+    @property
+    def lines(self) -> dict[str, list[tuple]]:
+        """Per model the decision block's bullets: the miss line, where the misses support one."""
+        return {model: [miss_line(line)] for model, line in self.misses.items()}
+
 
 def miss_line(line: MissLine) -> tuple:
     """``"Why facts are missed: misses in the middle (30–70%) are 70% [48–85] look-alike answers (14 of 20 misses
@@ -143,7 +148,8 @@ def failure_report(records: pd.DataFrame, out: Path, inside: Callable[[Path, str
     examples = look_alike_examples(trials)
     if not examples.empty:
         blocks += [Para((Strong("Look-alike answers. "), "Trials answered with a planted look-alike's value (the first "
-                         f"{EXAMPLES_SHOWN} at most): the look-alike's number is its place in the record's list of planted look-alikes, from 1.")),
+                         f"{EXAMPLES_SHOWN} at most); a look-alike's number is its place in the record's list of "
+                         "planted look-alikes, from 1.")),
                    Table(tuple(examples.columns), tuple(tuple(r) for r in examples.itertuples(index=False)),
                          (False, True, True, False, False, True, False, True), wrap=True)]
     focus = focus_bullets(trials)
