@@ -10,6 +10,7 @@ from evalkit.report import write_report
 from evalkit.report.analysis.content_axes import axis_pairs, similarity_table
 from evalkit.report.analysis.recommend import paired_bootstrap
 from evalkit.report.data.labels import add_variants
+from evalkit.report.document.content_section import graded_similarity
 
 KEYS = [(depth, sample) for depth in (0.25, 0.5) for sample in range(10)]  # 20 pair keys per cell of the axes
 # under the coherent haystack, with 0 vs 4 look-alikes: 10 both right, 7 only without, 1 only with, 2 neither
@@ -100,3 +101,13 @@ def test_the_report_shows_the_comparison_table(tmp_path):
     line = next(line for line in decision.splitlines() if "**Content (paired trials):**" in line)
     assert "4 distractors vs 0 distractors −15 pts \\[" in line and "McNemar p = 0.07 (not decided)" in line
     assert "shuffled haystack vs coherent haystack +30 pts \\[" in line and "McNemar p = 0.00049." in line
+
+
+def test_similarity_is_shown_only_for_models_whose_trials_span_several_bins():
+    records = [make_record(trial_id=f"{model}|{i}", model=model, sample=i, seed=i, correct=True,
+                           question_overlap=overlap, question_bm25=1.0)
+               for model, overlaps in (("org/one-bin", (0.9, 0.95)), ("org/graded", (0.1, 0.9)))
+               for i, overlap in enumerate(overlaps)]
+    table = similarity_table(_frame(records))
+    assert set(table["model"]) == {"org/one-bin", "org/graded"}
+    assert set(graded_similarity(table)["model"]) == {"org/graded"}

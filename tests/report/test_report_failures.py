@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from failure_fixtures import HOSTILE_DISTRACTOR, MIX, mix_records
-from report_fixtures import write_demo_runs, write_header, write_records
+from report_fixtures import make_record, write_demo_runs, write_header, write_records
 
 import evalkit.report.render as render
 from evalkit.report import write_report
@@ -20,7 +20,7 @@ from evalkit.report.charts.accuracy import new_figure
 from evalkit.report.charts.failures import FAILURE_COLORS, plot_failure_mix
 from evalkit.report.data.labels import add_variants
 from evalkit.report.document.content_section import ContentReport
-from evalkit.report.document.failure_section import FailureReport
+from evalkit.report.document.failure_section import FailureReport, look_alike_examples
 
 LINE = ("**Why facts are missed:** misses in the middle (30–70%) band are 71% \\[45–88\\] look-alike answers "
         "(10 of 14 misses in 20 trials): the model finds the wrong fact, not nothing.")
@@ -118,3 +118,10 @@ def test_records_with_failure_types_but_no_majority_get_no_decision_line(tmp_pat
     text = write_report([run], tmp_path / "out").report_md.read_text("utf-8")
     assert "**Why facts are missed:**" not in text and "## Why facts are missed" in text
     assert np.isclose(failure_table(add_variants(pd.DataFrame(mix_records(mix))))["misses"].sum(), 14)
+
+
+def test_a_documents_task_names_the_document_a_wrong_answer_came_from():
+    record = make_record(trial_id="d0", task="docs_qa", correct=False, failure="distractor", failure_distractor=3,
+                         gold_document_index=0, documents_total=10, generated="Paris")
+    (row,) = look_alike_examples(add_variants(pd.DataFrame([record]))).itertuples(index=False)
+    assert (row[4], row[5], row[6]) == ("Paris", "document 4", "")

@@ -88,11 +88,19 @@ def _similarity_blocks(table: pd.DataFrame, out: Path, inside, stems) -> tuple[l
     return blocks, charts
 
 
+def graded_similarity(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the models whose trials span at least two similarity bins (one bin compares nothing)."""
+    if table.empty:
+        return table
+    graded = table.groupby("model")["similarity"].transform("nunique") > 1
+    return table[graded.to_numpy()].reset_index(drop=True)
+
+
 def content_report(records: pd.DataFrame, out: Path, inside: Callable[[Path, str], Path],
                    stems: Callable[[list[tuple[str, ...]]], dict[tuple[str, ...], str]]) -> ContentReport:
     """The content section of ``records``: ``content_pairs.csv`` and ``similarity.csv`` when there is something
     to show, charts written into ``out``."""
-    pairs, similarity = axis_pairs(records), similarity_table(records)
+    pairs, similarity = axis_pairs(records), graded_similarity(similarity_table(records))
     if pairs.empty and similarity.empty:
         return ContentReport()
     lines = {str(model): [content_line(rows)] for model, rows in pairs.groupby("model", sort=False)}

@@ -91,8 +91,10 @@ def look_alike_examples(df: pd.DataFrame) -> pd.DataFrame:
         placed = r.distractors if isinstance(r.distractors, list) else []
         look = placed[index] if index is not None and 0 <= index < len(placed) else {}
         depth = look.get("achieved_depth") if isinstance(look, dict) else None
+        document = not pd.isna(getattr(r, "gold_document_index", None))  # a documents task: the index is the document's position
+        number = "–" if index is None else f"document {index + 1}" if document else str(index + 1)
         rows.append((str(r.variant), f"{int(r.context_length):,}", f"{float(r.depth) * 100:.4g}%", _clip(r.gold_answer),
-                     _clip(r.generated), "–" if index is None else str(index + 1),
+                     _clip(r.generated), number,
                      _clip(look.get("text", "") if isinstance(look, dict) else ""),
                      "–" if depth is None else f"{float(depth) * 100:.4g}%"))
     return pd.DataFrame(rows, columns=["variant", "length", "depth", "gold", "answer", "look-alike", "its text",
