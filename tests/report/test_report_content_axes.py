@@ -8,7 +8,7 @@ from report_fixtures import make_record, write_header, write_records
 
 from evalkit.report import write_report
 from evalkit.report.analysis.content_axes import axis_pairs, similarity_table
-from evalkit.report.analysis.recommend import paired_bootstrap
+from evalkit.report.analysis.recommend import layout_pairs, layout_trials, paired_bootstrap
 from evalkit.report.data.labels import add_variants
 from evalkit.report.document.content_section import graded_similarity
 
@@ -111,3 +111,29 @@ def test_similarity_is_shown_only_for_models_whose_trials_span_several_bins():
     table = similarity_table(_frame(records))
     assert set(table["model"]) == {"org/one-bin", "org/graded"}
     assert set(graded_similarity(table)["model"]) == {"org/graded"}
+
+
+def test_content_axes_are_never_recommended_as_a_layout(tmp_path):
+    run = tmp_path / "run"
+    write_header(run, config={"models": ["org/tiny-model"], "tasks": ["passkey"],
+                              "layout": {"distractor_count": [0, 4], "haystack_order": ["coherent", "shuffled"]}})
+    write_records(run, _paired_records())
+    text = write_report([run], tmp_path / "out").report_md.read_text("utf-8")
+    assert "## Layout recommendation" not in text and "**Layout:**" not in text
+    assert "### org/tiny-model (shown: org/tiny-model · 0 distractors, coherent haystack)" in text
+
+
+def test_prompt_layouts_are_compared_on_pairs_within_each_content_condition():
+    records = []
+    for (depth, sample), (without, with_) in zip(KEYS, COHERENT):
+        for count in (0, 4):
+            for position in ("after", "before"):  # "before" loses every trial the look-alikes cost
+                right = bool(without if count == 0 else with_) and (position == "after" or count == 0)
+                records.append(make_record(trial_id=f"{depth}|{sample}|{count}|{position}", depth=depth,
+                                           sample=sample, seed=50 + sample, correct=right, distractor_count=count,
+                                           question_position=position))
+    frame = _frame(records)
+    frame["layout"] = ["x"] * len(frame)  # any non-empty full label: the prompt label is what counts
+    (row,) = layout_pairs(layout_trials(frame)).itertuples(index=False)
+    assert (row.best, row.layout, row.pairs) == ("question after", "question before", 40)
+    assert (row.best_only, row.layout_only) == (11, 0)  # the 11 trials right with 4 look-alikes, question after

@@ -24,9 +24,9 @@ from evalkit.report.analysis.clusters import cluster_labels, cluster_wilson
 from evalkit.report.analysis.failure_mix import position_fraction
 from evalkit.report.analysis.indices import BAND_NAMES, band_of, completed_trials
 from evalkit.report.analysis.recommend import PAIR_KEYS, mcnemar_exact, paired_bootstrap
+from evalkit.report.data.labels import CONTENT_AXES
 from evalkit.report.data.load import LAYOUT_AXES
 
-CONTENT_AXES: tuple[str, ...] = ("distractor_count", "haystack_order", "needle_variant")
 AXIS_TITLES = {"distractor_count": "look-alike distractors", "haystack_order": "haystack order",
                "needle_variant": "needle variant (similarity to the question)"}
 # (name, low, high): overlap in [low, high), the last bin closed
