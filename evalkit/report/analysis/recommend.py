@@ -1,11 +1,11 @@
 """The layout recommendation: which prompt layout to use and where a fact can safely go, per model.
 
 Layouts are compared on the *same* trials (task, context length, depth and sample: the same needle in
-the same haystack; and within one content condition: the same look-alikes, haystack order and needle variant, the
-content axes never being a layout to recommend, ``labels.prompt_layout_labels``), so each comparison is paired: McNemar's exact test on the discordant pairs and a
-paired bootstrap interval of the accuracy difference. A depth band is *reliable* when its accuracy is
-at least 95% and the lower end of its Wilson 95% interval at least 90% (with every answer right that
-takes 35 trials in the band).
+the same haystack, and within one content condition: the same look-alikes, haystack order and needle variant;
+content axes are never a layout to recommend, ``labels.prompt_layout_labels``), so each comparison is paired:
+McNemar's exact test on the discordant pairs and a paired bootstrap interval of the accuracy difference. A depth
+band is *reliable* when its accuracy is at least 95% and the lower end of its Wilson 95% interval at least 90%
+(with every answer right that takes 35 trials in the band).
 """
 
 from __future__ import annotations
