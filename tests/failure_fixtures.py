@@ -44,9 +44,9 @@ def mix_records(mix: dict | None = None, hostile_first: bool = False) -> list[di
         for depth, failures in by_depth.items():
             for sample, failure in enumerate(failures):
                 hostile = hostile_first and failure == "distractor" and not records_with(records, "distractor")
+                name = model.replace("/", "-")  # a plain file name: attention arrays may be saved under it
                 records.append(make_record(
-                    trial_id=f"{model}|{depth}|{sample}", model=model, depth=depth, achieved_depth=depth,
-                    sample=sample, seed=100 + sample, needle=NEEDLE, correct=failure == "correct",
+                    trial_id=f"{name}_{depth}_{sample}", model=model, depth=depth, achieved_depth=depth, sample=sample, seed=100 + sample, needle=NEEDLE, correct=failure == "correct",
                     generated=("99999" if hostile else answer_of(failure)), failure=failure,
                     failure_distractor=0 if failure == "distractor" else None, distractors=distractors_of(hostile),
                     distractor_count=2))

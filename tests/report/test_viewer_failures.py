@@ -11,8 +11,10 @@ import pytest
 from browser_fixtures import chromium, console_lines, needs_chromium
 from failure_fixtures import HOSTILE_DISTRACTOR, MIX, NEEDLE, mix_records, records_with
 from report_fixtures import write_grid_run, write_header, write_records
+from test_viewer import _attention
 
 from evalkit.report.document.viewer import write_viewer
+from evalkit.store.format import save_trial_attention
 from evalkit.report.document.viewer_distractors import cut_text, split_counts
 
 QUESTION = "What is the pass key?"
@@ -130,3 +132,22 @@ def test_the_viewer_with_failures_opens_under_its_policy_without_errors(failure_
     assert console_lines(stderr) == []
     assert f'data-trial="{trial}"' in dom and "20 of 60 trials" not in dom and "20 of 180 trials" in dom
     assert '<mark class="distractor answered" title="look-alike 1 (value 99999), answered"' in dom
+
+
+@needs_chromium
+def test_look_alike_tokens_are_outlined_in_the_attention_coloured_prompt(tmp_path):
+    run = tmp_path / "run"
+    write_header(run, models={m: "abc123" for m in MIX}, config={"models": list(MIX), "tasks": ["passkey"]})
+    records = mix_records()
+    write_records(run, records)
+    trial = records_with(records, "distractor")[0]["trial_id"]
+    save_trial_attention(run, trial, _attention())  # 1,024 prompt tokens; look-alikes at tokens 100-108, 800-808
+    (run / "prompts.jsonl").write_text(json.dumps({"trial_id": trial, "input_ids": [1] * 1024, "regions": {},
+                                                   "text": "x", "token_texts": [f"t{i} " for i in range(1024)]}) + "\n",
+                                       encoding="utf-8")
+    page = write_viewer(run, tmp_path / "viewer.html")
+    dom, stderr = chromium(page.as_uri() + "#trial=" + trial, "--dump-dom", "--virtual-time-budget=3000")
+    assert console_lines(stderr) == []
+    answered = re.findall(r'<span class="tok look answered"[^>]*data-pos="(\d+)"', dom)
+    other = re.findall(r'<span class="tok look"[^>]*data-pos="(\d+)"', dom)
+    assert [int(p) for p in answered] == list(range(100, 108)) and [int(p) for p in other] == list(range(800, 808))
