@@ -14,13 +14,14 @@ from report_fixtures import make_record, write_demo_runs, write_header, write_re
 
 import evalkit.report.render as render
 from evalkit.report import write_report
-from evalkit.report.analysis.failure_mix import failure_mix, failure_table, miss_lines
+from evalkit.report.analysis.failure_mix import failure_mix, failure_table, failure_trials, miss_lines
 from evalkit.report.analysis.stats import wilson_interval
 from evalkit.report.charts.accuracy import new_figure
 from evalkit.report.charts.failures import FAILURE_COLORS, plot_failure_mix
 from evalkit.report.data.labels import add_variants
 from evalkit.report.document.content_section import ContentReport
-from evalkit.report.document.failure_section import FailureReport, look_alike_examples
+from evalkit.report.document.blocks import md_text
+from evalkit.report.document.failure_section import FailureReport, focus_bullets, look_alike_examples
 
 LINE = ("**Why facts are missed:** misses in the middle (30–70%) band are 71% \\[45–88\\] look-alike answers "
         "(10 of 14 misses in 20 trials): the model finds the wrong fact, not nothing.")
@@ -125,3 +126,15 @@ def test_a_documents_task_names_the_document_a_wrong_answer_came_from():
                          gold_document_index=0, documents_total=10, generated="Paris")
     (row,) = look_alike_examples(add_variants(pd.DataFrame([record]))).itertuples(index=False)
     assert (row[4], row[5], row[6]) == ("Paris", "document 4", "")
+
+
+def test_where_the_answer_step_looked_is_counted_on_the_misses_with_attention():
+    records = mix_records({"org/lookalike": MIX["org/lookalike"]})
+    wrong = [r for r in records if not r["correct"]]
+    for record, focus in zip(wrong, ["look_alike"] * 9 + ["fact"] * 3 + ["neither"] * 2):
+        record["attention_focus"] = focus
+    records[0]["attention_focus"] = "fact"  # a right answer: not a miss, not counted
+    bullets = focus_bullets(failure_trials(add_variants(pd.DataFrame(records))))
+    assert md_text(bullets.items[0]) == ("**org/lookalike:** of 14 misses with attention captured, looked at the fact "
+                                         "3, looked at a look-alike 9, neither 2")
+    assert focus_bullets(failure_trials(_frame())) is None  # no attention captured
