@@ -14,7 +14,13 @@ from report_fixtures import make_record, write_demo_runs, write_header, write_re
 
 import evalkit.report.render as render
 from evalkit.report import write_report
-from evalkit.report.analysis.failure_mix import failure_mix, failure_table, failure_trials, miss_lines
+from evalkit.report.analysis.failure_mix import (
+    failure_mix,
+    failure_table,
+    failure_trials,
+    miss_lines,
+    position_fraction,
+)
 from evalkit.report.analysis.stats import wilson_interval
 from evalkit.report.charts.accuracy import new_figure
 from evalkit.report.charts.failures import FAILURE_COLORS, plot_failure_mix
@@ -138,3 +144,12 @@ def test_where_the_answer_step_looked_is_counted_on_the_misses_with_attention():
     assert md_text(bullets.items[0]) == ("**org/lookalike:** of 14 misses with attention captured, looked at the fact "
                                          "3, looked at a look-alike 9, neither 2")
     assert focus_bullets(failure_trials(_frame())) is None  # no attention captured
+
+
+def test_a_documents_trial_falls_in_the_band_of_its_gold_document_position():
+    records = [make_record(trial_id=f"d{i}", task="docs_qa", depth=0.5, failure="correct", gold_document_index=i,
+                           documents_total=10) for i in (0, 4, 9)] + [make_record(trial_id="p0", depth=0.5,
+                                                                                  failure="correct")]
+    frame = add_variants(pd.DataFrame(records))
+    assert list(position_fraction(frame)) == pytest.approx([0.0, 4 / 9, 1.0, 0.5])
+    assert list(failure_trials(frame)["band"]) == ["start", "middle", "end", "middle"]

@@ -105,7 +105,8 @@ def _intro() -> Para:
     words = "; ".join(f"{FAILURE_WORDS[f][0]} ({f}): {FAILURE_WORDS[f][1]}" for f in MISS_TYPES)
     return Para("Every finished trial has a failure type, read from its answer, the gold value and the values "
                 f"planted in its prompt. The types: {words}. Bars show each type's share of a band's trials "
-                "(correct answers pale, at the bottom). The decision block names the leading type of a model's "
+                "(correct answers pale, at the bottom; tasks pooled; a documents task's position is its gold "
+                "document's). The decision block names the leading type of a model's "
                 f"weakest band when that band holds at least {MIN_MISSES} misses and one type makes up more than "
                 f"{MAJORITY:.0%} of them.")
 
