@@ -81,22 +81,25 @@ def _table(rows: pd.DataFrame, model: str) -> Table:
                  caption=f"{model}: failure types by position band (share of the band's misses in brackets)")
 
 
+def _example_row(r) -> tuple[str, ...]:
+    """One look-alike answer: where, the gold and the answer, which look-alike (or document) and its text."""
+    index = None if pd.isna(r.failure_distractor) else int(r.failure_distractor)
+    placed = r.distractors if isinstance(r.distractors, list) else []
+    look = placed[index] if index is not None and 0 <= index < len(placed) else {}
+    look = look if isinstance(look, dict) else {}
+    depth = look.get("achieved_depth")
+    document = not pd.isna(getattr(r, "gold_document_index", None))  # documents task: the index is a position
+    number = "–" if index is None else f"document {index + 1}" if document else str(index + 1)
+    return (str(r.variant), f"{int(r.context_length):,}", f"{float(r.depth) * 100:.4g}%", _clip(r.gold_answer),
+            _clip(r.generated), number, _clip(look.get("text", "")),
+            "–" if depth is None else f"{float(depth) * 100:.4g}%")
+
+
 def look_alike_examples(df: pd.DataFrame) -> pd.DataFrame:
     """Up to ``EXAMPLES_SHOWN`` trials answered with a planted look-alike: the answer and the look-alike's text."""
     trials = failure_trials(df)
     picked = trials[(trials["failure"] == "distractor").to_numpy()].head(EXAMPLES_SHOWN)
-    rows = []
-    for r in picked.itertuples(index=False):
-        index = None if pd.isna(r.failure_distractor) else int(r.failure_distractor)
-        placed = r.distractors if isinstance(r.distractors, list) else []
-        look = placed[index] if index is not None and 0 <= index < len(placed) else {}
-        depth = look.get("achieved_depth") if isinstance(look, dict) else None
-        document = not pd.isna(getattr(r, "gold_document_index", None))  # a documents task: the index is the document's position
-        number = "–" if index is None else f"document {index + 1}" if document else str(index + 1)
-        rows.append((str(r.variant), f"{int(r.context_length):,}", f"{float(r.depth) * 100:.4g}%", _clip(r.gold_answer),
-                     _clip(r.generated), number,
-                     _clip(look.get("text", "") if isinstance(look, dict) else ""),
-                     "–" if depth is None else f"{float(depth) * 100:.4g}%"))
+    rows = [_example_row(r) for r in picked.itertuples(index=False)]
     return pd.DataFrame(rows, columns=["variant", "length", "depth", "gold", "answer", "look-alike", "its text",
                                        "its depth"])
 
