@@ -29,7 +29,7 @@ from evalkit.report.document.content_section import ContentReport
 from evalkit.report.document.blocks import md_text
 from evalkit.report.document.failure_section import FailureReport, focus_bullets, look_alike_examples
 
-LINE = ("**Why facts are missed:** misses in the middle (30–70%) band are 71% \\[45–88\\] look-alike answers "
+LINE = ("**Why facts are missed:** misses in the middle band (30–70%) are 71% \\[45–88\\] look-alike answers "
         "(10 of 14 misses in 20 trials): the model finds the wrong fact, not nothing.")
 
 

@@ -165,6 +165,7 @@ def _miss_line(model: str, rows: pd.DataFrame, trials: pd.DataFrame) -> MissLine
                     float(low), float(high), bool(pooled))
 
 
-def band_label(name: str) -> str:
-    """``"middle (30–70%)"`` for a band name."""
-    return next(b.label for b in BANDS if b.name == name)
+def band_label(name: str, word: str = "") -> str:
+    """``"middle (30–70%)"`` for a band name; with ``word="band"``: ``"middle band (30–70%)"``."""
+    band = next(b for b in BANDS if b.name == name)
+    return band.label if not word else f"{band.name} {word} ({band.low * 100:.0f}–{band.high * 100:.0f}%)"

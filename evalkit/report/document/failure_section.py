@@ -51,12 +51,12 @@ class FailureReport:
 
 
 def miss_line(line: MissLine) -> tuple:
-    """``"Why facts are missed: misses in the middle (30–70%) are 70% [48–85] look-alike answers (14 of 20 misses
+    """``"Why facts are missed: misses in the middle band (30–70%) are 70% [48–85] look-alike answers (14 of 20 misses
     in 60 trials): the model finds the wrong fact, not nothing."``"""
     name, meaning = FAILURE_WORDS[line.failure]
     pooled = "; layouts pooled" if line.pooled_layouts else ""
     return (Strong("Why facts are missed: "),
-            f"misses in the {band_label(line.band)} band are {pct(line.share)} [{line.share_low * 100:.0f}–"
+            f"misses in the {band_label(line.band, 'band')} are {pct(line.share)} [{line.share_low * 100:.0f}–"
             f"{line.share_high * 100:.0f}] {name} ({line.count} of {line.misses} misses in {line.trials} "
             f"trials{pooled}): {meaning}.")
 
