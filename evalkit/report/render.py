@@ -38,6 +38,8 @@ from evalkit.report.analysis.decision import ModelDecision, model_decisions
 from evalkit.report.charts.safety_strip import legend_handles, plot_safety_strip, strip_size
 from evalkit.report.document.decision_section import decision_blocks, variant_summary_blocks
 from evalkit.report.document.viewer import write_viewer
+from evalkit.report.document.content_section import content_report
+from evalkit.report.document.failure_section import failure_report
 from evalkit.report.analysis.document_positions import document_position_table, position_pairs
 from evalkit.report.charts.documents import plot_accuracy_vs_document_position, plot_document_heatmap
 from evalkit.report.data.documents import task_metric
@@ -116,16 +118,20 @@ def _write_all(data: ReportData, dirs: list[Path], out: Path, records: pd.DataFr
     tables += attention.tables
     arms = mitigation_report(records, out, _inside, unique_stems)  # "Does a fix help?", when arms ran
     tables += arms.tables
+    failures = failure_report(data.df, out, _inside, unique_stems)  # "Why facts are missed", when records say why
+    content = content_report(data.df, out, _inside, unique_stems)  # content axes and similarity, when varied
+    tables += failures.tables + content.tables
 
     decisions = model_decisions(data.df, data.controls, data.threshold)
     strips = _write_strip_charts(decisions, out)
     viewer = write_viewer(dirs, _inside(out, "viewer.html"))
     body = [*variant_summary_blocks(data), *runs_blocks(data), *agreement_blocks(data), *recommendation_blocks(data),
             *comparison_blocks(data, compare_charts), *positions_blocks(data), *documents_blocks(data, variant_charts),
-            *arms.blocks,
+            *failures.blocks, *content.blocks, *arms.blocks,
             *controls_blocks(data), *variant_blocks(data, variant_charts), *attention.blocks,
             *examples_blocks(data), *glossary_blocks(data, [p for p in tables if p.suffix == ".csv"])]
-    summary = [*decision_blocks(data, decisions, strips), *trust_warnings(data)]
+    reasons = {m: [*failures.lines.get(m, []), *content.lines.get(m, [])] for m in {*failures.lines, *content.lines}}
+    summary = [*decision_blocks(data, decisions, strips, reasons), *trust_warnings(data)]
     links = Para(("Tables: ", Link("summary.md", "summary.md"), " · ", Link("summary.csv", "summary.csv"),
                   ". A self-contained version of this report is ", Link("report.html", "report.html"), "."))
     report_md = _inside(out, "report.md")
@@ -134,7 +140,7 @@ def _write_all(data: ReportData, dirs: list[Path], out: Path, records: pd.DataFr
     report_html.write_text(render_html(TITLE, summary, body, footer=f"Written by evalkit from {len(dirs)} run "
                                        "directories." if len(dirs) > 1 else "Written by evalkit."), encoding="utf-8")
     charts = tuple(p for paths in [*strips.values(), *variant_charts.values(), *compare_charts.values(),
-                                   attention.charts, arms.charts] for p in paths)
+                                   attention.charts, arms.charts, failures.charts, content.charts] for p in paths)
     return ReportPaths(out, report_md, summary_md, tables[0], charts, report_html, tuple(tables), viewer)
 
 

@@ -129,7 +129,7 @@ def test_record_carries_the_content_axes_and_similarity(smollm2_tokenizer, varia
     built = build_trial_prompt(PromptBuilder(smollm2_tokenizer), variants_task, trial, cfg.models[0], cfg)
     output = TrialOutput(f" {built.needle.value}", (1, 2), (1,), -0.5, -0.5, True, 0.1)
     record = trial_record(trial, built, output, revision="r", think_pattern=None, max_new_tokens=8,
-                          stop_token_ids=())
+                          stop_token_ids=(), tokenizer=smollm2_tokenizer)
     assert (record.haystack_order, record.needle_variant) == ("shuffled", "medium")
     assert record.needle == built.needle.needle and record.correct
     assert record.question_overlap == built.similarity.overlap == pytest.approx(0.4)  # archive, code of five

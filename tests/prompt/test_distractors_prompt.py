@@ -252,10 +252,12 @@ def test_record_lists_the_placed_distractors(tokenizers):
                              generated_token_ids=(1, 2), gold_token_ids=(3,), gold_logprob_sum=None,
                              gold_logprob_mean=None, gold_first_token_is_argmax=False, elapsed_s=0.1)
         record = trial_record(trial, built, output, revision="", think_pattern=None, max_new_tokens=8,
-                              stop_token_ids=())
+                              stop_token_ids=(), tokenizer=tokenizer)
         records[dict(trial.layout).get("distractor_count")] = (record, built)
     record, built = records[None]
     assert record.distractor_count is None and not record.correct
+    # the answer is the first look-alike's value: the failure type names it (failures.py, end to end)
+    assert (record.failure, record.failure_distractor) == ("distractor", 0)
     assert record.distractors == [dataclasses.asdict(d) for d in built.distractors]
     first = record.distractors[0]
     assert set(first) == {"text", "value", "key", "kind", "token_start", "token_end", "requested_depth",

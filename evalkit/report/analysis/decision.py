@@ -34,7 +34,7 @@ from evalkit.report.analysis.recommend import layout_accuracy, layout_pairs, lay
 from evalkit.report.analysis.stats import difference_interval, wilson_interval, wilson_intervals
 from evalkit.report.analysis.truncation import notable_truncation
 from evalkit.report.data.documents import fraction_position, on_fraction_axis, single_documents_total
-from evalkit.report.data.labels import layout_labels
+from evalkit.report.data.labels import prompt_layout_labels
 
 SAFE_LOWER_BOUND = 0.70  # 9/9 right gives 0.70: nine clean trials at a depth call it safe
 DANGER_UPPER_BOUND = 0.75  # 95% sure that fewer than 3 in 4 facts placed there are found (0/2 gives 0.66)
@@ -276,7 +276,7 @@ def model_decisions(df: pd.DataFrame, controls: pd.DataFrame,
 def _variant_of(trials: pd.DataFrame, choice: LayoutChoice | None) -> str:
     """The variant the block describes: the recommended layout's, else the model's first."""
     if choice is not None:
-        chosen = trials[(layout_labels(trials) == choice.layout).to_numpy()]
+        chosen = trials[(prompt_layout_labels(trials) == choice.layout).to_numpy()]
         if not chosen.empty:
             return str(chosen["variant"].iloc[0])
     return str(trials["variant"].iloc[0])

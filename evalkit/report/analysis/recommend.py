@@ -1,10 +1,11 @@
 """The layout recommendation: which prompt layout to use and where a fact can safely go, per model.
 
 Layouts are compared on the *same* trials (task, context length, depth and sample: the same needle in
-the same haystack), so each comparison is paired: McNemar's exact test on the discordant pairs and a
-paired bootstrap interval of the accuracy difference. A depth band is *reliable* when its accuracy is
-at least 95% and the lower end of its Wilson 95% interval at least 90% (with every answer right that
-takes 35 trials in the band).
+the same haystack, and within one content condition: the same look-alikes, haystack order and needle variant;
+content axes are never a layout to recommend, ``labels.prompt_layout_labels``), so each comparison is paired:
+McNemar's exact test on the discordant pairs and a paired bootstrap interval of the accuracy difference. A depth
+band is *reliable* when its accuracy is at least 95% and the lower end of its Wilson 95% interval at least 90%
+(with every answer right that takes 35 trials in the band).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from scipy.stats import binomtest, bootstrap
 from evalkit.report.analysis.clusters import cluster_labels, cluster_wilson
 from evalkit.report.analysis.indices import BANDS, band_of
 from evalkit.report.analysis.stats import wilson_intervals
-from evalkit.report.data.labels import control_labels, layout_labels
+from evalkit.report.data.labels import CONTENT_AXES, axis_text, control_labels, prompt_layout_labels
 
 RELIABLE_ACCURACY = 0.95
 RELIABLE_LOWER_BOUND = 0.90
@@ -73,8 +74,9 @@ def _ratio(sums, sizes, axis=-1):
 
 
 def layout_trials(df: pd.DataFrame) -> pd.DataFrame:
-    """Completed placement trials that carry a layout, with ``layout`` and ``_correct`` (0/1) columns."""
-    layouts = layout_labels(df)
+    """Completed placement trials that carry a prompt layout, with ``layout`` (its label, content axes left out:
+    ``labels.prompt_layout_labels``) and ``_correct`` (0/1) columns."""
+    layouts = prompt_layout_labels(df)
     keep = (layouts != "").to_numpy() & (control_labels(df) == "").to_numpy() & (df["status"] == "ok").to_numpy()
     frame = df[keep]
     return frame.assign(layout=layouts[keep].to_numpy(), model=frame["model"].astype("str"),
@@ -100,8 +102,11 @@ def layout_pairs(trials: pd.DataFrame) -> pd.DataFrame:
     accuracy = layout_accuracy(trials)
     for model, ranked in accuracy.groupby("model", sort=False):
         sub = trials[trials["model"] == model]
-        sub = sub.assign(_cluster=cluster_labels(sub).to_numpy())
-        wide = sub.pivot_table(index=[*PAIR_KEYS, "_cluster"], columns="layout", values="_correct", aggfunc="first")
+        # trials pair within one content condition (distractors, haystack order, needle variant)
+        content = {f"_content_{a}": axis_text(sub, a).to_numpy() for a in CONTENT_AXES if a in sub.columns}
+        sub = sub.assign(_cluster=cluster_labels(sub).to_numpy(), **content)
+        wide = sub.pivot_table(index=[*PAIR_KEYS, *content, "_cluster"], columns="layout", values="_correct",
+                               aggfunc="first")
         best = str(ranked.iloc[0]["layout"])
         for layout in ranked["layout"].iloc[1:]:
             both = wide[[best, layout]].dropna()

@@ -7,11 +7,16 @@ model in one run directory. Labels come only from the records (and their ``run_d
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import PurePath
 
 import pandas as pd
 
+from evalkit.config.layouts import Layout
+
 CONTROLS: tuple[str, ...] = ("closed_book", "oracle")  # ``control`` values reports know
+# layout axes that change what the prompt holds, not how it is laid out: compared as content, never recommended
+CONTENT_AXES: tuple[str, ...] = ("distractor_count", "haystack_order", "needle_variant")
 VARIANT_SEPARATOR = " · "
 
 
@@ -39,6 +44,29 @@ def placement_trials(df: pd.DataFrame) -> pd.DataFrame:
 def layout_labels(df: pd.DataFrame) -> pd.Series:
     """Per row: the prompt layout's label from the ``layout`` column ("" when the run had one layout)."""
     return _text_column(df, "layout")
+
+
+def axis_text(df: pd.DataFrame, name: str) -> pd.Series:
+    """Column ``name`` as text per row ("" where null or missing): a key pandas groups and pivots on."""
+    return _text_column(df, name)
+
+
+def prompt_layout_labels(df: pd.DataFrame) -> pd.Series:
+    """Per row: the label of its prompt layout alone, the content axes (``CONTENT_AXES``) left out.
+
+    Without a varied content axis this is ``layout_labels``. With one, the label names the varied prompt axes
+    ("" when none varies): layouts that differ only in content are one prompt layout, so a recommendation never
+    says "use 0 distractors".
+    """
+    if not any(axis_text(df, a).nunique() > 1 for a in CONTENT_AXES if a in df.columns):
+        return layout_labels(df)
+    prompt = [f.name for f in dataclasses.fields(Layout) if f.name not in CONTENT_AXES and f.name in df.columns]
+    varied = tuple(a for a in prompt if axis_text(df, a).nunique() > 1)
+    if not varied:
+        return pd.Series("", index=df.index, dtype="str")
+    values = df[prompt].astype("object").where(df[prompt].notna(), None)
+    labels = [Layout(**dict(zip(prompt, row))).label(varied) for row in values.itertuples(index=False, name=None)]
+    return pd.Series(labels, index=df.index, dtype="str")
 
 
 def run_labels(run_dirs: list[str]) -> dict[str, str]:

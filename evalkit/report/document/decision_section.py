@@ -122,8 +122,9 @@ def question_line(question: OpenQuestion | None, lengths: tuple[LengthVerdict, .
 
 
 def decision_blocks(data: ReportData, decisions: tuple[ModelDecision, ...],
-                    strips: dict[str, list[Path]]) -> list[Block]:
-    """The decision block: one intro line, then per model its strip chart and its bullets."""
+                    strips: dict[str, list[Path]], reasons: dict[str, list[tuple]] | None = None) -> list[Block]:
+    """The decision block: one intro line, then per model its strip chart and its bullets; ``reasons`` adds per
+    model the lines saying why facts are missed (``failure_section.py``, ``content_section.py``)."""
     total = int((data.df["status"] == "ok").sum())
     blocks: list[Block] = [Para((
         Strong("Decision. "), f"{count(total, 'completed trial', 'completed trials')} from "
@@ -150,6 +151,7 @@ def decision_blocks(data: ReportData, decisions: tuple[ModelDecision, ...],
             items.append(controls)
         if decision.truncation is not None:
             items.append(truncation_line(*decision.truncation))
+        items += (reasons or {}).get(decision.model, [])
         items.append(question_line(decision.question, decision.lengths))
         blocks.append(Bullets(tuple(items)))
     return blocks

@@ -1,9 +1,10 @@
 """The trial viewer: one self-contained HTML page listing every trial of some run directories.
 
-A filterable table (model, task, length, depth, layout, correctness); a click opens the trial: its prompt with
-regions coloured and the needle highlighted (folded, see ``viewer_data.py``) or, with saved token texts and
-per-token attention, as tokens coloured by attention mass (``viewer_tokens.py``); the gold and model answers,
-the gold log-prob and, where attention was captured, its strips and top heads. The page loads nothing: its one
+A filterable table (model, task, length, depth, layout, correctness, and the failure type where records carry
+one); a click opens the trial: its prompt with regions coloured, the needle highlighted and planted look-alikes
+outlined (folded, see ``viewer_data.py``) or, with saved token texts and per-token attention, as tokens coloured
+by attention mass (``viewer_tokens.py``); the gold and model answers, the failure type, the gold log-prob and,
+where attention was captured, its strips and top heads. The page loads nothing: its one
 script is inline and allowed by its SHA-256 in the Content-Security-Policy, which forbids every other script
 and every network load; record text travels as JSON (``<`` escaped) and is put on the page as text only.
 Written by ``evalkit view RUN_DIR`` and, as ``viewer.html``, beside every report.
@@ -22,7 +23,9 @@ from typing import Any
 from evalkit.report.data.labels import add_variants
 from evalkit.report.data.load import load_results
 from evalkit.report.document.viewer_assets import VIEWER_CSS, VIEWER_SCRIPT
+from evalkit.report.analysis.failure_mix import FAILURE_WORDS
 from evalkit.report.document.viewer_data import FOLD_CHARS, MAX_PROMPT_TRIALS, trial_payloads
+from evalkit.report.document.viewer_distractors import FAILURE_FILTER
 from evalkit.report.document.viewer_tokens import FOLD_TOKENS, MAX_TOKEN_TRIALS
 from evalkit.store.format import REPORT_ADVICE, disk_errors
 
@@ -73,12 +76,23 @@ def embedding_note(counts: dict[str, int], total: int, fold_chars: int, max_prom
     return " ".join(parts)
 
 
+def viewer_filters(trials: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
+    """The filters of the page: ``FILTER_LABELS``, and the failure type when any trial has one."""
+    return FILTER_LABELS + ((FAILURE_FILTER,) if any(t.get("failure") for t in trials) else ())
+
+
 def viewer_html(trials: list[dict[str, Any]], note: str, runs: Sequence[str]) -> str:
     """The whole page for ``trials`` (payloads of ``trial_payloads``)."""
+    shown = viewer_filters(trials)
     filters = "".join(f'<label>{html.escape(label)}<select id="filter-{name}"><option value="">all</option>'
-                      "</select></label>" for name, label in FILTER_LABELS)
-    headers = "".join(f"<th>{h}</th>" for h in ("model", "task", "length", "depth", "layout", "ok", "answer"))
-    payload = json_for_script({"trials": trials, "sources": SOURCES})
+                      "</select></label>" for name, label in shown)
+    columns = ("model", "task", "length", "depth", "layout", "ok", *(("why",) if FAILURE_FILTER in shown else ()),
+               "answer")
+    headers = "".join(f"<th>{h}</th>" for h in columns)
+    data = {"trials": trials, "sources": SOURCES, "filters": [name for name, _ in shown]}
+    if FAILURE_FILTER in shown:
+        data["failure_words"] = {name: f"{short}: {meaning}" for name, (short, meaning) in FAILURE_WORDS.items()}
+    payload = json_for_script(data)
     return "\n".join([
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',

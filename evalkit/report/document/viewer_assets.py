@@ -4,6 +4,9 @@ The script reads the trials from a ``<script type="application/json">`` block an
 ``textContent``, never ``innerHTML``, so a needle such as ``<script>...`` shows as text (token texts too: each
 token is a ``<span>`` whose text is set as text and whose background shows its attention mass). Filters and the
 opened trial can also be set from the URL fragment: ``viewer.html#model=m&correct=no&trial=<id>``.
+Where records carry failure types (``viewer_distractors.py``) the page adds a failure-type filter and a "why"
+column, names the type of an opened trial, and outlines each planted look-alike in its prompt (dashed; solid for
+the one the model answered), in the saved text, the record's rebuilt pieces and the attention-coloured tokens.
 """
 
 from __future__ import annotations
@@ -46,6 +49,10 @@ mark.needle { background: #ffd84d; outline: 2px solid #b58900; color: #000; }
 .muted { color: var(--muted); }
 .tokens .seg { background: none; } .tokens mark.needle { background: none; color: inherit; }
 .tok { border-radius: 2px; } .tok.sink { outline: 1px dashed var(--muted); background: #fff; }
+mark.distractor { background: #fde0cc; outline: 2px dashed #d55e00; color: #000; }
+mark.distractor.answered { outline: 3px solid #d55e00; }
+.tok.look { outline: 1px dashed #d55e00; } .tok.look.answered { outline: 2px solid #d55e00; }
+.why { font-size: .8rem; white-space: nowrap; }
 """
 
 VIEWER_SCRIPT = r"""
@@ -53,10 +60,11 @@ VIEWER_SCRIPT = r"""
   "use strict";
   var data = JSON.parse(document.getElementById("trial-data").textContent);
   var trials = data.trials;
-  var FILTERS = ["model", "task", "length", "depth", "layout", "correct"];
+  var FILTERS = data.filters;
+  var WHY = FILTERS.indexOf("failure") >= 0;
   var REGION_LABELS = {preamble: "preamble", before: "before the needle", context_before: "haystack before",
     needle: "needle", after: "after the needle", context_after: "haystack after", question: "question",
-    tail: "template tail", prompt: "prompt (needle not found in the saved text)"};
+    tail: "template tail", prompt: "prompt (needle not found in the saved text)", distractor: "look-alike"};
   var openId = null;
 
   function el(tag, cls, text) {
@@ -71,6 +79,7 @@ VIEWER_SCRIPT = r"""
     if (f === "depth") { return t.control ? "control" : t.depth === null ? "–" : pct(t.depth); }
     if (f === "layout") { return t.control ? "control: " + t.control : (t.layout || "(default)"); }
     if (f === "model") { return t.variant; }
+    if (f === "failure") { return t.failure || "–"; }
     return String(t[f]);
   }
   function numeric(text) { var n = parseFloat(text); return isNaN(n) ? Infinity : n; }
@@ -111,6 +120,7 @@ VIEWER_SCRIPT = r"""
       var mark = value(t, "correct");
       tr.appendChild(el("td", mark === "yes" ? "ok" : mark === "no" ? "bad" : "muted",
                         mark === "yes" ? "✓" : mark === "no" ? "✗" : "–"));
+      if (WHY) { tr.appendChild(el("td", "why", value(t, "failure"))); }
       tr.appendChild(el("td", "answer", t.answer));
       tr.addEventListener("click", function () { show(i); });
       tr.addEventListener("keydown", function (e) { if (e.key === "Enter") { show(i); } });
@@ -120,12 +130,21 @@ VIEWER_SCRIPT = r"""
   }
 
   function fact(dl, name, text) { dl.appendChild(el("dt", "", name)); dl.appendChild(el("dd", "", text)); }
+  function answered(t, index) { return t.failure === "distractor" && t.failure_distractor === index; }
+  function lookLabel(t, index) {
+    var d = (t.distractors || [])[index];
+    return "look-alike " + (index + 1) + (d ? " (value " + d.value + ")" : "") + (answered(t, index) ? ", answered" : "");
+  }
   function promptView(t) {
     var box = el("div", "prompt");
     t.pieces.forEach(function (p) {
-      var label = REGION_LABELS[p.region] || p.region;
-      var span = el(p.region === "needle" ? "mark" : "span", p.region === "needle" ? "needle" : "piece r-" + p.region);
+      var label = p.region === "distractor" ? lookLabel(t, p.distractor) : (REGION_LABELS[p.region] || p.region);
+      var marked = p.region === "needle" || p.region === "distractor";
+      var cls = p.region === "needle" ? "needle" : p.region === "distractor" ?
+        "distractor" + (answered(t, p.distractor) ? " answered" : "") : "piece r-" + p.region;
+      var span = el(marked ? "mark" : "span", cls);
       span.title = label;
+      if (p.region === "distractor") { span.setAttribute("data-distractor", String(p.distractor)); }
       if (p.text === null) {
         span.appendChild(el("span", "placeholder", "[" + label + ": " + (p.tokens === null ? "?" : p.tokens) +
                             " tokens, text not saved]"));
@@ -140,7 +159,12 @@ VIEWER_SCRIPT = r"""
     });
     return box;
   }
-  function tokenView(v) {
+  function lookAt(t, pos) {
+    var found = null;
+    (t.distractors || []).forEach(function (d) { if (d.start !== null && d.start <= pos && pos < d.end) { found = d; } });
+    return found;
+  }
+  function tokenView(v, t) {
     var box = el("div", "token-view");
     var select = el("select");
     select.id = "token-layer";
@@ -160,8 +184,11 @@ VIEWER_SCRIPT = r"""
         if (s.folded && k === s.head) {
           wrap.appendChild(el("span", "fold", " … " + s.folded.toLocaleString("en-US") + " tokens folded … "));
         }
-        var tok = el("span", s.region === "sink" ? "tok sink" : "tok", text);
-        tok.setAttribute("data-pos", String(s.start + (k < s.head ? k : k + s.folded)));
+        var pos = s.start + (k < s.head ? k : k + s.folded);
+        var look = lookAt(t, pos);
+        var tok = el("span", s.region === "sink" ? "tok sink" : look === null ? "tok" :
+          "tok look" + (answered(t, look.index) ? " answered" : ""), text);
+        tok.setAttribute("data-pos", String(pos));
         wrap.appendChild(tok);
         cells.push([tok, s, k]);
       });
@@ -251,18 +278,29 @@ VIEWER_SCRIPT = r"""
     fact(dl, "model", t.variant); fact(dl, "task / length / depth", t.task + " · " + (t.length === null ? "?" : t.length.toLocaleString("en-US")) + " tokens · " + value(t, "depth"));
     fact(dl, "question", t.question); fact(dl, "gold answer", t.gold); fact(dl, "model answer", t.answer);
     fact(dl, "correct", value(t, "correct"));
+    if (t.failure) { fact(dl, "failure type", t.failure + " — " + (data.failure_words[t.failure] || "")); }
+    if (t.distractors && t.distractors.length) {
+      fact(dl, "look-alikes", t.distractors.map(function (d) {
+        return (d.index + 1) + ": " + d.value + (d.depth === null ? "" : " at " + pct(d.depth)) +
+          (answered(t, d.index) ? " (answered)" : "");
+      }).join("; "));
+    }
+    if (t.attention_focus) { fact(dl, "answer step looked at", t.attention_focus.replace("_", "-")); }
     fact(dl, "gold log-prob", t.logprob_sum === null ? "–" : t.logprob_sum.toFixed(3) + " (mean per token " +
          (t.logprob_mean === null ? "–" : t.logprob_mean.toFixed(3)) + ")");
     fact(dl, "prompt", (t.prompt_tokens === null ? "?" : t.prompt_tokens) + " tokens; shown from " + data.sources[t.source]);
     detail.appendChild(dl);
     var legend = el("div", "legend");
-    ["preamble", "before", "needle", "after", "question"].forEach(function (r) {
-      var s = el("span", r === "needle" ? "" : "r-" + r, REGION_LABELS[r]);
+    var regions = ["preamble", "before", "needle", "after", "question"];
+    if (t.distractors && t.distractors.length) { regions.push("distractor"); }
+    regions.forEach(function (r) {
+      var s = el("span", r === "needle" || r === "distractor" ? "" : "r-" + r, REGION_LABELS[r]);
       if (r === "needle") { s.style.background = "#ffd84d"; }
+      if (r === "distractor") { s.style.background = "#fde0cc"; s.style.outline = "2px dashed #d55e00"; }
       legend.appendChild(s);
     });
     detail.appendChild(legend);
-    if (t.token_view) { detail.appendChild(tokenView(t.token_view)); }
+    if (t.token_view) { detail.appendChild(tokenView(t.token_view, t)); }
     else {
       if (t.token_note) { detail.appendChild(el("p", "muted token-note", t.token_note)); }
       detail.appendChild(promptView(t));

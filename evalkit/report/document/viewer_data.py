@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from evalkit.report.data.labels import control_labels, layout_labels
+from evalkit.report.document.viewer_distractors import cut_text, failure_fields, split_counts
 from evalkit.report.document.viewer_tokens import FOLD_TOKENS, MAX_TOKEN_TRIALS, token_note, token_view
 from evalkit.store.attention_arrays import attention_for_records, copy_events
 from evalkit.store.saved_prompts import read_saved_prompts
@@ -62,16 +63,20 @@ def saved_token_texts(run_dir: str | Path) -> dict[str, list[str]]:
             if "token_texts" in row}
 
 
-def _piece(region: str, text: str | None, fold_chars: int, tokens: int | None = None) -> dict[str, Any]:
+def _piece(region: str, text: str | None, fold_chars: int, tokens: int | None = None,
+           distractor: int | None = None) -> dict[str, Any]:
     if text is None:
         return {"region": region, "text": None, "tokens": tokens}
-    keep = TEXT_LIMIT if region in ("needle", "question") else fold_chars
+    keep = TEXT_LIMIT if region in ("needle", "question", "distractor") else fold_chars
     head, tail, folded = fold(text, keep)
-    return {"region": region, "text": head, "tail": tail, "folded": folded}
+    piece = {"region": region, "text": head, "tail": tail, "folded": folded}
+    return piece if distractor is None else {**piece, "distractor": distractor}
 
 
-def pieces_from_text(text: str, needle: str, question: str, fold_chars: int = FOLD_CHARS) -> list[dict[str, Any]]:
-    """The saved prompt cut at the needle and the (last) question: before, needle, after, question, tail."""
+def pieces_from_text(text: str, needle: str, question: str, fold_chars: int = FOLD_CHARS,
+                     marks: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The saved prompt cut at the needle and the (last) question: before, needle, after, question, tail; the
+    haystack before and after the needle also cut at each planted distractor's text (``marks``)."""
     at = text.find(needle) if needle else -1
     if at < 0:
         return [_piece("prompt", text, fold_chars)]
@@ -82,19 +87,31 @@ def pieces_from_text(text: str, needle: str, question: str, fold_chars: int = FO
         cuts.append(("after", text[end:]))
     else:
         cuts += [("after", text[end:asked]), ("question", question), ("tail", text[asked + len(question):])]
-    return [_piece(name, part, fold_chars) for name, part in cuts if part]
+    pieces = []
+    for name, part in cuts:
+        parts = cut_text(name, part, marks) if marks and name in ("before", "after") else [(name, part, None)]
+        pieces += [_piece(region, piece, fold_chars, distractor=index) for region, piece, index in parts if piece]
+    return pieces
 
 
-def pieces_from_record(row: Any) -> list[dict[str, Any]]:
-    """Pieces rebuilt from the record: token counts for preamble and haystack, the needle and question as text."""
+def pieces_from_record(row: Any, marks: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Pieces rebuilt from the record: token counts for preamble and haystack, the needle and question as text;
+    the haystack counts split at the planted distractors (``marks``), each shown by its text."""
     regions = row.regions if isinstance(row.regions, dict) else {}
 
     def count(name: str) -> int | None:
         span = regions.get(name)
         return int(span[1]) - int(span[0]) if isinstance(span, (list, tuple)) and len(span) == 2 else None
 
-    return [_piece("preamble", None, 0, count("preamble")), _piece("context_before", None, 0, count("context_before")),
-            _piece("needle", _clip(row.needle), FOLD_CHARS), _piece("context_after", None, 0, count("context_after")),
+    def haystack(name: str) -> list[dict[str, Any]]:
+        parts = split_counts(name, regions.get(name), marks) if marks else []
+        if not parts:
+            return [_piece(name, None, 0, count(name))]
+        return [_piece(region, None, 0, part) if index is None else _piece(region, str(part), 0, distractor=index)
+                for region, part, index in parts]
+
+    return [_piece("preamble", None, 0, count("preamble")), *haystack("context_before"),
+            _piece("needle", _clip(row.needle), FOLD_CHARS), *haystack("context_after"),
             _piece("question", _clip(row.question), FOLD_CHARS)]
 
 
@@ -158,12 +175,15 @@ def trial_payloads(records: pd.DataFrame, fold_chars: int = FOLD_CHARS, max_prom
     out = []
     for i, row in enumerate(records.itertuples(index=False)):
         text = prompts.get((str(row.run_dir), str(row.trial_id)))
+        why = failure_fields(row)  # failure type and look-alikes ({} for records from before them)
+        marks = why.get("distractors")
         if i >= max_prompt_trials:
             source, pieces = "needle_only", [_piece("needle", _clip(row.needle), fold_chars)]
         elif text is not None:
-            source, pieces = "saved", pieces_from_text(text, str(row.needle or ""), str(row.question or ""), fold_chars)
+            source, pieces = "saved", pieces_from_text(text, str(row.needle or ""), str(row.question or ""), fold_chars,
+                                                      marks)
         else:
-            source, pieces = "records", pieces_from_record(row)
+            source, pieces = "records", pieces_from_record(row, marks)
         counts[source] += 1
         item = {
             "id": str(row.trial_id), "model": str(row.model), "variant": str(row.variant), "task": str(row.task),
@@ -173,7 +193,7 @@ def trial_payloads(records: pd.DataFrame, fold_chars: int = FOLD_CHARS, max_prom
             "gold": _clip(row.gold_answer), "answer": _clip(row.generated),
             "question": _clip(row.question), "logprob_sum": _round([row.gold_logprob_sum])[0],
             "logprob_mean": _round([row.gold_logprob_mean])[0], "prompt_tokens": _int(row.prompt_tokens),
-            "source": source, "pieces": pieces,
+            "source": source, "pieces": pieces, **why,
         }
         if arrays[i] is not None:
             item["attention"] = attention_summary(arrays[i])
