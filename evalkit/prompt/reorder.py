@@ -12,6 +12,7 @@ piece keeps its token ids, so the prompt keeps its exact length.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +37,7 @@ def text_scores(question: str, texts: Sequence[str]) -> list[float]:
     """BM25 score of each text against ``question``, in the texts' order."""
     import bm25s  # imported here so evalkit's CLI starts fast (as the distractor retriever does)
 
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG (one per trial)
     if not texts:
         return []
     corpus = bm25s.tokenize(list(texts), stopwords="en", show_progress=False)

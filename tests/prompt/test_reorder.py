@@ -94,3 +94,15 @@ def test_a_needle_tasks_haystack_sentences_and_needle_are_reordered_by_relevance
         units = [u for u in before.split(". ") if u.strip()]
         needle_score, *scores = text_scores(plain.parts.question, [plain.parts.needle, *units])
         assert all(score <= needle_score for score in scores)
+
+
+def test_bm25_scoring_does_not_log_every_index_build(caplog):
+    # bm25s logs each index build at DEBUG: one line per trial on `evalkit validate` (the CLI logs at INFO, and a
+    # user's DEBUG logging would get them all)
+    import logging
+
+    from evalkit.prompt.reorder import text_scores
+
+    caplog.set_level(logging.DEBUG)
+    text_scores("what is the code", ["the code is here", "nothing else"])
+    assert not [r for r in caplog.records if r.name.startswith("bm25s")]
