@@ -17,7 +17,8 @@ PASSKEY = yaml.safe_load((REPO / "tasks" / "passkey.yaml").read_text())
 DISTRACTORS = yaml.safe_load((REPO / "tasks" / "distractors.yaml").read_text())
 NAMES = {"kind": "choice", "values": ["Orvane", "Velquist", "Tamsberg", "Quorlin", "Fendrake", "Ystrid"]}
 
-# every built-in task's hash before keys and distractors existed (commit f1ccaec): trial ids and resumes rest on them
+# every built-in task's hash before keys, distractors and needle variants existed (commit f1ccaec): trial ids and
+# resumes rest on them
 HASHES_BEFORE = {
     "doc_qa": "57426b95ab39cb69", "fact": "6b10026466522553", "kv_retrieval": "d0e1a48b3eabad1b",
     "lost_in_the_middle_kv": "cc07657b86248539", "lost_in_the_middle_qa": "ef312e8c0d85c156",
