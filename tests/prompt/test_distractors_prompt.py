@@ -26,7 +26,10 @@ from evalkit.tasks.spec import TaskSpec
 from evalkit.types import REGION_CONTEXT_AFTER, REGION_CONTEXT_BEFORE, REGION_NEEDLE, TrialOutput
 
 REPO = Path(__file__).resolve().parents[2]
-DISTRACTORS_TASK = yaml.safe_load((REPO / "tasks" / "distractors.yaml").read_text())
+# the task file's needle, key and distractors over the generated haystack (the file's Wikipedia text is a path
+# relative to tasks/; tests/tasks/test_tasks.py loads the file itself)
+DISTRACTORS_TASK = {**yaml.safe_load((REPO / "tasks" / "distractors.yaml").read_text()),
+                    "haystack": {"source": "generated"}}
 LENGTH = 640
 
 

@@ -172,3 +172,6 @@ def test_a_budget_that_ran_out_after_the_scored_line_ended_cut_nothing(metric, g
     assert answer_cut_off({"truncated": False}, generated, metric) is False  # stopped by a stop token
     trials = pd.DataFrame({"extra": [{"truncated": True}] * 3, "generated": [generated] * 3, "metric": [metric] * 3})
     assert truncated_count(trials) == (3 if cut else 0)
+    # an answer scored right is right whatever the budget cut after it: only wrong ones are counted
+    scored = trials.assign(correct=[True, False, True])
+    assert truncated_count(scored) == (1 if cut else 0)

@@ -46,7 +46,7 @@ def test_truncated_generation_is_flagged_in_the_record_and_counted_in_the_report
     recs = records(tmp_path / "run")
     assert [r["extra"]["truncated"] for r in recs] == [True, True]
     report = (tmp_path / "run" / "report" / "report.md").read_text()
-    assert "2 of 2 trials ran out of max_new_tokens before the scored answer ended" in report
+    assert "2 of 2 trials were scored wrong after they ran out of max_new_tokens" in report
 
 
 def test_is_truncated_by_hand():

@@ -4,8 +4,9 @@ A trial's record says ``extra["truncated"]`` when generation used every one of `
 token. Whether that cut what the metric scores depends on the metric: one that reads only the first line (Liu et
 al.'s, ``WHOLE_LINE_METRICS``; ``exact_match`` reads the first non-empty line) lost nothing when that line had
 ended before the budget ran out (a base model that never stops still ends its answer's line); any other metric
-may have. Those cut-off answers may be scored wrong, so a rate above ``NOTABLE_TRUNCATION_SHARE`` is stated in
-the decision block with the fix.
+may have. A cut-off answer scored wrong may be wrong only because it was cut (one scored right is right whatever
+followed: a base model that runs on after a complete number is not counted), so the share of those above
+``NOTABLE_TRUNCATION_SHARE`` is stated in the decision block with the fix.
 """
 
 from __future__ import annotations
@@ -30,12 +31,13 @@ def answer_cut_off(extra: object, generated: object, metric: object) -> bool:
 
 
 def truncated_count(trials: pd.DataFrame) -> int:
-    """Trials whose scored answer the generation budget cut off (``answer_cut_off``)."""
+    """Trials scored wrong whose scored answer the generation budget cut off (``answer_cut_off``)."""
     if "extra" not in trials:
         return 0
     generated = trials["generated"] if "generated" in trials else pd.Series("", index=trials.index)
     metric = trials["metric"] if "metric" in trials else pd.Series("", index=trials.index)
-    return int(sum(answer_cut_off(e, g, m) for e, g, m in zip(trials["extra"], generated, metric)))
+    right = trials["correct"].fillna(False).astype(bool) if "correct" in trials else pd.Series(False, index=trials.index)
+    return int(sum(answer_cut_off(e, g, m) and not r for e, g, m, r in zip(trials["extra"], generated, metric, right)))
 
 
 def notable_truncation(trials: pd.DataFrame) -> tuple[int, int] | None:

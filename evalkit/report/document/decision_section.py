@@ -93,10 +93,10 @@ def controls_line(controls: pd.DataFrame) -> tuple | None:
 
 def truncation_line(truncated: int, trials: int) -> tuple:
     """The share of answers cut off by max_new_tokens: accuracy is then a lower bound."""
-    return (Strong("Cut-off answers: "), f"{truncated} of {trials} trials ({truncated / trials:.0%}) ran out of "
-            "max_new_tokens before the scored answer ended (no stop token; for a metric that reads the first line, "
-            "before that line ended), so they may be scored wrong and accuracy here is a lower bound: raise "
-            "max_new_tokens.")
+    return (Strong("Cut-off answers: "), f"{truncated} of {trials} trials ({truncated / trials:.0%}) were scored "
+            "wrong after they ran out of max_new_tokens before the scored answer ended (no stop token; for a metric "
+            "that reads the first line, before that line ended), so they may be wrong only because they were cut "
+            "and accuracy here is a lower bound: raise max_new_tokens.")
 
 
 def question_line(question: OpenQuestion | None, lengths: tuple[LengthVerdict, ...]) -> tuple:

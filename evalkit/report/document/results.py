@@ -41,10 +41,10 @@ def variant_blocks(data: ReportData, charts: dict[tuple[str, str], list[Path]]) 
                 blocks.append(Para("Skip reasons: " + "; ".join(f"{r} ({c})" for r, c in reasons.items()) + "."))
             truncated = truncated_count(trials)
             if truncated:
-                blocks.append(Para(f"{truncated} of {len(trials)} trials ran out of max_new_tokens before the "
-                                   "scored answer ended (`truncated: true` in their records, and for a metric that "
-                                   "reads the first line, no newline): a cut-off answer may be scored wrong; raise "
-                                   "max_new_tokens.", kind="note"))
+                blocks.append(Para(f"{truncated} of {len(trials)} trials were scored wrong after they ran out of "
+                                   "max_new_tokens before the scored answer ended (`truncated: true` in their records, "
+                                   "and for a metric that reads the first line, no newline): they may be wrong only "
+                                   "because they were cut; raise max_new_tokens.", kind="note"))
             for png in [p for p in charts.get((variant, task), []) if p.suffix == ".png"]:
                 axis = "gold document position" if documents else "needle depth"
                 kind = f"Accuracy heatmap by {axis}" if png.name.startswith("heatmap_") else f"Accuracy vs {axis}"
