@@ -34,6 +34,7 @@ SCHEMA_EXAMPLES = """examples:
   evalkit schema config
   evalkit schema config --out docs/schema/config.schema.json
   evalkit schema task --out docs/schema/task.schema.json
+  evalkit schema config --format markdown --out docs/reference/config.md
 
 An editor with a YAML language server (VS Code's YAML extension) completes and checks a file whose first line is
   # yaml-language-server: $schema=../docs/schema/config.schema.json
@@ -147,6 +148,8 @@ def _add_other_commands(sub: Any) -> None:  # argparse's subparsers action
     )
     schema.add_argument("what", choices=("config", "task"), help="config: configs/*.yaml; task: tasks/*.yaml")
     schema.add_argument("--out", type=Path, metavar="FILE", help="write the schema to FILE instead of printing it")
+    schema.add_argument("--format", choices=("json", "markdown"), default="json",
+                        help="json: the JSON Schema (editors); markdown: the reference page of the documentation site")
 
 
 def _load(args: argparse.Namespace):
@@ -295,12 +298,19 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    """``evalkit schema config|task``: the JSON Schema generated from the pydantic model that validates the file."""
-    from evalkit.config.json_schema import schema_text
+    """``evalkit schema config|task``: the JSON Schema generated from the pydantic model that validates the file
+    (``--format markdown``: the same schema as the documentation site's reference page)."""
+    from evalkit.config.json_schema import json_schema, schema_text
     from evalkit.config.schema import EvalConfig
+    from evalkit.config.schema_markdown import schema_markdown
     from evalkit.tasks.spec import TaskSpec
 
-    text = schema_text(EvalConfig if args.what == "config" else TaskSpec)
+    model = EvalConfig if args.what == "config" else TaskSpec
+    if args.format == "markdown":
+        command = f"evalkit schema {args.what} --format markdown --out docs/reference/{args.what}.md"
+        text = schema_markdown(json_schema(model), command)
+    else:
+        text = schema_text(model)
     if args.out is None:
         sys.stdout.write(text)
         return 0

@@ -7,7 +7,8 @@ Its ``evalkit`` runs from an empty folder outside the checkout, with ``PYTHONPAT
 the tests run with ``PYTHONPATH=checkout``, which would otherwise put the checkout's evalkit first on
 ``sys.path``. (The system's editable install of evalkit, if any, appends its finder after the path-based one,
 so the virtual environment's copy wins over it; ``test_the_venv_runs_the_wheels_evalkit`` checks the result.)
-About 30 s on two busy CPU cores (build 5 s, venv and install 3 s, ``evalkit validate`` 16 s: torch and the tokenizer).
+About 50 s on two busy CPU cores (build 5 s, venv and install 3 s, ``evalkit validate`` 16 s: torch and the
+tokenizer; two quickstart trials about 20 s).
 """
 
 from __future__ import annotations
@@ -132,3 +133,13 @@ def test_the_installed_quickstart_config_validates_from_any_folder(venv, empty_f
     assert ": ok (1 models x 1 tasks" in first, result.stdout
     assert venv in Path(first.split(": ok")[0]).parents  # the wheel's quickstart.yaml and its passkey task
     assert list(empty_folder.iterdir()) == []  # validate writes nothing
+
+
+def test_the_installed_quickstart_runs_from_any_folder(venv, empty_folder):
+    """What a user of the wheel does first: the example config by name, two trials, records where they are."""
+    result = _run([str(venv / "bin" / "evalkit"), "run", "quickstart", "--limit", "2", "--quiet", "--no-report"],
+                  empty_folder)
+    assert result.returncode == 0, result.stderr
+    records = (empty_folder / "reports" / "runs" / "quickstart" / "trials.jsonl").read_text().splitlines()
+    assert len(records) == 2
+    assert "2 trials run" in result.stdout

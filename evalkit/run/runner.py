@@ -103,7 +103,7 @@ def run_eval(
     write_report: bool = True,
     retry_skipped: bool = False,
 ) -> RunSummary:
-    """Run (or resume) every trial of ``config`` and write the report; see README "Runs"."""
+    """Run (or resume) every trial of ``config`` and write the report; see docs/run-directory.md."""
     started = time.perf_counter()
     config_path = Path(config_path)
     config = resolve_model_defaults(config)  # the header, hash and prompts carry the resolved chat_template

@@ -59,6 +59,29 @@ def test_the_committed_schema_is_what_evalkit_schema_writes(kind, tmp_path, caps
 
 
 @pytest.mark.parametrize("kind", SCHEMAS)
+def test_the_committed_reference_page_is_what_evalkit_schema_writes(kind, tmp_path):
+    out = tmp_path / f"{kind}.md"
+    assert main(["schema", kind, "--format", "markdown", "--out", str(out)]) == 0
+    committed = REPO / "docs" / "reference" / f"{kind}.md"
+    assert out.read_text(encoding="utf-8") == committed.read_text(encoding="utf-8"), \
+        f"{committed.relative_to(REPO)} is out of date; regenerate it: " \
+        f"evalkit schema {kind} --format markdown --out {committed.relative_to(REPO)}"
+
+
+@pytest.mark.parametrize("kind", SCHEMAS)
+def test_the_reference_page_lists_every_field_of_every_model(kind):
+    """Each top-level field, each nested model and each of its fields has its row, with its type and default."""
+    page = (REPO / "docs" / "reference" / f"{kind}.md").read_text(encoding="utf-8")
+    schema = json.loads(SCHEMAS[kind][1].read_text())
+    for model in [schema, *schema["$defs"].values()]:
+        for field in model.get("properties", {}):
+            assert f"| `{field}` |" in page, field
+    for name in schema["$defs"]:
+        assert f"\n## {name}\n" in page
+    assert "| `depths` | list of number (>= 0.0, <= 1.0) (at least 1 items) | required |" in page or kind == "task"
+
+
+@pytest.mark.parametrize("kind", SCHEMAS)
 def test_the_schema_is_valid_draft_2020_12(kind):
     schema = json.loads(SCHEMAS[kind][1].read_text())
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
