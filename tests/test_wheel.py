@@ -132,3 +132,16 @@ def test_the_installed_quickstart_config_validates_from_any_folder(venv, empty_f
     assert ": ok (1 models x 1 tasks" in first, result.stdout
     assert venv in Path(first.split(": ok")[0]).parents  # the wheel's quickstart.yaml and its passkey task
     assert list(empty_folder.iterdir()) == []  # validate writes nothing
+
+
+def test_the_wheel_carries_the_viewer_assets_and_its_evalkit_reads_them(wheel, venv, empty_folder):
+    assets = REPO / "evalkit" / "report" / "document" / "assets"
+    with zipfile.ZipFile(wheel) as archive:
+        for name in ("viewer.css", "viewer.js"):
+            assert archive.read(f"evalkit/report/document/assets/{name}") == (assets / name).read_bytes()
+    probe = ("from evalkit.report.document.viewer_assets import viewer_script; import evalkit; "
+             "print(len(viewer_script()), evalkit.__file__)")
+    result = _run([str(venv / "bin" / "python"), "-c", probe], empty_folder)
+    assert result.returncode == 0, result.stderr
+    length, where = result.stdout.split()
+    assert int(length) == len((assets / "viewer.js").read_text(encoding="utf-8")) and venv in Path(where).parents
