@@ -2,7 +2,8 @@
 which loads nothing else).
 
 ``assets/viewer.css`` and ``assets/viewer.js`` are package data (``[tool.setuptools.package-data]`` in
-pyproject.toml), read through ``importlib.resources``: a checkout and an installed wheel read the same files.
+pyproject.toml), read through ``importlib.resources`` by ``package_data.viewer_asset_text``: a checkout and an
+installed wheel read the same files.
 Each file is the exact text inlined, its blank first line included; the script's hash in the page's
 Content-Security-Policy is taken over the text as read, so an edit to the file needs no other change.
 
@@ -17,22 +18,16 @@ the one the model answered), in the saved text, the record's rebuilt pieces and 
 
 from __future__ import annotations
 
-import importlib.resources
+from evalkit.package_data import viewer_asset_text
 
-ASSETS_PACKAGE, ASSETS_DIR = "evalkit.report.document", "assets"
 CSS_FILE, SCRIPT_FILE = "viewer.css", "viewer.js"
-
-
-def read_asset(name: str) -> str:
-    """The text of ``assets/<name>`` of this package (universal newlines: a CRLF checkout reads the same)."""
-    return importlib.resources.files(ASSETS_PACKAGE).joinpath(ASSETS_DIR).joinpath(name).read_text(encoding="utf-8")
 
 
 def viewer_css() -> str:
     """The viewer page's stylesheet (inlined in its ``<style>``)."""
-    return read_asset(CSS_FILE)
+    return viewer_asset_text(CSS_FILE)
 
 
 def viewer_script() -> str:
     """The viewer page's one script (inlined in its ``<script>``, allowed by its hash)."""
-    return read_asset(SCRIPT_FILE)
+    return viewer_asset_text(SCRIPT_FILE)
