@@ -7,7 +7,8 @@
     model_facts   {model name: {"chat_template_sha256", "special_tokens": [{"role", "text", "id"}], "parameters"}}
                    written when the model is loaded
     finished_at   ISO time the last call of ``evalkit run`` on this directory ended
-    eval_seconds  wall seconds of every call on this directory, summed (a killed call adds nothing)
+    eval_seconds  wall seconds of every call on this directory from its start (checks and loading included) to
+                  the end of its trials, summed (a killed call adds nothing)
 
 Run directories written before these keys existed have none of them: ``run_facts`` reads such a header (and
 any value of the wrong type) as "not recorded", so old runs load and report unchanged.

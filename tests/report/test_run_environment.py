@@ -30,7 +30,7 @@ def test_runs_section_shows_hardware_model_facts_and_timing(tmp_path):
             "GPU: NVIDIA H100 80GB HBM3 (80.0 GiB), CUDA 12.4, driver 550.54.15") in runs
     assert (f"model `{MODEL}`: 134,515,008 parameters; chat template sha256 `{'0123abcd' * 8}`; "
             "special tokens bos `<|im_start|>` (1), eos `<|im_end|>` (2)") in runs
-    assert "finished: 2025-01-01T01:02:03+00:00; evaluation time (wall, all calls): 1 h 2 min" in runs
+    assert "finished: 2025-01-01T01:02:03+00:00; evaluation time (wall, all calls, checks and loading included): 1 h 2 min" in runs
     html = paths.report_html.read_text()
     assert "NVIDIA H100 80GB HBM3" in html and "134,515,008 parameters" in html
     assert "&lt;|im_start|&gt;" in html and "<|im_start|>" not in html  # token texts are escaped
@@ -41,7 +41,7 @@ def test_an_old_header_without_them_still_reports_not_recorded(tmp_path):
     runs = paths.report_md.read_text().split("## Runs", 1)[1]
     assert "hardware: not recorded" in runs
     assert f"model `{MODEL}`: parameters, chat template and special tokens not recorded" in runs
-    assert "finished: not recorded; evaluation time (wall, all calls): not recorded" in runs
+    assert "finished: not recorded; evaluation time (wall, all calls, checks and loading included): not recorded" in runs
 
 
 def test_items_without_gpu_template_or_parameter_count():

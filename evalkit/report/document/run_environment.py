@@ -23,7 +23,7 @@ def environment_items(header: dict[str, Any]) -> list[Text]:
     items += [model_item(name, facts.models.get(name)) for name in models]
     finished = facts.finished_at or NOT_RECORDED
     seconds = NOT_RECORDED if facts.eval_seconds is None else duration_text(facts.eval_seconds)
-    items.append(f"finished: {finished}; evaluation time (wall, all calls): {seconds}")
+    items.append(f"finished: {finished}; evaluation time (wall, all calls, checks and loading included): {seconds}")
     return items
 
 
