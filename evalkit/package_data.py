@@ -1,10 +1,11 @@
-"""Where evalkit's shipped files are (the built-in tasks, the example configs) and its version.
+"""Where evalkit's shipped files are (the built-in tasks, the example configs, the viewer's assets) and its version.
 
 The one module that locates them, for a checkout and an installed wheel alike. The repository keeps
 ``tasks/`` and ``configs/`` at its top level; the wheel carries them as package data,
 ``evalkit/builtin_tasks/`` and ``evalkit/builtin_configs/`` (see ``[tool.setuptools]`` in pyproject.toml).
 An editable install or ``PYTHONPATH=checkout`` has no such folders inside the package: there the
-checkout's own top-level folders are used.
+checkout's own top-level folders are used. The trial viewer's CSS and script live inside the package
+(``evalkit/report/document/assets/``), package data in the wheel and plain files in a checkout alike.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ DISTRIBUTION = "evalkit"
 TASKS_PACKAGE_DIR, TASKS_CHECKOUT_DIR = "builtin_tasks", "tasks"
 CONFIGS_PACKAGE_DIR, CONFIGS_CHECKOUT_DIR = "builtin_configs", "configs"
 CONFIG_SUFFIXES = (".yaml", ".yml")
+VIEWER_ASSETS_PACKAGE, VIEWER_ASSETS_DIR = "evalkit.report.document", "assets"
 
 # evalkit/package_data.py -> the checkout's root (meaningless, and unused, inside site-packages)
 _CHECKOUT_ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +52,13 @@ def builtin_configs() -> dict[str, Path]:
     if not folder.is_dir():
         return {}
     return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix in CONFIG_SUFFIXES and p.is_file()}
+
+
+def viewer_asset_text(name: str) -> str:
+    """The text of the viewer asset ``name`` (``viewer.css``, ``viewer.js``); universal newlines, so a checkout
+    with CRLF line ends reads the same text."""
+    folder = importlib.resources.files(VIEWER_ASSETS_PACKAGE).joinpath(VIEWER_ASSETS_DIR)
+    return folder.joinpath(name).read_text(encoding="utf-8")
 
 
 def resolve_config_path(path: Path) -> Path:

@@ -143,3 +143,16 @@ def test_the_installed_quickstart_runs_from_any_folder(venv, empty_folder):
     records = (empty_folder / "reports" / "runs" / "quickstart" / "trials.jsonl").read_text().splitlines()
     assert len(records) == 2
     assert "2 trials run" in result.stdout
+
+
+def test_the_wheel_carries_the_viewer_assets_and_its_evalkit_reads_them(wheel, venv, empty_folder):
+    assets = REPO / "evalkit" / "report" / "document" / "assets"
+    with zipfile.ZipFile(wheel) as archive:
+        for name in ("viewer.css", "viewer.js"):
+            assert archive.read(f"evalkit/report/document/assets/{name}") == (assets / name).read_bytes()
+    probe = ("from evalkit.report.document.viewer_assets import viewer_script; import evalkit; "
+             "print(len(viewer_script()), evalkit.__file__)")
+    result = _run([str(venv / "bin" / "python"), "-c", probe], empty_folder)
+    assert result.returncode == 0, result.stderr
+    length, where = result.stdout.split()
+    assert int(length) == len((assets / "viewer.js").read_text(encoding="utf-8")) and venv in Path(where).parents

@@ -89,6 +89,7 @@ class BackendInfo:
     tokenizer: Any  # a transformers tokenizer: the prompt builder places the needle in its tokens
     stop_token_ids: tuple[int, ...]
     max_concurrency: int = 1  # requests it takes at once from separate threads (served: the engine's slots)
+    parameters: int | None = None  # the model's parameter count; None where the backend cannot count them (served)
 
 
 class Backend(Protocol):

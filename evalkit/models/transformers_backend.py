@@ -52,6 +52,8 @@ class TransformersBackend:
         limit = probe_crop_limit(loaded.model, loaded.device)
         self.memory = AnswerMemory(crop_limit=limit, fixed_length=True)
         self.prefix = PrefixCache(loaded)
+        # counted once: model.parameters() yields a tied weight once (quantised weights count as stored)
+        self.parameters = sum(p.numel() for p in loaded.model.parameters())
         self.capture = capture(loaded.model) if capture is not None else None
 
     @classmethod
@@ -64,7 +66,7 @@ class TransformersBackend:
         """Label, revision, context limit, tokenizer and stop ids of the loaded model."""
         loaded = self.loaded
         return BackendInfo(loaded.name, loaded.revision, loaded.max_context_tokens, loaded.tokenizer,
-                           loaded.stop_token_ids)  # fmt: skip
+                           loaded.stop_token_ids, parameters=self.parameters)  # fmt: skip
 
     def run(self, requests: Sequence[TrialRequest]) -> list[TrialOutput]:
         """One request: one trial on the shared prefix; several: one batch (no reuse, no capture)."""

@@ -5,20 +5,26 @@ Every process plans the same trials, keeps the reuse groups whose index modulo t
 ``cuda:<local rank>`` and appends to its own records file ``trials.<rank>.jsonl`` under its own lock;
 the header is the same for all. Resume works per process (finished ids are read from every records
 file), and ``evalkit report`` merges the files. The main process writes the report once all are done
-(a barrier through accelerate when the launcher set up a process group; otherwise run ``evalkit report``).
+(a barrier through accelerate when the launcher set up a process group; otherwise run ``evalkit report``),
+and records the run's end in the header then too (no barrier: the end is not recorded).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from evalkit.config.schema import ModelConfig
 from evalkit.errors import ConfigError
+from evalkit.run.environment import utc_now
 from evalkit.run.schedule import group_key
 from evalkit.store.format import lock_name, prompts_name, records_name
+from evalkit.store.run_facts import with_end
+from evalkit.store.run_store import update_header
 from evalkit.types import Trial
 
 log = logging.getLogger(__name__)
@@ -103,4 +109,17 @@ def wait_for_everyone(slot: ProcessSlot) -> bool:
     from accelerate import PartialState
 
     PartialState().wait_for_everyone()
+    return True
+
+
+def record_end_when_all_done(run_dir: Path, slot: ProcessSlot, started: float) -> bool:
+    """Several processes: wait for every one, then the main one records the run's end and wall seconds since
+    ``started`` (``time.perf_counter``) in the header; one process's own seconds are not the run's, so a single
+    process records its end itself (``RunStore.record_end``). False when there is no process group to wait on."""
+    if slot.world_size == 1:
+        return True
+    if not wait_for_everyone(slot):
+        return False
+    if slot.is_main:
+        update_header(run_dir, lambda header: with_end(header, utc_now(), time.perf_counter() - started))
     return True

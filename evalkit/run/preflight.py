@@ -6,7 +6,6 @@ request never costs a partly written run directory.
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import math
 import platform
@@ -21,6 +20,8 @@ from evalkit.errors import ConfigError, EvalkitError
 from evalkit.models import describe_model
 from evalkit.package_data import package_version
 from evalkit.run.axis_checks import check_content_axes
+from evalkit.run.environment import hardware_facts, utc_now
+from evalkit.store.run_facts import HARDWARE_KEY, hardware_row
 from evalkit.tasks import haystack_for_task, instantiate_needle, is_task_path, load_task, prompt_parts
 from evalkit.tasks.registry import TASK_SUFFIXES
 from evalkit.types import NeedleInstance, PromptParts, Trial
@@ -187,8 +188,9 @@ def run_header(
         "seed": config.seed,
         "models": revisions,
         "trust_remote_code": {m.name: m.trust_remote_code for m in config.models},
-        "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "started_at": utc_now(),
         "versions": library_versions(),
+        HARDWARE_KEY: hardware_row(hardware_facts()),  # where it ran (not compared on resume)
     }
 
 

@@ -37,12 +37,8 @@ from evalkit.report import write_report
 from evalkit.run.arm_passes import attention_sort_pass, calibration_pass
 from evalkit.run.arms import arm_attached, heads_for_arm, resolve_arm_heads, trials_by_arm
 from evalkit.run.backend_checks import check_backends
-from evalkit.run.distributed import (
-    current_slot,
-    model_for_slot,
-    shard_trials,
-    wait_for_everyone,
-)
+from evalkit.run.environment import model_facts, utc_now
+from evalkit.run.distributed import current_slot, model_for_slot, record_end_when_all_done, shard_trials
 from evalkit.run.memory import run_or_skip
 from evalkit.run.plan import expand, limit_trials
 from evalkit.run.preflight import (
@@ -129,8 +125,10 @@ def run_eval(
         log.info("%s: %d trials planned, %d already done, %d to run", run_dir, len(trials), len(trials) - len(todo), len(todo))
         ran = _run_trials(config, config_path, tasks, (trials, done), store, quiet, (kernels, arm_heads))
         skipped = len(store.skipped_ids() & {t.trial_id for t in trials})
-    # with several processes the main one reports once all are done (see distributed.py)
-    if write_report and not wait_for_everyone(slot):
+        if slot.world_size == 1:  # the end time is in the header before the report reads it
+            store.record_end(utc_now(), time.perf_counter() - started)
+    # with several processes the main one records the end and reports once all are done (see distributed.py)
+    if not record_end_when_all_done(run_dir, slot, started) and write_report:
         log.warning("%s: %d processes and no process group to wait on: run `evalkit report %s` when all are done",
                     run_dir, slot.world_size, run_dir)  # fmt: skip
         write_report = False
@@ -164,6 +162,7 @@ def _run_trials(
             loaded_cfg = model_cfg.model_copy(update={"attn_implementation": kernels[model_cfg.name]})
             session = _open_model(loaded_cfg, config, config_path, tasks)
             try:
+                store.record_model(model_cfg.name, model_facts(session.backend.info))
                 for arm, arm_trials in trials_by_arm(model_trials, config):
                     if all(t.trial_id in done for t in arm_trials):
                         continue

@@ -3,7 +3,9 @@
 Layout of ``RUN_DIR``::
 
     header.json           what defines the run (config, its hash, task hashes, versions, seed, model
-                          revisions, the planned trials) and ``schema_version``
+                          revisions, the planned trials) and ``schema_version``; where and how long it ran
+                          (hardware, each model's template hash, special tokens and size, the end: the keys
+                          of ``store/run_facts.py``, absent from older headers)
     trials.jsonl          one TrialRecord per line (``trials.<rank>.jsonl`` per process of a multi-process run)
     prompts.jsonl         with ``save_prompts: true``: the exact token ids and text of every prompt, and
                           (runs since the viewer colours tokens) each token's text, ``token_texts``

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ except ImportError:  # Windows: RunLock falls back to a pid file
     fcntl = None  # type: ignore[assignment]
 import evalkit.store.format as fmt
 from evalkit.store.format import HEADER_FILE, LOCK_FILE, PROMPTS_FILE, RECORDS_FILE, disk_errors
+from evalkit.store.run_facts import HARDWARE_KEY, ModelFacts, with_end, with_model_facts
 from evalkit.store.run_plan import check_in_plan, header_plan
 from evalkit.types import BuiltPrompt, TrialRecord
 
@@ -204,10 +205,10 @@ class RunStore:
                     "--output-dir NEW_DIR, or delete the directory to start over"
                 )
         _check_tasks(self.run_dir, existing, header)
+        _warn_other_machine(self.run_dir, existing, header)
         if "planned" in header and existing.get("planned") != header["planned"]:
             # the plan of this call (another --limit, say): the report compares the records with it
-            fmt.write_header(self.run_dir, {**existing, "schema_version": fmt.header_schema(existing),
-                                            "planned": header["planned"]})
+            update_header(self.run_dir, lambda h: {**h, "planned": header["planned"]})
 
     def _check_records_in_plan(self, header: dict[str, Any]) -> None:
         """Refuse records of another run put among this run's (see ``store/run_plan.py``): resume would count
@@ -264,6 +265,22 @@ class RunStore:
             fmt.write_header(self.run_dir, self._pending_header)
             self._pending_header = None
 
+    def update_header(self, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Apply ``change`` to the header: the pending one of a new run, else the one on disk."""
+        if self._pending_header is not None:
+            self._pending_header = change(self._pending_header)
+        else:
+            update_header(self.run_dir, change)
+
+    def record_model(self, model: str, facts: ModelFacts) -> None:
+        """Record a loaded model's facts (template hash, special tokens, parameters) in the header."""
+        self.update_header(lambda header: with_model_facts(header, model, facts))
+
+    def record_end(self, finished_at: str, seconds: float) -> None:
+        """Record when this call ended and add its wall seconds; nothing for a run that wrote nothing."""
+        if self._pending_header is None:
+            update_header(self.run_dir, lambda header: with_end(header, finished_at, seconds))
+
     def append(self, record: TrialRecord) -> None:
         """Append one record and force it to disk before returning."""
         self.write_header()
@@ -287,6 +304,23 @@ class RunStore:
         self.lock.release()
         if self._pending_header is not None and self._created_dir:
             _remove_if_only_lock(self.run_dir, self.lock.path)
+
+
+def update_header(run_dir: str | Path, change: Callable[[dict[str, Any]], dict[str, Any]]) -> bool:
+    """Rewrite ``RUN_DIR/header.json`` as ``change`` returns it, keeping its schema version; False when none exists."""
+    if not (Path(run_dir) / HEADER_FILE).exists():
+        return False
+    existing = fmt.read_header(run_dir)
+    fmt.write_header(run_dir, {**change(existing), "schema_version": fmt.header_schema(existing)})
+    return True
+
+
+def _warn_other_machine(run_dir: Path, existing: dict[str, Any], header: dict[str, Any]) -> None:
+    """The header keeps the machine that started the run: say so when a resume runs on another."""
+    before, now = existing.get(HARDWARE_KEY), header.get(HARDWARE_KEY)
+    if isinstance(before, dict) and isinstance(now, dict) and before != now:
+        log.warning("%s: resumed on other hardware than the run started on; its header keeps the first machine's",
+                    run_dir)
 
 
 def _remove_if_only_lock(run_dir: Path, lock_path: Path) -> None:

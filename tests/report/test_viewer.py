@@ -13,7 +13,7 @@ from report_fixtures import HOSTILE_NEEDLE, HOSTILE_OUTPUT, make_record, write_h
 
 from evalkit.cli import main
 from evalkit.report.document.viewer import script_hash, write_viewer
-from evalkit.report.document.viewer_assets import VIEWER_SCRIPT
+from evalkit.report.document.viewer_assets import viewer_script
 from evalkit.report.document.viewer_data import FOLD_CHARS
 from evalkit.store.format import save_trial_attention
 from evalkit.types import TrialAttention
@@ -97,7 +97,7 @@ def test_record_text_stays_inert_and_only_the_viewer_script_may_run(viewer_run, 
     page = write_viewer(run, tmp_path / "viewer.html").read_text(encoding="utf-8")
     assert "<script>document.title" not in page and "<img src=x" not in page
     scripts = re.findall(r"<script>(.*?)</script>", page, re.S)
-    assert scripts == [VIEWER_SCRIPT] and f"script-src {script_hash(scripts[0])};" in page
+    assert scripts == [viewer_script()] and f"script-src {script_hash(scripts[0])};" in page
     assert "default-src 'none'" in page and "http://" not in page and "https://" not in page
 
 

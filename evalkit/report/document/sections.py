@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from evalkit.report.document.blocks import Block, Bullets, Code, Details, Heading, Image, Para, Strong, Table
+from evalkit.report.document.run_environment import environment_items
 from evalkit.report.document.findings import (
     pct,
     pct_below,
@@ -107,7 +108,8 @@ def trust_warnings(data: ReportData) -> list[Block]:
 
 
 def runs_blocks(data: ReportData) -> list[Block]:
-    """Run metadata: trial counts, config and hash, seed, models with revisions, versions, trust_remote_code."""
+    """Run metadata: trial counts, config and hash, seed, models with revisions, versions, trust_remote_code,
+    hardware, each model's parameters, chat template hash and special tokens, the end and evaluation time."""
     blocks: list[Block] = [Heading(2, "Runs", "runs")]
     labels = run_labels([str(d) for d in data.dirs])
     for run_dir, header in zip(data.dirs, data.headers):
@@ -133,6 +135,7 @@ def runs_blocks(data: ReportData) -> list[Block]:
             _trust_item(header),
             f"evalkit {header.get('evalkit_version', '?')}; "
             + (", ".join(f"{k} {v}" for k, v in sorted(versions.items())) or "versions unknown"),
+            *environment_items(header),
             "shown as: " + ", ".join(variants),
         ))]
         blocks += _missing_blocks(rows, header, planned)

@@ -22,7 +22,7 @@ from typing import Any
 
 from evalkit.report.data.labels import add_variants
 from evalkit.report.data.load import load_results
-from evalkit.report.document.viewer_assets import VIEWER_CSS, VIEWER_SCRIPT
+from evalkit.report.document.viewer_assets import viewer_css, viewer_script
 from evalkit.report.analysis.failure_mix import FAILURE_WORDS
 from evalkit.report.document.viewer_data import FOLD_CHARS, MAX_PROMPT_TRIALS, trial_payloads
 from evalkit.report.document.viewer_distractors import FAILURE_FILTER
@@ -44,8 +44,8 @@ def script_hash(script: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii") + "'"
 
 
-def viewer_csp(script: str = VIEWER_SCRIPT) -> str:
-    """The viewer's policy: only its own inline script, inline styles, no network, no forms."""
+def viewer_csp(script: str) -> str:
+    """The viewer's policy: only its own inline ``script``, inline styles, no network, no forms."""
     return (f"default-src 'none'; script-src {script_hash(script)}; style-src 'unsafe-inline'; img-src data:; "
             "base-uri 'none'; form-action 'none'")
 
@@ -93,14 +93,15 @@ def viewer_html(trials: list[dict[str, Any]], note: str, runs: Sequence[str]) ->
     if FAILURE_FILTER in shown:
         data["failure_words"] = {name: f"{short}: {meaning}" for name, (short, meaning) in FAILURE_WORDS.items()}
     payload = json_for_script(data)
+    script = viewer_script()
     return "\n".join([
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{viewer_csp()}">',
+        f'<meta http-equiv="Content-Security-Policy" content="{viewer_csp(script)}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<meta name="referrer" content="no-referrer">',
         f"<title>{TITLE}</title>",
-        f"<style>{VIEWER_CSS}</style>",
+        f"<style>{viewer_css()}</style>",
         "</head><body>",
         f"<h1>{TITLE}</h1>",
         f'<p class="note" id="embedding-note">{html.escape(note)} Runs: {html.escape(", ".join(runs))}.</p>',
@@ -108,7 +109,7 @@ def viewer_html(trials: list[dict[str, Any]], note: str, runs: Sequence[str]) ->
         f'<div class="list"><table id="trials"><thead><tr>{headers}</tr></thead><tbody></tbody></table></div>',
         '</section><section id="detail"><p class="muted">Click a trial to open it.</p></section></main>',
         f'<script type="application/json" id="trial-data">{payload}</script>',
-        f"<script>{VIEWER_SCRIPT}</script>",
+        f"<script>{script}</script>",
         "</body></html>",
         "",
     ])
