@@ -34,6 +34,9 @@ def _special_records() -> list[dict]:
                     failure="distractor", failure_distractor=1, chat_template=False, mitigation="attention_sort"),
         make_record(trial_id="recall", extra={"recall": 0.5, "truncated": True}, generated="12345 and",
                     correct=False, failure="partial"),
+        # a closed-book control has no needle position: its depth is NaN in the record, null in an export
+        make_record(trial_id="closed", control="closed_book", depth=float("nan"), achieved_depth=None, correct=False,
+                    generated="I don't know", failure="absent"),
         make_record(trial_id="skipped", status="skipped", skip_reason="out of memory", achieved_depth=None,
                     gold_logprob_sum=None, gold_logprob_mean=None, generated=""),
     ]
@@ -41,7 +44,7 @@ def _special_records() -> list[dict]:
 
 @pytest.fixture()
 def run_dir(tmp_path) -> Path:
-    """Two models' grids (60 trials each), the special records, attention arrays for "attended" and "shuffled"."""
+    """Two models' grids (60 trials each), the special records, attention arrays for three of them."""
     run = tmp_path / "run"
     write_header(run, models={"org/tiny-model": "abc123", MODEL_B: "def456"},
                  config={"models": ["org/tiny-model", MODEL_B], "tasks": ["passkey"], "attention": {"capture": True},
@@ -50,22 +53,27 @@ def run_dir(tmp_path) -> Path:
     write_records(run, records)
     for trial_id, needle_mass in (("attended", 0.2), ("shuffled", 0.05)):
         save_trial_attention(run, trial_id, _arrays(needle_mass))
+    save_trial_attention(run, "closed", _arrays(0.0, needle_end=500))  # no needle: an empty region
     return run
 
 
-FINISHED = 2 * 60 + 3  # the skipped trial is left out
+FINISHED = 2 * 60 + 4  # the skipped trial is left out
 
 
-def _arrays(needle_mass: float) -> TrialAttention:
+def _arrays(needle_mass: float, needle_end: int = 510) -> TrialAttention:
     """Row 0 puts ``needle_mass`` on the needle (tokens 500-510 of 1024) in every layer and head."""
     names = ("preamble", "context_before", "needle", "context_after", "question")
     mass = np.full((2, 3, 1, len(names)), (1 - needle_mass) / 4, dtype=np.float32)
     mass[..., 2] = needle_mass
-    spans = np.array([(0, 10), (10, 500), (500, 510), (510, 1000), (1000, 1024)])
+    spans = np.array([(0, 10), (10, 500), (500, needle_end), (needle_end, 1000), (1000, 1024)])
     return TrialAttention(mass=mass, remainder=np.zeros((2, 3, 1), np.float32),
                           argmax_position=np.zeros((2, 3, 1), np.int32), argmax_token=np.zeros((2, 3, 1), np.int32),
                           row_token=np.array([7]), row_in_needle=np.array([True]), region_names=names, spans=spans,
                           bins=0, prompt_tokens=1024)
+
+
+def rows_of(table) -> dict[str, dict]:
+    return {r["trial_id"]: r for r in table.rows()}
 
 
 def test_trial_table_types_every_axis_and_adds_score_truncation_and_attention(run_dir):
@@ -75,7 +83,8 @@ def test_trial_table_types_every_axis_and_adds_score_truncation_and_attention(ru
     assert (kinds["context_length"], kinds["depth"], kinds["correct"], kinds["model"]) == ("int", "float", "bool", "str")
     assert kinds["regions_json"] == kinds["distractors_json"] == kinds["extra_json"] == "json"
     assert "status" not in kinds and "regions" not in kinds
-    rows = {r["trial_id"]: r for r in table.rows()}
+    assert rows_of(table)["closed"]["depth"] is None and rows_of(table)["closed"]["control"] == "closed_book"
+    rows = rows_of(table)
     assert rows["shuffled"]["distractors_placed"] == 2 and rows["shuffled"]["haystack_order"] == "shuffled"
     assert rows["shuffled"]["chat_template"] is False and rows["recall"]["chat_template"] is None
     assert rows["recall"]["score"] == 0.5 and rows["recall"]["truncated"] is True
@@ -85,6 +94,7 @@ def test_trial_table_types_every_axis_and_adds_score_truncation_and_attention(ru
     assert rows["attended"]["needle_mass_vs_uniform"] == pytest.approx(20.48)
     assert rows["shuffled"]["needle_mass"] == pytest.approx(0.05)
     assert rows["recall"]["needle_mass"] is None  # no array
+    assert rows["closed"]["needle_mass"] is None  # an array, but no needle to attend to
     assert json.loads(rows["shuffled"]["distractors_json"])[0]["value"] == "54321"
 
 
@@ -97,11 +107,12 @@ def test_parquet_reads_back_typed_with_the_header(run_dir):
     types = {f.name: str(f.type) for f in table.schema}
     assert (types["context_length"], types["depth"], types["correct"], types["distractor_count"]) == (
         "int64", "double", "bool", "int64")
-    assert not table.schema.field("depth").nullable and table.schema.field("needle_mass").nullable
+    assert not table.schema.field("context_length").nullable and table.schema.field("needle_mass").nullable
     frame = table.to_pandas()
     assert set(frame["model"]) == {"org/tiny-model", MODEL_B} and "skipped" not in set(frame["trial_id"])
     assert frame.loc[frame["trial_id"] == "shuffled", "distractor_count"].item() == 2
     assert frame["distractor_count"].isna().sum() == FINISHED - 1  # null, not 0, where the task's count applied
+    assert table.column("depth").null_count == 1 and frame.loc[frame["depth"].isna(), "trial_id"].tolist() == ["closed"]
     header = json.loads(table.schema.metadata[b"evalkit.header"])
     assert header["models"][MODEL_B] == "def456"
 
@@ -146,12 +157,12 @@ def test_inspect_logs_read_back_per_model_with_scores(run_dir, tmp_path):
     assert sorted(p.name for p in result.files) == ["passkey_org-other-model.eval", "passkey_org-tiny-model.eval"]
     logs = {log.eval.model: log for log in (read_eval_log(str(p)) for p in result.files)}
     tiny = logs["org/tiny-model"]
-    assert tiny.status == "success" and len(tiny.samples) == 63  # 60 grid trials and the three finished special ones
+    assert tiny.status == "success" and len(tiny.samples) == 64  # 60 grid trials and the four finished special ones
     assert len(logs[MODEL_B].samples) == 60
-    # the grid has 52 of 60 right, "attended" is right, "shuffled" and "recall" are wrong: 53 of 63
+    # the grid has 52 of 60 right, "attended" is right, "shuffled", "recall" and "closed" are wrong: 53 of 64
     metrics = tiny.results.scores[0].metrics
-    assert metrics["accuracy"].value == pytest.approx(53 / 63)
-    assert metrics["stderr"].value == pytest.approx(math.sqrt(53 / 63 * 10 / 63 / 62))
+    assert metrics["accuracy"].value == pytest.approx(53 / 64)
+    assert metrics["stderr"].value == pytest.approx(math.sqrt(53 / 64 * 11 / 64 / 63))
     samples = {s.id: s for s in tiny.samples}
     assert samples["shuffled"].scores["evalkit"].value == "I" and samples["shuffled"].metadata["distractors_placed"] == 2
     assert samples["recall"].output.choices[0].stop_reason == "max_tokens"

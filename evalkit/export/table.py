@@ -25,9 +25,9 @@ from evalkit.report.analysis.truncation import answer_cut_off
 from evalkit.report.data.load import RECORD_COLUMNS, load_header, load_results
 from evalkit.store.attention_arrays import attention_for_records
 from evalkit.store.format import FIELD_TYPES
-from evalkit.types import REGION_NEEDLE
+from evalkit.types import REGION_NEEDLE, TrialAttention
 
-# record columns left out: constant once skipped trials are dropped, or a path of this machine
+# record columns left out: constant once skipped trials are dropped
 LEFT_OUT = ("status", "skip_reason")
 JSON_SUFFIX = "_json"
 KINDS = ("int", "float", "str", "bool", "json")
@@ -127,7 +127,7 @@ def _attention_columns(finished: pd.DataFrame) -> list[ExportColumn]:
     """The report's per-trial needle mass (row 0, the step that writes the first answer token, mean over layers and
     heads) and that mass against a uniform spread over the prompt; no columns when the run captured no attention."""
     arrays = attention_for_records(finished)
-    keep = [a is not None and REGION_NEEDLE in a.region_names for a in arrays]
+    keep = [a is not None and _has_needle(a) for a in arrays]  # a closed-book trial's needle region is empty
     if not any(keep):
         return []
     data = AttentionData(finished[keep].reset_index(drop=True), tuple(a for a, k in zip(arrays, keep) if k))
@@ -143,3 +143,10 @@ def _attention_columns(finished: pd.DataFrame) -> list[ExportColumn]:
         _column("needle_mass_vs_uniform", "float", relative, "needle_mass / (needle tokens / prompt tokens)",
                 nullable=True),
     ]
+
+
+def _has_needle(att: TrialAttention) -> bool:
+    if REGION_NEEDLE not in att.region_names:
+        return False
+    start, end = att.spans[att.region_names.index(REGION_NEEDLE)]
+    return bool(end > start)
