@@ -170,6 +170,12 @@ def test_inspect_logs_read_back_per_model_with_scores(run_dir, tmp_path):
     assert tiny.eval.metadata["model_revision"] == "abc123" and samples["shuffled"].target == "12345"
 
 
+def test_export_run_is_public_api():
+    import evalkit
+
+    assert evalkit.export_run is export_run and issubclass(evalkit.ExportError, evalkit.EvalkitError)
+
+
 def test_a_missing_library_or_format_is_one_line(monkeypatch):
     with pytest.raises(ExportError, match="not one of parquet, hf-dataset, inspect"):
         check_format("csv")
