@@ -6,6 +6,7 @@ from evalkit.errors import (
     CaptureError,
     ConfigError,
     EvalkitError,
+    ExportError,
     HaystackError,
     ModelLoadError,
     PlacementError,
@@ -38,6 +39,7 @@ _LAZY = {
     "plot_accuracy_vs_depth": "evalkit.report",
     "summary_table": "evalkit.report",
     "wilson_interval": "evalkit.report",
+    "export_run": "evalkit.export",
 }
 
 
@@ -53,6 +55,7 @@ __all__ = [
     "CaptureError",
     "ConfigError",
     "EvalkitError",
+    "ExportError",
     "HaystackError",
     "ModelLoadError",
     "PlacementError",

@@ -1,4 +1,4 @@
-"""Command line: ``evalkit run | validate | report | view | plan | agree | list | schema``.
+"""Command line: ``evalkit run | validate | report | view | export | plan | agree | list | schema``.
 
 Errors evalkit raises on purpose print as one line and exit 2; nothing else prints a traceback
 unless ``--debug`` is given.
@@ -26,6 +26,7 @@ EXAMPLES = """examples:
   evalkit run quickstart          (an example config by name, from any folder: see evalkit list configs)
   evalkit report reports/runs/quickstart
   evalkit view reports/runs/quickstart
+  evalkit export reports/runs/quickstart --format parquet
   evalkit list
   evalkit schema config --out docs/schema/config.schema.json
 """
@@ -129,6 +130,20 @@ def _add_other_commands(sub: Any) -> None:  # argparse's subparsers action
     )
     view.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
     view.add_argument("--out", type=Path, help="HTML file to write (default: RUN_DIR/viewer.html for one run)")
+
+    export = sub.add_parser(
+        "export", help="write a run's finished trials as Parquet, a Hugging Face dataset folder or Inspect AI logs",
+        epilog="examples:\n  evalkit export reports/runs/quickstart --format parquet\n"
+               "  evalkit export reports/runs/quickstart --format hf-dataset --out quickstart-dataset\n"
+               "  evalkit export reports/runs/quickstart --format inspect && inspect view --log-dir "
+               "reports/runs/quickstart/export/inspect\n\nneeds: pip install \"evalkit[export]\"",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    # a plain string: an unknown format is the exporter's one-line error, which lists the formats
+    export.add_argument("--format", required=True, metavar="FORMAT", help="parquet, hf-dataset or inspect")
+    export.add_argument("--out", type=Path, metavar="PATH",
+                        help="file (parquet) or folder (hf-dataset, inspect); default RUN_DIR/export/...")
 
     agree = sub.add_parser(
         "agree", help="trial-by-trial agreement of two runs of one grid (e.g. transformers vs a served engine)",
@@ -253,6 +268,16 @@ def cmd_view(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """``evalkit export RUN_DIR --format F``: the finished trials in another tool's format (``evalkit/export/``)."""
+    from evalkit.export import export_run
+
+    result = export_run(args.run_dir, args.format, args.out)
+    skipped = f" ({result.skipped} skipped trials left out)" if result.skipped else ""
+    print(f"export: {result.trials} trials{skipped} -> {result.out}")
+    return 0
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     """``evalkit plan CONFIG``: trials, prompt tokens with and without prefix reuse, answer tokens, wall time."""
     from evalkit.run.estimate import estimate_plan, format_estimate
@@ -322,8 +347,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report, "view": cmd_view, "plan": cmd_plan,
-            "agree": cmd_agree, "list": cmd_list, "schema": cmd_schema}
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report, "view": cmd_view, "export": cmd_export,
+            "plan": cmd_plan, "agree": cmd_agree, "list": cmd_list, "schema": cmd_schema}
 
 
 def _one_line(text: str) -> str:

@@ -45,6 +45,10 @@ class RunDirError(EvalkitError):
     """The run directory is held by another run or belongs to a different config."""
 
 
+class ExportError(EvalkitError):
+    """A run cannot be exported (``evalkit export``): an unknown format, a library the format needs is missing."""
+
+
 class FieldError(ValueError):
     """Raised inside a pydantic model validator about one field (e.g. a missing key).
 

@@ -30,6 +30,7 @@ STAGES = (
     ("report.charts",),
     ("report.document",),
     ("report",),
+    ("export",),
     ("run",),
     ("cli", "__main__"),
 )
@@ -39,6 +40,7 @@ LAZY_ENTRY_POINTS = frozenset({"evalkit", "evalkit.cli"})
 HEAVY_LIBRARIES = frozenset({
     "torch", "transformers", "accelerate", "pandas", "numpy", "matplotlib", "seaborn", "datasets", "scipy",
     "statsmodels", "pyarrow", "gguf", "safetensors", "huggingface_hub", "importlib", "statistics", "bm25s",
+    "inspect_ai",
 })
 
 

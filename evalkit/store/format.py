@@ -12,6 +12,7 @@ Layout of ``RUN_DIR``::
     run.lock              pid of the process that holds the directory while it runs (``run.<rank>.lock``)
     attention/<id>.npz    with attention capture: one trial's arrays (see ``TrialAttention``)
     report/               tables and charts written at the end of the run
+    export/               what ``evalkit export`` writes by default (Parquet, a dataset folder, Inspect logs)
 
 Schema versions: 2 (this one) gives every grid axis its own record field (``control``, the layout axes,
 the document position) and writes ``schema_version`` into the header and every record. Schema 1 (no
@@ -51,6 +52,7 @@ PROMPTS_FILE = "prompts.jsonl"
 LOCK_FILE = "run.lock"
 ATTENTION_DIR = "attention"
 REPORT_DIR = "report"
+EXPORT_DIR = "export"
 VIEWER_FILE = "viewer.html"
 
 
