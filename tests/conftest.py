@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``-n N``), one torch thread per worker and per process it starts: N workers of N threads
+    each on N cores only contend (torch's threads spin while they wait)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
 
 
 def smollm2_gguf_path() -> Path:

@@ -135,9 +135,10 @@ def test_the_installed_quickstart_config_validates_from_any_folder(venv, empty_f
     assert list(empty_folder.iterdir()) == []  # validate writes nothing
 
 
-def test_the_installed_quickstart_runs_from_any_folder(venv, empty_folder):
-    """What a user of the wheel does first: the example config by name, two trials, records where they are."""
-    result = _run([str(venv / "bin" / "evalkit"), "run", "quickstart", "--limit", "2", "--quiet", "--no-report"],
+def test_a_copied_example_config_runs_from_any_folder(venv, empty_folder):
+    """What a user of the wheel does first: copy an example config, run two trials, find the records."""
+    shutil.copy2(REPO / "configs" / "quickstart.yaml", empty_folder / "my_eval.yaml")
+    result = _run([str(venv / "bin" / "evalkit"), "run", "my_eval.yaml", "--limit", "2", "--quiet", "--no-report"],
                   empty_folder)
     assert result.returncode == 0, result.stderr
     records = (empty_folder / "reports" / "runs" / "quickstart" / "trials.jsonl").read_text().splitlines()
