@@ -61,7 +61,7 @@ def type_text(spec: dict[str, Any]) -> str:
     if "const" in spec:
         return f"`{json.dumps(spec['const'])}`"
     if "enum" in spec:
-        return " \\| ".join(f"`{json.dumps(value)}`" for value in spec["enum"])
+        return " | ".join(f"`{json.dumps(value)}`" for value in spec["enum"])
     variants = spec.get("anyOf") or spec.get("oneOf")
     if variants:
         return " or ".join(type_text(variant) for variant in variants)
@@ -87,5 +87,5 @@ def _one_line(text: str) -> str:
 
 
 def _cell(text: str) -> str:
-    """Text safe inside a Markdown table cell: one line, pipes escaped (already escaped ones kept)."""
-    return _one_line(text).replace("\\|", "\x00").replace("|", "\\|").replace("\x00", "\\|")
+    """Text safe inside a Markdown table cell: one line, pipes escaped."""
+    return _one_line(text).replace("|", "\\|")
