@@ -202,13 +202,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from evalkit.run.arms import resolve_arm_heads
     from evalkit.run.plan import count_trials
-    from evalkit.run.preflight import check_model_limits, prepare_tasks
+    from evalkit.run.preflight import model_limits, prepare_tasks
     from evalkit.run.prompt_checks import check_prompts_fit, short_line_budgets
 
     config = _load(args)
     tasks = prepare_tasks(config, args.config)
-    check_model_limits(config, args.config)
-    check_prompts_fit(config, args.config, tasks)
+    lengths = model_limits(config, args.config).lengths  # each model's lengths in its tokens
+    check_prompts_fit(config, args.config, tasks, lengths)
     notes = short_line_budgets(config, args.config, tasks)
     from evalkit.attention.preflight import check_capture
     from evalkit.attention.token_mass import storage_line
@@ -223,9 +223,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"warning: {note}")
     if config.attention.capture and config.attention.tokens:
-        # every context length has the same share of the grid (a cross product); controls only make prompts shorter
-        lengths = [length for length in config.context_lengths for _ in range(trials // len(config.context_lengths))]
-        print(storage_line(lengths, config.attention.decode_steps + 1, config.attention.token_layers))
+        # every model's context length has the same share of the grid (a cross product); controls only make
+        # prompts shorter
+        share = trials // (len(config.context_lengths) * len(config.models))
+        tokens = [length for m in config.models for length in lengths.tokens(m.name) for _ in range(share)]
+        print(storage_line(tokens, config.attention.decode_steps + 1, config.attention.token_layers))
     return 0
 
 

@@ -52,10 +52,11 @@ class ExportError(EvalkitError):
 class FieldError(ValueError):
     """Raised inside a pydantic model validator about one field (e.g. a missing key).
 
-    Pydantic locates whole-model errors at the top level; the one-line error names ``field`` instead.
+    Pydantic locates whole-model errors at the top level; the one-line error names ``field`` instead. Inside a
+    list field's own validator, ``field`` may be an entry's index (``context_lengths[1]``).
     """
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str | int, message: str) -> None:
         super().__init__(message)
         self.field = field
 

@@ -44,6 +44,8 @@ class Trial:
     control: str = ""  # "" for a placement trial, else "closed_book", "oracle" or "dummy_needle" (controls.py)
     layout: tuple[tuple[str, object], ...] = ()  # (axis, value) pairs that differ from the default layout
     mitigation: str = "none"  # the arm's name (config ``mitigations``); "none" is the baseline
+    # context_unit: window: the fraction of the model's window that ``context_length`` is (None: a token config)
+    context_fraction: float | None = None
 
 
 # Why a finished trial's answer is what it is (``evalkit/failures.py`` holds the rules), in report order.
@@ -280,6 +282,9 @@ class TrialRecord:
     failure: str = ""
     failure_distractor: int | None = None
     attention_focus: str | None = None  # ATTENTION_FOCUS where attention was captured, else None
+    # context_unit: window: the fraction of the model's window that ``context_length`` is (None: a token config,
+    # or a record written before the option)
+    context_fraction: float | None = None
     extra: dict[str, object] = field(default_factory=dict)
     schema_version: int = 2
 

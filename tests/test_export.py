@@ -98,6 +98,17 @@ def test_trial_table_types_every_axis_and_adds_score_truncation_and_attention(ru
     assert json.loads(rows["shuffled"]["distractors_json"])[0]["value"] == "54321"
 
 
+def test_the_window_fraction_is_a_described_float_column(run_dir, tmp_path):
+    column = trial_table(run_dir).column("context_fraction")
+    assert (column.kind, column.nullable, set(column.values)) == ("float", True, {None})  # a token run
+    assert "fraction of the model's window" in column.description
+    window_run = tmp_path / "window"
+    write_header(window_run)
+    write_records(window_run, [make_record(trial_id="a", context_fraction=0.25),
+                               make_record(trial_id="b", context_length=2048, context_fraction=0.5)])
+    assert rows_of(trial_table(window_run))["b"]["context_fraction"] == 0.5
+
+
 def test_parquet_reads_back_typed_with_the_header(run_dir):
     pq = pytest.importorskip("pyarrow.parquet")
     result = export_run(run_dir, "parquet")

@@ -21,7 +21,7 @@ DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 # model-entry fields added after runs existed: left out of ``config_hash`` while at their default
 MODEL_HASH_OMITTED_AT_DEFAULT = frozenset(
     {"allow_pickle_weights", "backend", "served", "think_pattern", "reasoning_tokens", "chat_template_kwargs",
-     "gguf_file"}
+     "gguf_file", "context_window"}
 )
 class ModelConfig(BaseModel):
     """One model entry of an eval config."""
@@ -63,6 +63,10 @@ class ModelConfig(BaseModel):
     reasoning_tokens: int = Field(0, ge=0, le=32768, description="extra new tokens allowed for the reasoning block")
     chat_template_kwargs: dict[str, bool | int | float | str] = Field(
         default_factory=dict, description="passed to the chat template, e.g. {enable_thinking: false}"
+    )
+    context_window: int | None = Field(
+        None, ge=32, description="the model's maximum context in tokens, where its config does not say it (a served "
+        "engine's context size); wins over the config's value. context_unit: window resolves fractions of it"
     )
 
     @field_validator("think_pattern")

@@ -11,6 +11,7 @@ DESCRIPTIONS: dict[str, str] = {
     "model_revision": "the model's revision (commit or file hash) the run loaded",
     "task": "the task's name",
     "context_length": "requested prompt length, tokens",
+    "context_fraction": "the requested length as a fraction of the model's window (context_unit: window), else null",
     "prompt_tokens": "actual prompt length after the chat template, tokens",
     "length_tolerance_tokens": "allowed |prompt_tokens - context_length|",
     "depth": "requested fraction of the haystack before the needle",

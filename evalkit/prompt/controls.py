@@ -10,7 +10,7 @@ Controls (config ``controls:``) separate retrieval from guessing:
   (same haystack, same position), so its attention mass is the baseline of Hsieh et al. 2024 (Found in
   the Middle): needle mass minus dummy mass by position. Its span is the ``needle`` region.
 
-Records carry the trial's grid axes as fields (``record_axes``: ``control`` and the layout axes);
+Records carry the trial's grid axes as fields (``record_axes``: ``control``, the layout axes, the window fraction);
 reports keep control trials out of the depth tables.
 """
 
@@ -46,8 +46,10 @@ _DUMMY_WORDS: tuple[tuple[str, ...], ...] = (
 
 
 def record_axes(trial: Trial) -> dict[str, Any]:
-    """The trial's grid axes as TrialRecord fields: ``control`` and every layout axis."""
-    return {"control": trial.control, **Layout.from_pairs(trial.layout).axes()}
+    """The trial's grid axes as TrialRecord fields: ``control``, every layout axis and the fraction of the model's
+    window its length is (``context_unit: window``; None otherwise)."""
+    return {"control": trial.control, **Layout.from_pairs(trial.layout).axes(),
+            "context_fraction": trial.context_fraction}
 
 
 def dummy_sentence(builder: PromptBuilder, target_tokens: int) -> str:

@@ -23,11 +23,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from evalkit.config.context_lengths import ContextLengths
 from evalkit.config.mitigations import DOCUMENT_ATTENTION_ARMS
 from evalkit.config.schema import EvalConfig
 from evalkit.run.calibrate import Throughput, measure_throughput
 from evalkit.run.plan import expand
-from evalkit.run.preflight import prepare_tasks
+from evalkit.run.preflight import context_lengths, prepare_tasks
 from evalkit.run.schedule import reuse_groups
 from evalkit.types import Trial
 
@@ -76,15 +77,15 @@ def _first_passes(config: EvalConfig, trials: list[Trial], documents_tasks: set[
     return out
 
 
-def _measured_wall(config: EvalConfig, trials: list[Trial],
-                   first: list[tuple[Trial, int]]) -> tuple[float, tuple[tuple[str, Throughput], ...]]:
+def _measured_wall(config: EvalConfig, trials: list[Trial], first: list[tuple[Trial, int]],
+                   lengths: ContextLengths) -> tuple[float, tuple[tuple[str, Throughput], ...]]:
     """Seconds from each model's calibration forwards, and those throughputs."""
     wall, measured = 0.0, []
-    calibration_tokens = min(512, max(config.context_lengths))  # short: plan must stay cheap
     for model in config.models:
         mine = [t for t in trials if t.model == model.name]
         passes = [(t, n) for t, n in first if t.model == model.name]
-        speed = measure_throughput(model, prompt_tokens=calibration_tokens)
+        # short: plan must stay cheap
+        speed = measure_throughput(model, prompt_tokens=min(512, max(lengths.tokens(model.name))))
         answers = len(mine) * (model.max_new_tokens + model.reasoning_tokens) + sum(n for _, n in passes)
         prefill = _prefill(config, mine) + sum(t.context_length for t, _ in passes)
         wall += prefill / speed.prefill_tokens_per_s + answers / speed.decode_tokens_per_s
@@ -94,9 +95,11 @@ def _measured_wall(config: EvalConfig, trials: list[Trial],
 
 def estimate_plan(config: EvalConfig, config_path: str | Path, tokens_per_s: float | None = None,
                   measure: bool = False) -> PlanEstimate:
-    """Count the run of ``config`` (tasks are loaded to expand the grid); ``measure``: time each model too."""
+    """Count the run of ``config`` (tasks are loaded to expand the grid; under ``context_unit: window`` each model's
+    config too, for its window); ``measure``: time each model too."""
     tasks = prepare_tasks(config, Path(config_path))
-    trials = expand(config, {name: t.spec for name, t in tasks.items()})
+    lengths = context_lengths(config, Path(config_path))
+    trials = expand(config, {name: t.spec for name, t in tasks.items()}, lengths=lengths)
     budget = {m.name: m.max_new_tokens + m.reasoning_tokens for m in config.models}
     capped = tuple(name for name, task in tasks.items() if task.spec.documents is not None)
     first = _first_passes(config, trials, set(capped))
@@ -108,7 +111,7 @@ def estimate_plan(config: EvalConfig, config_path: str | Path, tokens_per_s: flo
     if tokens_per_s:
         wall = (reused + answers) / tokens_per_s
     elif measure:
-        wall, measured = _measured_wall(config, trials, first)
+        wall, measured = _measured_wall(config, trials, first, lengths)
     return PlanEstimate(len(trials), full, reused, answers, wall, measured, capped, len(first))
 
 

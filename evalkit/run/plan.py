@@ -5,6 +5,10 @@ only, so every length and depth of one sample sees the same needle value and the
 differences between cells of a sample come from placement alone. Under ``values: per_trial`` the seed also
 depends on the cell (length, depth), so trials are independent; layouts and mitigation arms of one cell still
 share it (they stay paired).
+
+Under ``context_unit: window`` the config's lengths are fractions, and each model's trials get that model's tokens
+(``config/context_lengths.py``): a cell is (fraction, depth), so seeds under ``per_trial`` stay shared by models,
+while trial ids, built from the tokens, differ as the prompts do.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from evalkit.config.context_lengths import ContextLengths, token_lengths
 from evalkit.config.mitigations import arm_variant
 from evalkit.config.schema import EvalConfig
 from evalkit.config.trial_ids import id_length, trial_id, trial_seed, trial_variant
@@ -50,7 +55,8 @@ def _ordered_tasks(cfg: EvalConfig, tasks: Mapping[str, TaskSpec]) -> list[TaskS
 
 
 def expand(
-    cfg: EvalConfig, tasks: Mapping[str, TaskSpec], model_revisions: Mapping[str, str] | None = None
+    cfg: EvalConfig, tasks: Mapping[str, TaskSpec], model_revisions: Mapping[str, str] | None = None,
+    lengths: ContextLengths | None = None,
 ) -> list[Trial]:
     """Every trial of the grid, model-major, then task, sample, layout, context length, depth, mitigation arm.
 
@@ -63,12 +69,15 @@ def expand(
     ``tasks`` maps each config ``tasks`` entry (or its task name) to its loaded spec.
     ``model_revisions`` maps model names to resolved revisions (e.g. commit hashes); a model
     missing from it uses its configured ``revision`` (or "").
+    ``lengths`` gives each model's lengths in tokens (``preflight.model_limits``); a token config may leave it out.
     """
     revisions = dict(model_revisions or {})
     specs = _ordered_tasks(cfg, tasks)
+    lengths = lengths or token_lengths(cfg)
     trials: list[Trial] = []
     for model in cfg.models:
         revision = revisions.get(model.name, model.revision or "")
+        resolved = dict(zip(cfg.context_lengths, lengths.of(model.name)))  # config length -> this model's
         for spec in specs:
             task_hash = spec.content_hash()
             _refuse_per_trial_documents(cfg, spec)
@@ -78,22 +87,25 @@ def expand(
                     for (control, length, depth), arm in itertools.product(_cells(cfg), cfg.mitigations):
                         seed = cell_seed(cfg, spec.name, sample, length, depth)
                         variant = trial_variant(control, pairs, arm_variant(arm))
+                        tokens = resolved[length].tokens
                         tid = trial_id(
                             model=model.name, revision=revision, task=spec.name, task_hash=task_hash,
-                            context_length=id_length(control, length), depth=None if math.isnan(depth) else depth, sample=sample,
+                            context_length=id_length(control, tokens), depth=None if math.isnan(depth) else depth, sample=sample,
                             config_seed=cfg.seed, variant=variant or None,
                         )
-                        trials.append(Trial(tid, model.name, spec.name, length, depth, sample, seed, control, pairs,
-                                            arm.label))
-    # config validation rejects repeated models, tasks, lengths and depths, so ids cannot collide
+                        trials.append(Trial(tid, model.name, spec.name, tokens, depth, sample, seed, control, pairs,
+                                            arm.label, resolved[length].fraction))
+    # config validation rejects repeated models, tasks, lengths and depths (and window_lengths fractions that come
+    # to the same tokens), so ids cannot collide
     if len({t.trial_id for t in trials}) != len(trials):
         raise ConfigError(f"{cfg.source_label}: the grid repeats a trial; list each model, task, length, depth "
                           "and mitigation arm (with its options) once")
     return trials
 
 
-def cell_seed(cfg: EvalConfig, task: str, sample: int, context_length: int, depth: float) -> int:
-    """The ``Trial.seed`` of one cell of ``sample``: the sample's seed, or under ``values: per_trial`` the cell's."""
+def cell_seed(cfg: EvalConfig, task: str, sample: int, context_length: int | float, depth: float) -> int:
+    """The ``Trial.seed`` of one cell of ``sample``: the sample's seed, or under ``values: per_trial`` the cell's
+    (``context_length`` as the config writes it: a fraction under ``context_unit: window``)."""
     if cfg.values == "per_sample":
         return trial_seed(cfg.seed, task, sample)
     return trial_seed(cfg.seed, task, sample, (context_length, None if math.isnan(depth) else depth))
@@ -118,8 +130,9 @@ def count_trials(cfg: EvalConfig, tasks: Mapping[str, TaskSpec]) -> int:
             * len(cfg.mitigations))
 
 
-def _cells(cfg: EvalConfig) -> list[tuple[str, int, float]]:
-    """(control, context length, depth) of one sample and layout: the grid, then its controls."""
+def _cells(cfg: EvalConfig) -> list[tuple[str, int | float, float]]:
+    """(control, context length as the config writes it, depth) of one sample and layout: the grid, then its
+    controls."""
     cells = [("", length, depth) for length in cfg.context_lengths for depth in cfg.depths]
     for control in cfg.controls:
         if control == "closed_book":

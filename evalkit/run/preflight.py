@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import evalkit
+from evalkit.config.context_lengths import ContextLengths, token_lengths, window_lengths
 from evalkit.config.layouts import Layout
 from evalkit.config.schema import EvalConfig, ModelConfig, config_hash
 from evalkit.errors import ConfigError, EvalkitError
@@ -22,6 +23,7 @@ from evalkit.package_data import package_version
 from evalkit.run.axis_checks import check_content_axes
 from evalkit.run.environment import hardware_facts, utc_now
 from evalkit.store.run_facts import HARDWARE_KEY, hardware_row
+from evalkit.store.run_plan import RESOLVED_LENGTHS_KEY
 from evalkit.tasks import haystack_for_task, instantiate_needle, is_task_path, load_task, prompt_parts
 from evalkit.tasks.registry import TASK_SUFFIXES
 from evalkit.types import NeedleInstance, PromptParts, Trial
@@ -88,25 +90,62 @@ def _task_reference(config: EvalConfig, entry: str) -> str | Path:
     return path
 
 
-def check_model_limits(config: EvalConfig, config_path: Path) -> dict[str, str]:
-    """Refuse lengths above a model's maximum; return {model name: resolved revision}."""
+@dataclass(frozen=True)
+class ModelLimits:
+    """What ``model_limits`` found: each model's resolved revision, and its context lengths in tokens."""
+
+    revisions: dict[str, str]
+    lengths: ContextLengths
+
+
+def model_limits(config: EvalConfig, config_path: Path) -> ModelLimits:
+    """Describe each model once (no weights): its revision, its window and the lengths it runs.
+
+    Refuses a device this machine lacks and a length the model cannot take: under ``context_unit: tokens`` the
+    longest length plus ``max_new_tokens`` above its maximum; under ``window`` what ``window_lengths`` refuses.
+    """
     revisions: dict[str, str] = {}
-    longest = max(config.context_lengths)
+    windows: dict[str, int | None] = {}
     for index, model_cfg in enumerate(config.models):
         check_device(model_cfg, f"{config_path}: models[{index}]")
         try:
             info = describe_model(model_cfg)
         except EvalkitError as err:  # say which config entry named the model
             raise type(err)(f"{config_path}: models[{index}].name: {err}") from None
-        needed = longest + model_cfg.max_new_tokens
-        if info.max_context_tokens is not None and needed > info.max_context_tokens:
+        revisions[model_cfg.name] = info.revision
+        windows[model_cfg.name] = model_cfg.context_window or info.max_context_tokens
+    if config.context_unit == "window":
+        return ModelLimits(revisions, window_lengths(config, windows, str(config_path)))
+    longest = max(config.context_lengths)
+    for index, model_cfg in enumerate(config.models):
+        window = windows[model_cfg.name]
+        if window is not None and longest + model_cfg.max_new_tokens > window:
             raise ConfigError(
                 f"{config_path}: context_lengths: {longest} tokens plus max_new_tokens "
                 f"{model_cfg.max_new_tokens} (models[{index}]) exceeds {model_cfg.name}'s maximum of "
-                f"{info.max_context_tokens} tokens; use lengths up to {info.max_context_tokens - model_cfg.max_new_tokens}"
+                f"{window} tokens; use lengths up to {window - model_cfg.max_new_tokens}"
             )
-        revisions[model_cfg.name] = info.revision
-    return revisions
+    return ModelLimits(revisions, token_lengths(config))
+
+
+def check_model_limits(config: EvalConfig, config_path: Path) -> dict[str, str]:
+    """Refuse lengths above a model's maximum (``model_limits``); return {model name: resolved revision}."""
+    return model_limits(config, config_path).revisions
+
+
+def context_lengths(config: EvalConfig, config_path: Path) -> ContextLengths:
+    """Each model's lengths in tokens, describing the models only where the lengths are fractions of their window
+    (``evalkit plan``: a token config needs no model files, and no device is checked)."""
+    if config.context_unit == "tokens":
+        return token_lengths(config)
+    windows: dict[str, int | None] = {}
+    for index, model_cfg in enumerate(config.models):
+        if model_cfg.context_window is None:
+            try:
+                windows[model_cfg.name] = describe_model(model_cfg).max_context_tokens
+            except EvalkitError as err:
+                raise type(err)(f"{config_path}: models[{index}].name: {err}") from None
+    return window_lengths(config, windows, str(config_path))
 
 
 def check_device(model_cfg: ModelConfig, where: str) -> None:
@@ -165,12 +204,13 @@ def library_versions() -> dict[str, str]:
 
 def run_header(
     config: EvalConfig, config_path: Path, revisions: dict[str, str], tasks: dict[str, PreparedTask] | None = None,
-    planned: list[Trial] | None = None,
+    planned: list[Trial] | None = None, lengths: ContextLengths | None = None,
 ) -> dict[str, Any]:
     """The header written once per run directory (and compared on resume; ``planned`` is updated each call).
 
     ``task_hashes`` (and ``task_files``) let a rerun refuse a changed task file instead of mixing the new
-    task's trials in beside the old ones; ``planned`` lets a report say which trials are missing.
+    task's trials in beside the old ones; ``planned`` lets a report say which trials are missing. Under
+    ``context_unit: window``, ``lengths`` gives each model's window and tokens (``RESOLVED_LENGTHS_KEY``).
     """
     tasks = tasks or {}
     extra: dict[str, Any] = {
@@ -179,6 +219,8 @@ def run_header(
     }
     if planned is not None:
         extra["planned"] = planned_cells(planned, config)
+    if lengths is not None and lengths.windows:  # absent for token configs: their headers stay as they were
+        extra[RESOLVED_LENGTHS_KEY] = lengths.header_row()
     return {
         **extra,
         "evalkit_version": evalkit.__version__,

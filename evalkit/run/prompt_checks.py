@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from evalkit.config.context_lengths import ContextLengths, token_lengths
 from evalkit.config.layouts import Layout
 from evalkit.config.mitigations import DOCUMENT_ATTENTION_ARMS
 from evalkit.config.schema import EvalConfig, ModelConfig
@@ -56,31 +57,35 @@ def warn_short_line_budgets(config: EvalConfig, config_path: str | Path, tasks: 
         log.warning("%s", note)
 
 
-def check_prompts_fit(config: EvalConfig, config_path: str | Path, tasks: Mapping[str, PreparedTask]) -> None:
+def check_prompts_fit(config: EvalConfig, config_path: str | Path, tasks: Mapping[str, PreparedTask],
+                      lengths: ContextLengths | None = None) -> None:
     """Raise ``ConfigError`` naming the file, field and numbers when some trial's prompt cannot be built.
 
     For every model and task: the fixed parts (template, instructions, needle, question) of every
     sample's needle must fit the smallest context length, every sample's gold answer must fit the
     model's ``max_new_tokens`` (see ``check_answer_budget``), and a ``files`` haystack must hold at
     least as many distinct tokens as the longest context length needs (evalkit never repeats or
-    truncates silently).
+    truncates silently). ``lengths``: each model's lengths in tokens (``preflight.model_limits``; a token
+    config may leave it out).
     """
+    lengths = lengths or token_lengths(config)
     for index, model_cfg in enumerate(config.models):
         tokenizer = load_tokenizer(model_cfg)
         _check_chat_template(config, config_path, index, tokenizer)
         builder = PromptBuilder(tokenizer)
+        view = lengths.config_for(config, model_cfg.name)  # this model's lengths in its tokens (seeds: config's)
         for task_index, (name, task) in enumerate(tasks.items()):  # in the config's order
             where = f"(task {name}, model {model_cfg.name})"
             if task.spec.documents is not None:
-                check_document_prompts(builder, config, config_path, task, model_cfg, index, task_index)
+                check_document_prompts(builder, view, config_path, task, model_cfg, index, task_index)
                 continue
             _check_arms_apply(config, config_path, name, task.spec)
-            _check_distractor_counts(builder, config, config_path, task, model_cfg, where)
+            _check_distractor_counts(builder, view, config_path, task, model_cfg, where)
             samples = _measure_samples(builder, config, config_path, task, model_cfg, where)
             check_answer_budget(samples.gold_tokens, samples.gold_answer, model_cfg, index, name, config_path,
                                 stop_tokens=1 if getattr(builder.tokenizer, "eos_token_id", None) is not None else 0)
-            fixed_tokens = _largest_fixed_part(builder, config, config_path, samples.longest_needle_parts, where)
-            _check_file_haystack(builder, config, config_path, task, fixed_tokens, where)
+            fixed_tokens = _largest_fixed_part(builder, view, config_path, samples.longest_needle_parts, where)
+            _check_file_haystack(builder, view, config_path, task, fixed_tokens, where)
 
 
 def check_document_prompts(builder: PromptBuilder, config: EvalConfig, config_path: str | Path, task: PreparedTask,

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from evalkit.attention.preflight import check_capture
 from evalkit.attention.rows import trial_attention
 from evalkit.attention.trial import attach_capture, capture_request
+from evalkit.config.context_lengths import ContextLengths
 from evalkit.config.mitigations import DOCUMENT_ATTENTION_ARMS
 from evalkit.config.schema import EvalConfig, ModelConfig
 from evalkit.errors import ConfigError, PlacementError, TrialFailed
@@ -41,12 +42,7 @@ from evalkit.run.environment import model_facts, utc_now
 from evalkit.run.distributed import current_slot, model_for_slot, record_end_when_all_done, shard_trials
 from evalkit.run.memory import run_or_skip
 from evalkit.run.plan import expand, limit_trials
-from evalkit.run.preflight import (
-    PreparedTask,
-    check_model_limits,
-    prepare_tasks,
-    run_header,
-)
+from evalkit.run.preflight import PreparedTask, model_limits, prepare_tasks, run_header
 from evalkit.run.prompt_checks import check_prompts_fit, warn_short_line_budgets
 from evalkit.run.schedule import run_groups_concurrently, run_in_batches, run_with_reuse
 from evalkit.run.trial_failure import distractor_spans
@@ -104,26 +100,28 @@ def run_eval(
     config_path = Path(config_path)
     config = resolve_model_defaults(config)  # the header, hash and prompts carry the resolved chat_template
     tasks = prepare_tasks(config, config_path)
-    revisions = check_model_limits(config, config_path)
-    check_prompts_fit(config, config_path, tasks)  # before the run directory exists
+    limits = model_limits(config, config_path)  # each model's revision, and its lengths in tokens
+    revisions = limits.revisions
+    check_prompts_fit(config, config_path, tasks, limits.lengths)  # before the run directory exists
     check_backends(config, config_path)  # a backend asked for what it cannot do is refused here too
     # a kernel the family cannot run, or an uncapturable family, is refused before the run dir is written
     kernels = check_capture(config, config_path)
     arm_heads = resolve_arm_heads(config, config_path)  # a from_run arm reads that run before this one starts
     warn_short_line_budgets(config, config_path, tasks)  # once nothing is refused: a refusal stays one line
-    trials = expand(config, {name: t.spec for name, t in tasks.items()}, revisions)
+    trials = expand(config, {name: t.spec for name, t in tasks.items()}, revisions, limits.lengths)
     if limit is not None:
         trials = limit_trials(trials, limit)
     run_dir = Path(config.output_dir)
     slot = current_slot()
     with RunStore(run_dir, slot.records_name, slot.lock_name, slot.prompts_name) as store:
-        done = store.open(run_header(config, config_path, revisions, tasks, trials))
+        done = store.open(run_header(config, config_path, revisions, tasks, trials, limits.lengths))
         if retry_skipped and store.forget_skipped():
             done = store.finished_ids()
         trials = shard_trials(trials, slot)  # this process's share (all of them for one process)
         todo = [t for t in trials if t.trial_id not in done]
         log.info("%s: %d trials planned, %d already done, %d to run", run_dir, len(trials), len(trials) - len(todo), len(todo))
-        ran = _run_trials(config, config_path, tasks, (trials, done), store, quiet, (kernels, arm_heads))
+        ran = _run_trials(config, config_path, tasks, (trials, done), store, quiet,
+                          (kernels, arm_heads, limits.lengths))
         skipped = len(store.skipped_ids() & {t.trial_id for t in trials})
         if slot.world_size == 1:  # the end time is in the header before the report reads it
             store.record_end(utc_now(), time.perf_counter() - started)
@@ -144,12 +142,12 @@ def _run_trials(
     plan: tuple[list[Trial], set[str]],
     store: RunStore,
     quiet: bool,
-    loading: tuple[dict[str, str], dict[tuple[str, str], list[list[int]]]],
+    loading: tuple[dict[str, str], dict[tuple[str, str], list[list[int]]], ContextLengths],
 ) -> int:
     """Run the trials of ``plan`` (this process's trials, ids already done) model by model, arm by arm (the
-    kernels and the ``from_run`` arms' heads in ``loading``); return how many ran."""
+    kernels, the ``from_run`` arms' heads and each model's lengths in ``loading``); return how many ran."""
     trials, done = plan
-    kernels, arm_heads = loading
+    kernels, arm_heads, lengths = loading
     ran = 0
     todo = sum(t.trial_id not in done for t in trials)
     progress = tqdm(total=todo, desc="trials", unit="trial", disable=quiet or not todo, dynamic_ncols=True)
@@ -158,17 +156,18 @@ def _run_trials(
             model_trials = [t for t in trials if t.model == model_cfg.name]
             if all(t.trial_id in done for t in model_trials):
                 continue
+            view = lengths.config_for(config, model_cfg.name)  # its lengths in its own tokens, for its prompts
             # the kernel check_capture chose (attention.inner while capture is on) is the one the model loads with
             loaded_cfg = model_cfg.model_copy(update={"attn_implementation": kernels[model_cfg.name]})
-            session = _open_model(loaded_cfg, config, config_path, tasks)
+            session = _open_model(loaded_cfg, view, config_path, tasks)
             try:
                 store.record_model(model_cfg.name, model_facts(session.backend.info))
-                for arm, arm_trials in trials_by_arm(model_trials, config):
+                for arm, arm_trials in trials_by_arm(model_trials, view):
                     if all(t.trial_id in done for t in arm_trials):
                         continue
                     heads = heads_for_arm(arm, model_cfg.name, store.run_dir, arm_heads)
                     with arm_attached(session.backend, arm, heads) as arm_extra:
-                        for record in _scheduled(session, tasks, (arm_trials, done), config, store):
+                        for record in _scheduled(session, tasks, (arm_trials, done), view, store):
                             store.append(dataclasses.replace(record, extra={**record.extra, **arm_extra}))
                             ran += 1
                             progress.update(1)

@@ -326,6 +326,8 @@ VALID_CONFIGS = {
     "device map strategy": changed(models=[{"name": "m", "device_map": "balanced_low_0"}]),
     "device map device": changed(models=[{"name": "m", "device_map": "cuda:0"}]),
     "integer depths": changed(depths=[0, 1]),
+    "window fractions": changed(context_unit="window", context_lengths=[0.25, 0.5, 1],
+                                models=[{"name": "m", "context_window": 8192}]),
     "every optional top-level key": changed(seed=3, values="per_trial", save_prompts=True, length_tolerance_tokens=2,
                                             task_dirs=["more"], data_dir="data", controls=["closed_book", "oracle"]),
 }

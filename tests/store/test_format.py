@@ -55,6 +55,18 @@ def test_record_line_round_trips_and_carries_the_schema_version():
     assert math.isnan(again.depth) and again.context_markers == "xml" and again.extra == {"x": 1}
 
 
+def test_records_written_before_context_fraction_load_with_none_and_window_records_keep_it(tmp_path):
+    old = make_record(trial_id="old")
+    old.pop("context_fraction")  # a record line from before context_unit: window existed
+    assert fmt.parse_record(old).context_fraction is None
+    write_header(tmp_path)
+    write_records(tmp_path, [old, make_record(trial_id="new", context_fraction=0.5)])
+    frame = load_results(tmp_path).set_index("trial_id")
+    assert math.isnan(frame.loc["old", "context_fraction"]) and frame.loc["new", "context_fraction"] == 0.5
+    with pytest.raises(ValueError, match="record field context_fraction: 'half' is not a float or null"):
+        fmt.parse_record(make_record(context_fraction="half"))
+
+
 def test_header_carries_the_schema_version(tmp_path):
     fmt.write_header(tmp_path, {"config_hash": "abc"})
     header = fmt.read_header(tmp_path)

@@ -61,3 +61,17 @@ def test_headers_without_a_plan_check_nothing():
     assert header_plan({k: v for k, v in HEADER.items() if k != "planned"}) is None
     assert header_plan({**HEADER, "config": {"models": [MODEL]}}) is None  # a hand-written header
     check_in_plan(Path("x"), 1, _record(context_length=2048), None)
+
+
+def test_a_window_runs_records_are_checked_against_the_headers_resolved_tokens_and_fractions():
+    header = {**HEADER, "config": {**HEADER["config"], "context_unit": "window", "context_lengths": [0.25, 0.5]},
+              "resolved_lengths": {MODEL: {"window": 4096, "tokens": [1024, 2048]}}}
+    plan = header_plan(header)
+    assert outside_plan(_record(context_fraction=0.25), plan) == ""
+    assert outside_plan(_record(context_length=2048, context_fraction=0.5), plan) == ""
+    assert "context_fraction 0.5 is not 0.25, the fraction of 1024 tokens" in \
+        outside_plan(_record(context_fraction=0.5), plan)
+    assert "context_length 512 is not one of [1024, 2048]" in outside_plan(_record(context_length=512), plan)
+    # a token run's record copied in carries no fraction, and a window run's carries one
+    assert "context_fraction None is not 0.25" in outside_plan(_record(), plan)
+    assert "context_fraction 0.25 is not None" in outside_plan(_record(context_fraction=0.25), header_plan(HEADER))
