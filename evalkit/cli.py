@@ -220,6 +220,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     resolve_arm_heads(config, args.config)
     trials = count_trials(config, {name: t.spec for name, t in tasks.items()})  # counted: a large grid stays fast
     print(f"{args.config}: ok ({len(config.models)} models x {len(tasks)} tasks, {trials} trials)")
+    for model, row in lengths.header_row().items():  # context_unit: window: what each model's fractions come to
+        print(f"{model}: context lengths {', '.join(f'{t:,}' for t in row['tokens'])} tokens "
+              f"({row['window']:,}-token window)")
     for note in notes:
         print(f"warning: {note}")
     if config.attention.capture and config.attention.tokens:

@@ -105,7 +105,8 @@ def largest_fitting_fraction(window: int, budget: int) -> float:
 
 def _check_fits(label: str, index: int, model: str, window: int, budget: int, length: ResolvedLength) -> None:
     """A resolved length must leave the answer budget inside the window and be at least the shortest length."""
-    where = f"{label}: context_lengths: {length.fraction:g} of {model}'s {window:,}-token window is {length.tokens:,} tokens"
+    where = (f"{label}: context_lengths: {length.fraction:g} of {model}'s {window:,}-token window is "
+             f"{length.tokens:,} tokens")
     if length.tokens + budget > window:
         raise ConfigError(
             f"{where}, which with the answer budget of {budget} (models[{index}].max_new_tokens + reasoning_tokens) "

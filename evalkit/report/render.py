@@ -28,6 +28,7 @@ from evalkit.report.analysis.indices import (
     position_indices,
 )
 from evalkit.report.data.labels import add_variants, placement_trials, variant_order
+from evalkit.report.data.lengths import length_axis
 from evalkit.report.data.load import load_header, load_results
 from evalkit.report.document.mitigation_section import mitigation_report
 from evalkit.report.document.recommend_section import recommendation_blocks
@@ -311,8 +312,10 @@ def _write_comparison_charts(data: ReportData, out: Path) -> dict[str, list[Path
 
 
 def _facet_figure(main: pd.DataFrame, task: str):
-    """One accuracy-vs-depth panel per context length (shared y), one legend below."""
-    lengths = sorted(main.loc[main["task"] == task, "context_length"].unique().tolist())
+    """One accuracy-vs-depth panel per context length (shared y; per window fraction where the records are
+    fractions, ``report/data/lengths.py``), one legend below."""
+    axis = length_axis(main[main["task"] == task])
+    lengths = sorted(main.loc[main["task"] == task, axis].unique().tolist())
     cols = min(len(lengths), _FACETS_PER_ROW)
     rows = -(-len(lengths) // cols)
     variants = main.loc[main["task"] == task, "variant"].nunique()

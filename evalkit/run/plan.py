@@ -90,8 +90,8 @@ def expand(
                         tokens = resolved[length].tokens
                         tid = trial_id(
                             model=model.name, revision=revision, task=spec.name, task_hash=task_hash,
-                            context_length=id_length(control, tokens), depth=None if math.isnan(depth) else depth, sample=sample,
-                            config_seed=cfg.seed, variant=variant or None,
+                            context_length=id_length(control, tokens), depth=None if math.isnan(depth) else depth,
+                            sample=sample, config_seed=cfg.seed, variant=variant or None,
                         )
                         trials.append(Trial(tid, model.name, spec.name, tokens, depth, sample, seed, control, pairs,
                                             arm.label, resolved[length].fraction))

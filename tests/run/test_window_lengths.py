@@ -169,4 +169,6 @@ def test_plan_and_validate_work_on_a_window_config(tmp_path, two_windows, capsys
     estimate = estimate_plan(load_config(path), path)
     assert estimate.trials == 4 and estimate.prompt_tokens == 256 + 512 + 128 + 256
     assert main(["validate", str(path)]) == 0
-    assert "ok (2 models x 1 tasks, 4 trials)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ok (2 models x 1 tasks, 4 trials)" in out
+    assert f"{two_windows[1]}: context lengths 128, 256 tokens (512-token window)" in out

@@ -1,7 +1,9 @@
 """Side-by-side comparison of variants (models, layouts, runs) on the same grid, and control rates.
 
 Differences are ``variant - baseline`` in accuracy (fractions: -0.25 = 25 points worse) with
-Newcombe's 95% interval; only cells that both variants tested are compared.
+Newcombe's 95% interval; only cells that both variants tested are compared. Lengths pair on the report's length
+axis (``report/data/lengths.py``): tokens, or the fraction of each model's window, where each side keeps its own
+tokens (``context_length`` and ``baseline_context_length``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import pandas as pd
 
 from evalkit.report.analysis.indices import completed_trials, pooled_accuracy
 from evalkit.report.data.labels import CONTROLS, add_variants, control_labels, variant_order
+from evalkit.report.data.lengths import FRACTION, TOKENS, length_axis
 from evalkit.report.analysis.clusters import cluster_counts
 from evalkit.report.analysis.stats import add_wilson_columns, difference_interval
 
@@ -45,50 +48,65 @@ def _with_difference(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
     )
 
 
+def _carried(axis: str) -> list[str]:
+    """The token columns each side keeps where lengths pair on the window fraction (none on tokens)."""
+    return [TOKENS, f"baseline_{TOKENS}"] if axis == FRACTION else []
+
+
 def _paired_cells(frame: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """Per non-baseline variant x task x length x depth: its counts next to the baseline's (shared cells)."""
-    keys = ["task", "context_length", "depth"]
-    cells = pooled_accuracy(completed_trials(frame), ["variant", *keys])[["variant", *keys, "n", "correct"]]
+    axis = length_axis(frame)
+    keys = ["task", axis, "depth"]
+    tokens = _carried(axis)[:1]  # one model's fraction is one token count: a key that splits no cell
+    cells = pooled_accuracy(completed_trials(frame), ["variant", *keys, *tokens])
+    cells = cells[["variant", *keys, *tokens, "n", "correct"]]
     base = cells[cells["variant"] == baseline].drop(columns="variant")
-    base = base.rename(columns={"n": "baseline_n", "correct": "baseline_correct"})
+    renames = {"n": "baseline_n", "correct": "baseline_correct"}
+    if tokens:  # the baseline's own tokens at the same fraction
+        renames[TOKENS] = f"baseline_{TOKENS}"
+    base = base.rename(columns=renames)
     return cells[cells["variant"] != baseline].merge(base, on=keys, how="inner")
 
 
 def comparison_table(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
-    """Per task x context_length x depth and non-baseline variant: its accuracy minus the baseline's.
+    """Per task x context length x depth and non-baseline variant: its accuracy minus the baseline's.
 
     Columns: ``variant, baseline, task, context_length, depth, n, accuracy, baseline_n,
-    baseline_accuracy, difference, diff_low, diff_high``. Empty when ``df`` holds one variant.
+    baseline_accuracy, difference, diff_low, diff_high``; where the lengths are window fractions,
+    ``context_fraction, context_length, baseline_context_length`` in place of ``context_length``.
+    Empty when ``df`` holds one variant.
     """
     frame = df if "variant" in df.columns else add_variants(df)
     baseline = pick_baseline(frame, baseline)
-    keys = ["task", "context_length", "depth"]
+    axis = length_axis(frame)
+    keys = ["task", axis, "depth"]
     table = _with_difference(_paired_cells(frame, baseline), baseline)
-    return _order(table[[*DIFF_COLUMNS[:2], *keys, *DIFF_COLUMNS[2:]]], frame, keys)
+    return _order(table[[*DIFF_COLUMNS[:2], *keys[:2], *_carried(axis), "depth", *DIFF_COLUMNS[2:]]], frame, keys)
 
 
 def length_comparison(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
-    """Per task x context_length and non-baseline variant: accuracy over all depths minus the baseline's.
+    """Per task x context length and non-baseline variant: accuracy over all depths minus the baseline's.
 
     Only depths both variants tested count, so a grid difference does not pass for a model difference.
     Columns as ``comparison_table`` without ``depth``.
     """
     frame = df if "variant" in df.columns else add_variants(df)
     baseline = pick_baseline(frame, baseline)
-    keys = ["task", "context_length"]
+    axis = length_axis(frame)
+    keys = ["task", axis]
     cells = _paired_cells(frame, baseline)
-    pooled = cells.groupby(["variant", *keys], sort=False).agg(
+    pooled = cells.groupby(["variant", *keys, *_carried(axis)], sort=False).agg(
         n=("n", "sum"), correct=("correct", "sum"),
         baseline_n=("baseline_n", "sum"), baseline_correct=("baseline_correct", "sum")).reset_index()
     # each side pools a sample's depths (one needle): its interval counts samples (clusters.py)
     trials = completed_trials(frame)
-    shared = trials.merge(cells[["task", "context_length", "depth"]].drop_duplicates(), on=keys + ["depth"])
+    shared = trials.merge(cells[[*keys, "depth"]].drop_duplicates(), on=keys + ["depth"])
     counts = cluster_counts(shared, ["variant", *keys])[["variant", *keys, "n_effective", "correct_effective"]]
     base = counts[counts["variant"] == baseline].drop(columns="variant").rename(
         columns={"n_effective": "baseline_n_effective", "correct_effective": "baseline_correct_effective"})
     pooled = pooled.merge(counts, on=["variant", *keys], how="left").merge(base, on=keys, how="left")
     table = _with_difference(pooled, baseline)
-    return _order(table[[*DIFF_COLUMNS[:2], *keys, *DIFF_COLUMNS[2:]]], frame, keys)
+    return _order(table[[*DIFF_COLUMNS[:2], *keys, *_carried(axis), *DIFF_COLUMNS[2:]]], frame, keys)
 
 
 def _order(table: pd.DataFrame, frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from evalkit.report.data.labels import add_variants, placement_trials
+from evalkit.report.data.lengths import FRACTION, length_axis
 from evalkit.report.analysis.clusters import cluster_wilson
 from evalkit.report.analysis.stats import difference_interval
 
@@ -106,8 +107,10 @@ def band_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def length_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per variant x task x context_length: accuracy over all depths (pooled) with design-effect Wilson 95% CI."""
-    return pooled_accuracy(completed_trials(df), list(SERIES_KEYS))
+    """Per variant x task x context_length: accuracy over all depths (pooled) with design-effect Wilson 95% CI;
+    with ``context_fraction`` beside the length where the records are window fractions (``lengths.length_axis``)."""
+    fraction = [FRACTION] if length_axis(df) == FRACTION else []  # one per model's length: it splits no row
+    return pooled_accuracy(completed_trials(df), [*SERIES_KEYS, *fraction])
 
 
 def position_indices(df: pd.DataFrame) -> pd.DataFrame:

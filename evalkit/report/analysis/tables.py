@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from evalkit.report.data.labels import placement_trials
+from evalkit.report.data.lengths import FRACTION, TOKENS, length_axis
 from evalkit.report.analysis.stats import add_wilson_columns
 
 GROUP_KEYS: tuple[str, ...] = ("model", "task", "context_length", "depth")
@@ -28,9 +29,11 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "skipped",  # trials with any status other than "ok"
 )
 # Columns whose values are fractions shown as percentages in Markdown.
-PERCENT_COLUMNS = frozenset({"depth", "achieved_depth_mean", "accuracy", "ci_low", "ci_high", "exact_match_rate"})
+PERCENT_COLUMNS = frozenset({"depth", "achieved_depth_mean", "accuracy", "ci_low", "ci_high", "exact_match_rate",
+                             FRACTION})
 _HEADERS = {
     "context_length": "context length (tokens)",
+    FRACTION: "context length (% of window)",
     "accuracy": "accuracy [95% CI] (n)",
     "exact_match_rate": "exact match",
     "gold_logprob_mean": "gold log-prob / token",
@@ -54,9 +57,12 @@ def summary_table(df: pd.DataFrame, by: str = "model") -> pd.DataFrame:
     rates and means; the others are counted in ``skipped``. Control trials (``control`` column,
     see ``control_labels``) are left out: they place no needle at a depth. ``by`` names the column
     of the series, e.g. ``"variant"`` after ``add_variants``; it replaces ``model`` in the output.
-    Columns: ``SUMMARY_COLUMNS`` (with ``by`` first).
+    Columns: ``SUMMARY_COLUMNS`` (with ``by`` first), and ``context_fraction`` after ``context_length`` where the
+    records are lengths of each model's window (``report/data/lengths.py``; one fraction per length and model).
     """
     keys = [by, *GROUP_KEYS[1:]]
+    if length_axis(df) == FRACTION:
+        keys.insert(keys.index(TOKENS) + 1, FRACTION)
     _require(df, (*keys, "status", "correct", "exact_match", "gold_logprob_mean",
                   "achieved_depth", "prompt_tokens"))
     df = placement_trials(df)
@@ -85,16 +91,18 @@ def summary_table(df: pd.DataFrame, by: str = "model") -> pd.DataFrame:
     table = add_wilson_columns(table, successes="correct", n="n")
     for column in ("n", "skipped", "correct", "context_length"):
         table[column] = table[column].astype("int64")
-    table["depth"] = table["depth"].astype("float64")
-    return table[[by, *SUMMARY_COLUMNS[1:]]]
+    for column in ("depth", FRACTION) if FRACTION in keys else ("depth",):
+        table[column] = table[column].astype("float64")
+    return table[[*keys, *SUMMARY_COLUMNS[len(GROUP_KEYS):]]]
 
 
 def depth_length_matrix(
     df: pd.DataFrame, model: str, task: str, value: str = "accuracy", by: str = "model"
 ) -> pd.DataFrame:
-    """Pivot of ``value`` (default accuracy) for one model and task: depth rows x context_length columns.
+    """Pivot of ``value`` (default accuracy) for one model and task: depth rows x context length columns.
 
-    Rows are sorted by depth (0.0 first), columns by length; a cell with no ok trial is NaN.
+    Rows are sorted by depth (0.0 first), columns by length; a cell with no ok trial is NaN. The columns are
+    ``context_fraction`` where the records are fractions of the model's window (``lengths.length_axis``).
     ``by="variant"`` picks ``model`` from the ``variant`` column instead (see ``add_variants``).
     """
     for column, name in ((by, model), ("task", task)):
@@ -105,9 +113,10 @@ def depth_length_matrix(
     table = summary_table(sub, by=by)
     if value not in table.columns:
         raise ValueError(f"unknown value {value!r}; choose one of {', '.join(SUMMARY_COLUMNS[4:])}")
-    matrix = table.pivot(index="depth", columns="context_length", values=value)
+    axis = length_axis(sub)
+    matrix = table.pivot(index="depth", columns=axis, values=value)
     matrix = matrix.sort_index().sort_index(axis=1)
-    matrix.index.name, matrix.columns.name = "depth", "context_length"
+    matrix.index.name, matrix.columns.name = "depth", axis
     return matrix
 
 

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, PercentFormatter
 
 from evalkit.report.analysis.tables import depth_length_matrix, summary_table
+from evalkit.report.data.lengths import AXIS_LABELS, FRACTION, TOKENS, length_axis, length_cell, length_text
 
 HEATMAP_CMAP = "viridis"  # perceptually uniform and readable with the common colour-vision deficiencies
 LINE_PALETTE = "colorblind"  # seaborn's Okabe-Ito-like qualitative palette: one colour per model/variant
@@ -79,11 +80,23 @@ def depth_label(depth: float) -> str:
     return f"{depth * 100:.4g}%"
 
 
-def length_colors(lengths) -> dict[int, tuple[float, float, float]]:
-    """A fixed colour per context length (sorted, light to dark), so every chart of one report agrees."""
-    ordered = sorted({int(x) for x in lengths})
+def length_colors(lengths) -> dict[float, tuple[float, float, float]]:
+    """A fixed colour per context length (sorted, light to dark), so every chart of one report agrees.
+
+    ``lengths`` are tokens or window fractions (``report/data/lengths.py``); a whole number is keyed as an int.
+    """
+    ordered = sorted({int(x) if float(x).is_integer() else float(x) for x in lengths})
     palette = sns.color_palette(LENGTH_PALETTE, max(len(ordered), 1))
     return {length: palette[i % len(palette)] for i, length in enumerate(ordered)}
+
+
+def length_labels(summary: pd.DataFrame, axis: str, values) -> list[str]:
+    """Tick or legend labels of ``values`` on ``axis`` for one series' ``summary_table``: tokens, or a window
+    fraction with its tokens beside it (one model's lengths: one token count per fraction)."""
+    if axis == TOKENS:
+        return [length_text(value, TOKENS) for value in values]
+    tokens = dict(zip(summary[FRACTION], summary[TOKENS]))
+    return [length_cell(value, tokens[value]) for value in values]
 
 
 def cell_counts(summary: pd.DataFrame, unit: str = "cell") -> str:
@@ -98,7 +111,8 @@ def cell_counts(summary: pd.DataFrame, unit: str = "cell") -> str:
 def plot_heatmap(
     df: pd.DataFrame, ax: Axes, model: str | None = None, task: str | None = None, by: str = "model"
 ) -> Axes:
-    """Accuracy heatmap: needle depth (rows, 0% at top) x context length (columns, tokens).
+    """Accuracy heatmap: needle depth (rows, 0% at top) x context length (columns: tokens, or the share of the
+    model's window with its tokens where the records carry one, see ``report/data/lengths.py``).
 
     Cells are annotated with the accuracy in percent on a fixed 0-100% colour scale; cells with no
     completed trial are grey. ``model``/``task`` may be None when ``df`` holds only one.
@@ -107,21 +121,22 @@ def plot_heatmap(
     model = select_one(df, by, model)
     task = select_one(df, "task", task)
     matrix = depth_length_matrix(df, model, task, by=by) * 100.0  # [depths, lengths] in percent
+    summary = summary_table(df[(df[by].astype("str") == model) & (df["task"] == task)], by=by)
     labels = np.vectorize(lambda v: "" if np.isnan(v) else f"{v:.0f}%", otypes=[object])(matrix.to_numpy())
+    ticks = [text.replace(" (", "\n(") for text in length_labels(summary, matrix.columns.name, matrix.columns)]
     ax.set_facecolor(_MISSING_CELL)
     sns.heatmap(
         matrix, ax=ax, vmin=0.0, vmax=100.0, cmap=HEATMAP_CMAP, annot=labels, fmt="",
         annot_kws={"fontsize": 9}, linewidths=0.8, linecolor="white",
         cbar_kws={"label": "accuracy (%)", "format": PercentFormatter(100, decimals=0)},
-        xticklabels=[f"{int(c):,}" for c in matrix.columns],
+        xticklabels=ticks,
         yticklabels=[depth_label(d) for d in matrix.index],
     )
     ax.tick_params(axis="y", labelrotation=0)
     ax.tick_params(axis="x", labelrotation=0)
-    ax.set_xlabel("context length (tokens)")
+    ax.set_xlabel(AXIS_LABELS[matrix.columns.name])
     ax.set_ylabel("needle depth (% of context)")
-    sub = df[(df[by].astype("str") == model) & (df["task"] == task)]
-    counts = cell_counts(summary_table(sub, by=by))
+    counts = cell_counts(summary)
     ax.set_title(f"Retrieval accuracy by needle depth and context length\n{model} · {task} ({counts})",
                  fontsize=11)
     return ax
@@ -132,25 +147,27 @@ def plot_accuracy_vs_depth(
 ) -> Axes:
     """Accuracy (%) vs needle depth (%): one line per context length with Wilson 95% bands.
 
-    Colours follow ``length_colors`` of every length in ``df``, so charts of one report agree.
+    Colours follow ``length_colors`` of every length in ``df`` (tokens, or window fractions where the records
+    carry them), so charts of one report agree.
     ``by="variant"`` selects ``model`` among the variants of ``add_variants`` instead of models.
     """
     model = select_one(df, by, model)
     task = select_one(df, "task", task)
-    colors = length_colors(df["context_length"].unique())
+    axis = length_axis(df)
+    colors = length_colors(df[axis].unique())
     summary = summary_table(df[(df[by].astype("str") == model) & (df["task"] == task)], by=by)
     summary = summary[summary["n"] > 0]
     markers = itertools.cycle(DEPTH_MARKERS)
     # fainter bands when many overlap, so they stay readable instead of turning grey
-    alpha = float(np.clip(0.3 / max(summary["context_length"].nunique(), 1), 0.06, 0.18))
-    for length, cells in summary.groupby("context_length", sort=True):
+    alpha = float(np.clip(0.3 / max(summary[axis].nunique(), 1), 0.06, 0.18))
+    for length, cells in summary.groupby(axis, sort=True):
         cells = cells.sort_values("depth")
         x = cells["depth"].to_numpy() * 100.0
-        color = colors[int(length)]
+        color = colors[length]
         ax.fill_between(x, cells["ci_low"] * 100.0, cells["ci_high"] * 100.0, color=color, alpha=alpha,
                         linewidth=0)
         ax.plot(x, cells["accuracy"] * 100.0, color=color, marker=next(markers), markersize=6,
-                linewidth=2, label=f"{int(length):,}", clip_on=False, zorder=3)
+                linewidth=2, label=length_labels(summary, axis, [length])[0], clip_on=False, zorder=3)
     depths = sorted(summary["depth"].unique().tolist())
     if 0 < len(depths) <= 11:
         ax.xaxis.set_major_locator(FixedLocator([d * 100.0 for d in depths]))
@@ -166,6 +183,5 @@ def plot_accuracy_vs_depth(
     ax.set_title(f"Retrieval accuracy by needle depth (shaded: 95% CI)\n{model} · {task} "
                  f"({cell_counts(summary)})", fontsize=11)
     if not summary.empty:
-        ax.legend(title="context length (tokens)", loc="upper left", bbox_to_anchor=(1.01, 1.0),
-                  frameon=False)
+        ax.legend(title=AXIS_LABELS[axis], loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return ax

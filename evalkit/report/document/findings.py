@@ -133,7 +133,9 @@ def comparison_sentence(rows: pd.DataFrame) -> str:
     """One variant x task's rows of ``length_comparison``: the length with the largest gap to the baseline."""
     rows = rows.reset_index(drop=True)
     top = rows.loc[rows["difference"].abs().idxmax()]
-    where = f"Over all depths at {tokens(top['context_length'])}"
+    fraction = top.get("context_fraction")  # lengths as fractions of each model's window: the shared one
+    at = tokens(top["context_length"]) if fraction is None else f"{fraction * 100:.4g}% of each model's window"
+    where = f"Over all depths at {at}"
     if top["difference"] == 0:
         return f"{top['variant']} and {top['baseline']} scored the same at every shared length."
     sure = top["diff_low"] > 0 or top["diff_high"] < 0

@@ -10,6 +10,7 @@ from evalkit.report.document.blocks import Block, Bullets, Details, Heading, Ima
 from evalkit.report.document.findings import finding_text, pct
 from evalkit.report.analysis.indices import BANDS, completed_trials
 from evalkit.report.data.labels import control_labels
+from evalkit.report.data.lengths import FRACTION, length_cell
 from evalkit.report.analysis.clusters import cluster_labels, cluster_wilson_interval
 from evalkit.report.analysis.stats import wilson_interval
 from evalkit.report.analysis.truncation import truncated_count
@@ -66,11 +67,14 @@ def pooled_interval(trials: pd.DataFrame, n: int, correct: int) -> tuple[float, 
 
 
 def cell_table(rows: pd.DataFrame) -> Table:
-    """Rows of ``summary_table`` for one variant x task as a table block."""
+    """Rows of ``summary_table`` for one variant x task as a table block (with the window fraction, where the
+    lengths are fractions of the model's window)."""
+    length = "context length (% of window)" if FRACTION in rows.columns else "context length (tokens)"
     return Table(
-        ("context length (tokens)", "depth", "accuracy [95% CI] (n)", "exact match", "gold log-prob / token",
+        (length, "depth", "accuracy [95% CI] (n)", "exact match", "gold log-prob / token",
          "achieved depth", "skipped"),
-        tuple((f"{r.context_length:,}", f"{r.depth * 100:.4g}%", ci_cell(r.accuracy, r.ci_low, r.ci_high, r.n),
+        tuple((length_cell(getattr(r, FRACTION, None), r.context_length), f"{r.depth * 100:.4g}%",
+               ci_cell(r.accuracy, r.ci_low, r.ci_high, r.n),
                pct(r.exact_match_rate), "–" if pd.isna(r.gold_logprob_mean) else f"{r.gold_logprob_mean:.3f}",
                "–" if pd.isna(r.achieved_depth_mean) else f"{r.achieved_depth_mean * 100:.1f}%", str(r.skipped))
               for r in rows.itertuples(index=False)),

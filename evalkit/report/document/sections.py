@@ -21,6 +21,7 @@ from evalkit.report.document.findings import (
 from evalkit.report.analysis.completeness import missing_cells, planned_trials
 from evalkit.report.analysis.indices import BANDS, DEFAULT_THRESHOLD
 from evalkit.report.data.labels import VARIANT_SEPARATOR, control_labels, layout_labels, run_labels
+from evalkit.report.data.lengths import AXIS_LABELS, FRACTION, TOKENS, length_text
 
 
 @dataclass(frozen=True)
@@ -198,10 +199,11 @@ def comparison_blocks(data: ReportData, charts: dict[str, list[Path]]) -> list[B
         for png in [p for p in charts.get(task, []) if p.suffix == ".png"]:
             blocks.append(Image(png, _comparison_alt(png.name, task), wide=True))
         rows = data.lengths[data.lengths["task"] == task]
+        axis = AXIS_LABELS[FRACTION if FRACTION in data.lengths.columns else TOKENS]
         if not rows.empty:
             blocks.append(Table(
-                ("variant", "context length (tokens)", "accuracy", "baseline accuracy", "difference [95% CI]"),
-                tuple((r.variant, f"{r.context_length:,}", f"{pct(r.accuracy)} (n={r.n})",
+                ("variant", axis, "accuracy", "baseline accuracy", "difference [95% CI]"),
+                tuple((r.variant, compared_length(r), f"{pct(r.accuracy)} (n={r.n})",
                        f"{pct(r.baseline_accuracy)} (n={r.baseline_n})",
                        points_ci(r.difference, r.diff_low, r.diff_high))
                       for r in rows.itertuples(index=False)),
@@ -211,11 +213,19 @@ def comparison_blocks(data: ReportData, charts: dict[str, list[Path]]) -> list[B
         if not cells.empty:
             blocks.append(Details("Every cell: accuracy difference per context length and depth", (Table(
                 ("variant", "context length", "depth", "accuracy", "baseline", "difference [95% CI]"),
-                tuple((r.variant, f"{r.context_length:,}", f"{r.depth * 100:.4g}%", pct(r.accuracy),
+                tuple((r.variant, compared_length(r), f"{r.depth * 100:.4g}%", pct(r.accuracy),
                        pct(r.baseline_accuracy), points_ci(r.difference, r.diff_low, r.diff_high))
                       for r in cells.itertuples(index=False)),
                 (False, True, True, True, True, True)),)))
     return blocks
+
+
+def compared_length(row) -> str:
+    """A comparison row's length: its tokens, or the window fraction both sides share with each side's tokens."""
+    fraction = getattr(row, FRACTION, None)
+    if fraction is None:
+        return f"{row.context_length:,}"
+    return f"{length_text(fraction, FRACTION)} ({row.context_length:,} vs {row.baseline_context_length:,} tokens)"
 
 
 def _variant_rule(data: ReportData) -> str:
