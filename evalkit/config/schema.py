@@ -21,8 +21,9 @@ from pydantic import (
     BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator,
 )
 
-from evalkit.errors import ConfigError, FieldError
+from evalkit.errors import ConfigError
 from evalkit.config.validation_errors import show_value, describe_validation_error
+from evalkit.config.context_lengths import LENGTHS_BY_UNIT, a_number, check_lengths_in_unit, lengths_schema
 from evalkit.config.entries import (
     ATTENTION_HASH_OMITTED_AT_DEFAULT,
     MODEL_HASH_OMITTED_AT_DEFAULT,
@@ -61,27 +62,6 @@ HASH_EXCLUDED_FIELDS = frozenset({"output_dir", "task_dirs", "reuse_prefix", "ba
 # Fields added after runs existed: left out of ``config_hash`` while at their default, so old runs resume.
 LAYOUT_HASH_OMITTED_AT_DEFAULT = ("distractor_count", "haystack_order", "needle_variant")
 HASH_OMITTED_AT_DEFAULT = frozenset({"context_unit", "controls", "layout", "mitigations", "values"})
-MIN_CONTEXT_TOKENS = 32  # the shortest context length evalkit plans (a prompt needs room beyond its fixed parts)
-# under context_unit: window, a length is this kind of number; the JSON Schema says which per unit (below)
-_LENGTHS_BY_UNIT = {
-    "if": {"required": ["context_unit"], "properties": {"context_unit": {"const": "window"}}},
-    "then": {"properties": {"context_lengths": {"items": {"maximum": 1}}}},
-    "else": {"properties": {"context_lengths": {"items": {"type": "integer", "minimum": MIN_CONTEXT_TOKENS}}}},
-}
-
-
-def _a_number(value: Any) -> Any:
-    """A context length is a number (a whole one of tokens, or a fraction of a window); the unit is checked later."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{show_value(value)} is not a number; write a whole number of tokens such as 4096 "
-                         "(or a fraction such as 0.5 under context_unit: window)")
-    return value
-
-
-def _lengths_schema(schema: dict[str, Any]) -> None:
-    schema["items"] = {"type": "number", "exclusiveMinimum": 0}
-    schema["uniqueItems"] = True
-
 # The same for fields of each model entry.
 
 
@@ -94,7 +74,7 @@ class EvalConfig(BaseModel):
 
     # strict: YAML already gives typed values, so `samples: "3"` or `depths: [true]` is a mistake
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True,
-                              json_schema_extra={"allOf": [_LENGTHS_BY_UNIT]})
+                              json_schema_extra={"allOf": [LENGTHS_BY_UNIT]})
 
     # json_schema_extra: what the validators below accept or refuse beyond the type, for `evalkit schema`
     models: list[ModelConfig] = Field(min_length=1, description="model entries; a plain string is {name: ...}",
@@ -106,9 +86,9 @@ class EvalConfig(BaseModel):
     context_unit: Literal["tokens", "window"] = Field(
         "tokens", description="what context_lengths count: tokens (whole numbers >= 32), or window: fractions in "
         "(0, 1] of each model's maximum context, resolved per model to floor(fraction x window) tokens")
-    context_lengths: list[Annotated[int | float, BeforeValidator(_a_number)]] = Field(
+    context_lengths: list[Annotated[int | float, BeforeValidator(a_number)]] = Field(
         min_length=1, description="total prompt tokens (context_unit: tokens), or fractions of each model's "
-        "window (context_unit: window)", json_schema_extra=_lengths_schema)
+        "window (context_unit: window)", json_schema_extra=lengths_schema)
     depths: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
         min_length=1, description="fraction of the haystack (in tokens) before the needle",
         json_schema_extra={"uniqueItems": True})
@@ -204,21 +184,8 @@ class EvalConfig(BaseModel):
     @classmethod
     def _lengths_in_unit(cls, value: list[int | float], info: ValidationInfo) -> list[int | float]:
         unit = info.data.get("context_unit")
-        if unit is None:  # the unit itself was refused: that error is the one to read
-            return value
-        for index, length in enumerate(value):
-            if unit == "window" and not 0 < length <= 1:  # NaN fails this too
-                raise FieldError(index, f"{show_value(length)} is not a fraction of the window in (0, 1]; use a "
-                                 "value above 0 and at most 1 (or context_unit: tokens for token counts)")
-            if unit == "tokens" and not isinstance(length, int):
-                raise FieldError(index, f"{show_value(length)} is not a whole number of tokens; write an integer "
-                                 f">= {MIN_CONTEXT_TOKENS}, or set context_unit: window for fractions of each "
-                                 "model's window")
-            if unit == "tokens" and length < MIN_CONTEXT_TOKENS:
-                raise FieldError(index, f"{show_value(length)} is below the minimum {MIN_CONTEXT_TOKENS}; use a "
-                                 f"value >= {MIN_CONTEXT_TOKENS}")
-        # fractions as floats: `1` and `1.0` are one config (and one hash)
-        return [float(length) for length in value] if unit == "window" else value
+        # unit None: the unit itself was refused, and that error is the one to read
+        return value if unit is None else check_lengths_in_unit(value, unit)
 
     @field_validator("samples")
     @classmethod

@@ -28,7 +28,7 @@ from evalkit.config.mitigations import DOCUMENT_ATTENTION_ARMS
 from evalkit.config.schema import EvalConfig
 from evalkit.run.calibrate import Throughput, measure_throughput
 from evalkit.run.plan import expand
-from evalkit.run.preflight import context_lengths, prepare_tasks
+from evalkit.run.preflight import prepare_tasks, resolve_context_lengths
 from evalkit.run.schedule import reuse_groups
 from evalkit.types import Trial
 
@@ -98,7 +98,7 @@ def estimate_plan(config: EvalConfig, config_path: str | Path, tokens_per_s: flo
     """Count the run of ``config`` (tasks are loaded to expand the grid; under ``context_unit: window`` each model's
     config too, for its window); ``measure``: time each model too."""
     tasks = prepare_tasks(config, Path(config_path))
-    lengths = context_lengths(config, Path(config_path))
+    lengths = resolve_context_lengths(config, Path(config_path))
     trials = expand(config, {name: t.spec for name, t in tasks.items()}, lengths=lengths)
     budget = {m.name: m.max_new_tokens + m.reasoning_tokens for m in config.models}
     capped = tuple(name for name, task in tasks.items() if task.spec.documents is not None)

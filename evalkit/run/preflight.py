@@ -133,7 +133,7 @@ def check_model_limits(config: EvalConfig, config_path: Path) -> dict[str, str]:
     return model_limits(config, config_path).revisions
 
 
-def context_lengths(config: EvalConfig, config_path: Path) -> ContextLengths:
+def resolve_context_lengths(config: EvalConfig, config_path: Path) -> ContextLengths:
     """Each model's lengths in tokens, describing the models only where the lengths are fractions of their window
     (``evalkit plan``: a token config needs no model files, and no device is checked)."""
     if config.context_unit == "tokens":
