@@ -58,8 +58,8 @@ def layer_rules(config: Any) -> list[LayerRule]:
             window = config.sliding_window if types[layer] == "sliding_attention" else None
         else:  # Mistral: one window for every layer; Llama has none
             window = getattr(config, "sliding_window", None)
-        rules.append(LayerRule(config.num_attention_heads, config.num_key_value_heads, head_dim, float(scale_by) ** -0.5,
-                               window, getattr(config, "attn_logit_softcapping", None)))
+        rules.append(LayerRule(config.num_attention_heads, config.num_key_value_heads, head_dim,
+                               float(scale_by) ** -0.5, window, getattr(config, "attn_logit_softcapping", None)))
     return rules
 
 

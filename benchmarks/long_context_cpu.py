@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -102,16 +101,18 @@ def run_dirs_of(path: Path) -> list[Path]:
 
     if (path / HEADER_FILE).is_file():
         return [path]
-    found = sorted((p for p in path.iterdir() if (p / HEADER_FILE).is_file()), key=_length_order) if path.is_dir() else []
+    inside = path.iterdir() if path.is_dir() else ()
+    found = sorted((p for p in inside if (p / HEADER_FILE).is_file()), key=_length_order)
     if not found:
         raise SystemExit(f"{path}: no run directory (no {HEADER_FILE} in it or in its folders); give a run directory "
                          "or the output folder of this script")
     return found
 
 
-def _length_order(path: Path) -> tuple[int, str]:
+def _length_order(path: Path) -> tuple[int, int, str]:
+    """``len_<n>`` folders by length, any other run directory after them by name."""
     digits = path.name.removeprefix("len_")
-    return (int(digits), path.name) if digits.isdigit() else (math.inf, path.name)  # type: ignore[return-value]
+    return (0, int(digits), path.name) if digits.isdigit() else (1, 0, path.name)
 
 
 def load_run_model(header: dict[str, Any], name: str, cache: dict[str, Any]) -> Any:

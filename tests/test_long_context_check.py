@@ -68,10 +68,34 @@ def test_an_unmodelled_family_is_refused_by_name() -> None:
 
 
 @pytest.fixture(scope="module")
-def captured_run(tmp_path_factory, tiny_model_dir):
-    """The script run end to end on the tiny model: one evalkit run (a child process) at 128 tokens, rechecked."""
+def tiny_gemma3_dir(tmp_path_factory, smollm2_tokenizer):
+    """A tiny random Gemma 3 (a sliding layer of window 32, then a full one) with peaky attention, saved with the
+    SmolLM2 tokenizer: the conftest's tiny Llama attends almost uniformly, so a wrong scale would hide in it."""
+    import transformers as tf
+
+    torch.manual_seed(0)
+    config = tf.Gemma3TextConfig(vocab_size=len(smollm2_tokenizer), hidden_size=64, intermediate_size=128,
+                                 num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                                 query_pre_attn_scalar=24, sliding_window=32, initializer_range=0.5,
+                                 layer_types=["sliding_attention", "full_attention"], pad_token_id=0,
+                                 bos_token_id=smollm2_tokenizer.bos_token_id,
+                                 eos_token_id=smollm2_tokenizer.eos_token_id)  # fmt: skip
+    model = tf.Gemma3ForCausalLM(config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith(("q_norm.weight", "k_norm.weight")):  # wider gains: logits far from uniform
+                parameter.normal_(1.0, 0.5)
+    folder = tmp_path_factory.mktemp("tiny-gemma3")
+    model.save_pretrained(folder)
+    smollm2_tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def captured_run(tmp_path_factory, tiny_gemma3_dir):
+    """The script run end to end on a tiny Gemma 3: one evalkit run (a child process) at 128 tokens, rechecked."""
     folder = tmp_path_factory.mktemp("long")
-    config = tiny_config(folder, tiny_model_dir, context_lengths=[96], depths=[0.0, 0.5, 1.0], samples=1,
+    config = tiny_config(folder, tiny_gemma3_dir, context_lengths=[96], depths=[0.0, 0.5, 1.0], samples=1,
                          save_prompts=True, attention={"capture": True, "bins": 4})
     code = long_context.main(["--config", str(config), "--lengths", "128", "--output-dir", str(folder / "out"),
                               "--chunk-tokens", "50"])  # fmt: skip
