@@ -163,8 +163,8 @@ class EvalConfig(BaseModel):
     @field_validator("models", "tasks", "context_lengths", "depths", "controls")
     @classmethod
     def _no_repeats(cls, value: list[Any], info: ValidationInfo) -> list[Any]:
-        # a repeated entry would plan the same trial twice (same trial id)
-        keys = [item.name if isinstance(item, ModelConfig) else item for item in value]
+        # a repeated entry would plan the same trial twice (same trial id); a model is its label (name and init)
+        keys = [item.label if isinstance(item, ModelConfig) else item for item in value]
         seen: dict[Any, int] = {}
         for index, key in enumerate(keys):
             if key in seen:
@@ -219,7 +219,7 @@ class EvalConfig(BaseModel):
             if value.decode_steps > model.max_new_tokens - 1:
                 raise ValueError(
                     f"decode_steps {value.decode_steps} needs max_new_tokens >= {value.decode_steps + 1}, but "
-                    f"models[{index}] ({model.name}) has {model.max_new_tokens}; lower attention.decode_steps "
+                    f"models[{index}] ({model.label}) has {model.max_new_tokens}; lower attention.decode_steps "
                     f"or raise models[{index}].max_new_tokens"
                 )
         return value

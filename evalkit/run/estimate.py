@@ -71,7 +71,7 @@ def _first_passes(config: EvalConfig, trials: list[Trial], documents_tasks: set[
     for trial in trials:
         kind = config.arm(trial.mitigation).arm
         if kind in DOCUMENT_ATTENTION_ARMS and not trial.control and trial.task in documents_tasks:
-            model = next(m for m in config.models if m.name == trial.model)
+            model = next(m for m in config.models if m.label == trial.model)
             out.append((trial, model.max_new_tokens + model.reasoning_tokens if kind == "attention_sort" else 1))
     return out
 
@@ -82,13 +82,13 @@ def _measured_wall(config: EvalConfig, trials: list[Trial],
     wall, measured = 0.0, []
     calibration_tokens = min(512, max(config.context_lengths))  # short: plan must stay cheap
     for model in config.models:
-        mine = [t for t in trials if t.model == model.name]
-        passes = [(t, n) for t, n in first if t.model == model.name]
+        mine = [t for t in trials if t.model == model.label]
+        passes = [(t, n) for t, n in first if t.model == model.label]
         speed = measure_throughput(model, prompt_tokens=calibration_tokens)
         answers = len(mine) * (model.max_new_tokens + model.reasoning_tokens) + sum(n for _, n in passes)
         prefill = _prefill(config, mine) + sum(t.context_length for t, _ in passes)
         wall += prefill / speed.prefill_tokens_per_s + answers / speed.decode_tokens_per_s
-        measured.append((model.name, speed))
+        measured.append((model.label, speed))
     return wall, tuple(measured)
 
 
@@ -97,7 +97,7 @@ def estimate_plan(config: EvalConfig, config_path: str | Path, tokens_per_s: flo
     """Count the run of ``config`` (tasks are loaded to expand the grid); ``measure``: time each model too."""
     tasks = prepare_tasks(config, Path(config_path))
     trials = expand(config, {name: t.spec for name, t in tasks.items()})
-    budget = {m.name: m.max_new_tokens + m.reasoning_tokens for m in config.models}
+    budget = {m.label: m.max_new_tokens + m.reasoning_tokens for m in config.models}
     capped = tuple(name for name, task in tasks.items() if task.spec.documents is not None)
     first = _first_passes(config, trials, set(capped))
     first_tokens = sum(t.context_length for t, _ in first)

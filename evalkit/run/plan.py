@@ -61,14 +61,15 @@ def expand(
     Each cell runs once per mitigation arm (``cfg.mitigations``), so every arm pairs one-to-one with ``none``.
 
     ``tasks`` maps each config ``tasks`` entry (or its task name) to its loaded spec.
-    ``model_revisions`` maps model names to resolved revisions (e.g. commit hashes); a model
+    ``model_revisions`` maps model labels (``ModelConfig.label``: the name, or the name with its random init)
+    to resolved revisions (e.g. commit hashes); a model
     missing from it uses its configured ``revision`` (or "").
     """
     revisions = dict(model_revisions or {})
     specs = _ordered_tasks(cfg, tasks)
     trials: list[Trial] = []
     for model in cfg.models:
-        revision = revisions.get(model.name, model.revision or "")
+        revision = revisions.get(model.label, model.revision or "")
         for spec in specs:
             task_hash = spec.content_hash()
             _refuse_per_trial_documents(cfg, spec)
@@ -79,11 +80,11 @@ def expand(
                         seed = cell_seed(cfg, spec.name, sample, length, depth)
                         variant = trial_variant(control, pairs, arm_variant(arm))
                         tid = trial_id(
-                            model=model.name, revision=revision, task=spec.name, task_hash=task_hash,
+                            model=model.label, revision=revision, task=spec.name, task_hash=task_hash,
                             context_length=id_length(control, length), depth=None if math.isnan(depth) else depth, sample=sample,
                             config_seed=cfg.seed, variant=variant or None,
                         )
-                        trials.append(Trial(tid, model.name, spec.name, length, depth, sample, seed, control, pairs,
+                        trials.append(Trial(tid, model.label, spec.name, length, depth, sample, seed, control, pairs,
                                             arm.label))
     # config validation rejects repeated models, tasks, lengths and depths, so ids cannot collide
     if len({t.trial_id for t in trials}) != len(trials):

@@ -89,7 +89,7 @@ def _task_reference(config: EvalConfig, entry: str) -> str | Path:
 
 
 def check_model_limits(config: EvalConfig, config_path: Path) -> dict[str, str]:
-    """Refuse lengths above a model's maximum; return {model name: resolved revision}."""
+    """Refuse lengths above a model's maximum; return {model label: resolved revision}."""
     revisions: dict[str, str] = {}
     longest = max(config.context_lengths)
     for index, model_cfg in enumerate(config.models):
@@ -102,10 +102,10 @@ def check_model_limits(config: EvalConfig, config_path: Path) -> dict[str, str]:
         if info.max_context_tokens is not None and needed > info.max_context_tokens:
             raise ConfigError(
                 f"{config_path}: context_lengths: {longest} tokens plus max_new_tokens "
-                f"{model_cfg.max_new_tokens} (models[{index}]) exceeds {model_cfg.name}'s maximum of "
+                f"{model_cfg.max_new_tokens} (models[{index}]) exceeds {model_cfg.label}'s maximum of "
                 f"{info.max_context_tokens} tokens; use lengths up to {info.max_context_tokens - model_cfg.max_new_tokens}"
             )
-        revisions[model_cfg.name] = info.revision
+        revisions[model_cfg.label] = info.revision
     return revisions
 
 
@@ -187,7 +187,7 @@ def run_header(
         "config_path": str(config_path),
         "seed": config.seed,
         "models": revisions,
-        "trust_remote_code": {m.name: m.trust_remote_code for m in config.models},
+        "trust_remote_code": {m.label: m.trust_remote_code for m in config.models},
         "started_at": utc_now(),
         "versions": library_versions(),
         HARDWARE_KEY: hardware_row(hardware_facts()),  # where it ran (not compared on resume)

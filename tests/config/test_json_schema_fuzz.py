@@ -44,6 +44,8 @@ def beyond_the_schema(where: str, key: str, value: object) -> str | None:
         return "a template's fields and format specs (parsed by the validator)"
     if where == "task" and key == "distractors" and isinstance(value, dict):
         return "cross-field: a look-alike kind needs what the needle carries (other_key: a {key} in the needle)"
+    if where == "model" and key == "init_seed" and isinstance(value, int) and not isinstance(value, bool):
+        return "cross-field: init_seed needs init: random"
     if where == "model" and key == "think_pattern" and isinstance(value, str):
         return "a regular expression that must compile"
     return None
