@@ -28,7 +28,8 @@ SEARCH_AXES = ("context_length", "distractor_count")
 
 
 class SearchConfig(BaseModel):
-    """The ``search:`` block (see the module docstring)."""
+    """The ``search:`` block of ``evalkit calibrate``: the axis it varies and its range, the accuracy at the best
+    position it looks for, when it stops and what it may spend (see docs/calibrate.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
