@@ -40,6 +40,7 @@ from evalkit.config.mitigations import (
     check_same_run_heads,
     expand_arm_shorthand,
 )
+from evalkit.config.search import SearchConfig
 from evalkit.config.served import SERVED_HASH_EXCLUDED_FIELDS
 from evalkit.config.yaml_io import (
     DuplicateKeyError,
@@ -57,7 +58,8 @@ MAX_SAMPLES = 10_000
 
 # Fields that say where things live, not what is measured: left out of ``config_hash``.
 # How trials are scheduled (reuse, batch size) does not change results beyond float noise either.
-HASH_EXCLUDED_FIELDS = frozenset({"output_dir", "task_dirs", "reuse_prefix", "batch_size", "data_dir"})
+# ``search`` is what ``evalkit calibrate`` varies, not part of the grid a run plans.
+HASH_EXCLUDED_FIELDS = frozenset({"output_dir", "task_dirs", "reuse_prefix", "batch_size", "data_dir", "search"})
 # Fields added after runs existed: left out of ``config_hash`` while at their default, so old runs resume.
 LAYOUT_HASH_OMITTED_AT_DEFAULT = ("distractor_count", "haystack_order", "needle_variant")
 HASH_OMITTED_AT_DEFAULT = frozenset({"controls", "layout", "mitigations", "values"})
@@ -116,6 +118,9 @@ class EvalConfig(BaseModel):
         default_factory=lambda: [NoMitigation()], min_length=1,
         description="experiment arms, each on the baseline's trials (see evalkit/config/mitigations.py)",
         json_schema_extra=string_items({"enum": list(ARM_NAMES)}, unique=True))
+    search: SearchConfig | None = Field(
+        None, description="the difficulty search of `evalkit calibrate` (see evalkit/config/search.py); "
+        "evalkit run ignores it")
 
     _source_path: Path | None = PrivateAttr(None)
 

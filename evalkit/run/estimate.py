@@ -12,6 +12,10 @@ for trial counts and within the length tolerance for tokens:
                     first, in full (no reuse): attention_sort answers it too, calibrate_attention's probe
                     generates one token; both are in the totals above
 
+A ``search:`` block (``evalkit calibrate``) is costed apart, at its worst: every trial of its budget, for each
+model x task, at its hardest setting (the highest length searched, or the config's length for a look-alike
+search), in full.
+
 The wall time is (prefilled tokens + answer tokens) / ``tokens_per_s`` where the user gives a throughput;
 otherwise, with ``measure``, each model entry is loaded and timed on a few calibration forwards
 (``calibrate.py``): its prefilled tokens / its prefill tokens/s + its answer tokens / its decode tokens/s.
@@ -47,6 +51,9 @@ class PlanEstimate:
     # documents tasks: their prompts are as long as their documents, and context_lengths only caps them
     upper_bound_tasks: tuple[str, ...] = ()
     first_passes: int = 0  # extra prompts of attention_sort and calibrate_attention trials (in the totals)
+    search_trials: int = 0  # ``evalkit calibrate``'s budget over every model x task (0: no search block)
+    search_prompt_tokens: int = 0  # those trials at the hardest setting, prefilled in full: an upper bound
+    search_wall_s: float | None = None
 
 
 def _group_prefill(group: list[Trial]) -> int:
@@ -92,6 +99,29 @@ def _measured_wall(config: EvalConfig, trials: list[Trial],
     return wall, tuple(measured)
 
 
+def _search_cost(config: EvalConfig, speeds: dict[str, Throughput], tokens_per_s: float | None
+                 ) -> tuple[int, int, float | None]:
+    """(trials, prompt tokens, seconds) of the search's budget at its hardest setting (see the module doc)."""
+    search = config.search
+    if search is None:
+        return 0, 0, None
+    length = search.high if search.axis == "context_length" else max(config.context_lengths)
+    per_model = search.budget * len(config.tasks)
+    wall: float | None = 0.0
+    for model in config.models:
+        answers = per_model * (model.max_new_tokens + model.reasoning_tokens)
+        if tokens_per_s:
+            wall += (per_model * length + answers) / tokens_per_s
+        elif model.label in speeds:
+            speed = speeds[model.label]
+            wall += per_model * length / speed.prefill_tokens_per_s + answers / speed.decode_tokens_per_s
+        else:
+            wall = None
+            break
+    trials = per_model * len(config.models)
+    return trials, trials * length, wall
+
+
 def estimate_plan(config: EvalConfig, config_path: str | Path, tokens_per_s: float | None = None,
                   measure: bool = False) -> PlanEstimate:
     """Count the run of ``config`` (tasks are loaded to expand the grid); ``measure``: time each model too."""
@@ -109,7 +139,8 @@ def estimate_plan(config: EvalConfig, config_path: str | Path, tokens_per_s: flo
         wall = (reused + answers) / tokens_per_s
     elif measure:
         wall, measured = _measured_wall(config, trials, first)
-    return PlanEstimate(len(trials), full, reused, answers, wall, measured, capped, len(first))
+    search = _search_cost(config, dict(measured), tokens_per_s)
+    return PlanEstimate(len(trials), full, reused, answers, wall, measured, capped, len(first), *search)
 
 
 def format_estimate(result: PlanEstimate) -> str:
@@ -130,4 +161,12 @@ def format_estimate(result: PlanEstimate) -> str:
            "counted here at context_length, so tokens and time are upper bounds"] if result.upper_bound_tasks else []),
         *speeds,
         f"estimated wall time: {wall}",
+        *([_search_line(result)] if result.search_trials else []),
     ])
+
+
+def _search_line(result: PlanEstimate) -> str:
+    wall = (f"{result.search_wall_s:,.0f} s ({result.search_wall_s / 3600:.2f} h)" if result.search_wall_s is not None
+            else "give --tokens-per-s N for a time")
+    return (f"evalkit calibrate (search block), at most: {result.search_trials:,} trials, "
+            f"{result.search_prompt_tokens:,} prompt tokens (every trial at the hardest setting), {wall}")
