@@ -88,3 +88,12 @@ def test_schema_and_validator_agree_on_fuzzed_documents(case):
 def test_the_base_documents_are_valid_for_both():
     assert _accepted(EvalConfig, BASE) and VALIDATORS["config"].is_valid(BASE)
     assert _accepted(TaskSpec, BASE_TASK) and VALIDATORS["task"].is_valid(BASE_TASK)
+
+
+def test_a_mapping_key_outside_its_pattern_is_refused_by_both():
+    # found by a random draw: pydantic's patternProperties left a key outside the pattern (and its value) free
+    for variants in ({"": 0}, {"": "One {value}."}, {"bad name": "One {value}."}):
+        document = {**BASE_TASK, "needle_variants": variants}
+        assert not _accepted(TaskSpec, document) and not VALIDATORS["task"].is_valid(document)
+    good = {**BASE_TASK, "needle_variants": {"plain": "One {value}."}}
+    assert _accepted(TaskSpec, good) and VALIDATORS["task"].is_valid(good)
