@@ -1,4 +1,4 @@
-"""Command line: ``evalkit run | validate | report | view | export | plan | agree | list | schema``.
+"""Command line: ``evalkit run | validate | plan | calibrate | report | view | export | agree | list | schema``.
 
 Errors evalkit raises on purpose print as one line and exit 2; nothing else prints a traceback
 unless ``--debug`` is given.
@@ -23,6 +23,7 @@ EXAMPLES = """examples:
   evalkit run configs/quickstart.yaml --set depths=[0,0.5,1] --set samples=1 --limit 10
   evalkit run configs/quickstart.yaml --output-dir reports/runs/try2
   evalkit validate configs/quickstart.yaml
+  evalkit calibrate configs/calibrate.yaml   (find where each model sits near 80% accuracy)
   evalkit run quickstart          (an example config by name, from any folder: see evalkit list configs)
   evalkit report reports/runs/quickstart
   evalkit view reports/runs/quickstart
@@ -104,6 +105,10 @@ def _add_config_commands(sub: Any) -> None:  # argparse's subparsers action
     plan = sub.add_parser("plan", help="count a config's trials, prompt and answer tokens, and estimate its wall time")
     _add_config_options(plan)
     plan.add_argument("--tokens-per-s", type=_throughput, metavar="N", help="a throughput you measured, for the time estimate (without it: a few calibration forwards on each model)")
+
+    calibrate = sub.add_parser("calibrate", help="search each model x task for the setting (context length, look-"
+                               "alikes) near a target accuracy: the config's search block; resumable")
+    _add_config_options(calibrate)  # --output-dir: the search's folder (default: output_dir + "-calibrate")
 
 
 def _add_other_commands(sub: Any) -> None:  # argparse's subparsers action
@@ -229,7 +234,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         # every model's context length has the same share of the grid (a cross product); controls only make
         # prompts shorter
         share = trials // (len(config.context_lengths) * len(config.models))
-        tokens = [length for m in config.models for length in lengths.tokens(m.name) for _ in range(share)]
+        tokens = [length for m in config.models for length in lengths.tokens(m.label) for _ in range(share)]
         print(storage_line(tokens, config.attention.decode_steps + 1, config.attention.token_layers))
     return 0
 
@@ -289,6 +294,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     # without a given throughput each model is loaded and timed on a few short calibration forwards
     print(format_estimate(estimate_plan(_load(args), args.config, args.tokens_per_s, measure=args.tokens_per_s is None)))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """``evalkit calibrate CONFIG``: the difficulty search; prints each setting, its interval and its steps."""
+    from evalkit.search.calibrate import calibrate, format_calibration
+
+    for result in calibrate(_load(args), args.config, args.output_dir):
+        print(format_calibration(result))
     return 0
 
 
@@ -353,7 +367,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report, "view": cmd_view, "export": cmd_export,
-            "plan": cmd_plan, "agree": cmd_agree, "list": cmd_list, "schema": cmd_schema}
+            "plan": cmd_plan, "calibrate": cmd_calibrate, "agree": cmd_agree, "list": cmd_list, "schema": cmd_schema}
 
 
 def _one_line(text: str) -> str:

@@ -32,6 +32,7 @@ STAGES = (
     ("report",),
     ("export",),
     ("run",),
+    ("search",),
     ("cli", "__main__"),
 )
 # Modules that import lazily on purpose: the entry points keep ``import evalkit`` and ``--help`` fast.

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _benchmark(name: str):
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+from conftest import benchmark_module
 
 
 def test_throughput_prints_both_tables_and_the_checks(tiny_model_dir, capsys) -> None:
-    throughput = _benchmark("throughput")
+    throughput = benchmark_module("throughput")
     throughput.main(["--model", str(tiny_model_dir), "--rounds", "1", "--lengths", "160", "224", "--depths", "3",
                      "--max-new-tokens", "4"])  # fmt: skip
     out = capsys.readouterr().out
@@ -31,6 +20,6 @@ def test_throughput_prints_both_tables_and_the_checks(tiny_model_dir, capsys) ->
 
 
 def test_gpu_benchmark_smoke_runs_on_cpu(capsys) -> None:
-    _benchmark("throughput_gpu").main(["--tiny", "--rounds", "1", "--lengths", "128", "--depths", "3"])
+    benchmark_module("throughput_gpu").main(["--tiny", "--rounds", "1", "--lengths", "128", "--depths", "3"])
     out = capsys.readouterr().out
     assert "| 128 | 3 |" in out and "(d)/(b)" in out

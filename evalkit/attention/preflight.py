@@ -25,12 +25,12 @@ from evalkit.models import describe_model
 
 def check_capture(config: EvalConfig, config_path: str | Path) -> dict[str, str]:
     """Raise (ConfigError, CaptureError) naming the config, the model entry and the family if a model cannot load
-    with its kernel or cannot be captured; return {model name: the attn_implementation it loads with} (see the module doc)."""
+    with its kernel or cannot be captured; return {model label: the attn_implementation it loads with} (see the module doc)."""
     kernels: dict[str, str] = {}
     for index, model_cfg in enumerate(config.models):
         hf_config = describe_model(model_cfg).config
         if not config.attention.capture:
-            kernels[model_cfg.name] = model_cfg.attn_implementation
+            kernels[model_cfg.label] = model_cfg.attn_implementation
             _check_loads(hf_config, model_cfg, model_cfg.attn_implementation, config_path, index)
             continue
         wanted = None if config.attention.inner == "auto" else config.attention.inner
@@ -41,7 +41,7 @@ def check_capture(config: EvalConfig, config_path: str | Path) -> dict[str, str]
             raise CaptureError(f"{config_path}: models[{index}] ({model_cfg.name}): {err}") from None
         capture.detach()
         _check_agrees(model_cfg, capture.inner, config_path, index)  # capture.inner: "auto" resolved per family
-        kernels[model_cfg.name] = capture.inner
+        kernels[model_cfg.label] = capture.inner
     return kernels
 
 

@@ -76,7 +76,7 @@ class ResolvedLength:
 @dataclass(frozen=True)
 class ContextLengths:
     """Each model's lengths, in the order of the config's ``context_lengths`` (entry i of a model is entry i of
-    the config), and each model's window where the lengths are fractions of it."""
+    the config), and each model's window where the lengths are fractions of it; models by ``ModelConfig.label``."""
 
     per_model: tuple[tuple[str, tuple[ResolvedLength, ...]], ...]
     windows: tuple[tuple[str, int], ...] = ()  # context_unit: window only
@@ -116,29 +116,29 @@ def token_lengths(config: EvalConfig) -> ContextLengths:
         raise ConfigError(f"{config.source_label}: context_unit: window: the lengths are fractions of each model's "
                           "window; resolve them with the models' windows first (evalkit.run.preflight.model_limits)")
     lengths = tuple(ResolvedLength(int(length)) for length in config.context_lengths)
-    return ContextLengths(tuple((model.name, lengths) for model in config.models))
+    return ContextLengths(tuple((model.label, lengths) for model in config.models))
 
 
 def window_lengths(config: EvalConfig, windows: Mapping[str, int | None], label: str) -> ContextLengths:
-    """Each model's lengths as ``floor(fraction x window)`` tokens; ``windows`` maps model names to the window
+    """Each model's lengths as ``floor(fraction x window)`` tokens; ``windows`` maps model labels to the window
     found for each (None: neither ``context_window`` nor the model's config says it). ConfigError naming
     ``label`` (the config file), the field and the fix for a length that cannot be run."""
     per_model, found = [], []
     for index, model in enumerate(config.models):
-        window = model.context_window or windows.get(model.name)
+        window = model.context_window or windows.get(model.label)
         if window is None:
             raise ConfigError(
-                f"{label}: models[{index}].context_window: context_unit: window needs {model.name}'s maximum context "
+                f"{label}: models[{index}].context_window: context_unit: window needs {model.label}'s maximum context "
                 f"and its config does not say it; set models[{index}].context_window to the tokens it (or its "
                 "engine) takes, or use context_unit: tokens")
         budget = model.max_new_tokens + model.reasoning_tokens
         lengths = tuple(ResolvedLength(math.floor(fraction * window), float(fraction))
                         for fraction in config.context_lengths)
         for length in lengths:
-            _check_fits(label, index, model.name, window, budget, length)
-        _check_distinct(label, model.name, window, lengths)
-        per_model.append((model.name, lengths))
-        found.append((model.name, window))
+            _check_fits(label, index, model.label, window, budget, length)
+        _check_distinct(label, model.label, window, lengths)
+        per_model.append((model.label, lengths))
+        found.append((model.label, window))
     return ContextLengths(tuple(per_model), tuple(found))
 
 

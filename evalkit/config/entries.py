@@ -21,8 +21,10 @@ DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
 # model-entry fields added after runs existed: left out of ``config_hash`` while at their default
 MODEL_HASH_OMITTED_AT_DEFAULT = frozenset(
     {"allow_pickle_weights", "backend", "served", "think_pattern", "reasoning_tokens", "chat_template_kwargs",
-     "gguf_file", "context_window"}
+     "gguf_file", "init", "init_seed", "context_window"}
 )
+
+
 class ModelConfig(BaseModel):
     """One model entry of an eval config."""
 
@@ -68,6 +70,20 @@ class ModelConfig(BaseModel):
         None, ge=32, description="the model's maximum context in tokens, where its config does not say it (a served "
         "engine's context size); wins over the config's value. context_unit: window resolves fractions of it"
     )
+    # the untrained control (docs/models.md): the same architecture and tokenizer, the family's own random init
+    init: Literal["pretrained", "random"] = Field(
+        "pretrained", description="pretrained: the trained weights; random: the same architecture and tokenizer with "
+        "random weights drawn from init_seed (a control: accuracy not meaningful, attention shows the prior)"
+    )
+    init_seed: int = Field(0, description="seed of the random weights (init: random only)")
+
+    @property
+    def label(self) -> str:
+        """How records, trial ids, headers and reports name this entry: ``name``, or for an untrained control
+        ``"NAME (random init, seed N)"``, so the trained model and its control can be listed side by side."""
+        if self.init == "random":
+            return f"{self.name} (random init, seed {self.init_seed})"
+        return self.name
 
     @field_validator("think_pattern")
     @classmethod
@@ -86,6 +102,17 @@ class ModelConfig(BaseModel):
             raise FieldError("served", "backend: served needs a served: block; add served: {base_url: http://...}")
         if self.served is not None and self.backend != "served":
             raise FieldError("served", f"is set but backend is {self.backend!r}; set backend: served or remove it")
+        return self
+
+    @model_validator(mode="after")
+    def _random_init(self) -> ModelConfig:
+        # random weights are built in this process; a served engine loads its own (trained) weights
+        if self.init == "random" and self.backend == "served":
+            raise FieldError("init", "random builds the weights in this process, but backend: served runs the "
+                             "engine's own weights; use backend: transformers for the random-init control")
+        if self.init == "pretrained" and "init_seed" in self.model_fields_set:
+            raise FieldError("init_seed", "applies to init: random only (pretrained weights have no seed); "
+                             "set init: random or remove init_seed")
         return self
 
     @field_validator("device")

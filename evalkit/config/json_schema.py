@@ -27,6 +27,7 @@ def json_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The JSON Schema of the YAML file ``model`` validates (draft 2020-12, with ``$schema`` stated)."""
     schema = model.model_json_schema(mode="validation")
     _require_discriminators(schema)
+    _close_pattern_keys(schema)
     return {"$schema": SCHEMA_DIALECT, **schema}
 
 
@@ -63,6 +64,23 @@ def _require_discriminators(schema: dict[str, Any]) -> None:
             target = definitions[variant["$ref"].rsplit("/", 1)[-1]]
             if key not in target.get("required", []):
                 target["required"] = [key, *target.get("required", [])]
+
+
+def _close_pattern_keys(schema: dict[str, Any]) -> None:
+    """Turn a mapping's one ``patternProperties`` into ``propertyNames`` plus ``additionalProperties``.
+
+    Pydantic writes a ``dict`` whose keys have a pattern as ``patternProperties``, which constrains only keys that
+    match it: ``needle_variants: {"": 0}`` (a key outside the pattern, a value of any type) would pass the schema
+    while the validator refuses both. Every key must match and every value fit, as the validator says.
+    """
+    for node in _nodes(schema):
+        patterns = node.get("patternProperties")
+        if not isinstance(patterns, dict) or len(patterns) != 1 or "additionalProperties" in node:
+            continue
+        (pattern, values), = patterns.items()
+        node.pop("patternProperties")
+        node["propertyNames"] = {**node.get("propertyNames", {}), "pattern": pattern}
+        node["additionalProperties"] = values
 
 
 def _nodes(value: Any) -> list[dict[str, Any]]:

@@ -41,6 +41,7 @@ from evalkit.config.mitigations import (
     check_same_run_heads,
     expand_arm_shorthand,
 )
+from evalkit.config.search import SearchConfig
 from evalkit.config.served import SERVED_HASH_EXCLUDED_FIELDS
 from evalkit.config.yaml_io import (
     DuplicateKeyError,
@@ -58,7 +59,8 @@ MAX_SAMPLES = 10_000
 
 # Fields that say where things live, not what is measured: left out of ``config_hash``.
 # How trials are scheduled (reuse, batch size) does not change results beyond float noise either.
-HASH_EXCLUDED_FIELDS = frozenset({"output_dir", "task_dirs", "reuse_prefix", "batch_size", "data_dir"})
+# ``search`` is what ``evalkit calibrate`` varies, not part of the grid a run plans.
+HASH_EXCLUDED_FIELDS = frozenset({"output_dir", "task_dirs", "reuse_prefix", "batch_size", "data_dir", "search"})
 # Fields added after runs existed: left out of ``config_hash`` while at their default, so old runs resume.
 LAYOUT_HASH_OMITTED_AT_DEFAULT = ("distractor_count", "haystack_order", "needle_variant")
 HASH_OMITTED_AT_DEFAULT = frozenset({"context_unit", "controls", "layout", "mitigations", "values"})
@@ -123,6 +125,9 @@ class EvalConfig(BaseModel):
         default_factory=lambda: [NoMitigation()], min_length=1,
         description="experiment arms, each on the baseline's trials (see evalkit/config/mitigations.py)",
         json_schema_extra=string_items({"enum": list(ARM_NAMES)}, unique=True))
+    search: SearchConfig | None = Field(
+        None, description="the difficulty search of `evalkit calibrate` (see evalkit/config/search.py); "
+        "evalkit run ignores it")
 
     _source_path: Path | None = PrivateAttr(None)
 
@@ -170,8 +175,8 @@ class EvalConfig(BaseModel):
     @field_validator("models", "tasks", "context_lengths", "depths", "controls")
     @classmethod
     def _no_repeats(cls, value: list[Any], info: ValidationInfo) -> list[Any]:
-        # a repeated entry would plan the same trial twice (same trial id)
-        keys = [item.name if isinstance(item, ModelConfig) else item for item in value]
+        # a repeated entry would plan the same trial twice (same trial id); a model is its label (name and init)
+        keys = [item.label if isinstance(item, ModelConfig) else item for item in value]
         seen: dict[Any, int] = {}
         for index, key in enumerate(keys):
             if key in seen:
@@ -233,7 +238,7 @@ class EvalConfig(BaseModel):
             if value.decode_steps > model.max_new_tokens - 1:
                 raise ValueError(
                     f"decode_steps {value.decode_steps} needs max_new_tokens >= {value.decode_steps + 1}, but "
-                    f"models[{index}] ({model.name}) has {model.max_new_tokens}; lower attention.decode_steps "
+                    f"models[{index}] ({model.label}) has {model.max_new_tokens}; lower attention.decode_steps "
                     f"or raise models[{index}].max_new_tokens"
                 )
         return value

@@ -22,6 +22,7 @@ from evalkit.errors import ModelLoadError
 from evalkit.models.builtin import cache_root, ensure_builtin, ensure_gguf
 from evalkit.models.content_hash import folder_revision
 from evalkit.models.pickles import pickle_load_error, quiet_unpickler, refuse_pickle_weights, refused_by_unpickler
+from evalkit.models.random_init import random_model
 from evalkit.models.registry import BUILTIN_MODELS, builtin_names, get_builtin
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ class LoadedModel:
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
-    name: str  # as written in the config (alias, Hub id or path)
+    name: str  # the entry's label: its name as written (alias, Hub id or path), "(random init, seed N)" added
     revision: str  # Hub commit hash, built-in package+GGUF hash, the requested revision, or "unknown"
     max_context_tokens: int | None  # trained context length; None when the model does not say
     device: str  # device of the input embeddings: where input_ids go ("cpu", "cuda:0", ...)
@@ -121,7 +122,7 @@ def _resolve_source(cfg: ModelConfig) -> _Source:
         return _Source(str(cached.path), None, cached.revision, "gguf")
     path = Path(cfg.name).expanduser()
     if path.exists():
-        if not cfg.allow_pickle_weights:
+        if not cfg.allow_pickle_weights and cfg.init == "pretrained":  # a random-init control reads no weights
             refuse_pickle_weights(cfg, path)
         # no commit hash here: the content is the revision (a changed weight makes new trials, not mixed ones)
         revision = folder_revision(path, cache_root()) if path.is_dir() else None
@@ -296,14 +297,21 @@ def _load_tokenizer(cfg: ModelConfig, source: _Source) -> PreTrainedTokenizerBas
 
 
 def load_model(cfg: ModelConfig) -> LoadedModel:
-    """Load the model and tokenizer a config entry names, in eval mode on the requested device."""
+    """Load the model and tokenizer a config entry names, in eval mode on the requested device.
+
+    ``init: random`` reads the config the same way and builds the architecture with random weights
+    (``random_init.py``); the revision is then the config's.
+    """
     source = _resolve_source(cfg)
     device = None if cfg.device_map is not None else resolve_device(cfg.device)
-    model = _load_weights(cfg, source, device)
+    if cfg.init == "random":
+        model = random_model(cfg, _load_config(cfg, source), device)
+    else:
+        model = _load_weights(cfg, source, device)
     tokenizer = _load_tokenizer(cfg, source)
     revision = source.recorded_revision or getattr(model.config, "_commit_hash", None) or cfg.revision
-    logger.info("loaded %s (%s) revision %s", cfg.name, source.kind, revision or "unknown")
-    return load_from_objects(model, tokenizer, name=cfg.name, revision=revision or "unknown")
+    logger.info("loaded %s (%s) revision %s", cfg.label, source.kind, revision or "unknown")
+    return load_from_objects(model, tokenizer, name=cfg.label, revision=revision or "unknown")
 
 
 def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:

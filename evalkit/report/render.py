@@ -30,6 +30,7 @@ from evalkit.report.analysis.indices import (
 from evalkit.report.data.labels import add_variants, placement_trials, variant_order
 from evalkit.report.data.lengths import length_axis
 from evalkit.report.data.load import load_header, load_results
+from evalkit.report.data.untrained import trained_records, untrained_models
 from evalkit.report.document.mitigation_section import mitigation_report
 from evalkit.report.document.recommend_section import recommendation_blocks
 from evalkit.report.analysis.mitigations import baseline_records
@@ -37,7 +38,7 @@ from evalkit.report.document.results import controls_blocks, examples_blocks, gl
 from evalkit.report.document.sections import ReportData, comparison_blocks, positions_blocks, runs_blocks, trust_warnings
 from evalkit.report.analysis.decision import ModelDecision, model_decisions
 from evalkit.report.charts.safety_strip import legend_handles, plot_safety_strip, strip_size
-from evalkit.report.document.decision_section import decision_blocks, variant_summary_blocks
+from evalkit.report.document.decision_section import decision_blocks, untrained_blocks, variant_summary_blocks
 from evalkit.report.document.viewer import write_viewer
 from evalkit.report.document.content_section import content_report
 from evalkit.report.document.failure_section import failure_report
@@ -98,6 +99,7 @@ def write_report(
     records = load_results(dirs)
     # mitigation arms (config ``mitigations``) are compared in their own section; the rest shows the baseline
     data = _compute(dirs, [load_header(d) for d in dirs], baseline_records(records), threshold)
+    records = trained_records(records, data.untrained)  # an untrained control's arms measure no retrieval either
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out}: is a file, not a folder for the report; choose another --out")
@@ -115,7 +117,8 @@ def _write_all(data: ReportData, dirs: list[Path], out: Path, records: pd.DataFr
     variant_charts = _write_variant_charts(data, out)
     compare_charts = _write_comparison_charts(data, out)
     # attention charts and tables, only when the runs captured attention (attention_sections.py)
-    attention = attention_report(data.df, out, _inside, unique_stems)
+    # untrained controls too: their attention by position is the architecture's prior, shown beside the trained
+    attention = attention_report(data.all_records, out, _inside, unique_stems, data.untrained)
     tables += attention.tables
     arms = mitigation_report(records, out, _inside, unique_stems)  # "Does a fix help?", when arms ran
     tables += arms.tables
@@ -132,7 +135,8 @@ def _write_all(data: ReportData, dirs: list[Path], out: Path, records: pd.DataFr
             *controls_blocks(data), *variant_blocks(data, variant_charts), *attention.blocks,
             *examples_blocks(data), *glossary_blocks(data, [p for p in tables if p.suffix == ".csv"])]
     reasons = {m: [*failures.lines.get(m, []), *content.lines.get(m, [])] for m in {*failures.lines, *content.lines}}
-    summary = [*decision_blocks(data, decisions, strips, reasons), *trust_warnings(data)]
+    summary = [*decision_blocks(data, decisions, strips, reasons), *untrained_blocks(data, bool(attention.blocks)),
+               *trust_warnings(data)]
     links = Para(("Tables: ", Link("summary.md", "summary.md"), " · ", Link("summary.csv", "summary.csv"),
                   ". A self-contained version of this report is ", Link("report.html", "report.html"), "."))
     report_md = _inside(out, "report.md")
@@ -146,8 +150,10 @@ def _write_all(data: ReportData, dirs: list[Path], out: Path, records: pd.DataFr
 
 
 def _compute(dirs: list[Path], headers: list[dict], records: pd.DataFrame, threshold: float) -> ReportData:
-    """Every table of the report, from the records of ``dirs``."""
-    df = add_variants(records)
+    """Every table of the report, from the records of ``dirs`` (an untrained control's only in ``all_records``)."""
+    every = add_variants(records)
+    untrained = untrained_models(headers)
+    df = trained_records(every, untrained)
     main = placement_trials(df)
     model_of = dict(zip(df["variant"].astype("str"), df["model"]))
     summary = summary_table(main, by="variant")
@@ -162,6 +168,7 @@ def _compute(dirs: list[Path], headers: list[dict], records: pd.DataFrame, thres
         controls=control_rates(df), threshold=threshold, variants=tuple(variants),
         tasks=tuple(sorted(map(str, main["task"].unique()))),
         positions=document_position_table(df), position_pairs=position_pairs(df),
+        untrained=untrained, all_records=every,
     )
 
 

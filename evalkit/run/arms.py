@@ -86,10 +86,10 @@ def resolve_arm_heads(config: EvalConfig, config_path: str | Path) -> dict[tuple
         for index, arm in arms:
             where = f"{config_path}: mitigations[{index}]"
             if grid is not None:
-                check_arm_fits(arm, grid, where, model.name)
+                check_arm_fits(arm, grid, where, model.label)
             if arm.arm == "mask_heads" and arm.from_run is not None:
-                out[(arm.label, model.name)] = _heads_from_run(config.base_dir / Path(arm.from_run).expanduser(),
-                                                               arm.top_k, model.name, grid, where)
+                out[(arm.label, model.label)] = _heads_from_run(config.base_dir / Path(arm.from_run).expanduser(),
+                                                                arm.top_k, model.label, grid, where)
     return out
 
 

@@ -15,6 +15,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from evalkit.config.entries import ModelConfig
 from evalkit.models.base import BackendInfo
 from evalkit.store.run_facts import SPECIAL_TOKEN_ROLES, GpuFacts, HardwareFacts, ModelFacts, SpecialToken
 
@@ -35,11 +36,14 @@ def hardware_facts() -> HardwareFacts:
                          cuda_runtime=runtime, gpu_driver=_nvidia_driver() if gpus else None)
 
 
-def model_facts(info: BackendInfo) -> ModelFacts:
-    """The chat template's hash, the special tokens and the parameter count of a loaded model."""
+def model_facts(info: BackendInfo, entry: ModelConfig | None = None) -> ModelFacts:
+    """The chat template's hash, the special tokens and the parameter count of a loaded model, and the init of
+    its weights (``entry``'s: pretrained, or random with its seed; pretrained without an entry)."""
     tokenizer = info.tokenizer
+    random_seed = entry.init_seed if entry is not None and entry.init == "random" else None
     return ModelFacts(chat_template_sha256=chat_template_sha256(getattr(tokenizer, "chat_template", None)),
-                      special_tokens=special_tokens(tokenizer), parameters=info.parameters)
+                      special_tokens=special_tokens(tokenizer), parameters=info.parameters,
+                      init="pretrained" if random_seed is None else "random", init_seed=random_seed)
 
 
 def chat_template_sha256(template: Any) -> str | None:

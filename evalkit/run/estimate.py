@@ -12,6 +12,10 @@ for trial counts and within the length tolerance for tokens:
                     first, in full (no reuse): attention_sort answers it too, calibrate_attention's probe
                     generates one token; both are in the totals above
 
+A ``search:`` block (``evalkit calibrate``) is costed apart, at its worst: every trial of its budget, for each
+model x task, at its hardest setting (the highest length searched, or the config's length for a look-alike
+search), in full.
+
 The wall time is (prefilled tokens + answer tokens) / ``tokens_per_s`` where the user gives a throughput;
 otherwise, with ``measure``, each model entry is loaded and timed on a few calibration forwards
 (``calibrate.py``): its prefilled tokens / its prefill tokens/s + its answer tokens / its decode tokens/s.
@@ -48,6 +52,9 @@ class PlanEstimate:
     # documents tasks: their prompts are as long as their documents, and context_lengths only caps them
     upper_bound_tasks: tuple[str, ...] = ()
     first_passes: int = 0  # extra prompts of attention_sort and calibrate_attention trials (in the totals)
+    search_trials: int = 0  # ``evalkit calibrate``'s budget over every model x task (0: no search block)
+    search_prompt_tokens: int = 0  # those trials at the hardest setting, prefilled in full: an upper bound
+    search_wall_s: float | None = None
 
 
 def _group_prefill(group: list[Trial]) -> int:
@@ -72,7 +79,7 @@ def _first_passes(config: EvalConfig, trials: list[Trial], documents_tasks: set[
     for trial in trials:
         kind = config.arm(trial.mitigation).arm
         if kind in DOCUMENT_ATTENTION_ARMS and not trial.control and trial.task in documents_tasks:
-            model = next(m for m in config.models if m.name == trial.model)
+            model = next(m for m in config.models if m.label == trial.model)
             out.append((trial, model.max_new_tokens + model.reasoning_tokens if kind == "attention_sort" else 1))
     return out
 
@@ -82,15 +89,40 @@ def _measured_wall(config: EvalConfig, trials: list[Trial], first: list[tuple[Tr
     """Seconds from each model's calibration forwards, and those throughputs."""
     wall, measured = 0.0, []
     for model in config.models:
-        mine = [t for t in trials if t.model == model.name]
-        passes = [(t, n) for t, n in first if t.model == model.name]
+        mine = [t for t in trials if t.model == model.label]
+        passes = [(t, n) for t, n in first if t.model == model.label]
         # short: plan must stay cheap
-        speed = measure_throughput(model, prompt_tokens=min(512, max(lengths.tokens(model.name))))
+        speed = measure_throughput(model, prompt_tokens=min(512, max(lengths.tokens(model.label))))
         answers = len(mine) * (model.max_new_tokens + model.reasoning_tokens) + sum(n for _, n in passes)
         prefill = _prefill(config, mine) + sum(t.context_length for t, _ in passes)
         wall += prefill / speed.prefill_tokens_per_s + answers / speed.decode_tokens_per_s
-        measured.append((model.name, speed))
+        measured.append((model.label, speed))
     return wall, tuple(measured)
+
+
+def _search_cost(config: EvalConfig, speeds: dict[str, Throughput], tokens_per_s: float | None,
+                 lengths: ContextLengths) -> tuple[int, int, float | None]:
+    """(trials, prompt tokens, seconds) of the search's budget at its hardest setting (see the module doc)."""
+    search = config.search
+    if search is None:
+        return 0, 0, None
+    per_model = search.budget * len(config.tasks)
+    # a distractor_count search runs at the config's one length, in each model's tokens
+    longest = {m.label: search.high if search.axis == "context_length" else max(lengths.tokens(m.label))
+               for m in config.models}
+    wall: float | None = 0.0
+    for model in config.models:
+        length = longest[model.label]
+        answers = per_model * (model.max_new_tokens + model.reasoning_tokens)
+        if tokens_per_s:
+            wall += (per_model * length + answers) / tokens_per_s
+        elif model.label in speeds:
+            speed = speeds[model.label]
+            wall += per_model * length / speed.prefill_tokens_per_s + answers / speed.decode_tokens_per_s
+        else:
+            wall = None
+            break
+    return per_model * len(config.models), per_model * sum(longest.values()), wall
 
 
 def estimate_plan(config: EvalConfig, config_path: str | Path, tokens_per_s: float | None = None,
@@ -100,7 +132,7 @@ def estimate_plan(config: EvalConfig, config_path: str | Path, tokens_per_s: flo
     tasks = prepare_tasks(config, Path(config_path))
     lengths = resolve_context_lengths(config, Path(config_path))
     trials = expand(config, {name: t.spec for name, t in tasks.items()}, lengths=lengths)
-    budget = {m.name: m.max_new_tokens + m.reasoning_tokens for m in config.models}
+    budget = {m.label: m.max_new_tokens + m.reasoning_tokens for m in config.models}
     capped = tuple(name for name, task in tasks.items() if task.spec.documents is not None)
     first = _first_passes(config, trials, set(capped))
     first_tokens = sum(t.context_length for t, _ in first)
@@ -112,7 +144,8 @@ def estimate_plan(config: EvalConfig, config_path: str | Path, tokens_per_s: flo
         wall = (reused + answers) / tokens_per_s
     elif measure:
         wall, measured = _measured_wall(config, trials, first, lengths)
-    return PlanEstimate(len(trials), full, reused, answers, wall, measured, capped, len(first))
+    search = _search_cost(config, dict(measured), tokens_per_s, lengths)
+    return PlanEstimate(len(trials), full, reused, answers, wall, measured, capped, len(first), *search)
 
 
 def format_estimate(result: PlanEstimate) -> str:
@@ -133,4 +166,12 @@ def format_estimate(result: PlanEstimate) -> str:
            "counted here at context_length, so tokens and time are upper bounds"] if result.upper_bound_tasks else []),
         *speeds,
         f"estimated wall time: {wall}",
+        *([_search_line(result)] if result.search_trials else []),
     ])
+
+
+def _search_line(result: PlanEstimate) -> str:
+    wall = (f"{result.search_wall_s:,.0f} s ({result.search_wall_s / 3600:.2f} h)" if result.search_wall_s is not None
+            else "give --tokens-per-s N for a time")
+    return (f"evalkit calibrate (search block), at most: {result.search_trials:,} trials, "
+            f"{result.search_prompt_tokens:,} prompt tokens (every trial at the hardest setting), {wall}")

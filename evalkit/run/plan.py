@@ -67,7 +67,8 @@ def expand(
     Each cell runs once per mitigation arm (``cfg.mitigations``), so every arm pairs one-to-one with ``none``.
 
     ``tasks`` maps each config ``tasks`` entry (or its task name) to its loaded spec.
-    ``model_revisions`` maps model names to resolved revisions (e.g. commit hashes); a model
+    ``model_revisions`` maps model labels (``ModelConfig.label``: the name, or the name with its random init)
+    to resolved revisions (e.g. commit hashes); a model
     missing from it uses its configured ``revision`` (or "").
     ``lengths`` gives each model's lengths in tokens (``preflight.model_limits``); a token config may leave it out.
     """
@@ -76,8 +77,8 @@ def expand(
     lengths = lengths or token_lengths(cfg)
     trials: list[Trial] = []
     for model in cfg.models:
-        revision = revisions.get(model.name, model.revision or "")
-        resolved = dict(zip(cfg.context_lengths, lengths.of(model.name)))  # config length -> this model's
+        revision = revisions.get(model.label, model.revision or "")
+        resolved = dict(zip(cfg.context_lengths, lengths.of(model.label)))  # config length -> this model's
         for spec in specs:
             task_hash = spec.content_hash()
             _refuse_per_trial_documents(cfg, spec)
@@ -89,11 +90,11 @@ def expand(
                         variant = trial_variant(control, pairs, arm_variant(arm))
                         tokens = resolved[length].tokens
                         tid = trial_id(
-                            model=model.name, revision=revision, task=spec.name, task_hash=task_hash,
+                            model=model.label, revision=revision, task=spec.name, task_hash=task_hash,
                             context_length=id_length(control, tokens), depth=None if math.isnan(depth) else depth,
                             sample=sample, config_seed=cfg.seed, variant=variant or None,
                         )
-                        trials.append(Trial(tid, model.name, spec.name, tokens, depth, sample, seed, control, pairs,
+                        trials.append(Trial(tid, model.label, spec.name, tokens, depth, sample, seed, control, pairs,
                                             arm.label, resolved[length].fraction))
     # config validation rejects repeated models, tasks, lengths and depths (and window_lengths fractions that come
     # to the same tokens), so ids cannot collide

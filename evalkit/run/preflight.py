@@ -112,24 +112,24 @@ def model_limits(config: EvalConfig, config_path: Path) -> ModelLimits:
             info = describe_model(model_cfg)
         except EvalkitError as err:  # say which config entry named the model
             raise type(err)(f"{config_path}: models[{index}].name: {err}") from None
-        revisions[model_cfg.name] = info.revision
-        windows[model_cfg.name] = model_cfg.context_window or info.max_context_tokens
+        revisions[model_cfg.label] = info.revision
+        windows[model_cfg.label] = model_cfg.context_window or info.max_context_tokens
     if config.context_unit == "window":
         return ModelLimits(revisions, window_lengths(config, windows, str(config_path)))
     longest = max(config.context_lengths)
     for index, model_cfg in enumerate(config.models):
-        window = windows[model_cfg.name]
+        window = windows[model_cfg.label]
         if window is not None and longest + model_cfg.max_new_tokens > window:
             raise ConfigError(
                 f"{config_path}: context_lengths: {longest} tokens plus max_new_tokens "
-                f"{model_cfg.max_new_tokens} (models[{index}]) exceeds {model_cfg.name}'s maximum of "
+                f"{model_cfg.max_new_tokens} (models[{index}]) exceeds {model_cfg.label}'s maximum of "
                 f"{window} tokens; use lengths up to {window - model_cfg.max_new_tokens}"
             )
     return ModelLimits(revisions, token_lengths(config))
 
 
 def check_model_limits(config: EvalConfig, config_path: Path) -> dict[str, str]:
-    """Refuse lengths above a model's maximum (``model_limits``); return {model name: resolved revision}."""
+    """Refuse lengths above a model's maximum (``model_limits``); return {model label: resolved revision}."""
     return model_limits(config, config_path).revisions
 
 
@@ -142,7 +142,7 @@ def resolve_context_lengths(config: EvalConfig, config_path: Path) -> ContextLen
     for index, model_cfg in enumerate(config.models):
         if model_cfg.context_window is None:
             try:
-                windows[model_cfg.name] = describe_model(model_cfg).max_context_tokens
+                windows[model_cfg.label] = describe_model(model_cfg).max_context_tokens
             except EvalkitError as err:
                 raise type(err)(f"{config_path}: models[{index}].name: {err}") from None
     return window_lengths(config, windows, str(config_path))
@@ -229,7 +229,7 @@ def run_header(
         "config_path": str(config_path),
         "seed": config.seed,
         "models": revisions,
-        "trust_remote_code": {m.name: m.trust_remote_code for m in config.models},
+        "trust_remote_code": {m.label: m.trust_remote_code for m in config.models},
         "started_at": utc_now(),
         "versions": library_versions(),
         HARDWARE_KEY: hardware_row(hardware_facts()),  # where it ran (not compared on resume)

@@ -73,9 +73,9 @@ def check_prompts_fit(config: EvalConfig, config_path: str | Path, tasks: Mappin
         tokenizer = load_tokenizer(model_cfg)
         _check_chat_template(config, config_path, index, tokenizer)
         builder = PromptBuilder(tokenizer)
-        view = lengths.config_for(config, model_cfg.name)  # this model's lengths in its tokens (seeds: config's)
+        view = lengths.config_for(config, model_cfg.label)  # this model's lengths in its tokens (seeds: config's)
         for task_index, (name, task) in enumerate(tasks.items()):  # in the config's order
-            where = f"(task {name}, model {model_cfg.name})"
+            where = f"(task {name}, model {model_cfg.label})"
             if task.spec.documents is not None:
                 check_document_prompts(builder, view, config_path, task, model_cfg, index, task_index)
                 continue
@@ -99,13 +99,13 @@ def check_document_prompts(builder: PromptBuilder, config: EvalConfig, config_pa
     longest = (0, "")
     for sample in range(config.samples):
         for control in controls:
-            trial = Trial("", model_cfg.name, name, smallest, 0.0, sample, trial_seed(config.seed, name, sample),
+            trial = Trial("", model_cfg.label, name, smallest, 0.0, sample, trial_seed(config.seed, name, sample),
                           control, config.layout.layouts()[0].id_pairs())
             try:
                 built = build_trial_prompt(builder, task, trial, model_cfg, config)
             except (PlacementError, TaskError) as err:
                 raise ConfigError(f"{config_path}: {_document_error_field(task, task_index, err, control)}: {err} "
-                                  f"(task {name}, model {model_cfg.name}, sample {sample})") from None
+                                  f"(task {name}, model {model_cfg.label}, sample {sample})") from None
             if built.gold_ids is not None and len(built.gold_ids) > longest[0]:
                 longest = (len(built.gold_ids), built.needle.answer)
     check_answer_budget(longest[0], longest[1], model_cfg, model_index, name, config_path,
@@ -149,7 +149,7 @@ def _check_distractor_counts(builder: PromptBuilder, config: EvalConfig, config_
         return
     name, smallest = task.spec.name, min(config.context_lengths)
     for count in config.layout.distractor_count:
-        trial = Trial("", model_cfg.name, name, smallest, config.depths[0], 0, trial_seed(config.seed, name, 0), "",
+        trial = Trial("", model_cfg.label, name, smallest, config.depths[0], 0, trial_seed(config.seed, name, 0), "",
                       Layout(distractor_count=count).id_pairs())
         try:
             build_trial_prompt(builder, task, trial, model_cfg, config)

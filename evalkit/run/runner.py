@@ -153,25 +153,25 @@ def _run_trials(
     progress = tqdm(total=todo, desc="trials", unit="trial", disable=quiet or not todo, dynamic_ncols=True)
     with progress:
         for model_cfg in config.models:
-            model_trials = [t for t in trials if t.model == model_cfg.name]
+            model_trials = [t for t in trials if t.model == model_cfg.label]
             if all(t.trial_id in done for t in model_trials):
                 continue
-            view = lengths.config_for(config, model_cfg.name)  # its lengths in its own tokens, for its prompts
+            view = lengths.config_for(config, model_cfg.label)  # its lengths in its own tokens, for its prompts
             # the kernel check_capture chose (attention.inner while capture is on) is the one the model loads with
-            loaded_cfg = model_cfg.model_copy(update={"attn_implementation": kernels[model_cfg.name]})
+            loaded_cfg = model_cfg.model_copy(update={"attn_implementation": kernels[model_cfg.label]})
             session = _open_model(loaded_cfg, view, config_path, tasks)
             try:
-                store.record_model(model_cfg.name, model_facts(session.backend.info))
+                store.record_model(model_cfg.label, model_facts(session.backend.info, model_cfg))
                 for arm, arm_trials in trials_by_arm(model_trials, view):
                     if all(t.trial_id in done for t in arm_trials):
                         continue
-                    heads = heads_for_arm(arm, model_cfg.name, store.run_dir, arm_heads)
+                    heads = heads_for_arm(arm, model_cfg.label, store.run_dir, arm_heads)
                     with arm_attached(session.backend, arm, heads) as arm_extra:
                         for record in _scheduled(session, tasks, (arm_trials, done), view, store):
                             store.append(dataclasses.replace(record, extra={**record.extra, **arm_extra}))
                             ran += 1
                             progress.update(1)
-                            progress.set_postfix_str(f"{model_cfg.name} L={record.context_length} "
+                            progress.set_postfix_str(f"{model_cfg.label} L={record.context_length} "
                                                      f"d={record.depth:g} {arm.label}")
             finally:
                 session.backend.close()
@@ -243,11 +243,11 @@ def _check_smallest_prompt(session: _ModelSession, config: EvalConfig, config_pa
     smallest = min(config.context_lengths)
     for name, task in tasks.items():
         for layout in config.layout.layouts():  # a layout with the question twice needs more room
-            probe = Trial("", session.config.name, name, smallest, 0.0, 0, config.seed, "", layout.id_pairs())
+            probe = Trial("", session.config.label, name, smallest, 0.0, 0, config.seed, "", layout.id_pairs())
             try:
                 build_trial_prompt(session.builder, task, probe, session.config, config)
             except PlacementError as err:
-                where = f"task {name}, model {session.config.name}, {layout.label()}"
+                where = f"task {name}, model {session.config.label}, {layout.label()}"
                 raise ConfigError(f"{config_path}: context_lengths: {err} ({where})") from None
         _check_haystack_fills(session, config, config_path, name, task)
 

@@ -4,8 +4,9 @@
 
     hardware      {"cpu_model", "cpu_cores", "ram_bytes", "gpus": [{"name", "memory_bytes"}], "cuda_runtime",
                    "gpu_driver"}    the machine that started the run (``run/environment.py`` reads it)
-    model_facts   {model name: {"chat_template_sha256", "special_tokens": [{"role", "text", "id"}], "parameters"}}
-                   written when the model is loaded
+    model_facts   {model label: {"chat_template_sha256", "special_tokens": [{"role", "text", "id"}], "parameters",
+                   "init", "init_seed"}}  written when the model is loaded; ``init`` is "pretrained" or "random" (the
+                   untrained control, whose accuracy reports do not present as a retrieval result)
     finished_at   ISO time the last call of ``evalkit run`` on this directory ended
     eval_seconds  wall seconds of every call on this directory from its start (checks and loading included) to
                   the end of its trials, summed (a killed call adds nothing)
@@ -60,6 +61,13 @@ class ModelFacts:
     chat_template_sha256: str | None  # sha256 of tokenizer.chat_template's text; None: the tokenizer has none
     special_tokens: tuple[SpecialToken, ...] = ()  # the roles the tokenizer sets, in SPECIAL_TOKEN_ROLES order
     parameters: int | None = None  # None: the backend cannot count them (a served engine)
+    init: str = "pretrained"  # "random": the architecture with random weights (``ModelConfig.init``)
+    init_seed: int | None = None  # the seed of random weights; None for pretrained ones
+
+    @property
+    def random_init(self) -> bool:
+        """Whether the model ran with random weights (an untrained control)."""
+        return self.init == "random"
 
 
 @dataclass(frozen=True)
@@ -145,4 +153,6 @@ def _model_facts(row: object) -> ModelFacts | None:
         special_tokens=tuple(SpecialToken(t["role"], t["text"], _int(t.get("id"))) for t in tokens
                              if isinstance(t, dict) and isinstance(t.get("role"), str) and isinstance(t.get("text"), str)),
         parameters=_int(row.get("parameters")),
+        # headers from before ``init`` existed ran trained weights
+        init=_str(row.get("init")) or "pretrained", init_seed=_int(row.get("init_seed")),
     )  # fmt: skip

@@ -105,6 +105,14 @@ BAD = [
     ("served url not http with a password", changed(models=[{"name": "m", "backend": "served",
                                                              "served": {"base_url": "ftp://u:S3CRETPW@h:1"}}]), (),
      ["grid.yaml: models[0].served.base_url: 'ftp://***@h:1' is not an http(s) URL"]),
+    ("random init on a served backend", changed(models=[{"name": "m", "backend": "served", "init": "random",
+                                                        "served": {"base_url": "http://h:1"}}]), (),
+     ["grid.yaml: models[0].init: random builds the weights in this process", "use backend: transformers"]),
+    ("init_seed without random init", changed(models=[{"name": "m", "init_seed": 3}]), (),
+     ["grid.yaml: models[0].init_seed: applies to init: random only", "set init: random or remove init_seed"]),
+    ("duplicate random control", changed(models=["m", {"name": "m", "init": "random"},
+                                                 {"name": "m", "init": "random", "dtype": "float16"}]), (),
+     ["grid.yaml: models: 'm (random init, seed 0)' appears twice (models[1] and models[2]); list it once"]),
     ("served unknown key", changed(models=[{"name": "m", "backend": "served",
                                             "served": {"base_url": "http://h:1", "api_key": "sk-x"}}]), (),
      ["grid.yaml: models[0].served.api_key: "]),
@@ -250,6 +258,26 @@ def test_backend_field_at_its_default_keeps_the_hash_of_older_configs() -> None:
     assert config_hash(EvalConfig.model_validate(spelled)) == "b0b8332f6d02b9e5"
     other = {**raw, "models": [{**raw["models"][0], "backend": "served", "served": {"base_url": "http://h:1"}}]}
     assert config_hash(EvalConfig.model_validate(other)) != "b0b8332f6d02b9e5"
+
+
+def test_init_at_its_default_keeps_the_hash_of_older_configs() -> None:
+    """``models[*].init`` and ``init_seed`` came after runs existed: a config without them (or with ``init:
+    pretrained`` spelled out) hashes as before (the literal: configs/quickstart.yaml's hash before they existed), so
+    old run dirs resume; a random-init control, or another seed of it, is another run."""
+    raw = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())
+    entry = raw["models"][0]
+    def hashed(*entries: dict) -> str:
+        return config_hash(EvalConfig.model_validate({**raw, "models": list(entries)}))
+    assert hashed(entry) == hashed({**entry, "init": "pretrained"}) == "b0b8332f6d02b9e5"
+    control = {**entry, "init": "random"}
+    assert len({hashed(entry), hashed(control), hashed({**control, "init_seed": 1}), hashed(entry, control)}) == 4
+
+
+def test_a_model_and_its_random_control_are_two_entries_with_their_own_labels() -> None:
+    cfg = EvalConfig.model_validate(changed(models=["m", {"name": "m", "init": "random"},
+                                                    {"name": "m", "init": "random", "init_seed": 7}]))
+    assert [m.label for m in cfg.models] == ["m", "m (random init, seed 0)", "m (random init, seed 7)"]
+    assert [m.name for m in cfg.models] == ["m", "m", "m"]  # where the config and tokenizer come from
 
 
 def test_where_a_served_model_runs_is_not_in_the_hash() -> None:

@@ -172,6 +172,10 @@ BEYOND_THE_SCHEMA = {
         "uniqueness by name across shorthand and mapping entries (uniqueItems compares whole items)",
     "test_config: served without its block": "cross-field: backend: served needs served:",
     "test_config: served block on transformers": "cross-field: served: needs backend: served",
+    "test_config: random init on a served backend": "cross-field: init: random needs backend: transformers",
+    "test_config: init_seed without random init": "cross-field: init_seed needs init: random",
+    "test_config: duplicate random control":
+        "uniqueness by label (name and init) across entries written differently (uniqueItems compares whole items)",
     "attention: decode steps past the answer":
         "cross-field: attention.decode_steps against every model's max_new_tokens",
     "hostile: max_new_tokens float": "JSON has one number type: 8.0 is the integer 8 to a JSON Schema",
@@ -323,6 +327,7 @@ VALID_CONFIGS = {
     "layout grid": changed(layout={"question_position": ["after", "before"], "chat_template": [None, False]}),
     "served entry": changed(models=[{"name": "m", "backend": "served", "served": {
         "base_url": "http://127.0.0.1:8080", "engine": "openai", "serve": ["llama-server", "-m", "x.gguf"]}}]),
+    "random-init control beside its model": changed(models=["m", {"name": "m", "init": "random", "init_seed": 3}]),
     "device map strategy": changed(models=[{"name": "m", "device_map": "balanced_low_0"}]),
     "device map device": changed(models=[{"name": "m", "device_map": "cuda:0"}]),
     "integer depths": changed(depths=[0, 1]),

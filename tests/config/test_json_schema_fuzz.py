@@ -44,6 +44,8 @@ def beyond_the_schema(where: str, key: str, value: object) -> str | None:
         return "a template's fields and format specs (parsed by the validator)"
     if where == "task" and key == "distractors" and isinstance(value, dict):
         return "cross-field: a look-alike kind needs what the needle carries (other_key: a {key} in the needle)"
+    if where == "model" and key == "init_seed" and isinstance(value, int) and not isinstance(value, bool):
+        return "cross-field: init_seed needs init: random"
     if where == "model" and key == "think_pattern" and isinstance(value, str):
         return "a regular expression that must compile"
     return None
@@ -86,3 +88,12 @@ def test_schema_and_validator_agree_on_fuzzed_documents(case):
 def test_the_base_documents_are_valid_for_both():
     assert _accepted(EvalConfig, BASE) and VALIDATORS["config"].is_valid(BASE)
     assert _accepted(TaskSpec, BASE_TASK) and VALIDATORS["task"].is_valid(BASE_TASK)
+
+
+def test_a_mapping_key_outside_its_pattern_is_refused_by_both():
+    # found by a random draw: pydantic's patternProperties left a key outside the pattern (and its value) free
+    for variants in ({"": 0}, {"": "One {value}."}, {"bad name": "One {value}."}):
+        document = {**BASE_TASK, "needle_variants": variants}
+        assert not _accepted(TaskSpec, document) and not VALIDATORS["task"].is_valid(document)
+    good = {**BASE_TASK, "needle_variants": {"plain": "One {value}."}}
+    assert _accepted(TaskSpec, good) and VALIDATORS["task"].is_valid(good)

@@ -104,3 +104,17 @@ def test_first_passes_of_attention_sort_and_calibration_are_counted(tmp_path, ca
     assert result.answer_tokens == 24 * 10 + 6 * 10 + 6 * 1  # attention_sort answers its first pass, the probe 1
     assert main(["plan", str(path), "--tokens-per-s", "100"]) == 0
     assert "first passes (attention_sort, calibrate_attention): 12 more prompts" in capsys.readouterr().out
+
+
+def test_a_search_block_is_costed_at_its_budget_and_hardest_setting(tmp_path, capsys):
+    search = {"axis": "context_length", "low": 256, "high": 2048, "budget": 50}
+    path = config(tmp_path, search=search)
+    result = estimate_plan(load_config(path), path, tokens_per_s=100.0)
+    assert result.trials == 6  # the grid itself is unchanged
+    assert (result.search_trials, result.search_prompt_tokens) == (50, 50 * 2048)
+    assert result.search_wall_s == pytest.approx((50 * 2048 + 50 * 10) / 100.0)
+    assert main(["plan", str(path), "--tokens-per-s", "100"]) == 0
+    assert "evalkit calibrate (search block), at most: 50 trials, 102,400 prompt tokens" in capsys.readouterr().out
+    looks = config(tmp_path, search={**search, "axis": "distractor_count", "low": 0, "high": 8})
+    assert estimate_plan(load_config(looks), looks, tokens_per_s=100.0).search_prompt_tokens == 50 * 1000
+    assert estimate_plan(load_config(config(tmp_path)), path).search_trials == 0

@@ -86,6 +86,21 @@ def test_ids_change_with_what_defines_a_trial(tasks):
     assert len(set(wider.values())) == len(wider)
 
 
+def test_a_random_init_control_plans_its_own_trials_beside_its_model(tasks):
+    """The control is keyed by its label: its own trial ids and ``Trial.model``, same seeds (paired), and the
+    trained model's ids as without it (old runs resume); its revision is looked up by label too."""
+    models = ["model-a", {"name": "model-a", "init": "random"}]
+    plan = expand(config(models=models), tasks, {"model-a": "r", "model-a (random init, seed 0)": "r"})
+    trained = [t for t in plan if t.model == "model-a"]
+    control = [t for t in plan if t.model == "model-a (random init, seed 0)"]
+    assert len(trained) == len(control) == len(plan) // 2
+    assert set(ids(trained)).isdisjoint(ids(control)) and len(set(ids(control))) == len(control)
+    assert [t.seed for t in trained] == [t.seed for t in control]
+    assert ids(trained) == ids(expand(config(models=["model-a"]), tasks, {"model-a": "r"}))
+    reseeded = expand(config(models=[{"name": "model-a", "init": "random", "init_seed": 1}]), tasks)
+    assert set(ids(reseeded)).isdisjoint(ids(expand(config(models=[models[1]]), tasks)))
+
+
 def test_revision_comes_from_the_resolved_map_then_the_config(tasks):
     plain = by_cell(expand(config(), tasks))
     assert plain == by_cell(expand(config(), tasks, {"model-b": "v1"}))  # same as the configured revision

@@ -19,6 +19,7 @@ from evalkit.store.run_store import RunStore, update_header
 
 HARDWARE = HardwareFacts("Test CPU", 8, 16 * 2**30, (GpuFacts("Test GPU", 2**34),), "12.4", "550.54.15")
 FACTS = ModelFacts("ab" * 32, (SpecialToken("bos", "<s>", 1), SpecialToken("eos", "</s>", 2)), 135_000_000)
+CONTROL = ModelFacts("ab" * 32, FACTS.special_tokens, 135_000_000, init="random", init_seed=3)
 
 
 def test_facts_round_trip_through_the_header(tmp_path):
@@ -27,9 +28,17 @@ def test_facts_round_trip_through_the_header(tmp_path):
         store.record_model("m", FACTS)  # before the first write: kept in the pending header
         store.write_header()
         store.record_model("other", ModelFacts(None))
+        store.record_model("m (random init, seed 3)", CONTROL)
         store.record_end("2026-01-01T00:00:10+00:00", 10.0)
     facts = run_facts(read_header(tmp_path / "run"))
-    assert facts == RunFacts(HARDWARE, {"m": FACTS, "other": ModelFacts(None)}, "2026-01-01T00:00:10+00:00", 10.0)
+    models = {"m": FACTS, "other": ModelFacts(None), "m (random init, seed 3)": CONTROL}
+    assert facts == RunFacts(HARDWARE, models, "2026-01-01T00:00:10+00:00", 10.0)
+    assert [name for name, f in facts.models.items() if f.random_init] == ["m (random init, seed 3)"]
+
+
+def test_model_facts_from_before_init_read_as_pretrained():
+    facts = run_facts({"model_facts": {"m": {"chat_template_sha256": None, "parameters": 5}}}).models["m"]
+    assert facts.init == "pretrained" and facts.init_seed is None and not facts.random_init
 
 
 def test_each_call_adds_its_seconds(tmp_path):

@@ -98,7 +98,8 @@ def band_table(df: pd.DataFrame) -> pd.DataFrame:
     with no completed trial have no row. Bands are listed in depth order.
     """
     frame = completed_trials(df)
-    frame = frame.assign(band=[band_of(d) for d in frame["depth"]])
+    # object dtype even with no rows (a report of untrained controls only): the merge below keys on it
+    frame = frame.assign(band=pd.Series([band_of(d) for d in frame["depth"]], index=frame.index, dtype="object"))
     table = pooled_accuracy(frame, [*SERIES_KEYS, "band"])
     depths = frame.groupby([*SERIES_KEYS, "band"])["depth"].agg(depth_min="min", depth_max="max").reset_index()
     table = table.merge(depths, on=[*SERIES_KEYS, "band"])

@@ -31,6 +31,7 @@ from evalkit.report.charts.attention import (
     plot_needle_mass_vs_depth,
 )
 from evalkit.report.charts.accuracy import new_figure, save_figure
+from evalkit.report.data.untrained import UNTRAINED_NOTE
 from evalkit.report.document.blocks import Block, Details, Heading, Image, Para, Table
 from evalkit.report.document.document_attention_section import (
     document_attention_blocks,
@@ -71,10 +72,13 @@ def _ratio(value: float) -> str:
 
 
 def attention_report(records: pd.DataFrame, out: Path, inside: Callable[[Path, str], Path],
-                     stems: Callable[[list[tuple[str, str]]], dict[tuple[str, str], str]]) -> AttentionReport:
+                     stems: Callable[[list[tuple[str, str]]], dict[tuple[str, str], str]],
+                     untrained: frozenset[str] = frozenset()) -> AttentionReport:
     """Compute the attention tables of ``records``' runs, write charts and CSVs into ``out``, return blocks.
 
     ``inside(out, name)`` makes a safe path in ``out``; ``stems([(model, task), ...])`` unique file-name stems.
+    ``untrained``: the models that ran with random weights; each of their series says so (sorted by label, a
+    control follows its trained model: ``"m"`` < ``"m (random init, seed 0)"``).
     """
     data = attention_data(records)
     if data is None:
@@ -99,6 +103,10 @@ def attention_report(records: pd.DataFrame, out: Path, inside: Callable[[Path, s
     for model, task in series:
         if len(series) > 1:
             blocks.append(Heading(3, f"{model} · {task}"))
+        if model in untrained:
+            blocks.append(Para(f"Untrained control: {UNTRAINED_NOTE}. Its split into correct and wrong trials "
+                               "(AUROC, retrieval heads) rests on chance answers; compare its attention by position "
+                               "(needle mass by depth, the U-curve) with the trained model's.", kind="note"))
         stem = stem_of[(model, task)]
         written = _series_charts(tables, out, inside, model, task, stem)
         charts += written

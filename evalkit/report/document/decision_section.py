@@ -19,6 +19,7 @@ from evalkit.report.analysis.decision import (
     trials_to_call_safe,
 )
 from evalkit.report.data.documents import fraction_position
+from evalkit.report.data.untrained import UNTRAINED_NOTE, is_untrained
 from evalkit.report.document.blocks import Block, Bullets, Code, Heading, Image, Link, Para, Strong, Table
 from evalkit.report.document.findings import (
     comparison_sentence,
@@ -136,7 +137,7 @@ def decision_blocks(data: ReportData, decisions: tuple[ModelDecision, ...],
         "interval is plain Wilson). Details below; every trial can be "
         "opened in ", Link("the trial viewer", "viewer.html"), "."))]
     if not decisions:
-        return blocks + [Para("No completed trials.")]
+        return blocks + [Para("No completed trials of a trained model." if data.untrained else "No completed trials.")]
     for decision in decisions:
         blocks.append(Heading(3, decision.variant if decision.variant == decision.model
                               else f"{decision.model} (shown: {decision.variant})"))
@@ -154,6 +155,24 @@ def decision_blocks(data: ReportData, decisions: tuple[ModelDecision, ...],
         items += (reasons or {}).get(decision.model, [])
         items.append(question_line(decision.question, decision.lengths))
         blocks.append(Bullets(tuple(items)))
+    return blocks
+
+
+def untrained_blocks(data: ReportData, attention_shown: bool) -> list[Block]:
+    """Per untrained control (``init: random``) one line in place of a decision: its accuracy is no retrieval
+    result (``data/untrained.py``); ``attention_shown``: the report has an attention section to point to."""
+    if not data.untrained or data.all_records.empty:
+        return []
+    records = data.all_records[is_untrained(data.all_records, data.untrained).to_numpy()]
+    where = ("its attention by position is in the section Attention inside the model, beside the trained "
+             "model's" if attention_shown else "this run captured no attention, so it shows nothing more; set "
+             "attention: {capture: true} to see the architecture's prior")
+    blocks: list[Block] = []
+    for model in dict.fromkeys(str(m) for m in records.sort_values("variant")["model"]):
+        done = int((records.loc[records["model"].astype("str") == model, "status"] == "ok").sum())
+        blocks += [Heading(3, model), Para((
+            Strong("Untrained control: "), f"{UNTRAINED_NOTE}. Its {count(done, 'completed trial', 'completed trials')}"
+            f" are left out of every accuracy table, chart and finding of this report; {where}."), kind="note")]
     return blocks
 
 

@@ -43,7 +43,8 @@ def hardware_text(hardware: HardwareFacts) -> str:
 
 
 def model_item(name: str, facts: ModelFacts | None) -> tuple[Inline, ...]:
-    """``model NAME: 134,515,008 parameters; chat template sha256 HASH; special tokens bos TEXT (id), ...``."""
+    """``model NAME: 134,515,008 parameters; chat template sha256 HASH; special tokens bos TEXT (id), ...``; an
+    untrained control's line starts ``random weights (init: random, seed N)``."""
     if facts is None:
         return ("model ", Code(name), f": parameters, chat template and special tokens {NOT_RECORDED}")
     size = f"{facts.parameters:,} parameters" if facts.parameters is not None else f"parameters {NOT_RECORDED}"
@@ -54,7 +55,8 @@ def model_item(name: str, facts: ModelFacts | None) -> tuple[Inline, ...]:
     for token in facts.special_tokens:
         token_id = "no id" if token.id is None else token.id
         tokens += [*([", "] if tokens else []), f"{token.role} ", Code(token.text), f" ({token_id})"]
-    return ("model ", Code(name), f": {size}; ", *template, "; special tokens ", *(tokens or ["none"]))
+    init = f"random weights (init: random, seed {facts.init_seed}), " if facts.random_init else ""
+    return ("model ", Code(name), f": {init}{size}; ", *template, "; special tokens ", *(tokens or ["none"]))
 
 
 def duration_text(seconds: float) -> str:

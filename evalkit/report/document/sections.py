@@ -20,8 +20,9 @@ from evalkit.report.document.findings import (
 )
 from evalkit.report.analysis.completeness import missing_cells, planned_trials
 from evalkit.report.analysis.indices import BANDS, DEFAULT_THRESHOLD
-from evalkit.report.data.labels import VARIANT_SEPARATOR, control_labels, layout_labels, run_labels
+from evalkit.report.data.labels import VARIANT_SEPARATOR, control_labels, layout_labels, run_labels, variant_order
 from evalkit.report.data.lengths import AXIS_LABELS, FRACTION, TOKENS, length_text
+from evalkit.report.data.untrained import UNTRAINED_NOTE, is_untrained
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,10 @@ class ReportData:
     # documents tasks (analysis/document_positions.py): accuracy per gold position, paired position comparisons
     positions: pd.DataFrame = field(default_factory=pd.DataFrame)
     position_pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # untrained controls (``init: random``, data/untrained.py): their labels, and every record with them (``df`` and
+    # every table above hold the trained models' only)
+    untrained: frozenset[str] = frozenset()
+    all_records: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def document_tasks(self) -> frozenset[str]:
@@ -113,8 +118,9 @@ def runs_blocks(data: ReportData) -> list[Block]:
     hardware, each model's parameters, chat template hash and special tokens, the end and evaluation time."""
     blocks: list[Block] = [Heading(2, "Runs", "runs")]
     labels = run_labels([str(d) for d in data.dirs])
+    records = data.all_records if not data.all_records.empty else data.df  # untrained controls included
     for run_dir, header in zip(data.dirs, data.headers):
-        rows = data.df[data.df["run_dir"] == str(run_dir)]
+        rows = records[records["run_dir"] == str(run_dir)]
         ok = int((rows["status"] == "ok").sum())
         controls = int((control_labels(rows) != "").sum())
         models = header.get("models") or {}
@@ -122,7 +128,9 @@ def runs_blocks(data: ReportData) -> list[Block]:
         for i, (model, revision) in enumerate(sorted(models.items())):
             model_items += ([", "] if i else []) + [Code(model), " @ ", Code(revision or "default")]
         versions = header.get("versions") or {}
-        variants = sorted(set(map(str, rows["variant"])), key=data.variants.index)
+        untrained = set(map(str, rows.loc[is_untrained(rows, data.untrained).to_numpy(), "variant"]))
+        variants = [f"{v} (untrained control: {UNTRAINED_NOTE})" if v in untrained else v
+                    for v in sorted(set(map(str, rows["variant"])), key=variant_order(records).index)]
         planned = planned_trials(header)
         blocks += [Heading(3, labels[str(run_dir)]), Bullets((
             ("directory: ", Code(str(run_dir))),
