@@ -110,7 +110,9 @@ class ModelConfig(BaseModel):
         if self.init == "random" and self.backend == "served":
             raise FieldError("init", "random builds the weights in this process, but backend: served runs the "
                              "engine's own weights; use backend: transformers for the random-init control")
-        if self.init == "pretrained" and "init_seed" in self.model_fields_set:
+        # a seed other than the default without init: random is a half-written entry; the default itself is what a
+        # saved config (a run header) writes back, and must read again
+        if self.init == "pretrained" and self.init_seed != 0:
             raise FieldError("init_seed", "applies to init: random only (pretrained weights have no seed); "
                              "set init: random or remove init_seed")
         return self

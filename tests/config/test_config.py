@@ -289,3 +289,12 @@ def test_where_a_served_model_runs_is_not_in_the_hash() -> None:
     base = served()
     assert served(base_url="http://b:2", api_key_env="K", max_concurrency=9, timeout_s=5.0, retries=0) == base
     assert base != "b0b8332f6d02b9e5"  # a served run is not the transformers run of the same grid
+
+
+def test_a_saved_model_entry_reads_back():
+    # a run header keeps each entry dumped in full (init_seed: 0 included); reading it back must not refuse it
+    from evalkit.config.entries import ModelConfig
+
+    for entry in ({"name": "m"}, {"name": "m", "init": "random", "init_seed": 4}):
+        model = ModelConfig.model_validate(entry)
+        assert ModelConfig.model_validate(model.model_dump(mode="json")) == model
