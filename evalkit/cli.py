@@ -106,8 +106,7 @@ def _add_config_commands(sub: Any) -> None:  # argparse's subparsers action
     _add_config_options(plan)
     plan.add_argument("--tokens-per-s", type=_throughput, metavar="N", help="a throughput you measured, for the time estimate (without it: a few calibration forwards on each model)")
 
-    calibrate = sub.add_parser("calibrate", help="search each model x task for the setting (context length, look-"
-                               "alikes) near a target accuracy: the config's search block; resumable")
+    calibrate = sub.add_parser("calibrate", help="find each model's setting near a target accuracy (search block)")
     _add_config_options(calibrate)  # --output-dir: the search's folder (default: output_dir + "-calibrate")
 
 

@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from evalkit.config.context_lengths import ContextLengths
+from evalkit.config.resolved_lengths import ContextLengths
 from evalkit.config.mitigations import DOCUMENT_ATTENTION_ARMS
 from evalkit.config.schema import EvalConfig
 from evalkit.run.calibrate import Throughput, measure_throughput

@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from evalkit.config.context_lengths import ContextLengths, token_lengths
+from evalkit.config.resolved_lengths import ContextLengths, token_lengths
 from evalkit.config.mitigations import arm_variant
 from evalkit.config.schema import EvalConfig
 from evalkit.config.trial_ids import id_length, trial_id, trial_seed, trial_variant

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import evalkit
-from evalkit.config.context_lengths import ContextLengths, token_lengths, window_lengths
+from evalkit.config.resolved_lengths import ContextLengths, token_lengths, window_lengths
 from evalkit.config.layouts import Layout
 from evalkit.config.schema import EvalConfig, ModelConfig, config_hash
 from evalkit.errors import ConfigError, EvalkitError

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from evalkit.config.context_lengths import ContextLengths, token_lengths
+from evalkit.config.resolved_lengths import ContextLengths, token_lengths
 from evalkit.config.layouts import Layout
 from evalkit.config.mitigations import DOCUMENT_ATTENTION_ARMS
 from evalkit.config.schema import EvalConfig, ModelConfig

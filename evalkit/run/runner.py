@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from evalkit.attention.preflight import check_capture
 from evalkit.attention.rows import trial_attention
 from evalkit.attention.trial import attach_capture, capture_request
-from evalkit.config.context_lengths import ContextLengths
+from evalkit.config.resolved_lengths import ContextLengths
 from evalkit.config.mitigations import DOCUMENT_ATTENTION_ARMS
 from evalkit.config.schema import EvalConfig, ModelConfig
 from evalkit.errors import ConfigError, PlacementError, TrialFailed

@@ -11,7 +11,7 @@ import pytest
 
 from run_fixtures import records, tiny_config
 from evalkit.cli import main
-from evalkit.config.context_lengths import token_lengths, window_lengths
+from evalkit.config.resolved_lengths import token_lengths, window_lengths
 from evalkit.config.schema import EvalConfig, config_hash, load_config
 from evalkit.errors import ConfigError
 from evalkit.run.estimate import estimate_plan
