@@ -6,7 +6,8 @@ from __future__ import annotations
 import pandas as pd
 
 from evalkit.report import write_report
-from evalkit.report.analysis.mitigations import arm_comparisons, arm_trials
+from evalkit.report.analysis.mitigations import arm_comparisons, arm_trials, effect_detected
+from evalkit.report.document.mitigation_section import verdict
 from evalkit.report.analysis.recommend import mcnemar_exact
 from evalkit.report.data.load import load_results
 from report_fixtures import MODEL, make_record, write_header, write_records
@@ -56,9 +57,9 @@ def test_the_report_shows_the_section_with_verdicts_and_keeps_the_rest_to_the_ba
     paths = write_report(tmp_path / "run", tmp_path / "report")
     text = paths.report_md.read_text()
     assert "## Does a fix help?" in text
-    assert "reorder_by_relevance recovers 50 pts in the middle band (95% CI +30 to +70)" in text
+    assert "reorder_by_relevance recovers 50 pts in the middle band (95% CI +30 to +70, McNemar p = 0.002)" in text
     assert "costs nothing detectable at the ends" in text
-    assert "random4: no detectable effect with 60 paired trials." in text
+    assert "random4: no decided effect with 60 paired trials." in text
     assert "top-k vs random-k" in text and "top4 (heads 3.1 5.0 7.2 9.3)" in text
     assert (tmp_path / "report" / "mitigations.csv") in paths.tables
     assert any(p.name.startswith("mitigations_") and p.suffix == ".png" for p in paths.charts)
@@ -92,3 +93,36 @@ def test_the_overall_gain_interval_resamples_samples_not_pairs():
     # resampling 20 samples (two of them rescued at every depth) can draw none of the two: the interval reaches 0;
     # resampling the 60 pairs as if independent would rarely draw none of the six
     assert row["diff_low"] == 0.0 and row["diff_high"] > 0.2
+
+
+def _four_of_ten_rescued() -> pd.Series:
+    """As in the mitigations example: 10 samples, one depth per band, the arm rescues 4 middle pairs."""
+    rows = []
+    for arm in ("none", "calibrate_attention"):
+        for depth in DEPTHS:
+            for sample in range(10):
+                rescued = arm != "none" and depth == 0.5 and sample < 4
+                rows.append(dict(model=MODEL, task="passkey", layout="", context_length=1024, depth=depth,
+                                 sample=sample, seed=100 + sample, mitigation=arm,
+                                 _correct=int(rescued or sample >= 8)))
+    trials = pd.DataFrame(rows)
+    return arm_comparisons(trials.assign(extra=[{}] * len(trials), extra_forwards=0, extra_prompt_tokens=0)).iloc[0]
+
+
+def test_an_interval_off_zero_that_mcnemar_does_not_confirm_is_not_an_effect():
+    row = _four_of_ten_rescued()
+    # four discordant pairs, all one way: a resample of the 10 samples misses all four 0.6% of the time ...
+    assert row["middle_low"] > 0 and row["middle_difference"] == 0.4
+    # ... but McNemar's exact p on 4 vs 0 is 0.125: not decided
+    assert row["middle_p_value"] == mcnemar_exact(4, 0) == 0.125
+    assert not effect_detected(row["middle_low"], row["middle_high"], row["middle_p_value"])
+    sentence = verdict(row)
+    assert sentence.startswith("calibrate_attention: no decided effect with 30 paired trials")
+    assert "excludes 0 but McNemar p = 0.12" in sentence and "recovers" not in sentence
+
+
+def test_an_effect_needs_both_the_interval_and_mcnemar():
+    assert effect_detected(0.1, 0.5, 0.01)
+    assert not effect_detected(0.1, 0.5, 0.06)
+    assert not effect_detected(-0.1, 0.5, 0.001)
+    assert not effect_detected(float("nan"), 0.5, 0.001) and not effect_detected(0.1, 0.5, float("nan"))

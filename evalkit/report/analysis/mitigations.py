@@ -2,7 +2,8 @@
 
 An arm ran on exactly the baseline's trials (config ``mitigations``: same model, task, length, depth, sample),
 so each comparison pairs one arm trial with one baseline trial: McNemar's exact test on the discordant pairs
-and a paired bootstrap interval of the accuracy difference (``recommend.py``'s, reused, resampling samples: the
+and a paired bootstrap interval of the accuracy difference; an effect is stated only when both agree
+(``effect_detected``) (``recommend.py``'s, reused, resampling samples: the
 pairs of one sample share its needle), overall and in the middle band (depths 0.3-0.7, where "lost in the middle" loses facts) and at the ends (start and end bands).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from evalkit.report.analysis.clusters import CLUSTER_COLUMN, cluster_labels
+from evalkit.report.analysis.decision import ALPHA
 from evalkit.report.analysis.indices import band_of
 from evalkit.report.analysis.recommend import mcnemar_exact, paired_bootstrap
 from evalkit.report.analysis.stats import wilson_intervals
@@ -20,7 +22,7 @@ ARM_PAIR_KEYS: tuple[str, ...] = ("task", "layout", "context_length", "depth", "
 COMPARISON_COLUMNS = [
     "model", "task", "arm", "pairs", "baseline_accuracy", "arm_accuracy", "difference", "diff_low", "diff_high",
     "arm_only", "baseline_only", "p_value", "middle_pairs", "middle_difference", "middle_low", "middle_high",
-    "middle_p_value", "ends_difference", "ends_low", "ends_high", "extra_forwards", "extra_prompt_tokens",
+    "middle_p_value", "ends_difference", "ends_low", "ends_high", "ends_p_value", "extra_forwards", "extra_prompt_tokens",
     "masked_heads",
 ]
 
@@ -86,7 +88,7 @@ def arm_comparisons(trials: pd.DataFrame) -> pd.DataFrame:
             middle = both[bands.loc[both.index] == "middle"]
             m_diff, m_low, m_high, _, _, m_p = _paired(middle, arm)
             ends = both[bands.loc[both.index].isin(["start", "end"])]
-            e_diff, e_low, e_high, _, _, _ = _paired(ends, arm)
+            e_diff, e_low, e_high, _, _, e_p = _paired(ends, arm)
             arm_rows = sub[sub["mitigation"] == arm]
             heads = next((e.get("masked_heads") for e in arm_rows["extra"] if isinstance(e, dict)
                           and e.get("masked_heads")), None)
@@ -95,12 +97,17 @@ def arm_comparisons(trials: pd.DataFrame) -> pd.DataFrame:
                 arm_accuracy=both[arm].mean(), difference=diff, diff_low=low, diff_high=high, arm_only=b,
                 baseline_only=c, p_value=p, middle_pairs=len(middle), middle_difference=m_diff, middle_low=m_low,
                 middle_high=m_high, middle_p_value=m_p, ends_difference=e_diff, ends_low=e_low, ends_high=e_high,
+                ends_p_value=e_p,
                 extra_forwards=float(arm_rows["extra_forwards"].mean()),
                 extra_prompt_tokens=float(arm_rows["extra_prompt_tokens"].mean()),
                 masked_heads="" if heads is None else " ".join(f"{a}.{h}" for a, h in heads)))
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
-def effect_detected(low: float, high: float) -> bool:
-    """Whether a paired 95% interval excludes zero (NaN: nothing to tell)."""
-    return bool(pd.notna(low) and pd.notna(high) and (low > 0 or high < 0))
+def effect_detected(low: float, high: float, p_value: float) -> bool:
+    """Whether a paired difference is decided at 95%: its bootstrap interval excludes zero and McNemar's exact
+    p is below ``ALPHA``. Both, because with few samples the bootstrap over clusters is too narrow (three of ten
+    pairs discordant, all one way, give an interval off zero but p = 0.25), and McNemar alone ignores that the
+    pairs of one sample share a needle (NaN: nothing to tell)."""
+    interval_off_zero = pd.notna(low) and pd.notna(high) and (low > 0 or high < 0)
+    return bool(interval_off_zero and pd.notna(p_value) and p_value < ALPHA)

@@ -23,7 +23,8 @@ from evalkit.report.document.findings import pct, points
 
 _INTRO = ("Each arm ran on exactly the baseline's trials (same questions, documents, lengths and requested "
           "positions), so every comparison is paired: gains are the arm's accuracy minus the baseline's with a "
-          "paired bootstrap 95% interval that resamples samples (a sample keeps its needle at every depth), p is McNemar's exact test on the trials only one of the two got right. "
+          "paired bootstrap 95% interval that resamples samples (a sample keeps its needle at every depth), p is McNemar's exact test on the trials only one of the two got right; an arm's effect is "
+          "stated only when its interval excludes 0 and p < 0.05. "
           "The middle band is depths 30-70%, the ends are 0-10% and 90-100%.")
 
 
@@ -43,17 +44,31 @@ def _interval(diff: float, low: float, high: float) -> str:
 
 
 def verdict(row) -> str:
-    """One sentence on an arm vs the baseline: the middle-band gain if detectable, else 'no detectable effect'."""
-    if effect_detected(row.middle_low, row.middle_high):
+    """One sentence on an arm vs the baseline: the middle-band change if decided, else the overall change if
+    decided, else what is not decided (a bootstrap interval off zero that McNemar does not confirm is named)."""
+    if effect_detected(row.middle_low, row.middle_high, row.middle_p_value):
         word = "recovers" if row.middle_difference > 0 else "loses"
-        ends = ("costs nothing detectable at the ends" if not effect_detected(row.ends_low, row.ends_high)
+        ends = ("costs nothing detectable at the ends"
+                if not effect_detected(row.ends_low, row.ends_high, row.ends_p_value)
                 else f"changes the ends by {_interval(row.ends_difference, row.ends_low, row.ends_high)}")
         return (f"{row.arm} {word} {points(abs(row.middle_difference)).lstrip('+')} in the middle band "
-                f"(95% CI {points(row.middle_low)[:-4]} to {points(row.middle_high)[:-4]}) and {ends}.")
-    if effect_detected(row.diff_low, row.diff_high):
+                f"(95% CI {points(row.middle_low)[:-4]} to {points(row.middle_high)[:-4]}, McNemar p = "
+                f"{row.middle_p_value:.2g}) and {ends}.")
+    if effect_detected(row.diff_low, row.diff_high, row.p_value):
         return (f"{row.arm} changes accuracy overall by {_interval(row.difference, row.diff_low, row.diff_high)}, "
-                f"with no detectable change in the middle band ({row.middle_pairs} pairs).")
-    return f"{row.arm}: no detectable effect with {row.pairs} paired trials."
+                f"McNemar p = {row.p_value:.2g}, with no decided change in the middle band "
+                f"({row.middle_pairs} pairs).")
+    return f"{row.arm}: no decided effect with {row.pairs} paired trials{_undecided(row)}."
+
+
+def _undecided(row) -> str:
+    """Why an interval off zero is still not an effect: McNemar's p on too few discordant pairs."""
+    for where, low, high, p in (("in the middle band", row.middle_low, row.middle_high, row.middle_p_value),
+                                ("overall", row.diff_low, row.diff_high, row.p_value)):
+        if pd.notna(low) and pd.notna(high) and (low > 0 or high < 0):
+            return (f" (the bootstrap interval {where} excludes 0 but McNemar p = {p:.2g} on the pairs only one "
+                    "side got right: too few to decide)")
+    return ""
 
 
 def _cost(row) -> str:
