@@ -1,7 +1,7 @@
 """The trial viewer: one self-contained HTML page listing every trial of some run directories.
 
 A filterable table (model, task, length, depth, layout, correctness, and the failure type where records carry
-one); a click opens the trial: its prompt with regions coloured, the needle highlighted and planted look-alikes
+one; an untrained control's model is named so and its right/wrong greyed, as chance); a click opens the trial: its prompt with regions coloured, the needle highlighted and planted look-alikes
 outlined (folded, see ``viewer_data.py``) or, with saved token texts and per-token attention, as tokens coloured
 by attention mass (``viewer_tokens.py``); the gold and model answers, the failure type, the gold log-prob and,
 where attention was captured, its strips and top heads. The page loads nothing: its one
@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.report.data.labels import add_variants
-from evalkit.report.data.load import load_results
+from evalkit.report.data.load import load_header, load_results
+from evalkit.report.data.untrained import UNTRAINED_NOTE, untrained_models
 from evalkit.report.document.viewer_assets import viewer_css, viewer_script
 from evalkit.report.analysis.failure_mix import FAILURE_WORDS
 from evalkit.report.document.viewer_data import FOLD_CHARS, MAX_PROMPT_TRIALS, trial_payloads
@@ -89,7 +90,8 @@ def viewer_html(trials: list[dict[str, Any]], note: str, runs: Sequence[str]) ->
     columns = ("model", "task", "length", "depth", "layout", "ok", *(("why",) if FAILURE_FILTER in shown else ()),
                "answer")
     headers = "".join(f"<th>{h}</th>" for h in columns)
-    data = {"trials": trials, "sources": SOURCES, "filters": [name for name, _ in shown]}
+    data = {"trials": trials, "sources": SOURCES, "filters": [name for name, _ in shown],
+            "untrained_note": UNTRAINED_NOTE}
     if FAILURE_FILTER in shown:
         data["failure_words"] = {name: f"{short}: {meaning}" for name, (short, meaning) in FAILURE_WORDS.items()}
     payload = json_for_script(data)
@@ -120,7 +122,8 @@ def write_viewer(run_dirs: Sequence[str | Path] | str | Path, out: str | Path, *
     """Write the viewer of ``run_dirs`` to ``out`` (one HTML file); return its path."""
     dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
     records = add_variants(load_results(dirs))
-    trials, counts = trial_payloads(records, fold_chars, max_prompt_trials, fold_tokens)
+    untrained = untrained_models(load_header(d) for d in dirs)
+    trials, counts = trial_payloads(records, fold_chars, max_prompt_trials, fold_tokens, untrained)
     note = embedding_note(counts, len(trials), fold_chars, max_prompt_trials, fold_tokens)
     path = Path(out)
     text = viewer_html(trials, note, [str(d) for d in dirs])

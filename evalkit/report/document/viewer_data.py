@@ -161,9 +161,12 @@ def attention_summary(att: TrialAttention) -> dict[str, Any]:
 
 
 def trial_payloads(records: pd.DataFrame, fold_chars: int = FOLD_CHARS, max_prompt_trials: int = MAX_PROMPT_TRIALS,
-                   fold_tokens: int = FOLD_TOKENS) -> tuple[list[dict[str, Any]], dict[str, int]]:
+                   fold_tokens: int = FOLD_TOKENS, untrained: frozenset[str] = frozenset(),
+                   ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """One dict per record row (records with ``variant``), and counts of how each trial's prompt is shown
-    (``tokens``: trials whose prompt tokens are coloured by attention, see ``viewer_tokens.py``)."""
+    (``tokens``: trials whose prompt tokens are coloured by attention, see ``viewer_tokens.py``). Trials of the
+    ``untrained`` models (random-weight controls) carry ``untrained: true``, so the page does not read their
+    right and wrong as retrieval."""
     prompts: dict[tuple[str, str], str] = {}
     token_texts: dict[tuple[str, str], list[str]] = {}
     for run_dir in dict.fromkeys(records["run_dir"].astype("str")):
@@ -193,7 +196,7 @@ def trial_payloads(records: pd.DataFrame, fold_chars: int = FOLD_CHARS, max_prom
             "gold": _clip(row.gold_answer), "answer": _clip(row.generated),
             "question": _clip(row.question), "logprob_sum": _round([row.gold_logprob_sum])[0],
             "logprob_mean": _round([row.gold_logprob_mean])[0], "prompt_tokens": _int(row.prompt_tokens),
-            "source": source, "pieces": pieces, **why,
+            "source": source, "pieces": pieces, "untrained": str(row.model) in untrained, **why,
         }
         if arrays[i] is not None:
             item["attention"] = attention_summary(arrays[i])

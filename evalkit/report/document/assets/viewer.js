@@ -21,7 +21,7 @@
     if (f === "correct") { return t.status !== "ok" ? "skipped" : (t.correct ? "yes" : "no"); }
     if (f === "depth") { return t.control ? "control" : t.depth === null ? "–" : pct(t.depth); }
     if (f === "layout") { return t.control ? "control: " + t.control : (t.layout || "(default)"); }
-    if (f === "model") { return t.variant; }
+    if (f === "model") { return t.untrained ? t.variant + " (untrained control)" : t.variant; }
     if (f === "failure") { return t.failure || "–"; }
     return String(t[f]);
   }
@@ -61,8 +61,10 @@
       [value(t, "model"), t.task, t.length === null ? "–" : t.length.toLocaleString("en-US"), value(t, "depth"), value(t, "layout")]
         .forEach(function (v, c) { tr.appendChild(el("td", c === 2 || c === 3 ? "num" : "", v)); });
       var mark = value(t, "correct");
-      tr.appendChild(el("td", mark === "yes" ? "ok" : mark === "no" ? "bad" : "muted",
-                        mark === "yes" ? "✓" : mark === "no" ? "✗" : "–"));
+      var cell = el("td", t.untrained || (mark !== "yes" && mark !== "no") ? "muted" : mark === "yes" ? "ok" : "bad",
+                    mark === "yes" ? "✓" : mark === "no" ? "✗" : "–");
+      if (t.untrained) { cell.title = data.untrained_note; }  // random weights: right or wrong by chance
+      tr.appendChild(cell);
       if (WHY) { tr.appendChild(el("td", "why", value(t, "failure"))); }
       tr.appendChild(el("td", "answer", t.answer));
       tr.addEventListener("click", function () { show(i); });
@@ -218,9 +220,9 @@
     detail.setAttribute("data-trial", t.id);
     detail.appendChild(el("h2", "", t.id));
     var dl = el("dl", "facts");
-    fact(dl, "model", t.variant); fact(dl, "task / length / depth", t.task + " · " + (t.length === null ? "?" : t.length.toLocaleString("en-US")) + " tokens · " + value(t, "depth"));
+    fact(dl, "model", value(t, "model")); fact(dl, "task / length / depth", t.task + " · " + (t.length === null ? "?" : t.length.toLocaleString("en-US")) + " tokens · " + value(t, "depth"));
     fact(dl, "question", t.question); fact(dl, "gold answer", t.gold); fact(dl, "model answer", t.answer);
-    fact(dl, "correct", value(t, "correct"));
+    fact(dl, "correct", value(t, "correct") + (t.untrained ? " (" + data.untrained_note + ")" : ""));
     if (t.failure) { fact(dl, "failure type", t.failure + " — " + (data.failure_words[t.failure] || "")); }
     if (t.distractors && t.distractors.length) {
       fact(dl, "look-alikes", t.distractors.map(function (d) {
