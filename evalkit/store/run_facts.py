@@ -18,6 +18,7 @@ any value of the wrong type) as "not recorded", so old runs load and report unch
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,8 +82,9 @@ class RunFacts:
 
 
 def hardware_row(hardware: HardwareFacts) -> dict[str, Any]:
-    """The JSON object of ``header["hardware"]``."""
-    return dataclasses.asdict(hardware)
+    """The JSON object of ``header["hardware"]``, shaped as it reads back (lists, not tuples), so a resume on
+    the same machine compares equal to the header it wrote."""
+    return json.loads(json.dumps(dataclasses.asdict(hardware)))
 
 
 def model_facts_row(facts: ModelFacts) -> dict[str, Any]:

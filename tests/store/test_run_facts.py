@@ -36,6 +36,20 @@ def test_facts_round_trip_through_the_header(tmp_path):
     assert [name for name, f in facts.models.items() if f.random_init] == ["m (random init, seed 3)"]
 
 
+def test_a_resume_on_the_same_machine_does_not_warn_of_other_hardware(tmp_path, caplog):
+    header = {"config_hash": "h", "models": {"m": "r"}, "hardware": hardware_row(HARDWARE)}
+    with RunStore(tmp_path / "run") as store:
+        store.open(header)
+        store.write_header()
+    with RunStore(tmp_path / "run") as store:  # the same machine's facts again: GPUs as a tuple, read back a list
+        store.open({**header, "hardware": hardware_row(HARDWARE)})
+    assert "other hardware" not in caplog.text
+    other = HardwareFacts("Other CPU", 8, 16 * 2**30)
+    with RunStore(tmp_path / "run") as store:
+        store.open({**header, "hardware": hardware_row(other)})
+    assert "resumed on other hardware" in caplog.text
+
+
 def test_model_facts_from_before_init_read_as_pretrained():
     facts = run_facts({"model_facts": {"m": {"chat_template_sha256": None, "parameters": 5}}}).models["m"]
     assert facts.init == "pretrained" and facts.init_seed is None and not facts.random_init
