@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 import pytest
-from browser_fixtures import chromium, console_lines, needs_chromium
+from browser_fixtures import chromium, console_lines, needs_chromium, run_checker
 from report_fixtures import HOSTILE_NEEDLE, HOSTILE_OUTPUT, make_record, write_header, write_records
 
 from evalkit.cli import main
@@ -153,13 +153,7 @@ CLICK = """<script>(function () {
 def test_a_filter_narrows_the_table_and_a_click_opens_the_trial_with_its_needle(viewer_run, tmp_path):
     run, records = viewer_run
     page = write_viewer(run, tmp_path / "viewer.html").read_text(encoding="utf-8")
-    page = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", page)
-    checked = tmp_path / "checked.html"
-    checked.write_text(page.replace("</body>", CLICK + "</body>"), encoding="utf-8")
-    dom, stderr = chromium(checked.as_uri(), "--dump-dom", "--virtual-time-budget=3000")
-    assert console_lines(stderr) == []
-    body = {k: html.unescape(v) for k, v in re.findall(r'(data-[a-z]+)="([^"]*)"', re.search(r"<body([^>]*)>",
-                                                                                              dom).group(1))}
+    body, _ = run_checker(page, CLICK, tmp_path)
     wrong = [r for r in records if not r["correct"]]
     assert (body["data-before"], body["data-after"]) == ("12", str(len(wrong)))
     assert body["data-opened"] == wrong[0]["trial_id"] == records[8]["trial_id"]

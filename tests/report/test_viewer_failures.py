@@ -3,12 +3,11 @@ the failure filter in headless Chromium, outlined distractors, escaping, old run
 
 from __future__ import annotations
 
-import html
 import json
 import re
 
 import pytest
-from browser_fixtures import chromium, console_lines, needs_chromium
+from browser_fixtures import chromium, console_lines, needs_chromium, run_checker
 from failure_fixtures import HOSTILE_DISTRACTOR, MIX, NEEDLE, mix_records, records_with
 from report_fixtures import write_grid_run, write_header, write_records
 from test_viewer import _attention
@@ -105,13 +104,7 @@ FILTER = """<script>(function () {
 def test_the_failure_filter_narrows_the_table_and_the_answered_look_alike_is_outlined(failure_run, tmp_path):
     run, records = failure_run
     page = write_viewer(run, tmp_path / "viewer.html").read_text(encoding="utf-8")
-    page = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", page)
-    checked = tmp_path / "checked.html"
-    checked.write_text(page.replace("</body>", FILTER + "</body>"), encoding="utf-8")
-    dom, stderr = chromium(checked.as_uri(), "--dump-dom", "--virtual-time-budget=3000")
-    assert console_lines(stderr) == []
-    body = {k: html.unescape(v) for k, v in re.findall(r'(data-[a-z]+)="([^"]*)"',
-                                                       re.search(r"<body([^>]*)>", dom).group(1))}
+    body, _ = run_checker(page, FILTER, tmp_path)
     assert body["data-options"] == ",absent,correct,distractor,format"
     assert body["data-rows"] == str(len(records_with(records, "distractor"))) == "20"
     assert body["data-why"] == "distractor"

@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 import pytest
-from browser_fixtures import chromium, console_lines, needs_chromium
+from browser_fixtures import chromium, console_lines, needs_chromium, run_checker
 from report_fixtures import HOSTILE_NEEDLE, make_record, write_header, write_records
 from run_fixtures import records, tiny_config
 
@@ -175,13 +175,7 @@ def test_the_layer_select_recolours_the_tokens_with_that_layers_mass(tiny_run, t
     _, record, page = tiny_run
     text = page.read_text(encoding="utf-8")
     view = _payload(text)["trials"][0]["token_view"]
-    text = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", text)
-    checked = tmp_path / "checked.html"
-    checked.write_text(text.replace("</body>", SWITCH + "</body>"), encoding="utf-8")
-    dom, stderr = chromium(checked.as_uri() + "#trial=" + record["trial_id"], "--dump-dom",
-                           "--virtual-time-budget=3000")
-    assert console_lines(stderr) == []
-    body = dict(re.findall(r'(data-[a-z]+)="([^"]*)"', re.search(r"<body([^>]*)>", dom).group(1)))
+    body, dom = run_checker(text, SWITCH, tmp_path, "#trial=" + record["trial_id"])
     (before, before_bg), (after, after_bg) = (body[k].split("|") for k in ("data-before", "data-after"))
     for title, series in ((before, 0), (after, 2)):
         assert float(title.rsplit(": ", 1)[1]) == pytest.approx(_series(view, series)[5], rel=5e-3)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import html
 import json
 import re
 
-from browser_fixtures import chromium, console_lines, needs_chromium
+from browser_fixtures import needs_chromium, run_checker
 from report_fixtures import make_record, write_header, write_records
 
 from evalkit.report.data.untrained import UNTRAINED_NOTE
@@ -69,13 +68,7 @@ READ = """<script>(function () {
 @needs_chromium
 def test_the_page_names_the_control_and_greys_its_right_and_wrong(tmp_path):
     page = write_viewer(_run(tmp_path), tmp_path / "viewer.html").read_text("utf-8")
-    page = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", page)
-    checked = tmp_path / "checked.html"
-    checked.write_text(page.replace("</body>", READ + "</body>"), encoding="utf-8")
-    dom, stderr = chromium(checked.as_uri(), "--dump-dom", "--virtual-time-budget=3000")
-    assert console_lines(stderr) == []
-    body = {k: html.unescape(v) for k, v in re.findall(r'(data-[a-z]+)="([^"]*)"',
-                                                       re.search(r"<body([^>]*)>", dom).group(1))}
+    body, _ = run_checker(page, READ, tmp_path)
     label = f"{CONTROL} (untrained control)"
     assert body["data-cells"].split(";") == [
         f"{TRAINED}|ok|✓|", f"{TRAINED}|bad|✗|", f"{label}|muted|✓|{UNTRAINED_NOTE}", f"{label}|muted|✗|{UNTRAINED_NOTE}"]
