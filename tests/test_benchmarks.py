@@ -23,3 +23,11 @@ def test_gpu_benchmark_smoke_runs_on_cpu(capsys) -> None:
     benchmark_module("throughput_gpu").main(["--tiny", "--rounds", "1", "--lengths", "128", "--depths", "3"])
     out = capsys.readouterr().out
     assert "| 128 | 3 |" in out and "(d)/(b)" in out
+
+
+def test_gold_rollback_compares_both_ways_on_the_same_prompts(capsys) -> None:
+    benchmark_module("gold_rollback").main(["--tiny", "--reps", "1", "--lengths", "64"])
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| 64 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3].endswith("x") and float(cells[4]) < 1e-4 and cells[5] == "True"

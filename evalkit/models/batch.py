@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from evalkit.models.forward import (
+    CacheRollback,
     GoldScore,
     accepts,
     cache_kwargs,
     can_crop,
+    can_roll_back,
     gold_score_from_logits,
     greedy_token,
     output_cache,
@@ -138,12 +140,18 @@ def _score_gold(loaded: LoadedModel, batch: _Batch, cache: Any, next_logprobs, g
     rows = next_logprobs[:, None]  # [B, 1, V]: row 0 of each prompt predicts its gold[0]
     if longest > 1:
         past = batch.ids.shape[1]
-        if can_crop(cache, past + longest - 1):
+        croppable = can_crop(cache, past + longest - 1)
+        if croppable or can_roll_back(cache):
+            # past a sliding window the cache cannot be cut back, but it can be put back (forward.CacheRollback)
+            rollback = None if croppable else CacheRollback(cache)
             args = batch.forward_args(longest - 1, past)
             out = loaded.model(input_ids=forced, use_cache=True, **args, **cache_kwargs(loaded.model, cache))
-            cache.crop(-(longest - 1))
+            if rollback is None:
+                cache.crop(-(longest - 1))
+            else:
+                rollback.undo()
             logits = out.logits  # [B, G-1, V]
-        else:  # the cache cannot be cut back (sliding window past its size): one forward without it
+        else:  # neither cut back nor put back (linear-attention, quantized caches): one forward without it
             args = batch.forward_args(past + longest - 1, 0)
             ids = torch.cat([batch.ids, forced], dim=1)
             extra = {"logits_to_keep": longest - 1} if accepts(loaded.model, "logits_to_keep") else {}

@@ -2,6 +2,7 @@
 
     prefill(prompt)            -> KV cache + log-probs at the last prompt position
     score_gold(cache, gold)    -> teacher-force gold[:-1] on the cache in one forward, then crop it back
+                                  (or, past a sliding window, put it back: ``forward.CacheRollback``)
     greedy_decode(cache)       -> argmax token by token from the prefill logits until a stop id
 
 Greedy decoding is plain argmax: the model's generation_config sampling and penalties (temperature,
@@ -19,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from evalkit.models.draft import forward_with_draft
 from evalkit.models.forward import (
+    CacheRollback,
     GoldScore,
     accepts,
     cache_kwargs,
     can_crop,
+    can_roll_back,
     gold_score_from_logits,
     greedy_token,
     output_cache,
@@ -84,9 +87,22 @@ def _gold_logits_with_cache(loaded: LoadedModel, state: PrefillState, forced: to
     return out.logits[0]  # [G-1, V]
 
 
+def _gold_logits_rolled_back(loaded: LoadedModel, state: PrefillState, forced: torch.Tensor) -> torch.Tensor:
+    # A cache whose sliding layers are past their window cannot be cropped, but it can be put back: copy those
+    # layers (a window each), feed gold[:-1] on the cache, restore them and crop the full layers.
+    rollback = CacheRollback(state.cache)
+    out = loaded.model(input_ids=forced, use_cache=True, **cache_kwargs(loaded.model, state.cache))
+    rollback.undo()
+    if state.cache.get_seq_length() != state.prompt_tokens:
+        raise RuntimeError(
+            f"cache holds {state.cache.get_seq_length()} tokens after its rollback, expected {state.prompt_tokens}"
+        )
+    return out.logits[0]  # [G-1, V]
+
+
 def _gold_logits_without_cache(loaded: LoadedModel, state: PrefillState, forced: torch.Tensor) -> torch.Tensor:
-    # Fallback for caches that cannot be rolled back (sliding-window layers past their window,
-    # linear-attention states, custom caches): a separate forward over prompt + gold[:-1], leaving the
+    # Fallback for caches that can be neither cropped nor rolled back (linear-attention states, quantized or
+    # custom caches): a separate forward over prompt + gold[:-1], leaving the
     # prefill cache untouched for decoding. It costs a second prefill, only for those models.
     import torch
 
@@ -106,6 +122,8 @@ def score_gold(loaded: LoadedModel, state: PrefillState, gold_ids: Sequence[int]
         forced = torch.tensor([list(gold_ids)[:-1]], dtype=torch.long, device=state.input_ids.device)  # [1, G-1]
         if can_crop(state.cache, state.prompt_tokens + forced.shape[1]):
             logits = _gold_logits_with_cache(loaded, state, forced)
+        elif can_roll_back(state.cache):
+            logits = _gold_logits_rolled_back(loaded, state, forced)
         else:
             logits = _gold_logits_without_cache(loaded, state, forced)
         rows = torch.cat([rows, logits.float().log_softmax(-1).to(rows.device)])  # [G, V]

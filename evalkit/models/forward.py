@@ -5,12 +5,14 @@ A leaf of ``evalkit.models``: it imports nothing else from the package, so ``sin
 
     accepts / cache_kwargs / output_cache   call a transformers forward across 5.x versions
     crop_limit / can_crop / probe_crop_limit    whether a KV cache can be cut back exactly (and how far)
+    can_roll_back / CacheRollback           undo a forward on a cache that cannot be cut back (sliding windows)
     GoldScore / gold_score_from_logits      the gold answer's teacher-forced log-prob from next-token rows
     greedy_token / trial_output             one argmax step and the ``TrialOutput`` every path returns
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 from collections.abc import Sequence
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "GoldScore", "accepts", "cache_kwargs", "can_crop", "crop_limit", "gold_score_from_logits", "greedy_token",
+    "CacheRollback", "GoldScore", "accepts", "cache_kwargs", "can_crop", "can_roll_back", "crop_limit", "gold_score_from_logits", "greedy_token",
     "output_cache", "probe_crop_limit", "trial_output",
 ]  # fmt: skip
 
@@ -68,6 +70,46 @@ def crop_limit(cache: Any) -> float:
 def can_crop(cache: Any, length_tokens: int) -> bool:
     """Whether ``cache`` can be rolled back after growing to ``length_tokens`` without losing prompt states."""
     return length_tokens < crop_limit(cache)
+
+
+def can_roll_back(cache: Any) -> bool:
+    """Whether ``CacheRollback`` can undo a forward on ``cache``: a ``DynamicCache`` of full and sliding-window
+    layers only (linear-attention, quantized and custom layers are not copied or cut back exactly)."""
+    try:
+        from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
+    except ImportError:
+        return False
+    if not isinstance(cache, DynamicCache) or not isinstance(getattr(cache, "layers", None), list):
+        return False
+    return all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer) for layer in cache.layers)
+
+
+class CacheRollback:
+    """Undo the forwards run on a cache after this point: for a cache that ``can_crop`` refuses because its
+    sliding-window layers drop their oldest states (Gemma 2/3, Mistral past its window).
+
+    Each sliding layer is copied now (its states hold at most a window: small whatever the prompt) and put back
+    by ``undo``; the full layers are cut back to the length they have now. A forward on the gold answer then
+    costs the answer's tokens, not a second prefill of the whole prompt (``classic.score_gold``).
+    """
+
+    def __init__(self, cache: Any) -> None:
+        from transformers.cache_utils import DynamicSlidingWindowLayer
+
+        self.cache = cache
+        self.lengths = [layer.get_seq_length() for layer in cache.layers]
+        self.sliding = {i: copy.deepcopy(layer) for i, layer in enumerate(cache.layers)
+                        if type(layer) is DynamicSlidingWindowLayer}
+
+    def undo(self) -> None:
+        """Put the cache back as it was when this rollback was made."""
+        for index, layer in enumerate(self.cache.layers):
+            if index in self.sliding:
+                self.cache.layers[index] = self.sliding[index]
+                continue
+            added = layer.get_seq_length() - self.lengths[index]
+            if added > 0:
+                layer.crop(-added)  # negative: remove that many tokens (the same in every transformers 5.x)
 
 
 def probe_crop_limit(model: Any, device: str) -> float:

@@ -62,6 +62,22 @@ def test_batch_matches_one_prompt_at_a_time(loaded, lengths) -> None:
         assert b.gold_first_token_is_argmax == a.gold_first_token_is_argmax
 
 
+def test_past_its_window_the_gold_forward_feeds_only_the_gold(loaded) -> None:
+    """Sliding windows shorter than the prompts: the cache is put back after the gold (forward.CacheRollback)
+    instead of a second forward over prompt + gold; answers as one prompt at a time (above)."""
+    if "sw16" not in loaded.name:
+        pytest.skip("a cache within its window is cropped")
+    prompts, golds = [_ids(40, seed=1), _ids(31, seed=2)], [_ids(3, seed=3), _ids(2, seed=4)]
+    lengths: list[int] = []
+    handle = loaded.model.register_forward_pre_hook(
+        lambda _m, _a, kwargs: lengths.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
+    try:
+        run_batch(loaded, prompts, golds, NEW_TOKENS, ())
+    finally:
+        handle.remove()
+    assert lengths == [40, 2] + [1] * (NEW_TOKENS - 1)  # the left-padded prompts, gold[:-1] of the longest, decode
+
+
 def test_batch_stops_each_prompt_at_its_own_stop_token(loaded) -> None:
     prompts = [_ids(30, seed=7), _ids(22, seed=8)]
     free = [run_prompt(loaded, p, [5], NEW_TOKENS, ()).generated_token_ids for p in prompts]

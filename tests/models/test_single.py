@@ -12,7 +12,7 @@ import torch
 
 from evalkit.models import classic, load_from_objects, run_prompt
 from evalkit.models.draft import AnswerMemory
-from evalkit.models.forward import can_crop
+from evalkit.models.forward import can_crop, can_roll_back
 
 VOCAB = 49152  # SmolLM2 tokenizer size
 PROMPT_TOKENS = 40
@@ -165,8 +165,8 @@ def test_prompt_is_prefilled_once(loaded) -> None:
     memory = AnswerMemory()  # nothing known about the model: its first trial takes the classic path
     first, out = _forward_lengths(loaded, lambda: run_prompt(loaded, prompt, gold, NEW_TOKENS, (), memory=memory))
     uses_fallback = loaded.name in SHORT_WINDOW
-    gold_forward = PROMPT_TOKENS + len(gold) - 1 if uses_fallback else len(gold) - 1
-    assert first == [PROMPT_TOKENS, gold_forward] + [1] * (len(out.generated_token_ids) - 1)
+    # past a sliding window the cache is put back after the gold forward (forward.CacheRollback), not re-prefilled
+    assert first == [PROMPT_TOKENS, len(gold) - 1] + [1] * (len(out.generated_token_ids) - 1)
     later, again = _forward_lengths(loaded, lambda: run_prompt(loaded, prompt, gold, NEW_TOKENS, (), memory=memory))
     assert again.generated_token_ids == out.generated_token_ids
     assert again.gold_logprob_sum == pytest.approx(out.gold_logprob_sum, abs=1e-5)
@@ -188,8 +188,8 @@ def test_a_right_draft_needs_no_decode_forward(loaded) -> None:
     assert list(out.generated_token_ids) == expected
     reference = float(_reference_logprobs(loaded.model, prompt, gold).sum())
     assert out.gold_logprob_sum == pytest.approx(reference, abs=1e-4) and out.gold_first_token_is_argmax
-    if loaded.name in SHORT_WINDOW:  # window 16 < prompt: no draft, the classic path
-        assert lengths == [PROMPT_TOKENS, len(gold) - 1 + PROMPT_TOKENS] + [1] * (NEW_TOKENS - 1)
+    if loaded.name in SHORT_WINDOW:  # window 16 < prompt: no draft, the classic path (gold forward rolled back)
+        assert lengths == [PROMPT_TOKENS, len(gold) - 1] + [1] * (NEW_TOKENS - 1)
     else:
         assert lengths == [PROMPT_TOKENS + NEW_TOKENS - 1]  # the draft stops one short: max_new_tokens reached
         # without a tail the answer is learned: the next trial drafts the same tokens by itself
@@ -266,6 +266,30 @@ def test_cache_path_is_chosen_by_cache_type(loaded) -> None:
     with torch.inference_mode():
         state = classic.prefill(loaded, _ids(PROMPT_TOKENS, seed=12))
     assert can_crop(state.cache, PROMPT_TOKENS + 4) is (loaded.name not in SHORT_WINDOW)
+
+
+def test_a_cache_past_its_window_can_be_rolled_back_but_not_cropped(loaded) -> None:
+    with torch.inference_mode():
+        state = classic.prefill(loaded, _ids(PROMPT_TOKENS, seed=12))
+    assert can_roll_back(state.cache)  # every tiny family here: full and sliding layers only
+    assert not can_roll_back(object()) and not can_roll_back(None)
+
+
+@pytest.mark.parametrize("gold_len", [1, 5])
+def test_without_a_rollback_the_gold_takes_a_forward_of_its_own(loaded, monkeypatch, gold_len: int) -> None:
+    """Caches that can be neither cut back nor put back (linear attention, quantized): prompt + gold[:-1] without
+    the cache, which stays untouched for decoding."""
+    if loaded.name not in SHORT_WINDOW:
+        pytest.skip("a cache within its window is cropped")
+    monkeypatch.setattr(classic, "can_roll_back", lambda _cache: False)
+    prompt, gold = _ids(PROMPT_TOKENS, seed=15), _ids(gold_len, seed=16)
+    lengths, out = _forward_lengths(loaded, lambda: run_prompt(loaded, prompt, gold, NEW_TOKENS, (),
+                                                               memory=AnswerMemory()))
+    gold_forward = [PROMPT_TOKENS + gold_len - 1] if gold_len > 1 else []
+    assert lengths == [PROMPT_TOKENS, *gold_forward] + [1] * (len(out.generated_token_ids) - 1)
+    expected = _reference_logprobs(loaded.model, prompt, gold)
+    assert out.gold_logprob_sum == pytest.approx(float(expected.sum()), abs=1e-4)
+    assert list(out.generated_token_ids) == _generate(loaded.model, prompt, eos=None)
 
 
 def test_empty_inputs_are_refused(loaded) -> None:
