@@ -25,7 +25,6 @@ from evalkit.models.forward import (
     GoldScore,
     accepts,
     cache_kwargs,
-    can_crop,
     can_roll_back,
     gold_score_from_logits,
     greedy_token,
@@ -140,16 +139,11 @@ def _score_gold(loaded: LoadedModel, batch: _Batch, cache: Any, next_logprobs, g
     rows = next_logprobs[:, None]  # [B, 1, V]: row 0 of each prompt predicts its gold[0]
     if longest > 1:
         past = batch.ids.shape[1]
-        croppable = can_crop(cache, past + longest - 1)
-        if croppable or can_roll_back(cache):
-            # past a sliding window the cache cannot be cut back, but it can be put back (forward.CacheRollback)
-            rollback = None if croppable else CacheRollback(cache)
+        if can_roll_back(cache):  # put back after the gold: cropped, sliding windows restored (forward.py)
+            rollback = CacheRollback(cache)
             args = batch.forward_args(longest - 1, past)
             out = loaded.model(input_ids=forced, use_cache=True, **args, **cache_kwargs(loaded.model, cache))
-            if rollback is None:
-                cache.crop(-(longest - 1))
-            else:
-                rollback.undo()
+            rollback.undo()
             logits = out.logits  # [B, G-1, V]
         else:  # neither cut back nor put back (linear-attention, quantized caches): one forward without it
             args = batch.forward_args(past + longest - 1, 0)

@@ -1,8 +1,8 @@
 """The classic path of one prompt, in three steps (the draft path's fallback and reference):
 
     prefill(prompt)            -> KV cache + log-probs at the last prompt position
-    score_gold(cache, gold)    -> teacher-force gold[:-1] on the cache in one forward, then crop it back
-                                  (or, past a sliding window, put it back: ``forward.CacheRollback``)
+    score_gold(cache, gold)    -> teacher-force gold[:-1] on the cache in one forward, then put the cache
+                                  back (``forward.CacheRollback``: crops, and restores sliding windows)
     greedy_decode(cache)       -> argmax token by token from the prefill logits until a stop id
 
 Greedy decoding is plain argmax: the model's generation_config sampling and penalties (temperature,
@@ -24,7 +24,6 @@ from evalkit.models.forward import (
     GoldScore,
     accepts,
     cache_kwargs,
-    can_crop,
     can_roll_back,
     gold_score_from_logits,
     greedy_token,
@@ -75,21 +74,9 @@ def prefill(
     return PrefillState(input_ids=ids, cache=forward.cache, next_logprobs=forward.logits[-1].log_softmax(-1))
 
 
-def _gold_logits_with_cache(loaded: LoadedModel, state: PrefillState, forced: torch.Tensor) -> torch.Tensor:
-    out = loaded.model(input_ids=forced, use_cache=True, **cache_kwargs(loaded.model, state.cache))
-    # a negative crop removes that many tokens; it means the same in every transformers 5.x
-    # (5.24 refuses positive "absolute length" values)
-    state.cache.crop(-forced.shape[1])
-    if state.cache.get_seq_length() != state.prompt_tokens:
-        raise RuntimeError(
-            f"cache holds {state.cache.get_seq_length()} tokens after crop, expected {state.prompt_tokens}"
-        )
-    return out.logits[0]  # [G-1, V]
-
-
-def _gold_logits_rolled_back(loaded: LoadedModel, state: PrefillState, forced: torch.Tensor) -> torch.Tensor:
-    # A cache whose sliding layers are past their window cannot be cropped, but it can be put back: copy those
-    # layers (a window each), feed gold[:-1] on the cache, restore them and crop the full layers.
+def _gold_logits_on_cache(loaded: LoadedModel, state: PrefillState, forced: torch.Tensor) -> torch.Tensor:
+    # gold[:-1] on the prompt's cache, then the cache put back: full layers cropped, sliding layers past their
+    # window (which dropped their oldest states) restored from a copy (forward.CacheRollback)
     rollback = CacheRollback(state.cache)
     out = loaded.model(input_ids=forced, use_cache=True, **cache_kwargs(loaded.model, state.cache))
     rollback.undo()
@@ -120,10 +107,8 @@ def score_gold(loaded: LoadedModel, state: PrefillState, gold_ids: Sequence[int]
     rows = state.next_logprobs[None]  # [1, V]
     if len(gold_ids) > 1:
         forced = torch.tensor([list(gold_ids)[:-1]], dtype=torch.long, device=state.input_ids.device)  # [1, G-1]
-        if can_crop(state.cache, state.prompt_tokens + forced.shape[1]):
-            logits = _gold_logits_with_cache(loaded, state, forced)
-        elif can_roll_back(state.cache):
-            logits = _gold_logits_rolled_back(loaded, state, forced)
+        if can_roll_back(state.cache):
+            logits = _gold_logits_on_cache(loaded, state, forced)
         else:
             logits = _gold_logits_without_cache(loaded, state, forced)
         rows = torch.cat([rows, logits.float().log_softmax(-1).to(rows.device)])  # [G, V]

@@ -5,7 +5,7 @@ A leaf of ``evalkit.models``: it imports nothing else from the package, so ``sin
 
     accepts / cache_kwargs / output_cache   call a transformers forward across 5.x versions
     crop_limit / can_crop / probe_crop_limit    whether a KV cache can be cut back exactly (and how far)
-    can_roll_back / CacheRollback           undo a forward on a cache that cannot be cut back (sliding windows)
+    can_roll_back / CacheRollback           undo a forward on a cache, sliding windows past their size included
     GoldScore / gold_score_from_logits      the gold answer's teacher-forced log-prob from next-token rows
     greedy_token / trial_output             one argmax step and the ``TrialOutput`` every path returns
 """
@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "CacheRollback", "GoldScore", "accepts", "cache_kwargs", "can_crop", "can_roll_back", "crop_limit", "gold_score_from_logits", "greedy_token",
-    "output_cache", "probe_crop_limit", "trial_output",
+    "CacheRollback", "GoldScore", "accepts", "cache_kwargs", "can_crop", "can_roll_back", "crop_limit",
+    "gold_score_from_logits", "greedy_token", "output_cache", "probe_crop_limit", "trial_output",
 ]  # fmt: skip
 
 
@@ -74,7 +74,9 @@ def can_crop(cache: Any, length_tokens: int) -> bool:
 
 def can_roll_back(cache: Any) -> bool:
     """Whether ``CacheRollback`` can undo a forward on ``cache``: a ``DynamicCache`` of full and sliding-window
-    layers only (linear-attention, quantized and custom layers are not copied or cut back exactly)."""
+    layers only (linear-attention, quantized and custom layers are not copied or cut back exactly). Every cache
+    ``can_crop`` accepts is one; unlike a crop, a rollback also undoes a forward that pushed a sliding window
+    past its size."""
     try:
         from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
     except ImportError:
@@ -85,8 +87,8 @@ def can_roll_back(cache: Any) -> bool:
 
 
 class CacheRollback:
-    """Undo the forwards run on a cache after this point: for a cache that ``can_crop`` refuses because its
-    sliding-window layers drop their oldest states (Gemma 2/3, Mistral past its window).
+    """Undo the forwards run on a cache after this point, also where a crop cannot: sliding-window layers drop
+    their oldest states once past their window (Gemma 2/3, Mistral past its window).
 
     Each sliding layer is copied now (its states hold at most a window: small whatever the prompt) and put back
     by ``undo``; the full layers are cut back to the length they have now. A forward on the gold answer then

@@ -2,9 +2,9 @@
 
 An arm ran on exactly the baseline's trials (config ``mitigations``: same model, task, length, depth, sample),
 so each comparison pairs one arm trial with one baseline trial: McNemar's exact test on the discordant pairs
-and a paired bootstrap interval of the accuracy difference; an effect is stated only when both agree
-(``effect_detected``) (``recommend.py``'s, reused, resampling samples: the
-pairs of one sample share its needle), overall and in the middle band (depths 0.3-0.7, where "lost in the middle" loses facts) and at the ends (start and end bands).
+and a paired bootstrap interval of the accuracy difference (``recommend.py``'s, reused, resampling samples: the
+pairs of one sample share its needle), overall and in the middle band (depths 0.3-0.7, where "lost in the middle" loses facts) and at the ends (start and end bands). An effect is
+stated only when both agree (``effect_detected``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ ARM_PAIR_KEYS: tuple[str, ...] = ("task", "layout", "context_length", "depth", "
 COMPARISON_COLUMNS = [
     "model", "task", "arm", "pairs", "baseline_accuracy", "arm_accuracy", "difference", "diff_low", "diff_high",
     "arm_only", "baseline_only", "p_value", "middle_pairs", "middle_difference", "middle_low", "middle_high",
-    "middle_p_value", "ends_difference", "ends_low", "ends_high", "ends_p_value", "extra_forwards", "extra_prompt_tokens",
-    "masked_heads",
+    "middle_p_value", "ends_difference", "ends_low", "ends_high", "ends_p_value", "extra_forwards",
+    "extra_prompt_tokens", "masked_heads",
 ]
 
 
@@ -109,5 +109,9 @@ def effect_detected(low: float, high: float, p_value: float) -> bool:
     p is below ``ALPHA``. Both, because with few samples the bootstrap over clusters is too narrow (three of ten
     pairs discordant, all one way, give an interval off zero but p = 0.25), and McNemar alone ignores that the
     pairs of one sample share a needle (NaN: nothing to tell)."""
-    interval_off_zero = pd.notna(low) and pd.notna(high) and (low > 0 or high < 0)
-    return bool(interval_off_zero and pd.notna(p_value) and p_value < ALPHA)
+    return interval_excludes_zero(low, high) and bool(pd.notna(p_value) and p_value < ALPHA)
+
+
+def interval_excludes_zero(low: float, high: float) -> bool:
+    """Whether a 95% interval lies wholly above or below zero (NaN: no)."""
+    return bool(pd.notna(low) and pd.notna(high) and (low > 0 or high < 0))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from evalkit.report.analysis.mitigations import (
-    arm_comparisons, arm_curves, arm_trials, effect_detected, has_arms,
+    arm_comparisons, arm_curves, arm_trials, effect_detected, has_arms, interval_excludes_zero,
 )
 from evalkit.report.charts.accuracy import new_figure, save_figure
 from evalkit.report.charts.mitigations import plot_arm_curves
@@ -23,8 +23,9 @@ from evalkit.report.document.findings import pct, points
 
 _INTRO = ("Each arm ran on exactly the baseline's trials (same questions, documents, lengths and requested "
           "positions), so every comparison is paired: gains are the arm's accuracy minus the baseline's with a "
-          "paired bootstrap 95% interval that resamples samples (a sample keeps its needle at every depth), p is McNemar's exact test on the trials only one of the two got right; an arm's effect is "
-          "stated only when its interval excludes 0 and p < 0.05. "
+          "paired bootstrap 95% interval that resamples samples (a sample keeps its needle at every depth), p is "
+          "McNemar's exact test on the trials only one of the two got right; an arm's effect is stated only when "
+          "its interval excludes 0 and p < 0.05. "
           "The middle band is depths 30-70%, the ends are 0-10% and 90-100%.")
 
 
@@ -65,7 +66,7 @@ def _undecided(row) -> str:
     """Why an interval off zero is still not an effect: McNemar's p on too few discordant pairs."""
     for where, low, high, p in (("in the middle band", row.middle_low, row.middle_high, row.middle_p_value),
                                 ("overall", row.diff_low, row.diff_high, row.p_value)):
-        if pd.notna(low) and pd.notna(high) and (low > 0 or high < 0):
+        if interval_excludes_zero(low, high):
             return (f" (the bootstrap interval {where} excludes 0 but McNemar p = {p:.2g} on the pairs only one "
                     "side got right: too few to decide)")
     return ""

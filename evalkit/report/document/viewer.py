@@ -1,12 +1,13 @@
 """The trial viewer: one self-contained HTML page listing every trial of some run directories.
 
 A filterable table (model, task, length, depth, layout, correctness, and the failure type where records carry
-one; an untrained control's model is named so and its right/wrong greyed, as chance); a click opens the trial: its prompt with regions coloured, the needle highlighted and planted look-alikes
-outlined (folded, see ``viewer_data.py``) or, with saved token texts and per-token attention, as tokens coloured
-by attention mass (``viewer_tokens.py``); the gold and model answers, the failure type, the gold log-prob and,
-where attention was captured, its strips and top heads. The page loads nothing: its one
-script is inline and allowed by its SHA-256 in the Content-Security-Policy, which forbids every other script
-and every network load; record text travels as JSON (``<`` escaped) and is put on the page as text only.
+one; an untrained control's model is named so and its right/wrong greyed, as chance); a click opens the trial:
+its prompt with regions coloured, the needle highlighted and planted look-alikes outlined (folded, see
+``viewer_data.py``) or, with saved token texts and per-token attention, as tokens coloured by attention mass
+(``viewer_tokens.py``); the gold and model answers, the failure type, the gold log-prob and, where attention was
+captured, its strips and top heads. The page loads nothing: its one script is inline and allowed by its SHA-256
+in the Content-Security-Policy, which forbids every other script and every network load; record text travels as
+JSON (``<`` escaped) and is put on the page as text only.
 Written by ``evalkit view RUN_DIR`` and, as ``viewer.html``, beside every report.
 """
 
