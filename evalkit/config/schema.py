@@ -380,3 +380,12 @@ def config_hash(cfg: EvalConfig) -> str:
             entry["served"].pop(name, None)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def config_hash_without_samples(cfg: EvalConfig) -> str:
+    """``config_hash`` with the sample count left out: configs that differ only in ``samples`` hash alike.
+
+    A trial's id and seed depend on its sample index, not on the count (``config/trial_ids.py``), so such configs
+    plan the same trials for the samples both hold: a run grows by raising ``samples`` (``store/growth.py``).
+    """
+    return config_hash(cfg.model_copy(update={"samples": 1}))

@@ -16,12 +16,13 @@ from typing import Any, Iterator
 import evalkit
 from evalkit.config.resolved_lengths import ContextLengths, token_lengths, window_lengths
 from evalkit.config.layouts import Layout
-from evalkit.config.schema import EvalConfig, ModelConfig, config_hash
+from evalkit.config.schema import EvalConfig, ModelConfig, config_hash, config_hash_without_samples
 from evalkit.errors import ConfigError, EvalkitError
 from evalkit.models import describe_model
 from evalkit.package_data import package_version
 from evalkit.run.axis_checks import check_content_axes
 from evalkit.run.environment import hardware_facts, utc_now
+from evalkit.store.growth import SAMPLES_FREE_HASH_KEY
 from evalkit.store.run_facts import HARDWARE_KEY, hardware_row
 from evalkit.store.run_plan import RESOLVED_LENGTHS_KEY
 from evalkit.tasks import haystack_for_task, instantiate_needle, is_task_path, load_task, prompt_parts
@@ -226,6 +227,7 @@ def run_header(
         "evalkit_version": evalkit.__version__,
         "config": config.model_dump(mode="json"),
         "config_hash": config_hash(config),
+        SAMPLES_FREE_HASH_KEY: config_hash_without_samples(config),
         "config_path": str(config_path),
         "seed": config.seed,
         "models": revisions,

@@ -22,6 +22,7 @@ except ImportError:  # Windows: RunLock falls back to a pid file
     fcntl = None  # type: ignore[assignment]
 import evalkit.store.format as fmt
 from evalkit.store.format import HEADER_FILE, LOCK_FILE, PROMPTS_FILE, RECORDS_FILE, disk_errors
+from evalkit.store.growth import grown_header
 from evalkit.store.run_facts import HARDWARE_KEY, ModelFacts, with_end, with_model_facts
 from evalkit.store.run_plan import check_in_plan, header_plan
 from evalkit.types import BuiltPrompt, TrialRecord
@@ -197,6 +198,10 @@ class RunStore:
             self._pending_header = header
             return
         existing = fmt.read_header(self.run_dir)
+        grown = grown_header(self.run_dir, existing, header)
+        if grown is not None:  # the same config with more samples: the run grows (store/growth.py)
+            update_header(self.run_dir, lambda _: grown)
+            existing = grown
         for key in IDENTITY_FIELDS:
             if existing.get(key) != header.get(key):
                 raise RunDirError(

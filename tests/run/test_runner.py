@@ -51,7 +51,7 @@ def test_rerun_skips_done_trials_and_changed_config_is_refused(tmp_path, tiny_mo
     third = run_eval(load_config(path), path, quiet=True, write_report=False)
     assert third.ran == 0
     with pytest.raises(RunDirError, match="different config"):
-        run_eval(load_config(path, ["samples=3"]), path, quiet=True, write_report=False)
+        run_eval(load_config(path, ["seed=8"]), path, quiet=True, write_report=False)
     assert len(records(first.run_dir)) == 12
 
 
