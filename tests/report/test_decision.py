@@ -149,3 +149,19 @@ def test_the_power_estimate_counts_samples_when_a_layouts_trials_share_needles()
     # each sample's 11 trials agree: design effect 11, so 11 times the trials of independent ones
     assert decision.layout.design_effect == pytest.approx(11.0)
     assert question.n_needed == 11 * trials_needed(0.9, 0.8) == 2145
+
+
+@pytest.mark.parametrize("name, grid, expected", [
+    ("decided", _middle_failing_grid(), "each length's best-vs-worst position gap is decided at 95%"),
+    ("floor", {(length, d): (0, 20) for length in (1024, 4096) for d in DEPTHS},
+     "every tested depth has the same accuracy at each length, so there is no position gap to decide"),
+])
+def test_not_known_yet_says_whether_the_position_gap_is_decided_or_absent(tmp_path, name, grid, expected):
+    """A floor (0% everywhere) has no gap at all: the block must not call it "decided at 95%"."""
+    run = tmp_path / "run"
+    write_header(run)
+    write_records(run, grid_records(grid=grid))
+    text = write_report([run], tmp_path / "out").report_md.read_text(encoding="utf-8")
+    (line,) = [line for line in text.splitlines() if line.startswith("- **Not known yet:**")]
+    assert expected in line
+    assert "every comparison shown" not in line

@@ -110,9 +110,8 @@ def question_line(question: OpenQuestion | None, lengths: tuple[LengthVerdict, .
             more = (f"; at {pct(best.accuracy)} right, about {need:,} trials per cell (now {best.n}) would call one "
                     "safe" if need is not None else "")
             return (Strong("Not known yet: "), f"{count(len(unsure), 'depth x length cell is', 'depth x length cells are')}"
-                    f" between safe and danger (too few trials){more}; every comparison shown is decided at 95%.")
-        return (Strong("Not known yet: "), "every comparison shown is decided at 95%; lengths or depths not tested "
-                "are not covered.")
+                    f" between safe and danger (too few trials){more}; {_position_gaps(lengths)}.")
+        return (Strong("Not known yet: "), f"{_position_gaps(lengths)}; lengths or depths not tested are not covered.")
     gap = f"{points(question.gap)} [{points(question.low)[:-4]}, {points(question.high)[:-4]}]"
     if question.n_needed is None:
         more = "no gap was observed, so no sample size would show one"
@@ -120,6 +119,14 @@ def question_line(question: OpenQuestion | None, lengths: tuple[LengthVerdict, .
         more = (f"about {question.n_needed:,} trials per arm (now {question.n_now:,}) would detect a gap this size "
                 "with 80% power at α = 0.05")
     return (Strong("Not known yet: "), f"{question.what}: {gap}, the interval includes 0; {more}.")
+
+
+def _position_gaps(lengths: tuple[LengthVerdict, ...]) -> str:
+    """What the position comparison says when no gap is left open: decided, or none to decide (one accuracy at
+    every depth, the floor or the ceiling); other comparisons (arms, content axes) say their own verdicts."""
+    if all(len({c.accuracy for c in verdict.cells}) <= 1 for verdict in lengths):
+        return "every tested depth has the same accuracy at each length, so there is no position gap to decide"
+    return "each length's best-vs-worst position gap is decided at 95% (its interval excludes 0) or is 0"
 
 
 def decision_blocks(data: ReportData, decisions: tuple[ModelDecision, ...],
