@@ -55,3 +55,18 @@ def test_items_without_gpu_template_or_parameter_count():
 
 def test_durations_read_in_the_largest_sensible_unit():
     assert [duration_text(s) for s in (4.25, 725, 7260)] == ["4.2 s", "12 min 5 s", "2 h 1 min"]
+
+
+def test_trial_time_sums_every_records_seconds_per_model_whatever_the_header_says(tmp_path):
+    """Interrupted calls and extra processes leave no wall time in the header; the records' seconds still count."""
+    run = tmp_path / "run"
+    write_header(run, eval_seconds=10.0)  # one short call recorded, the rest of the run was interrupted
+    records = grid_records()
+    for i, record in enumerate(records):
+        record["elapsed_s"] = 30.0 if i % 2 else 40.0
+    write_records(run, records)
+    runs = write_report([run], tmp_path / "out").report_md.read_text().split("## Runs", 1)[1]
+    total = sum(r["elapsed_s"] for r in records)
+    assert (f"trial time (each record's own seconds, summed: every call and process counted, loading and checks "
+            f"not): {MODEL} {duration_text(total)} over {len(records):,} trials (median 35.0 s)") in runs
+    assert "evaluation time (wall, all calls, checks and loading included): 10.0 s" in runs

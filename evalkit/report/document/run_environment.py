@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
+
 from evalkit.report.document.blocks import Code, Inline, Text
 from evalkit.store.run_facts import HardwareFacts, ModelFacts, run_facts
 
@@ -68,3 +70,20 @@ def duration_text(seconds: float) -> str:
         return f"{minutes} min {secs} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
+
+
+def trial_time_item(records: pd.DataFrame) -> str | None:
+    """Per model, the records' own ``elapsed_s`` summed, with the median trial: the compute a run took whatever
+    its calls and processes (the header's wall time misses an interrupted call's); None without timed records."""
+    if "elapsed_s" not in records.columns:
+        return None
+    timed = records[pd.to_numeric(records["elapsed_s"], errors="coerce").notna()]
+    if timed.empty:
+        return None
+    parts = []
+    for model, rows in timed.groupby(timed["model"].astype("str"), sort=True):
+        seconds = rows["elapsed_s"].astype(float)
+        parts.append(f"{model} {duration_text(float(seconds.sum()))} over {len(rows):,} trials "
+                     f"(median {duration_text(float(seconds.median()))})")
+    return ("trial time (each record's own seconds, summed: every call and process counted, loading and checks "
+            "not): " + "; ".join(parts))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from evalkit.report.document.blocks import Block, Bullets, Code, Details, Heading, Image, Para, Strong, Table
-from evalkit.report.document.run_environment import environment_items
+from evalkit.report.document.run_environment import environment_items, trial_time_item
 from evalkit.report.document.findings import (
     pct,
     pct_below,
@@ -145,6 +145,7 @@ def runs_blocks(data: ReportData) -> list[Block]:
             f"evalkit {header.get('evalkit_version', '?')}; "
             + (", ".join(f"{k} {v}" for k, v in sorted(versions.items())) or "versions unknown"),
             *environment_items(header),
+            *filter(None, [trial_time_item(rows)]),
             "shown as: " + ", ".join(variants),
         ))]
         blocks += _missing_blocks(rows, header, planned)
