@@ -120,7 +120,7 @@ def test_content_axes_are_never_recommended_as_a_layout(tmp_path):
     write_records(run, _paired_records())
     text = write_report([run], tmp_path / "out").report_md.read_text("utf-8")
     assert "## Layout recommendation" not in text and "**Layout:**" not in text
-    assert "### org/tiny-model (shown: org/tiny-model · 0 distractors, coherent haystack)" in text
+    assert "### org/tiny-model (shown: org/tiny-model · 4 distractors, coherent haystack, the hardest condition tested)" in text
 
 
 def test_prompt_layouts_are_compared_on_pairs_within_each_content_condition():

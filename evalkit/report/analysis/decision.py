@@ -34,7 +34,7 @@ from evalkit.report.analysis.recommend import layout_accuracy, layout_pairs, lay
 from evalkit.report.analysis.stats import difference_interval, wilson_interval, wilson_intervals
 from evalkit.report.analysis.truncation import notable_truncation
 from evalkit.report.data.documents import fraction_position, on_fraction_axis, single_documents_total
-from evalkit.report.data.labels import prompt_layout_labels
+from evalkit.report.data.labels import CONTENT_AXES, axis_text, prompt_layout_labels
 
 SAFE_LOWER_BOUND = 0.70  # 9/9 right gives 0.70: nine clean trials at a depth call it safe
 DANGER_UPPER_BOUND = 0.75  # 95% sure that fewer than 3 in 4 facts placed there are found (0/2 gives 0.66)
@@ -124,6 +124,7 @@ class ModelDecision:
     # documents tasks only (all of the variant's trials, one K): cells are gold positions, ``depth`` = index / (K - 1)
     documents_total: int | None = None
     truncation: tuple[int, int] | None = None  # (cut-off answers, trials) when notable (``truncation.py``)
+    hardest: bool = False  # ``variant`` is the hardest of several content conditions (``_variant_of``)
 
 
 def verdict_of(ci_low: float, ci_high: float) -> str:
@@ -261,7 +262,7 @@ def model_decisions(df: pd.DataFrame, controls: pd.DataFrame,
         mine = done[done["model"].astype("str") == model]
         if mine.empty:
             continue
-        variant = _variant_of(mine, choice)
+        variant, hardest = _variant_of(mine, choice)
         trials = mine[mine["variant"] == variant]
         total = single_documents_total(trials)
         lengths = length_verdicts(trials if total is None else on_fraction_axis(trials, total))
@@ -269,14 +270,25 @@ def model_decisions(df: pd.DataFrame, controls: pd.DataFrame,
         question = _layout_question(choice) or _depth_question(lengths, total)
         out.append(ModelDecision(model, variant, lengths, choice, effective,
                                  controls[controls["variant"].astype("str") == variant] if not controls.empty
-                                 else controls, question, total, notable_truncation(trials)))
+                                 else controls, question, total, notable_truncation(trials), hardest))
     return tuple(out)
 
 
-def _variant_of(trials: pd.DataFrame, choice: LayoutChoice | None) -> str:
-    """The variant the block describes: the recommended layout's, else the model's first."""
+def _variant_of(trials: pd.DataFrame, choice: LayoutChoice | None) -> tuple[str, bool]:
+    """The variant the block describes, and whether it is the hardest content condition.
+
+    Among the recommended layout's trials (else all of the model's): where a content axis varies (look-alikes,
+    haystack order, needle variant; no mitigation arms), the condition of lowest accuracy, since a user cannot
+    choose the content of their prompts and a position safe there is the one to rely on; else the first variant.
+    """
+    pool = trials
     if choice is not None:
         chosen = trials[(prompt_layout_labels(trials) == choice.layout).to_numpy()]
-        if not chosen.empty:
-            return str(chosen["variant"].iloc[0])
-    return str(trials["variant"].iloc[0])
+        pool = chosen if not chosen.empty else trials
+    arms = axis_text(pool, "mitigation").nunique() if "mitigation" in pool.columns else 1
+    if arms <= 1 and any(axis_text(pool, a).nunique() > 1 for a in CONTENT_AXES if a in pool.columns):
+        right = pool["correct"].fillna(False).astype("float64")
+        accuracy = right.groupby(pool["variant"].astype("str"), sort=False).mean()
+        if accuracy.nunique() > 1:
+            return str(accuracy.idxmin()), True
+    return str(pool["variant"].iloc[0]), False

@@ -146,8 +146,9 @@ def decision_blocks(data: ReportData, decisions: tuple[ModelDecision, ...],
     if not decisions:
         return blocks + [Para("No completed trials of a trained model." if data.untrained else "No completed trials.")]
     for decision in decisions:
+        shown = f"{decision.variant}, the hardest condition tested" if decision.hardest else decision.variant
         blocks.append(Heading(3, decision.variant if decision.variant == decision.model
-                              else f"{decision.model} (shown: {decision.variant})"))
+                              else f"{decision.model} (shown: {shown})"))
         blocks += [Image(p, f"Where is it safe: {decision.variant}", wide=True)
                    for p in strips.get(decision.variant, []) if p.suffix == ".png"]
         items: list = [length_line(v, decision.documents_total) for v in decision.lengths]
