@@ -18,6 +18,7 @@ from evalkit.report.analysis.decision import (
     OpenQuestion,
     trials_to_call_safe,
 )
+from evalkit.report.analysis.shape import depth_shapes
 from evalkit.report.data.documents import fraction_position
 from evalkit.report.data.untrained import UNTRAINED_NOTE, is_untrained
 from evalkit.report.document.blocks import Block, Bullets, Code, Heading, Image, Link, Para, Strong, Table
@@ -28,6 +29,7 @@ from evalkit.report.document.findings import (
     effective_length_sentence,
     pct,
     points,
+    shape_line,
     tokens,
 )
 from evalkit.report.document.documents_section import document_finding
@@ -152,6 +154,9 @@ def decision_blocks(data: ReportData, decisions: tuple[ModelDecision, ...],
         blocks += [Image(p, f"Where is it safe: {decision.variant}", wide=True)
                    for p in strips.get(decision.variant, []) if p.suffix == ".png"]
         items: list = [length_line(v, decision.documents_total) for v in decision.lengths]
+        if decision.documents_total is None:  # documents tasks read their shape from paired positions (below)
+            shapes = depth_shapes(data.indices, decision.variant)
+            items += [shape_line(s, len({x.task for x in shapes}) > 1) for s in shapes]
         if decision.layout is not None:
             items.append(layout_line(decision.layout))
         items.append(effective_line(decision.effective))

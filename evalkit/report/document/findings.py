@@ -10,7 +10,18 @@ import math
 
 import pandas as pd
 
+from evalkit.report.analysis.shape import (
+    FLAT,
+    FLAT_LIMIT,
+    MIDDLE_BEST,
+    PRIMACY,
+    RECENCY,
+    U_CURVE,
+    UNDECIDED,
+    DepthShape,
+)
 from evalkit.report.analysis.stats import wilson_interval
+from evalkit.report.document.blocks import Strong
 
 
 def count(n: int, one: str, many: str) -> str:
@@ -204,3 +215,22 @@ def _depth_sentences(done: pd.DataFrame) -> list[str]:
     if worst["depth"] not in edges["depth"].tolist() and (edges["accuracy"] > worst["accuracy"]).all():
         out.append("Both ends of the context did better than the middle: the \"lost in the middle\" pattern.")
     return out
+
+
+def shape_line(shape: DepthShape, name_task: bool = False) -> tuple:
+    """The decision block's shape bullet: ``"Shape at 4,096 tokens: recency at 95%: the end beats the middle
+    (end − middle +40 pts [+25, +53]); the start does not (start − middle −3 pts [−18, +12])."``"""
+    where = tokens(shape.context_length) + (f", {shape.task}" if name_task else "")
+    start = f"start − middle {points_ci(*shape.primacy)}"
+    end = f"end − middle {points_ci(*shape.recency)}"
+    limit = f"±{round(FLAT_LIMIT * 100)} points"
+    text = {
+        U_CURVE: f"U-shaped at 95%: both ends beat the middle ({start}; {end}).",
+        PRIMACY: f"primacy at 95%: the start beats the middle ({start}); the end does not ({end}).",
+        RECENCY: f"recency at 95%: the end beats the middle ({end}); the start does not ({start}).",
+        MIDDLE_BEST: f"the middle is best at 95%: an end falls below it ({start}; {end}).",
+        FLAT: f"flat within ±{round((shape.flat_within or 0) * 100)} points at 95% ({start}; {end}).",
+        UNDECIDED: f"not decided: neither end differs from the middle at 95%, and the intervals reach past {limit} "
+                   f"({start}; {end}); more samples would tell.",
+    }[shape.shape]
+    return (Strong(f"Shape at {where}: "), text)
