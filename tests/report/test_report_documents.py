@@ -198,7 +198,8 @@ def test_paired_comparisons_and_u_curve_by_hand(tmp_path):
 @pytest.mark.parametrize(("grid", "shape", "words"), [
     ({0: ALL, 1: NONE, 2: NONE, 3: NONE}, PRIMACY, "Primacy only: "),
     ({0: NONE, 1: NONE, 2: NONE, 3: ALL}, RECENCY, "Recency only: "),
-    ({0: HALF, 1: HALF, 2: HALF, 3: HALF}, FLAT, "Flat: neither end differs from the middle at 95%"),
+    # no discordant pair, but 12 questions cannot bound a gap within 8 points: not called flat
+    ({0: HALF, 1: HALF, 2: HALF, 3: HALF}, FLAT, "Not decided: neither end differs from the middle at 95%"),
     # 9 of 12 vs 6 of 12 on the same questions: 3 discordant pairs, p = 0.25: not a primacy effect
     ({0: list(range(9)), 1: HALF, 2: HALF, 3: HALF}, FLAT, "the gap may be sampling noise"),
 ])
@@ -352,3 +353,25 @@ def test_gold_rank_accuracy_counts_questions_not_trials():
     assert (row["n_top"], row["correct_top"], row["n_other"]) == (12, 6, 0)
     # each question agrees with itself at both positions: design effect 2, the interval of 3 of 6 questions
     np.testing.assert_allclose((row["top_low"], row["top_high"]), wilson(3, 6), atol=1e-9)
+
+
+def test_documents_flat_within_a_bound_only_where_the_intervals_support_it(tmp_path):
+    """Every one of 400 questions right at every position: flat within ±1 point, in the section and the decision
+    block; 12 such questions stay "not decided" there."""
+    many = 400
+    run = write_doc_run(tmp_path / "run", grid_records({p: list(range(many)) for p in range(K)}, K, many))
+    text = write_report(run, tmp_path / "report").report_md.read_text()
+    assert "Flat within ±1 point at 95% (first (1 of 4) − middle (2 of 4): 0 pts" in text
+    decision = text.split("**Decision.**")[1].split("\nTables: ")[0]
+    assert "- **Shape by gold position at " in decision and "flat within ±1 point at 95%" in decision
+    run, paths = _report(tmp_path / "few", {p: ALL for p in range(K)})
+    decision = paths.report_md.read_text().split("**Decision.**")[1].split("\nTables: ")[0]
+    assert "not decided: neither end differs from the middle at 95% and the intervals reach past ±8 points" \
+        in decision
+
+
+def test_the_decision_block_names_the_documents_shape(tmp_path):
+    _run, paths = _report(tmp_path, {0: ALL, 1: NONE, 2: NONE, 3: NONE})
+    decision = paths.report_md.read_text().split("**Decision.**")[1].split("\nTables: ")[0]
+    (line,) = [line for line in decision.splitlines() if line.startswith("- **Shape by gold position at ")]
+    assert "primacy at 95%, paired by question (first (1 of 4) − middle (2 of 4): +100 pts" in line

@@ -70,3 +70,16 @@ def test_the_decision_block_states_the_shape_at_95_percent(tmp_path):
     # brackets are escaped in Markdown
     assert r"recency at 95%: the end beats the middle (end − middle +50 pts \[+36, +62\])" in line
     assert r"the start does not (start − middle 0 pts \[−17, +17\])." in line
+
+
+def test_lengths_all_undecided_share_one_line(tmp_path):
+    run = tmp_path / "run"
+    write_header(run)
+    grid = {(length, depth): (1, 2) for length in (512, 1024) for depth in (0.0, 0.5, 1.0)}
+    write_records(run, grid_records(grid=grid))
+    text = write_report([run], tmp_path / "out").report_md.read_text(encoding="utf-8")
+    block = text.split("**Decision.**")[1].split("\nTables: ")[0]
+    shape = [line for line in block.splitlines() if line.startswith("- **Shape")]
+    assert shape == ["- **Shape:** not decided at 512–1,024 tokens: neither end differs from the middle at 95% at "
+                     "any tested length, and the intervals are too wide (past ±8 points) to call it flat; more "
+                     "samples would tell (the indices are under \"Where in the prompt\")."]

@@ -1,4 +1,4 @@
-"""The shape of accuracy over needle depth, decided at 95%: a U, primacy, recency, the middle best, flat, or not decided.
+"""The shape of accuracy over needle depth at 95%: a U, primacy, recency, the middle best, flat, or not decided.
 
 It reads the primacy index (start - middle) and the recency index (end - middle) of ``indices.position_indices``
 with their 95% intervals (Newcombe on design-effect counts: a band pools a sample's depths):
@@ -11,7 +11,8 @@ with their 95% intervals (Newcombe on design-effect counts: a band pools a sampl
 - ``undecided``: neither interval excludes 0 and one reaches past the limit: more samples would tell.
 
 The limit is 8 points: a prompt engineer moves a fact for a gap of ten points, not for three. Documents tasks read
-their shape from paired positions instead (``document_positions.curve_shape``).
+their shape from paired positions instead (``document_positions.curve_shape``, McNemar), and call it flat only
+within the same bound (``flat_bound`` on the paired intervals).
 """
 
 from __future__ import annotations
@@ -48,9 +49,16 @@ def classify(primacy: tuple[float, float, float], recency: tuple[float, float, f
         return (PRIMACY if start_up else RECENCY), None
     if primacy[2] < 0 or recency[2] < 0:
         return MIDDLE_BEST, None
-    reach = max(abs(primacy[1]), abs(primacy[2]), abs(recency[1]), abs(recency[2]))
+    bound = flat_bound((primacy[1], primacy[2]), (recency[1], recency[2]), flat_limit=flat_limit)
+    return (FLAT, bound) if bound is not None else (UNDECIDED, None)
+
+
+def flat_bound(*intervals: tuple[float, float], flat_limit: float = FLAT_LIMIT) -> float | None:
+    """X (a fraction, whole points rounded up) such that every ``(low, high)`` lies within +/- X, when X is at most
+    ``flat_limit``; None when an interval reaches past it (then "flat" is not shown, only "not decided")."""
+    reach = max(abs(x) for interval in intervals for x in interval)
     bound = math.ceil(round(reach * 100, 6)) / 100  # whole points, up; round() keeps 0.07 from reading 0.0700001
-    return (FLAT, bound) if bound <= flat_limit + 1e-9 else (UNDECIDED, None)
+    return bound if bound <= flat_limit + 1e-9 else None
 
 
 def depth_shapes(indices: pd.DataFrame, variant: str, flat_limit: float = FLAT_LIMIT) -> tuple[DepthShape, ...]:

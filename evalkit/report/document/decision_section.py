@@ -29,10 +29,10 @@ from evalkit.report.document.findings import (
     effective_length_sentence,
     pct,
     points,
-    shape_line,
+    shape_lines,
     tokens,
 )
-from evalkit.report.document.documents_section import document_finding
+from evalkit.report.document.documents_section import document_finding, document_shape_items
 from evalkit.report.document.sections import ReportData, ci_cell, control_sentence, series_label
 
 _CONTROL_NAMES = {"closed_book": "closed book", "oracle": "oracle"}
@@ -154,9 +154,10 @@ def decision_blocks(data: ReportData, decisions: tuple[ModelDecision, ...],
         blocks += [Image(p, f"Where is it safe: {decision.variant}", wide=True)
                    for p in strips.get(decision.variant, []) if p.suffix == ".png"]
         items: list = [length_line(v, decision.documents_total) for v in decision.lengths]
-        if decision.documents_total is None:  # documents tasks read their shape from paired positions (below)
-            shapes = depth_shapes(data.indices, decision.variant)
-            items += [shape_line(s, len({x.task for x in shapes}) > 1) for s in shapes]
+        if decision.documents_total is None:
+            items += shape_lines(depth_shapes(data.indices, decision.variant))
+        else:  # documents tasks read their shape from positions paired by question
+            items += document_shape_items(data, decision.variant)
         if decision.layout is not None:
             items.append(layout_line(decision.layout))
         items.append(effective_line(decision.effective))

@@ -25,11 +25,15 @@ from evalkit.report.data.documents import (
     sentence_case,
     task_metric,
 )
-from evalkit.report.document.blocks import Block, Code, Heading, Image, Para, Table
-from evalkit.report.document.findings import count, points, points_ci
+from evalkit.report.analysis.shape import FLAT_LIMIT, flat_bound
+from evalkit.report.analysis.stats import difference_interval
+from evalkit.report.document.blocks import Block, Code, Heading, Image, Para, Strong, Table
+from evalkit.report.document.findings import count, points, points_ci, tokens
 from evalkit.report.document.sections import ReportData, ci_cell
 
 _CONTROLS = (("closed_book", "closed book"), ("oracle", "oracle"))
+_DECISION_SHAPES = {U_CURVE: "U-shaped", PRIMACY: "primacy", RECENCY: "recency",
+                    MIDDLE_BEST: "the middle is best"}
 _COMPARISONS = {"first_vs_middle": "first vs middle", "last_vs_middle": "last vs middle",
                 "best_vs_worst": "best vs worst"}
 _SHAPES = {
@@ -64,7 +68,10 @@ def shape_sentence(cells: pd.DataFrame, pairs: pd.DataFrame, metric: str) -> str
     by = {r.comparison: r for r in pairs.itertuples(index=False)}
     middle = (f"{_pair_text(by['first_vs_middle'], total)}; {_pair_text(by['last_vs_middle'], total)}")
     if shape == FLAT:
-        text = (f"Flat: neither end differs from the middle at 95% ({middle}); the gap may be sampling noise.")
+        bound = _flat_bound(by)
+        within = count(round((bound or 0) * 100), "point", "points")
+        text = (f"Flat within ±{within} at 95% ({middle})." if bound is not None else
+                f"Not decided: neither end differs from the middle at 95% ({middle}); the gap may be sampling noise.")
     else:
         text = f"{_SHAPES[shape].capitalize()}: paired by question, {middle}."
     if "best_vs_worst" in by and shape != U_CURVE:
@@ -73,6 +80,44 @@ def shape_sentence(cells: pd.DataFrame, pairs: pd.DataFrame, metric: str) -> str
         text += (f" Best vs worst position: {_pair_text(row, total)}"
                  + ("." if sure else "; the gap may be sampling noise."))
     return text
+
+
+def _flat_bound(by: dict) -> float | None:
+    """The flat bound (``shape.flat_bound``) of the two middle comparisons, None past the limit.
+
+    It reads Newcombe's interval of the two positions' accuracies, not the paired bootstrap: with no discordant
+    pair the bootstrap collapses to [0, 0], which would call 12 questions "flat within ±0 points"."""
+    intervals = []
+    for name in ("first_vs_middle", "last_vs_middle"):
+        row = by[name]
+        _, low, high = difference_interval(round(row.accuracy_a * row.pairs), row.pairs,
+                                           round(row.accuracy_b * row.pairs), row.pairs)
+        intervals.append((float(low), float(high)))
+    return flat_bound(*intervals)
+
+
+def document_shape_items(data: ReportData, variant: str) -> list[tuple]:
+    """The decision block's shape bullets of a documents variant, one per task x length with both middle pairs."""
+    pairs = data.position_pairs
+    mine = pairs[pairs["variant"].astype("str") == variant] if not pairs.empty else pairs
+    items = []
+    for (task, length), group in mine.groupby(["task", "context_length"], sort=True) if not mine.empty else ():
+        by = {r.comparison: r for r in group.itertuples(index=False)}
+        if "first_vs_middle" not in by or "last_vs_middle" not in by:
+            continue
+        total = int(group["documents_total"].max())
+        middle = f"{_pair_text(by['first_vs_middle'], total)}; {_pair_text(by['last_vs_middle'], total)}"
+        shape, bound = curve_shape(group), _flat_bound(by)
+        if shape != FLAT:
+            text = f"{_DECISION_SHAPES[shape]} at 95%, paired by question ({middle})."
+        elif bound is not None:
+            text = f"flat within ±{count(round(bound * 100), 'point', 'points')} at 95% ({middle})."
+        else:
+            text = (f"not decided: neither end differs from the middle at 95% and the intervals reach past "
+                    f"±{round(FLAT_LIMIT * 100)} points ({middle}); more questions would tell.")
+        where = tokens(int(length)) + (f", {task}" if mine["task"].nunique() > 1 else "")
+        items.append((Strong(f"Shape by gold position at {where}: "), text))
+    return items
 
 
 def _control_cells(controls: pd.DataFrame, variant: str, task: str) -> list[str]:

@@ -7,6 +7,7 @@ real effect from sampling noise.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -224,13 +225,27 @@ def shape_line(shape: DepthShape, name_task: bool = False) -> tuple:
     start = f"start − middle {points_ci(*shape.primacy)}"
     end = f"end − middle {points_ci(*shape.recency)}"
     limit = f"±{round(FLAT_LIMIT * 100)} points"
+    flat = f"±{count(round((shape.flat_within or 0) * 100), 'point', 'points')}"
     text = {
         U_CURVE: f"U-shaped at 95%: both ends beat the middle ({start}; {end}).",
         PRIMACY: f"primacy at 95%: the start beats the middle ({start}); the end does not ({end}).",
         RECENCY: f"recency at 95%: the end beats the middle ({end}); the start does not ({start}).",
         MIDDLE_BEST: f"the middle is best at 95%: an end falls below it ({start}; {end}).",
-        FLAT: f"flat within ±{round((shape.flat_within or 0) * 100)} points at 95% ({start}; {end}).",
+        FLAT: f"flat within {flat} at 95% ({start}; {end}).",
         UNDECIDED: f"not decided: neither end differs from the middle at 95%, and the intervals reach past {limit} "
                    f"({start}; {end}); more samples would tell.",
     }[shape.shape]
     return (Strong(f"Shape at {where}: "), text)
+
+
+def shape_lines(shapes: Sequence[DepthShape]) -> list[tuple]:
+    """The decision block's shape bullets: one per task x length, or one for all when none is decided (a grid of
+    few samples per cell would otherwise fill the block with the same "not decided")."""
+    several_tasks = len({s.task for s in shapes}) > 1
+    if len(shapes) < 2 or any(s.shape != UNDECIDED for s in shapes):
+        return [shape_line(s, several_tasks) for s in shapes]
+    lengths = sorted({s.context_length for s in shapes})
+    where = tokens(lengths[0]) if len(lengths) == 1 else f"{tokens(lengths[0])[:-7]}–{tokens(lengths[-1])}"
+    return [(Strong("Shape: "), f"not decided at {where}: neither end differs from the middle at 95% at any "
+             f"tested length, and the intervals are too wide (past ±{round(FLAT_LIMIT * 100)} points) to call it "
+             "flat; more samples would tell (the indices are under \"Where in the prompt\").")]
