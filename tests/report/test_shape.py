@@ -10,16 +10,8 @@ from report_fixtures import grid_records, write_header, write_records
 
 from evalkit.report import write_report
 from evalkit.report.analysis.indices import position_indices
-from evalkit.report.analysis.shape import (
-    FLAT,
-    MIDDLE_BEST,
-    PRIMACY,
-    RECENCY,
-    U_CURVE,
-    UNDECIDED,
-    classify,
-    depth_shapes,
-)
+from evalkit.report.analysis.document_positions import FLAT, MIDDLE_BEST, PRIMACY, RECENCY, U_CURVE, UNDECIDED
+from evalkit.report.analysis.shape import classify, depth_shapes
 from evalkit.report.data.labels import add_variants
 
 ZERO = (0.0, -0.03, 0.03)

@@ -12,7 +12,7 @@ with their 95% intervals (Newcombe on design-effect counts: a band pools a sampl
 
 The limit is 8 points: a prompt engineer moves a fact for a gap of ten points, not for three. Documents tasks read
 their shape from paired positions instead (``document_positions.curve_shape``, McNemar), and call it flat only
-within the same bound (``flat_bound`` on the paired intervals).
+within the same bound (``flat_bound`` on Newcombe's interval of the two positions' accuracies).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-U_CURVE, PRIMACY, RECENCY, MIDDLE_BEST, FLAT, UNDECIDED = (
-    "u_curve", "primacy", "recency", "middle_best", "flat", "undecided")
+# the shape names the documents section already uses (its positions paired by question)
+from evalkit.report.analysis.document_positions import FLAT, MIDDLE_BEST, PRIMACY, RECENCY, U_CURVE, UNDECIDED
+
 FLAT_LIMIT = 0.08
 
 

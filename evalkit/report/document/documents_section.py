@@ -28,7 +28,7 @@ from evalkit.report.data.documents import (
 from evalkit.report.analysis.shape import FLAT_LIMIT, flat_bound
 from evalkit.report.analysis.stats import difference_interval
 from evalkit.report.document.blocks import Block, Code, Heading, Image, Para, Strong, Table
-from evalkit.report.document.findings import count, points, points_ci, tokens
+from evalkit.report.document.findings import count, points, points_ci, tokens, within_points
 from evalkit.report.document.sections import ReportData, ci_cell
 
 _CONTROLS = (("closed_book", "closed book"), ("oracle", "oracle"))
@@ -66,11 +66,9 @@ def shape_sentence(cells: pd.DataFrame, pairs: pd.DataFrame, metric: str) -> str
         return (f"Fewer than three gold positions were tested, so no curve shape can be read; {label} by position "
                 "is in the table.")
     by = {r.comparison: r for r in pairs.itertuples(index=False)}
-    middle = (f"{_pair_text(by['first_vs_middle'], total)}; {_pair_text(by['last_vs_middle'], total)}")
+    middle, bound = _middle_reading(by, total)
     if shape == FLAT:
-        bound = _flat_bound(by)
-        within = count(round((bound or 0) * 100), "point", "points")
-        text = (f"Flat within ±{within} at 95% ({middle})." if bound is not None else
+        text = (f"Flat within {within_points(bound)} at 95% ({middle})." if bound is not None else
                 f"Not decided: neither end differs from the middle at 95% ({middle}); the gap may be sampling noise.")
     else:
         text = f"{_SHAPES[shape].capitalize()}: paired by question, {middle}."
@@ -82,18 +80,18 @@ def shape_sentence(cells: pd.DataFrame, pairs: pd.DataFrame, metric: str) -> str
     return text
 
 
-def _flat_bound(by: dict) -> float | None:
-    """The flat bound (``shape.flat_bound``) of the two middle comparisons, None past the limit.
+def _middle_reading(by: dict, total: int) -> tuple[str, float | None]:
+    """The two middle comparisons in words, and their flat bound (``shape.flat_bound``; None past the limit).
 
-    It reads Newcombe's interval of the two positions' accuracies, not the paired bootstrap: with no discordant
-    pair the bootstrap collapses to [0, 0], which would call 12 questions "flat within ±0 points"."""
+    The bound reads Newcombe's interval of the two positions' accuracies, not the paired bootstrap: with no
+    discordant pair the bootstrap collapses to [0, 0], which would call 12 questions "flat within ±0 points"."""
+    rows = [by["first_vs_middle"], by["last_vs_middle"]]
     intervals = []
-    for name in ("first_vs_middle", "last_vs_middle"):
-        row = by[name]
+    for row in rows:
         _, low, high = difference_interval(round(row.accuracy_a * row.pairs), row.pairs,
                                            round(row.accuracy_b * row.pairs), row.pairs)
         intervals.append((float(low), float(high)))
-    return flat_bound(*intervals)
+    return "; ".join(_pair_text(row, total) for row in rows), flat_bound(*intervals)
 
 
 def document_shape_items(data: ReportData, variant: str) -> list[tuple]:
@@ -105,16 +103,15 @@ def document_shape_items(data: ReportData, variant: str) -> list[tuple]:
         by = {r.comparison: r for r in group.itertuples(index=False)}
         if "first_vs_middle" not in by or "last_vs_middle" not in by:
             continue
-        total = int(group["documents_total"].max())
-        middle = f"{_pair_text(by['first_vs_middle'], total)}; {_pair_text(by['last_vs_middle'], total)}"
-        shape, bound = curve_shape(group), _flat_bound(by)
+        middle, bound = _middle_reading(by, int(group["documents_total"].max()))
+        shape = curve_shape(group)
         if shape != FLAT:
             text = f"{_DECISION_SHAPES[shape]} at 95%, paired by question ({middle})."
         elif bound is not None:
-            text = f"flat within ±{count(round(bound * 100), 'point', 'points')} at 95% ({middle})."
+            text = f"flat within {within_points(bound)} at 95% ({middle})."
         else:
             text = (f"not decided: neither end differs from the middle at 95% and the intervals reach past "
-                    f"±{round(FLAT_LIMIT * 100)} points ({middle}); more questions would tell.")
+                    f"{within_points(FLAT_LIMIT)} ({middle}); more questions would tell.")
         where = tokens(int(length)) + (f", {task}" if mine["task"].nunique() > 1 else "")
         items.append((Strong(f"Shape by gold position at {where}: "), text))
     return items

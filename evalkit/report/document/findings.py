@@ -11,16 +11,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from evalkit.report.analysis.shape import (
-    FLAT,
-    FLAT_LIMIT,
-    MIDDLE_BEST,
-    PRIMACY,
-    RECENCY,
-    U_CURVE,
-    UNDECIDED,
-    DepthShape,
-)
+from evalkit.report.analysis.document_positions import FLAT, MIDDLE_BEST, PRIMACY, RECENCY, U_CURVE, UNDECIDED
+from evalkit.report.analysis.shape import FLAT_LIMIT, DepthShape
 from evalkit.report.analysis.stats import wilson_interval
 from evalkit.report.document.blocks import Strong
 
@@ -218,20 +210,24 @@ def _depth_sentences(done: pd.DataFrame) -> list[str]:
     return out
 
 
+def within_points(bound: float) -> str:
+    """A flat bound in whole points: ``0.07 -> "±7 points"``, ``0.01 -> "±1 point"``."""
+    return "±" + count(round(bound * 100), "point", "points")
+
+
 def shape_line(shape: DepthShape, name_task: bool = False) -> tuple:
     """The decision block's shape bullet: ``"Shape at 4,096 tokens: recency at 95%: the end beats the middle
     (end − middle +40 pts [+25, +53]); the start does not (start − middle −3 pts [−18, +12])."``"""
     where = tokens(shape.context_length) + (f", {shape.task}" if name_task else "")
     start = f"start − middle {points_ci(*shape.primacy)}"
     end = f"end − middle {points_ci(*shape.recency)}"
-    limit = f"±{round(FLAT_LIMIT * 100)} points"
-    flat = f"±{count(round((shape.flat_within or 0) * 100), 'point', 'points')}"
+    limit = within_points(FLAT_LIMIT)
     text = {
         U_CURVE: f"U-shaped at 95%: both ends beat the middle ({start}; {end}).",
         PRIMACY: f"primacy at 95%: the start beats the middle ({start}); the end does not ({end}).",
         RECENCY: f"recency at 95%: the end beats the middle ({end}); the start does not ({start}).",
         MIDDLE_BEST: f"the middle is best at 95%: an end falls below it ({start}; {end}).",
-        FLAT: f"flat within {flat} at 95% ({start}; {end}).",
+        FLAT: f"flat within {within_points(shape.flat_within or 0)} at 95% ({start}; {end}).",
         UNDECIDED: f"not decided: neither end differs from the middle at 95%, and the intervals reach past {limit} "
                    f"({start}; {end}); more samples would tell.",
     }[shape.shape]
@@ -245,7 +241,7 @@ def shape_lines(shapes: Sequence[DepthShape]) -> list[tuple]:
     if len(shapes) < 2 or any(s.shape != UNDECIDED for s in shapes):
         return [shape_line(s, several_tasks) for s in shapes]
     lengths = sorted({s.context_length for s in shapes})
-    where = tokens(lengths[0]) if len(lengths) == 1 else f"{tokens(lengths[0])[:-7]}–{tokens(lengths[-1])}"
+    where = tokens(lengths[0]) if len(lengths) == 1 else f"{lengths[0]:,}–{tokens(lengths[-1])}"
     return [(Strong("Shape: "), f"not decided at {where}: neither end differs from the middle at 95% at any "
-             f"tested length, and the intervals are too wide (past ±{round(FLAT_LIMIT * 100)} points) to call it "
+             f"tested length, and the intervals are too wide (past {within_points(FLAT_LIMIT)}) to call it "
              "flat; more samples would tell (the indices are under \"Where in the prompt\").")]
