@@ -175,3 +175,23 @@ def test_a_budget_that_ran_out_after_the_scored_line_ended_cut_nothing(metric, g
     # an answer scored right is right whatever the budget cut after it: only wrong ones are counted
     scored = trials.assign(correct=[True, False, True])
     assert truncated_count(scored) == (1 if cut else 0)
+
+
+def test_a_miss_with_a_whole_value_is_not_counted_as_cut_off():
+    """A base model that writes a look-alike's whole number and runs on was decided by that number, not the cut.
+
+    The distractors example's Gemma 3 misses all ran out of max_new_tokens (it never stops) after a complete
+    7-digit number; the decision block called 38% of them possibly wrong only because they were cut.
+    """
+    import pandas as pd
+
+    from evalkit.report.analysis.truncation import truncated_count
+
+    trials = pd.DataFrame({
+        "extra": [{"truncated": True}] * 5,
+        "generated": [" 1508619.\n\nQuestion:", " 1170808. The", " The special", " The special", " 7487674. The"],
+        "metric": ["contains"] * 5,
+        "failure": ["distractor", "absent", "truncated", None, "correct"],  # None: a record from before failure types
+        "correct": [False, False, False, False, True],
+    })
+    assert truncated_count(trials) == 2  # the failure type's "truncated" and the old record by its budget rule

@@ -6,7 +6,9 @@ al.'s, ``WHOLE_LINE_METRICS``; ``exact_match`` reads the first non-empty line) l
 ended before the budget ran out (a base model that never stops still ends its answer's line); any other metric
 may have. A cut-off answer scored wrong may be wrong only because it was cut (one scored right is right whatever
 followed: a base model that runs on after a complete number is not counted), so the share of those above
-``NOTABLE_TRUNCATION_SHARE`` is stated in the decision block with the fix.
+``NOTABLE_TRUNCATION_SHARE`` is stated in the decision block with the fix. Where a record has a failure type
+(``evalkit/failures.py``), only ``truncated`` counts: a miss whose answer already gave a whole value (a look-alike's,
+an invented one) before the budget ran out was decided by that value, not by the cut.
 """
 
 from __future__ import annotations
@@ -31,13 +33,27 @@ def answer_cut_off(extra: object, generated: object, metric: object) -> bool:
 
 
 def truncated_count(trials: pd.DataFrame) -> int:
-    """Trials scored wrong whose scored answer the generation budget cut off (``answer_cut_off``)."""
+    """Trials scored wrong whose scored answer the generation budget cut off.
+
+    A trial with a failure type is cut off when that type is ``truncated``; one without (records written before
+    failure types) when ``answer_cut_off`` says so.
+    """
     if "extra" not in trials:
         return 0
-    generated = trials["generated"] if "generated" in trials else pd.Series("", index=trials.index)
-    metric = trials["metric"] if "metric" in trials else pd.Series("", index=trials.index)
+    blank = pd.Series(None, index=trials.index, dtype=object)
+    generated = trials["generated"] if "generated" in trials else blank
+    metric = trials["metric"] if "metric" in trials else blank
+    failure = trials["failure"] if "failure" in trials else blank
     right = trials["correct"].fillna(False).astype(bool) if "correct" in trials else pd.Series(False, index=trials.index)
-    return int(sum(answer_cut_off(e, g, m) and not r for e, g, m, r in zip(trials["extra"], generated, metric, right)))
+    return int(sum(_cut_miss(*row) for row in zip(trials["extra"], generated, metric, failure, right)))
+
+
+def _cut_miss(extra: object, generated: object, metric: object, failure: object, right: bool) -> bool:
+    if right:
+        return False
+    if isinstance(failure, str):
+        return failure == "truncated"
+    return answer_cut_off(extra, generated, metric)
 
 
 def notable_truncation(trials: pd.DataFrame) -> tuple[int, int] | None:
