@@ -191,7 +191,7 @@ def test_a_miss_with_a_whole_value_is_not_counted_as_cut_off():
         "extra": [{"truncated": True}] * 5,
         "generated": [" 1508619.\n\nQuestion:", " 1170808. The", " The special", " The special", " 7487674. The"],
         "metric": ["contains"] * 5,
-        "failure": ["distractor", "absent", "truncated", None, "correct"],  # None: a record from before failure types
+        "failure": ["distractor", "absent", "truncated", "", "correct"],  # "": a record from before failure types
         "correct": [False, False, False, False, True],
     })
     assert truncated_count(trials) == 2  # the failure type's "truncated" and the old record by its budget rule

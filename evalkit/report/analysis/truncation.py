@@ -36,7 +36,7 @@ def truncated_count(trials: pd.DataFrame) -> int:
     """Trials scored wrong whose scored answer the generation budget cut off.
 
     A trial with a failure type is cut off when that type is ``truncated``; one without (records written before
-    failure types) when ``answer_cut_off`` says so.
+    failure types: none, or "") when ``answer_cut_off`` says so.
     """
     if "extra" not in trials:
         return 0
@@ -51,7 +51,7 @@ def truncated_count(trials: pd.DataFrame) -> int:
 def _cut_miss(extra: object, generated: object, metric: object, failure: object, right: bool) -> bool:
     if right:
         return False
-    if isinstance(failure, str):
+    if isinstance(failure, str) and failure:  # "": a record written before failure types
         return failure == "truncated"
     return answer_cut_off(extra, generated, metric)
 
