@@ -45,7 +45,7 @@ Rules, in order of precedence (the first that applies)
    only call a value that a distractor's sentence holds besides its own value invented.
 5. ``partial``: a multi-value answer with no other value holds some, not all, of the required values.
 6. ``truncated``: no value of the kind, and the budget ran out before the scored part of the answer ended
-   (``report/analysis/truncation.answer_cut_off``, per metric).
+   (``scoring.answer_cut_off``, per metric).
 7. ``format``: no value of the kind at all: a refusal, prose, a continuation of the haystack, an empty answer.
 """
 

@@ -247,3 +247,15 @@ def values_found(generated: str, values: Sequence[str]) -> tuple[bool, ...]:
             raise ValueError(f"required value {value!r} is empty after normalisation; it cannot be scored")
         found.append(_contains_tokens(output_tokens, tokens))
     return tuple(found)
+
+
+def answer_cut_off(extra: object, generated: object, metric: object) -> bool:
+    """True when the budget ran out before the part of the answer that ``metric`` scores had ended."""
+    if not (isinstance(extra, dict) and extra.get("truncated")):
+        return False
+    text = generated if isinstance(generated, str) else ""
+    if metric in WHOLE_LINE_METRICS:
+        return "\n" not in text  # the first line (empty if the answer opens with a newline) never ended
+    if metric == "exact_match":
+        return "\n" not in text.lstrip()  # the first non-empty line never ended
+    return True

@@ -9,7 +9,7 @@ from evalkit.attention.focus import attention_focus
 from evalkit.failures import Failure, FailureInput, classify_failure
 from evalkit.prompt.controls import TrialPrompt
 from evalkit.prompt.tokenization import decode_exact
-from evalkit.report.analysis.truncation import answer_cut_off
+from evalkit.scoring import answer_cut_off
 from evalkit.types import Score, Trial, TrialAttention
 
 __all__ = ["distractor_spans", "gold_values", "trial_failure", "trial_focus"]

@@ -166,7 +166,8 @@ def test_the_decision_block_states_a_notable_truncation_rate():
 def test_a_budget_that_ran_out_after_the_scored_line_ended_cut_nothing(metric, generated, cut):
     import pandas as pd
 
-    from evalkit.report.analysis.truncation import answer_cut_off, truncated_count
+    from evalkit.report.analysis.truncation import truncated_count
+    from evalkit.scoring import answer_cut_off
 
     assert answer_cut_off({"truncated": True}, generated, metric) is cut
     assert answer_cut_off({"truncated": False}, generated, metric) is False  # stopped by a stop token

@@ -2,7 +2,7 @@
 
 A trial's record says ``extra["truncated"]`` when generation used every one of ``max_new_tokens`` without a stop
 token. Whether that cut what the metric scores depends on the metric: one that reads only the first line (Liu et
-al.'s, ``WHOLE_LINE_METRICS``; ``exact_match`` reads the first non-empty line) lost nothing when that line had
+al.'s, ``WHOLE_LINE_METRICS``; ``exact_match`` reads the first non-empty line; ``scoring.answer_cut_off``) lost nothing when that line had
 ended before the budget ran out (a base model that never stops still ends its answer's line); any other metric
 may have. A cut-off answer scored wrong may be wrong only because it was cut (one scored right is right whatever
 followed: a base model that runs on after a complete number is not counted), so the share of those above
@@ -15,21 +15,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from evalkit.scoring import WHOLE_LINE_METRICS
+from evalkit.scoring import answer_cut_off
 
 NOTABLE_TRUNCATION_SHARE = 0.03  # above this share of trials the decision block states the rate
-
-
-def answer_cut_off(extra: object, generated: object, metric: object) -> bool:
-    """True when the budget ran out before the part of the answer that ``metric`` scores had ended."""
-    if not (isinstance(extra, dict) and extra.get("truncated")):
-        return False
-    text = generated if isinstance(generated, str) else ""
-    if metric in WHOLE_LINE_METRICS:
-        return "\n" not in text  # the first line (empty if the answer opens with a newline) never ended
-    if metric == "exact_match":
-        return "\n" not in text.lstrip()  # the first non-empty line never ended
-    return True
 
 
 def truncated_count(trials: pd.DataFrame) -> int:
