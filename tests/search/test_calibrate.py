@@ -46,6 +46,8 @@ def test_calibrate_runs_its_steps_as_runs_writes_trace_and_a_runnable_fragment(t
     original = load_config(path)
     assert calibrated.context_lengths == [128] and calibrated.search is None
     assert calibrated.depths == original.depths and calibrated.samples == original.samples
+    # --output-dir named the search's folder: the fragment's runs go where the config's own output_dir says
+    assert calibrated.output_dir == f"{original.output_dir}-{path_part(str(tiny_model_dir))}-passkey"
     assert "written by `evalkit calibrate" in fragment.read_text().splitlines()[0]
     assert main(["validate", str(fragment)]) == 0
 
