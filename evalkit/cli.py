@@ -171,13 +171,12 @@ def _add_other_commands(sub: Any) -> None:  # argparse's subparsers action
                         help="json: the JSON Schema (editors); markdown: the reference page of the documentation site")
 
 
-def _load(args: argparse.Namespace, *, apply_output_dir: bool = True):
+def _load(args: argparse.Namespace):
     from evalkit.config.schema import load_config
     from evalkit.models.registry import resolve_model_defaults
 
-    output_dir = args.output_dir if apply_output_dir else None
     # a built-in base model's entry gets its plain-prompt default here, before checks, plans and hashes see it
-    return resolve_model_defaults(load_config(args.config, list(args.overrides), output_dir=output_dir))
+    return resolve_model_defaults(load_config(args.config, list(args.overrides), output_dir=args.output_dir))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -300,9 +299,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """``evalkit calibrate CONFIG``: the difficulty search; prints each setting, its interval and its steps."""
     from evalkit.search.calibrate import calibrate, format_calibration
-
-    # --output-dir is the search's folder; the config keeps its own output_dir for the fragments' runs
-    for result in calibrate(_load(args, apply_output_dir=False), args.config, args.output_dir):
+    search_dir, args.output_dir = args.output_dir, None  # the search's folder; the config keeps its output_dir
+    for result in calibrate(_load(args), args.config, search_dir):
         print(format_calibration(result))
     return 0
 

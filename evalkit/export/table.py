@@ -21,8 +21,8 @@ import pandas as pd
 from evalkit.export.columns import DESCRIPTIONS
 from evalkit.report.analysis.attention import AttentionData
 from evalkit.report.analysis.attention import trial_table as needle_mass_per_trial
-from evalkit.scoring import answer_cut_off
 from evalkit.report.data.load import RECORD_COLUMNS, load_header, load_results
+from evalkit.scoring import answer_cut_off
 from evalkit.store.attention_arrays import attention_for_records
 from evalkit.store.format import FIELD_TYPES
 from evalkit.types import REGION_NEEDLE, TrialAttention

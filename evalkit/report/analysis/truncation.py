@@ -1,11 +1,11 @@
 """How many answers were cut off by the generation budget, and when a report must say so.
 
 A trial's record says ``extra["truncated"]`` when generation used every one of ``max_new_tokens`` without a stop
-token. Whether that cut what the metric scores depends on the metric: one that reads only the first line (Liu et
-al.'s, ``WHOLE_LINE_METRICS``; ``exact_match`` reads the first non-empty line; ``scoring.answer_cut_off``) lost nothing when that line had
-ended before the budget ran out (a base model that never stops still ends its answer's line); any other metric
-may have. A cut-off answer scored wrong may be wrong only because it was cut (one scored right is right whatever
-followed: a base model that runs on after a complete number is not counted), so the share of those above
+token. Whether that cut what the metric scores depends on the metric (``scoring.answer_cut_off``): one that reads
+only the first line (Liu et al.'s, ``WHOLE_LINE_METRICS``; ``exact_match`` reads the first non-empty line) lost
+nothing when that line had ended before the budget ran out (a base model that never stops still ends its
+answer's line); any other metric may have. A cut-off answer scored wrong may be wrong only because it was cut
+(one scored right is right whatever followed: a base model that runs on after a complete number is not counted), so the share of those above
 ``NOTABLE_TRUNCATION_SHARE`` is stated in the decision block with the fix. Where a record has a failure type
 (``evalkit/failures.py``), only ``truncated`` counts: a miss whose answer already gave a whole value (a look-alike's,
 an invented one) before the budget ran out was decided by that value, not by the cut.
